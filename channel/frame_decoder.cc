@@ -1,0 +1,81 @@
+#include "channel/frame_decoder.h"
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace hostd::channel {
+
+FrameDecoder::FrameDecoder(uint32_t max_body) : max_body_(max_body) {}
+
+absl::Span<char> FrameDecoder::WritableSpan() {
+  if (big_header_.has_value()) return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
+  if (buf_.size() < kChunk) buf_.resize(kChunk);
+  if (rpos_ == wpos_) {
+    rpos_ = wpos_ = 0;
+  } else if (buf_.size() - wpos_ < kChunk / 4) {
+    // What is left is at most one header plus an inline body, which fits with room to spare.
+    std::memmove(buf_.data(), buf_.data() + rpos_, wpos_ - rpos_);
+    wpos_ -= rpos_;
+    rpos_ = 0;
+  }
+  return absl::MakeSpan(buf_.data() + wpos_, buf_.size() - wpos_);
+}
+
+void FrameDecoder::CommitWrite(size_t n) {
+  if (big_header_.has_value()) {
+    big_filled_ += n;
+  } else {
+    wpos_ += n;
+  }
+}
+
+absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
+  if (!error_.ok()) return error_;
+  if (big_header_.has_value()) {
+    if (big_filled_ < big_.size()) return std::nullopt;
+    Frame f{*big_header_, std::move(big_)};
+    big_header_.reset();
+    big_ = std::string();
+    big_filled_ = 0;
+    return f;
+  }
+  size_t avail = wpos_ - rpos_;
+  if (avail < kFrameHeaderSize) return std::nullopt;
+  absl::StatusOr<FrameHeader> h = DecodeHeader(absl::string_view(buf_.data() + rpos_, kFrameHeaderSize), max_body_);
+  if (!h.ok()) {
+    error_ = h.status();
+    return error_;
+  }
+  size_t body_avail = avail - kFrameHeaderSize;
+  const char* body = buf_.data() + rpos_ + kFrameHeaderSize;
+  if (h->length <= kInlineBody) {
+    if (body_avail < h->length) return std::nullopt;
+    Frame f{*h, std::string(body, h->length)};
+    rpos_ += kFrameHeaderSize + h->length;
+    return f;
+  }
+  // Large body: give it its own buffer and let the following reads fill it directly.
+  size_t have = std::min<size_t>(body_avail, h->length);
+  big_.resize(h->length);
+  std::memcpy(big_.data(), body, have);
+  big_filled_ = have;
+  big_header_ = *h;
+  rpos_ += kFrameHeaderSize + have;
+  return Next();
+}
+
+absl::Status FrameDecoder::Finish() const {
+  if (!error_.ok()) return error_;
+  if (big_header_.has_value()) {
+    return absl::DataLossError(absl::StrFormat("stream ended mid-frame: %d of %d body bytes received",
+                                               big_filled_, big_.size()));
+  }
+  if (wpos_ != rpos_) {
+    return absl::DataLossError(
+        absl::StrFormat("stream ended mid-frame: %d bytes of an incomplete frame", wpos_ - rpos_));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hostd::channel

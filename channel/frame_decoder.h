@@ -1,0 +1,70 @@
+// FrameDecoder turns a byte stream into frames.
+//
+// Usage, once per read:
+//   absl::Span<char> span = decoder.WritableSpan();
+//   size_t n = read(fd, span.data(), span.size());
+//   decoder.CommitWrite(n);
+//   while (true) {
+//     absl::StatusOr<std::optional<Frame>> f = decoder.Next();
+//     if (!f.ok()) { /* protocol error: close the connection */ }
+//     if (!f->has_value()) break;  // need more bytes
+//     Handle(**f);
+//   }
+//   ...on EOF: decoder.Finish() says whether the stream ended at a frame boundary.
+//
+// Guarantees: partial and coalesced reads yield the same frames; a header is
+// validated (magic, version, type, length <= max_body) before any body memory is
+// allocated; a body larger than kInlineBody is read straight into its own buffer
+// (no second copy). After an error every later call returns the same error.
+// Thread-compatible: one reader at a time.
+#ifndef HOSTD_CHANNEL_FRAME_DECODER_H_
+#define HOSTD_CHANNEL_FRAME_DECODER_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "channel/frame.h"
+
+namespace hostd::channel {
+
+struct Frame {
+  FrameHeader header;
+  std::string body;
+};
+
+class FrameDecoder {
+ public:
+  static constexpr size_t kChunk = 64 * 1024;
+  static constexpr size_t kInlineBody = 16 * 1024;
+
+  explicit FrameDecoder(uint32_t max_body = kDefaultMaxFrameBody);
+
+  // Where the next read should put its bytes; never empty.
+  absl::Span<char> WritableSpan();
+  // Records that the first `n` bytes of the last WritableSpan were filled.
+  void CommitWrite(size_t n);
+  // The next complete frame, nullopt when more bytes are needed, or the protocol error.
+  absl::StatusOr<std::optional<Frame>> Next();
+  // Call on EOF: OK at a frame boundary, DataLoss naming how much of a frame was cut off.
+  absl::Status Finish() const;
+
+  // Bytes of memory this decoder holds, for tests of the allocation bound.
+  size_t reserved_bytes() const { return buf_.capacity() + big_.capacity(); }
+
+ private:
+  uint32_t max_body_;
+  absl::Status error_;
+  std::string buf_;
+  size_t rpos_ = 0;
+  size_t wpos_ = 0;
+  // A large body being filled in place.
+  std::optional<FrameHeader> big_header_;
+  std::string big_;
+  size_t big_filled_ = 0;
+};
+
+}  // namespace hostd::channel
+
+#endif  // HOSTD_CHANNEL_FRAME_DECODER_H_

@@ -1,0 +1,429 @@
+#include "channel/listener.h"
+
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/asio/write.hpp"
+#include "channel/frame_decoder.h"
+#include "channel/transport.h"
+
+namespace hostd::channel {
+
+namespace asio = boost::asio;
+
+namespace {
+
+class ServerConn;
+
+struct Session {
+  uint64_t delivered = 0;
+  std::weak_ptr<ServerConn> conn;
+  absl::Time idle_since = absl::InfiniteFuture();
+};
+
+std::chrono::nanoseconds ToChrono(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
+
+}  // namespace
+
+// All state lives on the loop thread.
+class Listener::Impl : public std::enable_shared_from_this<Listener::Impl> {
+ public:
+  Impl(EventLoop& loop, Receiver& receiver, ListenerOptions opts)
+      : loop(loop), receiver(receiver), opts(opts), sweep_timer(loop.context()) {
+    incarnation = opts.incarnation;
+    while (incarnation == 0) incarnation = absl::Uniform<uint64_t>(absl::BitGen());
+  }
+
+  void Start();
+  void Close();          // loop thread
+  void SweepSessions();  // loop thread
+  void ConnEnded(const std::shared_ptr<ServerConn>& conn);
+
+  EventLoop& loop;
+  Receiver& receiver;
+  const ListenerOptions opts;
+  uint64_t incarnation = 0;
+  std::unique_ptr<StreamAcceptor> acceptor;
+  ChannelAddr addr = ChannelAddr::Local(0);
+  absl::node_hash_map<uint64_t, Session> sessions;  // node map: Session& stays valid
+  absl::flat_hash_set<std::shared_ptr<ServerConn>> conns;
+  ListenerStats stats;
+  uint64_t next_conn_id = 1;
+  bool closed = false;
+  asio::steady_timer sweep_timer;
+  // Set by a caller of Close() waiting for the goodbye frames to be written.
+  std::function<void()> on_all_closed;
+};
+
+namespace {
+
+// One accepted connection. Holds the Impl (so handlers can run after the Listener is
+// destroyed); the Impl drops its reference when the connection ends.
+class ServerConn : public std::enable_shared_from_this<ServerConn> {
+ public:
+  ServerConn(std::shared_ptr<Listener::Impl> owner, Socket sock, uint64_t id)
+      : owner_(std::move(owner)),
+        sock_(std::move(sock)),
+        decoder_(owner_->opts.max_frame_body),
+        handshake_timer_(owner_->loop.context()),
+        ack_timer_(owner_->loop.context()),
+        name_(absl::StrCat("connection #", id, " to ", owner_->addr.ToString())) {}
+
+  void Start() {
+    std::weak_ptr<ServerConn> weak = weak_from_this();
+    EventLoop* loop = &owner_->loop;
+    wake_ = [weak, loop] {
+      loop->Post([weak] {
+        if (auto self = weak.lock()) self->Resume();
+      });
+    };
+    handshake_timer_.expires_after(ToChrono(owner_->opts.handshake_timeout));
+    handshake_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec && self->state_ == State::kHandshake) {
+        self->ProtocolError(absl::DeadlineExceededError("no hello within the handshake timeout"));
+      }
+    });
+    StartRead();
+  }
+
+  // Graceful: ack what was delivered, say goodbye, close once written.
+  void CloseGracefully(absl::string_view reason) {
+    if (state_ == State::kHandshake) return Finish();
+    if (state_ != State::kOpen) return;
+    SendAck(/*force=*/false);
+    QueueFrame(FrameType::kClose, 0, std::string(reason));
+    state_ = State::kClosing;
+    CloseIfDrained();
+  }
+
+  // Immediate: a newer connection took over this session.
+  void Abandon() { Finish(); }
+
+ private:
+  enum class State { kHandshake, kOpen, kClosing, kClosed };
+
+  void StartRead() {
+    if (state_ == State::kClosing || state_ == State::kClosed || paused_ || reading_) return;
+    reading_ = true;
+    absl::Span<char> span = decoder_.WritableSpan();
+    sock_.async_read_some(asio::buffer(span.data(), span.size()),
+                          [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                            self->OnRead(ec, n);
+                          });
+  }
+
+  void OnRead(boost::system::error_code ec, size_t n) {
+    reading_ = false;
+    if (state_ == State::kClosed) return;
+    if (ec) {
+      if (ec == asio::error::eof) {
+        absl::Status tail = decoder_.Finish();
+        if (!tail.ok()) base::Log().warn("{}: peer went away: {}", name_, tail.message());
+      } else if (ec != asio::error::operation_aborted) {
+        base::Log().debug("{}: read failed: {}", name_, ec.message());
+      }
+      return Finish();
+    }
+    decoder_.CommitWrite(n);
+    owner_->stats.bytes_received += n;
+    ProcessFrames();
+    MaybeAck();
+    StartRead();
+  }
+
+  void ProcessFrames() {
+    while (state_ == State::kHandshake || state_ == State::kOpen) {
+      if (paused_) return;
+      absl::StatusOr<std::optional<Frame>> f = decoder_.Next();
+      if (!f.ok()) return ProtocolError(f.status());
+      if (!f->has_value()) return;
+      HandleFrame(std::move(**f));
+    }
+  }
+
+  void HandleFrame(Frame f) {
+    if (state_ == State::kHandshake) {
+      if (f.header.type != FrameType::kHello) {
+        return ProtocolError(absl::DataLossError(
+            absl::StrCat("expected a hello frame, got frame type ", static_cast<int>(f.header.type))));
+      }
+      absl::StatusOr<Hello> hello = DecodeHello(f.body);
+      if (!hello.ok()) return ProtocolError(hello.status());
+      return OnHello(*hello);
+    }
+    switch (f.header.type) {
+      case FrameType::kData: return OnData(f.header.seq, std::move(f.body));
+      case FrameType::kClose:
+        // The dialer flushed and is done with the session.
+        owner_->sessions.erase(session_id_);
+        session_ = nullptr;
+        return Finish();
+      default:
+        return ProtocolError(absl::DataLossError(
+            absl::StrCat("unexpected frame type ", static_cast<int>(f.header.type), " in an open session")));
+    }
+  }
+
+  void OnHello(const Hello& hello) {
+    handshake_timer_.cancel();
+    auto [it, inserted] = owner_->sessions.try_emplace(hello.session_id);
+    Session& s = it->second;
+    if (auto old = s.conn.lock(); old != nullptr && old.get() != this) {
+      base::Log().info("{}: session {:016x} moved to a new connection", name_, hello.session_id);
+      old->Abandon();
+    }
+    s.conn = weak_from_this();
+    s.idle_since = absl::InfiniteFuture();
+    session_id_ = hello.session_id;
+    session_ = &s;
+    acked_ = s.delivered;
+    QueueFrame(FrameType::kWelcome, 0, EncodeWelcome({owner_->incarnation, s.delivered, !inserted}));
+    state_ = State::kOpen;
+  }
+
+  void OnData(uint64_t seq, std::string body) {
+    Session& s = *session_;
+    if (seq <= s.delivered) {
+      ++owner_->stats.duplicates_dropped;
+      force_ack_ = true;
+      return;
+    }
+    if (seq != s.delivered + 1) {
+      return ProtocolError(absl::DataLossError(
+          absl::StrCat("out-of-sequence frame: seq ", seq, ", expected ", s.delivered + 1)));
+    }
+    size_t frame_bytes = kFrameHeaderSize + body.size();
+    absl::StatusOr<Message> msg = Message::FromWire(std::move(body));
+    if (!msg.ok()) return ProtocolError(msg.status());
+    paused_.emplace(seq, std::move(*msg));
+    paused_bytes_ = frame_bytes;
+    TryDeliverPaused();
+  }
+
+  // Offers the held message to the receiver; leaves it held (and reads paused) if full.
+  void TryDeliverPaused() {
+    if (!owner_->receiver.Deliver(paused_->second, wake_)) {
+      ++owner_->stats.deliveries_paused;
+      return;
+    }
+    session_->delivered = paused_->first;
+    paused_.reset();
+    ++owner_->stats.messages_received;
+    if (++unacked_ >= owner_->opts.ack_every) SendAck(false);
+  }
+
+  void Resume() {
+    if (state_ != State::kOpen || !paused_) return;
+    TryDeliverPaused();
+    if (paused_) return;
+    ProcessFrames();
+    MaybeAck();
+    StartRead();
+  }
+
+  void MaybeAck() {
+    if (state_ != State::kOpen || (unacked_ == 0 && !force_ack_)) return;
+    if (owner_->opts.ack_delay <= absl::ZeroDuration()) return SendAck(false);
+    if (ack_timer_armed_) return;
+    ack_timer_armed_ = true;
+    ack_timer_.expires_after(ToChrono(owner_->opts.ack_delay));
+    ack_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      self->ack_timer_armed_ = false;
+      if (!ec) self->SendAck(false);
+    });
+  }
+
+  void SendAck(bool force) {
+    if (session_ == nullptr) return;
+    uint64_t d = session_->delivered;
+    if (d <= acked_ && !force && !force_ack_) return;
+    acked_ = d;
+    unacked_ = 0;
+    force_ack_ = false;
+    ++owner_->stats.acks_sent;
+    QueueFrame(FrameType::kAck, d, "");
+  }
+
+  void QueueFrame(FrameType type, uint64_t seq, std::string body) {
+    EncodedHeader h = EncodeHeader({type, static_cast<uint32_t>(body.size()), seq});
+    std::string frame(h.data(), h.size());
+    frame += body;
+    out_.push_back(std::move(frame));
+    Flush();
+  }
+
+  void Flush() {
+    if (writing_ || out_.empty() || state_ == State::kClosed) return;
+    writing_ = true;
+    batch_.clear();
+    while (!out_.empty()) {
+      batch_.push_back(std::move(out_.front()));
+      out_.pop_front();
+    }
+    std::vector<asio::const_buffer> bufs;
+    for (const std::string& f : batch_) bufs.push_back(asio::buffer(f));
+    asio::async_write(sock_, bufs, [self = shared_from_this()](boost::system::error_code ec, size_t) {
+      self->writing_ = false;
+      if (ec) return self->Finish();
+      self->Flush();
+      self->CloseIfDrained();
+    });
+  }
+
+  void CloseIfDrained() {
+    if (state_ == State::kClosing && !writing_ && out_.empty()) {
+      boost::system::error_code ignored;
+      sock_.shutdown(asio::socket_base::shutdown_send, ignored);
+      Finish();
+    }
+  }
+
+  void ProtocolError(const absl::Status& why) {
+    if (state_ == State::kClosed || state_ == State::kClosing) return;
+    ++owner_->stats.protocol_errors;
+    base::Log().warn("{}: closing: {}", name_, why.message());
+    if (state_ == State::kOpen) {
+      // A hostd peer: tell it why, so it returns its messages instead of retrying.
+      paused_.reset();
+      QueueFrame(FrameType::kClose, 0, absl::StrCat("protocol error: ", why.message()));
+      state_ = State::kClosing;
+      return CloseIfDrained();
+    }
+    Finish();
+  }
+
+  void Finish() {
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
+    boost::system::error_code ignored;
+    sock_.close(ignored);
+    handshake_timer_.cancel();
+    ack_timer_.cancel();
+    if (session_ != nullptr && session_->conn.lock().get() == this) session_->idle_since = absl::Now();
+    owner_->ConnEnded(shared_from_this());
+  }
+
+  std::shared_ptr<Listener::Impl> owner_;
+  Socket sock_;
+  FrameDecoder decoder_;
+  asio::steady_timer handshake_timer_;
+  asio::steady_timer ack_timer_;
+  const std::string name_;
+  State state_ = State::kHandshake;
+  Receiver::Wake wake_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool ack_timer_armed_ = false;
+  bool force_ack_ = false;
+  uint64_t session_id_ = 0;
+  Session* session_ = nullptr;
+  uint64_t acked_ = 0;
+  uint32_t unacked_ = 0;
+  std::optional<std::pair<uint64_t, Message>> paused_;  // seq, message the receiver had no room for
+  size_t paused_bytes_ = 0;
+  std::deque<std::string> out_;
+  std::vector<std::string> batch_;  // frames being written
+};
+
+}  // namespace
+
+void Listener::Impl::Start() {
+  std::weak_ptr<Impl> weak = weak_from_this();
+  acceptor->Start([weak](Socket sock) {
+    auto self = weak.lock();
+    if (!self || self->closed) return;
+    ++self->stats.connections_accepted;
+    auto conn = std::make_shared<ServerConn>(self, std::move(sock), self->next_conn_id++);
+    self->conns.insert(conn);
+    conn->Start();
+  });
+  SweepSessions();
+}
+
+void Listener::Impl::SweepSessions() {
+  absl::Time now = absl::Now();
+  absl::erase_if(sessions, [&](const auto& kv) { return kv.second.idle_since + opts.session_linger < now; });
+  sweep_timer.expires_after(ToChrono(std::min(opts.session_linger, absl::Seconds(30))));
+  sweep_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (!ec && self && !self->closed) self->SweepSessions();
+  });
+}
+
+void Listener::Impl::ConnEnded(const std::shared_ptr<ServerConn>& conn) {
+  conns.erase(conn);
+  if (closed && conns.empty() && on_all_closed) std::exchange(on_all_closed, nullptr)();
+}
+
+void Listener::Impl::Close() {
+  if (!closed) {
+    closed = true;
+    acceptor->Close();
+    sweep_timer.cancel();
+    // Copy: closing a connection removes it from `conns`.
+    std::vector<std::shared_ptr<ServerConn>> open(conns.begin(), conns.end());
+    for (auto& c : open) c->CloseGracefully("listener closed");
+  }
+  // A repeated Close (the destructor after an explicit one) still gets its answer.
+  if (conns.empty() && on_all_closed) std::exchange(on_all_closed, nullptr)();
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Serve(EventLoop& loop, const ChannelAddr& addr,
+                                                          Receiver& receiver, ListenerOptions options) {
+  auto impl = std::make_shared<Impl>(loop, receiver, options);
+  absl::Status status;
+  loop.RunSync([&] {
+    absl::StatusOr<std::unique_ptr<StreamAcceptor>> acc = StreamAcceptor::Create(loop.context(), addr);
+    if (!acc.ok()) {
+      status = acc.status();
+      return;
+    }
+    impl->acceptor = std::move(*acc);
+    impl->addr = impl->acceptor->addr();
+    impl->Start();
+  });
+  HOSTD_RETURN_IF_ERROR(status);
+  base::Log().debug("listening on {} (incarnation {:016x})", impl->addr.ToString(), impl->incarnation);
+  return std::unique_ptr<Listener>(new Listener(std::move(impl)));
+}
+
+Listener::~Listener() { Close(); }
+
+const ChannelAddr& Listener::addr() const { return impl_->addr; }
+uint64_t Listener::incarnation() const { return impl_->incarnation; }
+
+ListenerStats Listener::stats() const {
+  ListenerStats out;
+  impl_->loop.RunSync([&] {
+    out = impl_->stats;
+    out.connections_open = impl_->conns.size();
+    out.sessions = impl_->sessions.size();
+  });
+  return out;
+}
+
+void Listener::Close() {
+  if (impl_->loop.InLoopThread()) return impl_->Close();
+  // Wait (bounded) until every goodbye is written, so dialers learn of the close
+  // from the CLOSE frame rather than from a timeout.
+  auto done = std::make_shared<absl::Notification>();
+  impl_->loop.Post([impl = impl_, done] {
+    impl->on_all_closed = [done] { done->Notify(); };
+    impl->Close();
+  });
+  if (!done->WaitForNotificationWithTimeout(absl::Seconds(5))) {
+    base::Log().warn("listener {}: peers did not take the close within 5s", impl_->addr.ToString());
+  }
+}
+
+}  // namespace hostd::channel

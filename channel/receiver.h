@@ -1,0 +1,53 @@
+// Receiver: where a Listener hands the messages it receives; Inbox: a bounded one.
+//
+// Backpressure runs through Deliver: a receiver with no room returns false and keeps
+// `wake`; the link then stops reading from that peer (its kernel buffer fills, then
+// the sender's bounded queue, then the sending caller waits or fails) until the
+// receiver calls `wake`. A message counts as delivered, and is acknowledged to its
+// sender, only once Deliver has taken it.
+#ifndef HOSTD_CHANNEL_RECEIVER_H_
+#define HOSTD_CHANNEL_RECEIVER_H_
+
+#include <deque>
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "channel/message.h"
+
+namespace hostd::channel {
+
+class Receiver {
+ public:
+  using Wake = std::function<void()>;
+  virtual ~Receiver() = default;
+
+  // Called on the listener's loop thread, in order within each session. Either takes
+  // `msg` (moves from it) and returns true, or leaves it untouched, keeps a copy of
+  // `wake` and returns false; `wake` may then be called once from any thread.
+  virtual bool Deliver(Message& msg, const Wake& wake) = 0;
+};
+
+// A bounded, thread-safe queue of received messages for a consumer thread to pull.
+class Inbox final : public Receiver {
+ public:
+  explicit Inbox(size_t capacity = 1024) : capacity_(capacity) {}
+
+  bool Deliver(Message& msg, const Wake& wake) override;
+
+  // The next message, or DeadlineExceeded when none arrives by `deadline`.
+  absl::StatusOr<Message> Receive(absl::Time deadline = absl::InfiniteFuture());
+  size_t size() const;
+
+ private:
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<Wake> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hostd::channel
+
+#endif  // HOSTD_CHANNEL_RECEIVER_H_

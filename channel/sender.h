@@ -1,0 +1,102 @@
+// Sender: the dialing end of a link. Carries messages to one address, each exactly
+// once and in order while both ends live, across reconnects.
+//
+//   auto sender = Sender::Dial(*loop, addr);          // connects lazily
+//   absl::Status s = sender->Send(*std::move(msg));  // blocks until acknowledged
+//   sender->Post(std::move(msg), [](absl::Status s, Message m) {
+//     if (!s.ok()) Bounce(ReturnReasonOf(s), m);       // fire-and-forget with a return path
+//   });
+//
+// Delivery. Every message gets the next sequence number of the session and stays
+// queued until the listener acknowledges it. A lost connection is re-dialed with
+// capped exponential backoff and jitter; the session resumes, the listener reports
+// what it already delivered, and only the rest is retransmitted. If the listener at
+// the address restarted (a new incarnation id) or lost the session, the session is
+// reset explicitly: unacknowledged messages are redelivered to the new incarnation
+// or returned, per `on_peer_restart`. A graceful close by the listener returns every
+// outstanding message at once (kPeerClosed); so does a message not acknowledged within
+// `delivery_timeout` (kTimeout; such a message may or may not have been delivered).
+// Nothing is dropped silently: each Post's `done` runs exactly once.
+//
+// Flow control. The queue (unsent + unacknowledged) is bounded by message count and
+// bytes. A full queue makes Post wait (WhenFull::kWait) or fail with
+// ResourceExhausted (WhenFull::kFail); a loop-thread caller must use kFail and may ask
+// NotifyWhenRoom. A message over the frame limit is refused with InvalidArgument.
+//
+// Thread-safe. `done` callbacks run on the loop thread and must not block; they may
+// run after Close() returns. The loop must outlive the Sender.
+#ifndef HOSTD_CHANNEL_SENDER_H_
+#define HOSTD_CHANNEL_SENDER_H_
+
+#include <functional>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "channel/channel_addr.h"
+#include "channel/event_loop.h"
+#include "channel/frame.h"
+#include "channel/link_stats.h"
+#include "channel/message.h"
+
+namespace hostd::channel {
+
+enum class WhenFull { kWait, kFail };
+enum class OnPeerRestart { kRedeliver, kReturn };
+
+struct SenderOptions {
+  uint32_t max_frame_body = kDefaultMaxFrameBody;
+  size_t max_queued_messages = 16384;
+  size_t max_queued_bytes = 64u << 20;  // one message larger than this still fits alone
+  absl::Duration delivery_timeout = absl::Seconds(30);
+  absl::Duration connect_timeout = absl::Seconds(10);  // connect plus handshake
+  absl::Duration backoff_initial = absl::Milliseconds(10);
+  absl::Duration backoff_max = absl::Seconds(1);
+  double backoff_multiplier = 2.0;
+  double backoff_jitter = 0.5;  // each delay is cut by a random fraction up to this
+  OnPeerRestart on_peer_restart = OnPeerRestart::kRedeliver;
+};
+
+// The ReturnReason carried by a status a Sender hands back (kNone for others).
+ReturnReason ReturnReasonOf(const absl::Status& status);
+
+class Sender {
+ public:
+  // OK once acknowledged; otherwise why, with the message handed back.
+  using Done = absl::AnyInvocable<void(absl::Status status, Message msg)>;
+
+  static std::unique_ptr<Sender> Dial(EventLoop& loop, const ChannelAddr& addr, SenderOptions options = {});
+  // Close(absl::Now()): outstanding messages are returned with kSenderClosed.
+  ~Sender();
+  Sender(const Sender&) = delete;
+  Sender& operator=(const Sender&) = delete;
+
+  // Queues `msg`. On error (too large, queue full with kFail, closed) neither `msg`
+  // nor `done` is consumed and `done` never runs.
+  absl::Status Post(Message&& msg, Done done, WhenFull when_full = WhenFull::kWait);
+  // Posts and waits for the acknowledgement. DeadlineExceeded if none by `deadline`
+  // (the message then stays queued and may still be delivered). Not on the loop thread.
+  absl::Status Send(Message msg, absl::Time deadline = absl::InfiniteFuture());
+  // Runs `fn` once (on the loop thread) when the queue has room again; at once if it has.
+  void NotifyWhenRoom(std::function<void()> fn);
+  // Waits until every queued message is acknowledged (or returned).
+  absl::Status Flush(absl::Time deadline);
+  // Flushes until `flush_deadline`, tells the listener the session is over, and
+  // returns what is still queued with kSenderClosed. Later Posts fail. Idempotent.
+  void Close(absl::Time flush_deadline = absl::Now());
+
+  const ChannelAddr& addr() const;
+  SenderStats stats() const;
+
+  class Impl;
+
+ private:
+  explicit Sender(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  // Shared with in-flight Asio handlers, which may outlive the Sender.
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace hostd::channel
+
+#endif  // HOSTD_CHANNEL_SENDER_H_

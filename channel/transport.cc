@@ -1,0 +1,383 @@
+#include "channel/transport.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/unique_fd.h"
+#include "boost/asio/basic_socket_acceptor.hpp"
+#include "boost/asio/post.hpp"
+
+namespace hostd::channel {
+namespace {
+
+namespace asio = boost::asio;
+using generic_stream = asio::generic::stream_protocol;
+using base::UniqueFd;
+using Acceptor = asio::basic_socket_acceptor<generic_stream>;
+
+absl::Status ErrnoStatus(int err, absl::string_view what) {
+  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  switch (err) {
+    case ECONNREFUSED:
+    case ENOENT:
+    case ECONNRESET:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH: return absl::UnavailableError(msg);
+    case EADDRINUSE: return absl::AlreadyExistsError(msg);
+    case EACCES:
+    case EPERM: return absl::PermissionDeniedError(msg);
+    case EADDRNOTAVAIL:
+    case EINVAL: return absl::InvalidArgumentError(msg);
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM: return absl::ResourceExhaustedError(msg);
+    default: return absl::InternalError(msg);
+  }
+}
+
+struct SockAddr {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  int family = AF_UNSPEC;
+  int protocol = 0;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+SockAddr ToSockAddr(const ChannelAddr& addr) {
+  SockAddr out;
+  if (addr.transport() == Transport::kTcp) {
+    out.protocol = IPPROTO_TCP;
+    if (addr.is_ipv6()) {
+      auto* sa = reinterpret_cast<sockaddr_in6*>(&out.storage);
+      sa->sin6_family = AF_INET6;
+      sa->sin6_port = htons(static_cast<uint16_t>(addr.port()));
+      inet_pton(AF_INET6, addr.host().c_str(), &sa->sin6_addr);  // validated by ChannelAddr
+      out.len = sizeof(*sa);
+    } else {
+      auto* sa = reinterpret_cast<sockaddr_in*>(&out.storage);
+      sa->sin_family = AF_INET;
+      sa->sin_port = htons(static_cast<uint16_t>(addr.port()));
+      inet_pton(AF_INET, addr.host().c_str(), &sa->sin_addr);
+      out.len = sizeof(*sa);
+    }
+    out.family = out.get()->sa_family;
+    return out;
+  }
+  auto* sa = reinterpret_cast<sockaddr_un*>(&out.storage);
+  sa->sun_family = AF_UNIX;
+  out.family = AF_UNIX;
+  const std::string& path = addr.host();
+  if (path.empty()) {
+    out.len = sizeof(sa_family_t);  // Linux autobind: the kernel picks an abstract name
+  } else if (path[0] == '@') {
+    sa->sun_path[0] = '\0';
+    std::memcpy(sa->sun_path + 1, path.data() + 1, path.size() - 1);
+    out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+  } else {
+    std::memcpy(sa->sun_path, path.data(), path.size());
+    out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+  }
+  return out;
+}
+
+absl::StatusOr<ChannelAddr> BoundAddr(int fd, const ChannelAddr& requested) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("getsockname for ", requested.ToString()));
+  }
+  if (requested.transport() == Transport::kTcp) {
+    uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                             : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    return ChannelAddr::Tcp(requested.host(), port);
+  }
+  if (!requested.host().empty()) return requested;
+  auto* sa = reinterpret_cast<sockaddr_un*>(&ss);
+  size_t name_len = len - offsetof(sockaddr_un, sun_path);
+  // Autobind names are five hex digits after the leading NUL.
+  return ChannelAddr::Unix(absl::StrCat("@", absl::string_view(sa->sun_path + 1, name_len - 1)));
+}
+
+void TuneSocket(int fd, int family) {
+  if (family == AF_INET || family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+}
+
+Socket Adopt(asio::io_context& ctx, UniqueFd fd, int family, int protocol) {
+  TuneSocket(fd.get(), family);
+  boost::system::error_code ec;
+  Socket s(ctx);
+  s.assign(generic_stream(family, protocol), fd.get(), ec);
+  if (!ec) fd.release();
+  return s;
+}
+
+// ---- kernel sockets (unix, tcp) ----
+
+class KernelAcceptor final : public StreamAcceptor {
+ public:
+  KernelAcceptor(asio::io_context& ctx, ChannelAddr addr, SockAddr sa, std::string unlink_path, struct stat st)
+      : ctx_(ctx),
+        addr_(std::move(addr)),
+        sa_(sa),
+        unlink_path_(std::move(unlink_path)),
+        bound_stat_(st),
+        acceptor_(std::make_shared<Acceptor>(ctx)) {}
+  ~KernelAcceptor() override { Close(); }
+
+  absl::Status Adopt(UniqueFd fd) {
+    boost::system::error_code ec;
+    acceptor_->assign(generic_stream(sa_.family, sa_.protocol), fd.get(), ec);
+    if (ec) return absl::InternalError(absl::StrCat("adopting listener for ", addr_.ToString(), ": ", ec.message()));
+    fd.release();
+    return absl::OkStatus();
+  }
+
+  const ChannelAddr& addr() const override { return addr_; }
+
+  void Start(AcceptFn on_accept) override { Arm(acceptor_, std::move(on_accept), ctx_, sa_, addr_.ToString()); }
+
+  void Close() override {
+    if (!acceptor_->is_open()) return;
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+    // Remove the path only if it is still the socket this listener created.
+    struct stat now {};
+    if (!unlink_path_.empty() && stat(unlink_path_.c_str(), &now) == 0 && now.st_ino == bound_stat_.st_ino &&
+        now.st_dev == bound_stat_.st_dev) {
+      ::unlink(unlink_path_.c_str());
+    }
+  }
+
+ private:
+  // Handlers hold the acceptor by shared_ptr (never `this`): one may still be queued
+  // after Close and destruction, and then sees a closed acceptor.
+  static void Arm(std::shared_ptr<Acceptor> acc, AcceptFn on_accept,
+                  asio::io_context& ctx, SockAddr sa, std::string name) {
+    auto* raw = acc.get();
+    raw->async_wait(asio::socket_base::wait_read, [acc = std::move(acc), on_accept = std::move(on_accept), &ctx, sa,
+                                                   name = std::move(name)](boost::system::error_code ec) mutable {
+      if (ec || !acc->is_open()) return;
+      while (true) {
+        int fd = ::accept4(acc->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+          if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) break;
+          // EMFILE and friends: keep serving; the next wake-up tries again.
+          base::Log().warn("accept on {} failed: {}", name, std::strerror(errno));
+          break;
+        }
+        on_accept(channel::Adopt(ctx, UniqueFd(fd), sa.family, sa.protocol));
+      }
+      Arm(std::move(acc), std::move(on_accept), ctx, sa, std::move(name));
+    });
+  }
+
+  asio::io_context& ctx_;
+  ChannelAddr addr_;
+  SockAddr sa_;
+  std::string unlink_path_;
+  struct stat bound_stat_;
+  std::shared_ptr<Acceptor> acceptor_;
+};
+
+// True when something accepts connections at this unix path.
+bool UnixPathLive(const SockAddr& sa) {
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  return probe.valid() && ::connect(probe.get(), sa.get(), sa.len) == 0;
+}
+
+absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx, const ChannelAddr& addr) {
+  SockAddr sa = ToSockAddr(addr);
+  UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
+  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("socket for ", addr.ToString()));
+  if (sa.family != AF_UNIX) {
+    int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  }
+  bool filesystem_path = addr.transport() == Transport::kUnix && !addr.host().empty() && !addr.is_abstract();
+  if (::bind(fd.get(), sa.get(), sa.len) != 0) {
+    int err = errno;
+    if (err == EADDRINUSE && filesystem_path && !UnixPathLive(sa)) {
+      // A socket file left by a listener that died: take the address over.
+      base::Log().info("replacing stale unix socket {}", addr.host());
+      ::unlink(addr.host().c_str());
+      if (::bind(fd.get(), sa.get(), sa.len) != 0) err = errno; else err = 0;
+    }
+    if (err != 0) {
+      absl::Status s = ErrnoStatus(err, absl::StrCat("cannot listen on ", addr.ToString()));
+      if (err == EADDRINUSE) {
+        return absl::AlreadyExistsError(absl::StrCat("cannot listen on ", addr.ToString(),
+                                                     ": another listener is serving it"));
+      }
+      return s;
+    }
+  }
+  if (::listen(fd.get(), SOMAXCONN) != 0) return ErrnoStatus(errno, absl::StrCat("listen on ", addr.ToString()));
+  HOSTD_ASSIGN_OR_RETURN(ChannelAddr bound, BoundAddr(fd.get(), addr));
+  struct stat st {};
+  if (filesystem_path) stat(addr.host().c_str(), &st);
+  auto acceptor = std::make_unique<KernelAcceptor>(ctx, std::move(bound), sa,
+                                                   filesystem_path ? addr.host() : std::string(), st);
+  HOSTD_RETURN_IF_ERROR(acceptor->Adopt(std::move(fd)));
+  return acceptor;
+}
+
+// ---- the in-process `local` transport ----
+
+// One registered local listener. Shared by the registry (weakly) and the acceptor.
+struct LocalEndpoint {
+  asio::io_context* ctx;
+  absl::Mutex mu;
+  bool closed ABSL_GUARDED_BY(mu) = false;
+  StreamAcceptor::AcceptFn on_accept ABSL_GUARDED_BY(mu);
+  std::vector<UniqueFd> backlog ABSL_GUARDED_BY(mu);  // dialed before Start
+};
+
+class LocalRegistry {
+ public:
+  static LocalRegistry& Get() {
+    static LocalRegistry* const r = new LocalRegistry();  // leaked: used until exit
+    return *r;
+  }
+
+  absl::StatusOr<uint64_t> Register(uint64_t id, std::shared_ptr<LocalEndpoint> ep) {
+    absl::MutexLock lock(&mu_);
+    if (id == 0) {
+      while (endpoints_.contains(next_id_)) ++next_id_;
+      id = next_id_++;
+    } else if (auto it = endpoints_.find(id); it != endpoints_.end() && !it->second.expired()) {
+      return absl::AlreadyExistsError(absl::StrCat("cannot listen on local:", id, ": another listener is serving it"));
+    }
+    endpoints_[id] = ep;
+    return id;
+  }
+  void Unregister(uint64_t id, const LocalEndpoint* ep) {
+    absl::MutexLock lock(&mu_);
+    auto it = endpoints_.find(id);
+    if (it != endpoints_.end() && it->second.lock().get() == ep) endpoints_.erase(it);
+  }
+  std::shared_ptr<LocalEndpoint> Find(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    auto it = endpoints_.find(id);
+    return it == endpoints_.end() ? nullptr : it->second.lock();
+  }
+
+ private:
+  absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<uint64_t, std::weak_ptr<LocalEndpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
+};
+
+void DeliverLocal(const std::shared_ptr<LocalEndpoint>& ep, UniqueFd fd) {
+  absl::MutexLock lock(&ep->mu);
+  if (ep->closed) return;  // fd closes: the dialer sees EOF
+  if (!ep->on_accept) {
+    ep->backlog.push_back(std::move(fd));
+    return;
+  }
+  auto shared_fd = std::make_shared<UniqueFd>(std::move(fd));
+  asio::post(*ep->ctx, [ep, shared_fd] {
+    StreamAcceptor::AcceptFn fn;
+    {
+      absl::MutexLock lock(&ep->mu);
+      if (ep->closed) return;
+      fn = ep->on_accept;
+    }
+    fn(Adopt(*ep->ctx, std::move(*shared_fd), AF_UNIX, 0));
+  });
+}
+
+class LocalAcceptor final : public StreamAcceptor {
+ public:
+  LocalAcceptor(ChannelAddr addr, std::shared_ptr<LocalEndpoint> ep) : addr_(std::move(addr)), ep_(std::move(ep)) {}
+  ~LocalAcceptor() override { Close(); }
+
+  const ChannelAddr& addr() const override { return addr_; }
+
+  void Start(AcceptFn on_accept) override {
+    std::vector<UniqueFd> backlog;
+    {
+      absl::MutexLock lock(&ep_->mu);
+      ep_->on_accept = std::move(on_accept);
+      backlog.swap(ep_->backlog);
+    }
+    for (UniqueFd& fd : backlog) DeliverLocal(ep_, std::move(fd));
+  }
+
+  void Close() override {
+    {
+      absl::MutexLock lock(&ep_->mu);
+      if (ep_->closed) return;
+      ep_->closed = true;
+      ep_->backlog.clear();
+    }
+    LocalRegistry::Get().Unregister(addr_.port(), ep_.get());
+  }
+
+ private:
+  ChannelAddr addr_;
+  std::shared_ptr<LocalEndpoint> ep_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StreamAcceptor>> StreamAcceptor::Create(asio::io_context& ctx,
+                                                                       const ChannelAddr& addr) {
+  if (addr.transport() != Transport::kLocal) return BindKernel(ctx, addr);
+  auto ep = std::make_shared<LocalEndpoint>();
+  ep->ctx = &ctx;
+  HOSTD_ASSIGN_OR_RETURN(uint64_t id, LocalRegistry::Get().Register(addr.port(), ep));
+  return std::make_unique<LocalAcceptor>(ChannelAddr::Local(id), std::move(ep));
+}
+
+void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::function<void(absl::Status, Socket)> done) {
+  auto fail = [&ctx, done](absl::Status s) {
+    asio::post(ctx, [&ctx, done, s] { done(s, Socket(ctx)); });
+  };
+  if (addr.is_any()) {
+    return fail(absl::InvalidArgumentError(absl::StrCat("cannot dial ", addr.ToString(), ": it is a bind-any address")));
+  }
+  if (addr.transport() == Transport::kLocal) {
+    std::shared_ptr<LocalEndpoint> ep = LocalRegistry::Get().Find(addr.port());
+    if (ep == nullptr) return fail(absl::UnavailableError(absl::StrCat("nothing listens at ", addr.ToString())));
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0) {
+      return fail(ErrnoStatus(errno, absl::StrCat("socketpair for ", addr.ToString())));
+    }
+    DeliverLocal(ep, UniqueFd(fds[1]));
+    auto sock = std::make_shared<Socket>(Adopt(ctx, UniqueFd(fds[0]), AF_UNIX, 0));
+    asio::post(ctx, [done, sock] { done(absl::OkStatus(), std::move(*sock)); });
+    return;
+  }
+  SockAddr sa = ToSockAddr(addr);
+  UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
+  if (!fd.valid()) return fail(ErrnoStatus(errno, absl::StrCat("socket for ", addr.ToString())));
+  auto sock = std::make_shared<Socket>(Adopt(ctx, std::move(fd), sa.family, sa.protocol));
+  generic_stream::endpoint ep(sa.get(), sa.len, sa.protocol);
+  sock->async_connect(ep, [sock, done, name = addr.ToString()](boost::system::error_code ec) {
+    if (ec) {
+      done(ErrnoStatus(ec.value(), absl::StrCat("cannot connect to ", name)), Socket(sock->get_executor()));
+      return;
+    }
+    done(absl::OkStatus(), std::move(*sock));
+  });
+}
+
+}  // namespace hostd::channel

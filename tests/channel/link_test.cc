@@ -1,0 +1,298 @@
+// Links on real sockets: the behaviour every transport must share.
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "channel/event_loop.h"
+#include "channel/listener.h"
+#include "channel/sender.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "link_test_util.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace hostd::channel {
+namespace {
+
+using ::hostd::testing::IsOk;
+using ::hostd::testing::StatusIs;
+using ::hostd::testing::TempDir;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+
+// A bind address per transport; "PATH" becomes a socket path in the test's temp dir.
+class LinkTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  ChannelAddr BindAddr() {
+    std::string text = GetParam();
+    if (text == "unix:PATH") text = "unix:" + dir_.Join("l.sock");
+    return *ChannelAddr::Parse(text);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<EventLoop> loop_ = EventLoop::Start("test-loop");
+};
+
+INSTANTIATE_TEST_SUITE_P(Transports, LinkTest,
+                         ::testing::Values("tcp:127.0.0.1:0", "tcp:[::1]:0", "unix:PATH", "unix:", "local:0"),
+                         [](const auto& info) {
+                           std::string name = info.param.substr(0, info.param.find(':'));
+                           if (info.param == "tcp:[::1]:0") name += "6";
+                           if (info.param == "unix:") name += "_abstract";
+                           return name;
+                         });
+
+TEST_P(LinkTest, ServeReportsConcreteAddress) {
+  Inbox inbox;
+  auto listener = Listener::Serve(*loop_, BindAddr(), inbox);
+  ASSERT_THAT(listener, IsOk());
+  EXPECT_FALSE((*listener)->addr().is_any()) << (*listener)->addr();
+  EXPECT_EQ((*listener)->addr().transport(), BindAddr().transport());
+  EXPECT_NE((*listener)->incarnation(), 0u);
+}
+
+TEST_P(LinkTest, SendCompletesOnAck) {
+  Inbox inbox;
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  auto sender = Sender::Dial(*loop_, listener->addr());
+  ASSERT_THAT(sender->Send(Numbered(1), HangGuard()), IsOk());
+  // Acknowledged means delivered: the message is already in the inbox.
+  EXPECT_EQ(inbox.size(), 1u);
+  EXPECT_EQ(NumberOf(*inbox.Receive(HangGuard())), 1u);
+  SenderStats s = sender->stats();
+  EXPECT_EQ(s.messages_acked, 1u);
+  EXPECT_EQ(s.queue_depth, 0u);
+  EXPECT_EQ(s.connects, 1u);
+}
+
+TEST_P(LinkTest, ManySendersToOneListenerEachInOrder) {
+  constexpr int kSenders = 8;
+  constexpr int kPerSender = 2000;
+  Inbox inbox(64);
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSenders; ++t) {
+    threads.emplace_back([&, t] {
+      auto sender = Sender::Dial(*loop_, listener->addr());
+      for (int i = 0; i < kPerSender; ++i) {
+        ASSERT_THAT(sender->Post(Numbered(t * 1000000 + i), nullptr), IsOk());
+      }
+      EXPECT_THAT(sender->Flush(HangGuard()), IsOk());
+    });
+  }
+  std::vector<uint64_t> next(kSenders, 0);
+  for (int i = 0; i < kSenders * kPerSender; ++i) {
+    absl::StatusOr<Message> m = inbox.Receive(HangGuard());
+    ASSERT_THAT(m, IsOk());
+    uint64_t n = NumberOf(*m);
+    int t = static_cast<int>(n / 1000000);
+    ASSERT_EQ(n % 1000000, next[t]) << "sender " << t << " out of order";
+    ++next[t];
+  }
+  for (auto& th : threads) th.join();
+  ListenerStats ls = listener->stats();
+  EXPECT_EQ(ls.messages_received, static_cast<uint64_t>(kSenders * kPerSender));
+  EXPECT_EQ(ls.connections_accepted, static_cast<uint64_t>(kSenders));
+  EXPECT_EQ(ls.duplicates_dropped, 0u);
+  EXPECT_EQ(ls.protocol_errors, 0u);
+}
+
+TEST_P(LinkTest, LargeMessagesArriveIntact) {
+  Inbox inbox;
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  auto sender = Sender::Dial(*loop_, listener->addr());
+  std::string big(3 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131);
+  ASSERT_THAT(sender->Send(*Message::Create("d", "p", "s", big), HangGuard()), IsOk());
+  absl::StatusOr<Message> m = inbox.Receive(HangGuard());
+  ASSERT_THAT(m, IsOk());
+  EXPECT_TRUE(m->payload() == big);
+}
+
+TEST_P(LinkTest, GracefulSenderCloseEndsTheSession) {
+  Inbox inbox;
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  auto sender = Sender::Dial(*loop_, listener->addr());
+  for (int i = 0; i < 10; ++i) ASSERT_THAT(sender->Post(Numbered(i), nullptr), IsOk());
+  sender->Close(HangGuard());
+  EXPECT_THAT(ReceiveNumbers(inbox, 10), ElementsAreArray(Iota(0, 10)));
+  EXPECT_THAT(sender->Post(Numbered(99), nullptr), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("closed")));
+  // The listener dropped the session once the goodbye arrived.
+  for (int i = 0; i < 1000 && listener->stats().sessions != 0; ++i) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(listener->stats().sessions, 0u);
+}
+
+TEST_P(LinkTest, ListenerCloseReturnsOutstandingMessagesPromptly) {
+  Inbox inbox(1);  // full after one: the rest stay unacknowledged
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  SenderOptions opts;
+  opts.delivery_timeout = absl::Hours(1);  // so only the goodbye can explain a prompt return
+  auto sender = Sender::Dial(*loop_, listener->addr(), opts);
+  Outcomes outcomes;
+  for (int i = 0; i < 5; ++i) ASSERT_THAT(sender->Post(Numbered(i), outcomes.Track()), IsOk());
+  outcomes.WaitFor(1);  // the first is delivered and acknowledged
+  listener->Close();
+  outcomes.WaitFor(5);
+  EXPECT_THAT(outcomes.acked(), ElementsAreArray({0}));
+  ASSERT_EQ(outcomes.returned().size(), 4u);
+  for (auto& [n, status] : outcomes.returned()) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("closed: listener closed")));
+    EXPECT_EQ(ReturnReasonOf(status), ReturnReason::kPeerClosed);
+  }
+}
+
+TEST_P(LinkTest, ReceiverThatStopsReadingBoundsTheSenderQueue) {
+  Inbox inbox(4);
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  SenderOptions opts;
+  opts.max_queued_messages = 100;
+  auto sender = Sender::Dial(*loop_, listener->addr(), opts);
+  const std::string pad(1000, 'p');  // fill kernel buffers sooner
+  uint64_t posted = 0;
+  absl::Status s;
+  absl::Time guard = HangGuard();
+  while (absl::Now() < guard) {
+    Message m = Numbered(posted, pad);
+    s = sender->Post(std::move(m), nullptr, WhenFull::kFail);
+    if (!s.ok()) break;
+    ++posted;
+    if (posted % 100 == 0) absl::SleepFor(absl::Milliseconds(1));  // let the loop push bytes out
+  }
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("is full (100 messages")));
+  SenderStats st = sender->stats();
+  EXPECT_EQ(st.queue_depth, 100u);
+  EXPECT_LE(st.queue_bytes, 100 * (1000 + 64));
+  EXPECT_GE(st.sends_rejected, 1u);
+  EXPECT_GT(listener->stats().deliveries_paused, 0u);
+
+  // A waiting sender resumes once the receiver drains; everything arrives in order.
+  std::thread waiter([&] {
+    for (int i = 0; i < 50; ++i) EXPECT_THAT(sender->Post(Numbered(posted + i, pad), nullptr), IsOk());
+  });
+  EXPECT_THAT(ReceiveNumbers(inbox, posted + 50), ElementsAreArray(Iota(0, posted + 50)));
+  waiter.join();
+  EXPECT_GT(sender->stats().sends_waited, 0u);
+}
+
+TEST_P(LinkTest, NotifyWhenRoomFiresOnceRoomFrees) {
+  Inbox inbox(1);
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);
+  SenderOptions opts;
+  opts.max_queued_messages = 2;
+  auto sender = Sender::Dial(*loop_, listener->addr(), opts);
+  // One delivered (inbox full), one held by the paused connection, two queued.
+  int posted = 0;
+  while (sender->Post(Numbered(posted), nullptr, WhenFull::kFail).ok()) ++posted;
+  absl::Notification room;
+  sender->NotifyWhenRoom([&] { room.Notify(); });
+  EXPECT_FALSE(room.HasBeenNotified());
+  ASSERT_THAT(inbox.Receive(HangGuard()), IsOk());
+  EXPECT_TRUE(room.WaitForNotificationWithDeadline(HangGuard()));
+}
+
+TEST(LinkDialTest, DialBeforeServeBuffersThenDeliversInOrder) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  for (const std::string& text : {"unix:" + dir.Join("late.sock"), std::string("local:987654")}) {
+    ChannelAddr addr = *ChannelAddr::Parse(text);
+    auto sender = Sender::Dial(*loop, addr);
+    Outcomes outcomes;
+    for (int i = 0; i < 100; ++i) ASSERT_THAT(sender->Post(Numbered(i), outcomes.Track()), IsOk());
+    absl::SleepFor(absl::Milliseconds(50));  // let a few connection attempts fail first
+    EXPECT_GT(sender->stats().connect_failures, 0u) << text;
+    Inbox inbox;
+    auto listener = Listener::Serve(*loop, addr, inbox);
+    ASSERT_THAT(listener, IsOk());
+    EXPECT_THAT(ReceiveNumbers(inbox, 100), ElementsAreArray(Iota(0, 100))) << text;
+    outcomes.WaitFor(100);
+    EXPECT_EQ(outcomes.acked().size(), 100u);
+  }
+}
+
+TEST(LinkDialTest, ServingATakenAddressIsAlreadyExists) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  Inbox inbox;
+  for (const std::string& text : {"unix:" + dir.Join("x.sock"), std::string("unix:@hostd-test-taken"), std::string("local:424242")}) {
+    auto first = Listener::Serve(*loop, *ChannelAddr::Parse(text), inbox);
+    ASSERT_THAT(first, IsOk());
+    EXPECT_THAT(Listener::Serve(*loop, *ChannelAddr::Parse(text), inbox),
+                StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("another listener is serving it")))
+        << text;
+  }
+}
+
+TEST(LinkDialTest, StaleUnixSocketFileIsReplaced) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  ChannelAddr addr = *ChannelAddr::Parse("unix:" + dir.Join("stale.sock"));
+  {
+    // A listener that dies without cleaning up leaves its socket file behind.
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strcpy(sa.sun_path, addr.host().c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    ::close(fd);
+  }
+  Inbox inbox;
+  auto listener = Listener::Serve(*loop, addr, inbox);
+  ASSERT_THAT(listener, IsOk());
+  auto sender = Sender::Dial(*loop, addr);
+  EXPECT_THAT(sender->Send(Numbered(5), HangGuard()), IsOk());
+  (*listener)->Close();
+  EXPECT_FALSE(std::filesystem::exists(addr.host())) << "Close removes the socket file";
+}
+
+TEST(LinkDialTest, OversizedSendIsRefusedWithClearError) {
+  auto loop = EventLoop::Start("test-loop");
+  SenderOptions opts;
+  opts.max_frame_body = 1000;
+  auto sender = Sender::Dial(*loop, ChannelAddr::Local(1), opts);
+  Message m = Numbered(1, std::string(2000, 'x'));
+  EXPECT_THAT(sender->Post(std::move(m), nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exceeds the link's frame limit of 1000 bytes")));
+  // Refused means untouched: the caller still has its message.
+  EXPECT_EQ(NumberOf(m), 1u);
+  EXPECT_EQ(sender->stats().sends_rejected, 1u);
+}
+
+TEST(LinkDialTest, DeliveryTimeoutReturnsMessagesWithReason) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  SenderOptions opts;
+  opts.delivery_timeout = absl::Milliseconds(200);
+  auto sender = Sender::Dial(*loop, *ChannelAddr::Parse("unix:" + dir.Join("nobody.sock")), opts);
+  Outcomes outcomes;
+  for (int i = 0; i < 3; ++i) ASSERT_THAT(sender->Post(Numbered(i), outcomes.Track()), IsOk());
+  outcomes.WaitFor(3);
+  ASSERT_EQ(outcomes.returned().size(), 3u);
+  for (auto& [n, status] : outcomes.returned()) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("no acknowledgement from unix:")));
+    EXPECT_EQ(ReturnReasonOf(status), ReturnReason::kTimeout);
+  }
+  EXPECT_EQ(sender->stats().messages_returned, 3u);
+  EXPECT_EQ(sender->stats().queue_depth, 0u);
+}
+
+TEST(LinkDialTest, SenderCloseReturnsWhatIsStillQueued) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  auto sender = Sender::Dial(*loop, *ChannelAddr::Parse("unix:" + dir.Join("nobody.sock")));
+  Outcomes outcomes;
+  ASSERT_THAT(sender->Post(Numbered(7), outcomes.Track()), IsOk());
+  sender->Close();
+  outcomes.WaitFor(1);
+  ASSERT_EQ(outcomes.returned().size(), 1u);
+  EXPECT_THAT(outcomes.returned()[0].second, StatusIs(absl::StatusCode::kCancelled, HasSubstr("closed before")));
+  EXPECT_EQ(ReturnReasonOf(outcomes.returned()[0].second), ReturnReason::kSenderClosed);
+}
+
+}  // namespace
+}  // namespace hostd::channel
