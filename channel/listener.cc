@@ -1,5 +1,6 @@
 #include "channel/listener.h"
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <string>
@@ -32,6 +33,11 @@ struct Session {
 };
 
 std::chrono::nanoseconds ToChrono(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
+
+// After its goodbye a connection reads (and discards) until the peer closes, so the
+// goodbye is not lost to EPIPE or a TCP reset; this bounds that wait, and a goodbye
+// the peer never reads.
+constexpr absl::Duration kCloseLinger = absl::Seconds(2);
 
 }  // namespace
 
@@ -77,12 +83,15 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
         decoder_(owner_->opts.max_frame_body),
         handshake_timer_(owner_->loop.context()),
         ack_timer_(owner_->loop.context()),
+        close_timer_(owner_->loop.context()),
         name_(absl::StrCat("connection #", id, " to ", owner_->addr.ToString())) {}
 
   void Start() {
     std::weak_ptr<ServerConn> weak = weak_from_this();
     EventLoop* loop = &owner_->loop;
     wake_ = [weak, loop] {
+      // The receiver may call this late; a connection that is gone needs nothing.
+      if (weak.expired()) return;
       loop->Post([weak] {
         if (auto self = weak.lock()) self->Resume();
       });
@@ -100,20 +109,32 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   void CloseGracefully(absl::string_view reason) {
     if (state_ == State::kHandshake) return Finish();
     if (state_ != State::kOpen) return;
-    SendAck(/*force=*/false);
-    QueueFrame(FrameType::kClose, 0, std::string(reason));
-    state_ = State::kClosing;
-    CloseIfDrained();
+    SayGoodbye(reason);
   }
 
   // Immediate: a newer connection took over this session.
   void Abandon() { Finish(); }
 
  private:
-  enum class State { kHandshake, kOpen, kClosing, kClosed };
+  // kClosing: goodbye queued; kDraining: goodbye written and our side shut down.
+  // Both read and discard until the peer closes.
+  enum class State { kHandshake, kOpen, kClosing, kDraining, kClosed };
+
+  bool Discarding() const { return state_ == State::kClosing || state_ == State::kDraining; }
 
   void StartRead() {
-    if (state_ == State::kClosing || state_ == State::kClosed || paused_ || reading_) return;
+    if (state_ == State::kClosed || reading_) return;
+    if (Discarding()) {
+      reading_ = true;
+      discard_.resize(4096);
+      sock_.async_read_some(asio::buffer(discard_), [self = shared_from_this()](boost::system::error_code ec, size_t) {
+        self->reading_ = false;
+        if (ec) return self->Finish();
+        self->StartRead();
+      });
+      return;
+    }
+    if (paused_) return;
     reading_ = true;
     absl::Span<char> span = decoder_.WritableSpan();
     sock_.async_read_some(asio::buffer(span.data(), span.size()),
@@ -125,6 +146,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   void OnRead(boost::system::error_code ec, size_t n) {
     reading_ = false;
     if (state_ == State::kClosed) return;
+    if (Discarding()) return ec ? Finish() : StartRead();
     if (ec) {
       if (ec == asio::error::eof) {
         absl::Status tail = decoder_.Finish();
@@ -202,11 +224,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       return ProtocolError(absl::DataLossError(
           absl::StrCat("out-of-sequence frame: seq ", seq, ", expected ", s.delivered + 1)));
     }
-    size_t frame_bytes = kFrameHeaderSize + body.size();
     absl::StatusOr<Message> msg = Message::FromWire(std::move(body));
     if (!msg.ok()) return ProtocolError(msg.status());
     paused_.emplace(seq, std::move(*msg));
-    paused_bytes_ = frame_bytes;
     TryDeliverPaused();
   }
 
@@ -239,7 +259,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     ack_timer_.expires_after(ToChrono(owner_->opts.ack_delay));
     ack_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       self->ack_timer_armed_ = false;
-      if (!ec) self->SendAck(false);
+      if (!ec && self->state_ == State::kOpen) self->SendAck(false);
     });
   }
 
@@ -280,25 +300,36 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     });
   }
 
+  // Acknowledges everything delivered, then sends CLOSE with `reason`: the dialer
+  // completes what was delivered and returns the rest, at once.
+  void SayGoodbye(absl::string_view reason) {
+    paused_.reset();  // not delivered, so not acknowledged: the dialer gets it back
+    SendAck(/*force=*/false);
+    QueueFrame(FrameType::kClose, 0, std::string(reason));
+    state_ = State::kClosing;
+    close_timer_.expires_after(ToChrono(kCloseLinger));
+    close_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->Finish();
+    });
+    CloseIfDrained();
+    StartRead();
+  }
+
   void CloseIfDrained() {
     if (state_ == State::kClosing && !writing_ && out_.empty()) {
       boost::system::error_code ignored;
       sock_.shutdown(asio::socket_base::shutdown_send, ignored);
-      Finish();
+      state_ = State::kDraining;
     }
   }
 
   void ProtocolError(const absl::Status& why) {
-    if (state_ == State::kClosed || state_ == State::kClosing) return;
+    if (state_ != State::kHandshake && state_ != State::kOpen) return;
     ++owner_->stats.protocol_errors;
     base::Log().warn("{}: closing: {}", name_, why.message());
-    if (state_ == State::kOpen) {
-      // A hostd peer: tell it why, so it returns its messages instead of retrying.
-      paused_.reset();
-      QueueFrame(FrameType::kClose, 0, absl::StrCat("protocol error: ", why.message()));
-      state_ = State::kClosing;
-      return CloseIfDrained();
-    }
+    // A hostd peer (past the handshake) is told why, so it returns its messages
+    // instead of retrying them.
+    if (state_ == State::kOpen) return SayGoodbye(absl::StrCat("protocol error: ", why.message()));
     Finish();
   }
 
@@ -309,6 +340,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     sock_.close(ignored);
     handshake_timer_.cancel();
     ack_timer_.cancel();
+    close_timer_.cancel();
     if (session_ != nullptr && session_->conn.lock().get() == this) session_->idle_since = absl::Now();
     owner_->ConnEnded(shared_from_this());
   }
@@ -318,6 +350,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   FrameDecoder decoder_;
   asio::steady_timer handshake_timer_;
   asio::steady_timer ack_timer_;
+  asio::steady_timer close_timer_;
   const std::string name_;
   State state_ = State::kHandshake;
   Receiver::Wake wake_;
@@ -330,7 +363,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   uint64_t acked_ = 0;
   uint32_t unacked_ = 0;
   std::optional<std::pair<uint64_t, Message>> paused_;  // seq, message the receiver had no room for
-  size_t paused_bytes_ = 0;
+  std::string discard_;  // reads after the goodbye land here
   std::deque<std::string> out_;
   std::vector<std::string> batch_;  // frames being written
 };
@@ -353,7 +386,7 @@ void Listener::Impl::Start() {
 void Listener::Impl::SweepSessions() {
   absl::Time now = absl::Now();
   absl::erase_if(sessions, [&](const auto& kv) { return kv.second.idle_since + opts.session_linger < now; });
-  sweep_timer.expires_after(ToChrono(std::min(opts.session_linger, absl::Seconds(30))));
+  sweep_timer.expires_after(ToChrono(std::clamp(opts.session_linger, absl::Seconds(1), absl::Seconds(30))));
   sweep_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     auto self = weak.lock();
     if (!ec && self && !self->closed) self->SweepSessions();
@@ -414,15 +447,17 @@ ListenerStats Listener::stats() const {
 
 void Listener::Close() {
   if (impl_->loop.InLoopThread()) return impl_->Close();
-  // Wait (bounded) until every goodbye is written, so dialers learn of the close
-  // from the CLOSE frame rather than from a timeout.
+  // Once Impl::Close has run nothing reaches the Receiver again, so that wait is
+  // unbounded. The goodbyes are then given a bounded time to reach the dialers (each
+  // connection ends by itself within kCloseLinger), so they learn of the close from
+  // the CLOSE frame rather than from a timeout.
   auto done = std::make_shared<absl::Notification>();
-  impl_->loop.Post([impl = impl_, done] {
-    impl->on_all_closed = [done] { done->Notify(); };
-    impl->Close();
+  impl_->loop.RunSync([&] {
+    impl_->on_all_closed = [done] { done->Notify(); };
+    impl_->Close();
   });
-  if (!done->WaitForNotificationWithTimeout(absl::Seconds(5))) {
-    base::Log().warn("listener {}: peers did not take the close within 5s", impl_->addr.ToString());
+  if (!done->WaitForNotificationWithTimeout(kCloseLinger + absl::Seconds(1))) {
+    base::Log().warn("listener {}: peers did not take the close in time", impl_->addr.ToString());
   }
 }
 

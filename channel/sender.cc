@@ -39,6 +39,7 @@ absl::Status Returned(absl::StatusCode code, ReturnReason reason, absl::string_v
 std::chrono::nanoseconds ToChrono(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
 
 struct Entry {
+  uint64_t gen;  // session generation it was posted in; bumped when a session is abandoned
   uint64_t seq;
   Message msg;
   EncodedHeader header;
@@ -53,6 +54,7 @@ struct Conn {
   FrameDecoder decoder{4096};  // a listener sends only Welcome, Ack and Close
   bool reading = false;
   bool hello_pending = true;
+  bool write_failed = false;  // reads go on: the listener's goodbye may still be in flight
   std::string hello;  // kept alive while being written
 };
 
@@ -106,7 +108,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
       if (closed_) return absl::FailedPreconditionError(absl::StrCat("sender to ", addr_.ToString(), " is closed"));
     }
     uint64_t seq = next_seq_++;
-    queue_.push_back(Entry{seq, std::move(msg), EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}),
+    queue_.push_back(Entry{session_gen_, seq, std::move(msg), EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}),
                            absl::Now(), std::move(done)});
     queued_bytes_ += size;
     stats_.max_queue_depth = std::max<uint64_t>(stats_.max_queue_depth, queue_.size());
@@ -117,11 +119,11 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
     return absl::OkStatus();
   }
 
-  void NotifyWhenRoom(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_) {
+  void NotifyWhenRoom(size_t bytes, std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_) {
     {
       absl::MutexLock lock(&mu_);
-      if (!HasRoom(0) && !closed_) {
-        room_waiters_.push_back(std::move(fn));
+      if (!HasRoom(bytes) && !closed_) {
+        room_waiters_.push_back({bytes, std::move(fn)});
         return;
       }
     }
@@ -256,6 +258,9 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
 
   void OnRead(boost::system::error_code ec, size_t n) {
     if (ec) {
+      if (conn_->write_failed && ec == asio::error::eof) {
+        return ConnectionLost("listener closed the connection while we were writing");
+      }
       return ConnectionLost(ec == asio::error::eof ? std::string("listener closed the connection without a goodbye")
                                                    : absl::StrCat("read failed: ", ec.message()));
     }
@@ -314,13 +319,15 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
         ++stats_.session_resets;
       }
       if (opts_.on_peer_restart == OnPeerRestart::kReturn) {
-        FailAll(Returned(absl::StatusCode::kUnavailable, ReturnReason::kPeerRestarted,
-                         absl::StrCat("listener at ", addr_.ToString(),
-                                      " restarted before acknowledging the message; it may have been delivered to "
-                                      "the previous incarnation")));
-      } else {
-        Renumber();
+        // Only messages written to the old incarnation and not acknowledged are in
+        // doubt; the ones it never saw go to the new incarnation like any others.
+        absl::Status why = Returned(absl::StatusCode::kUnavailable, ReturnReason::kPeerRestarted,
+                                    absl::StrCat("listener at ", addr_.ToString(),
+                                                 " restarted before acknowledging the message; it may have been "
+                                                 "delivered to the previous incarnation"));
+        Mutate([this, why, gen = CurrentGen(), written = highest_written_] { Fail(why, gen, written); });
       }
+      Mutate([this] { Renumber(); });
       acked_seq_ = 0;
       highest_written_ = 0;
     } else if (w.delivered_seq > highest_written_) {
@@ -393,7 +400,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   }
 
   void WriteMore() ABSL_LOCKS_EXCLUDED(mu_) {
-    if (writing_ || conn_ == nullptr) return;
+    if (writing_ || conn_ == nullptr || conn_->write_failed) return;
     std::shared_ptr<Conn> conn = conn_;
     std::vector<asio::const_buffer> bufs;
     if (conn->hello_pending) {
@@ -402,6 +409,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
     } else if (state_ == State::kOpen) {
       absl::MutexLock lock(&mu_);
       if (queue_.empty() || write_seq_ >= next_seq_) return;
+      write_seq_ = std::max(write_seq_, queue_.front().seq);
       size_t i = write_seq_ - queue_.front().seq;
       size_t bytes = 0;
       for (size_t n = 0; i < queue_.size() && n < kMaxBatchMessages && (n == 0 || bytes < kMaxBatchBytes); ++i, ++n) {
@@ -422,27 +430,52 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
       self->writing_ = false;
       self->RunDeferred();
       if (conn != self->conn_) return self->WriteMore();
-      if (ec) return self->ConnectionLost(absl::StrCat("write failed: ", ec.message()));
-      self->ReapAcked();
+      if (ec) {
+        // The listener may have acked and said goodbye before closing (EPIPE): let the
+        // read reach those frames, or the end of the stream, before deciding.
+        conn->write_failed = true;
+        if (!conn->reading) self->ConnectionLost(absl::StrCat("write failed: ", ec.message()));
+        return;
+      }
       self->WriteMore();
     });
   }
 
-  // Queue mutations that would invalidate buffers of an in-flight write wait for it.
+  // Queue mutations run in the order they are requested, but never while a write is
+  // in flight: its buffers point into the queue. Each op captures the values it needs
+  // (ack level, session generation) when requested, so a later reset cannot change
+  // what an earlier ack meant.
+  void Mutate(absl::AnyInvocable<void()> op) {
+    if (writing_) {
+      deferred_.push_back(std::move(op));
+      return;
+    }
+    op();
+  }
+
   void RunDeferred() {
     std::vector<absl::AnyInvocable<void()>> work;
     work.swap(deferred_);
     for (auto& w : work) w();
   }
 
-  void ReapAcked() ABSL_LOCKS_EXCLUDED(mu_) {
-    if (writing_) return;  // the write's completion reaps
+  uint64_t CurrentGen() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return session_gen_;
+  }
+
+  // Completes every message of the current session up to the listener's ack.
+  void ReapAcked() {
+    Mutate([this, gen = CurrentGen(), upto = acked_seq_] { Reap(gen, upto); });
+  }
+
+  void Reap(uint64_t gen, uint64_t upto) ABSL_LOCKS_EXCLUDED(mu_) {
     std::vector<Entry> done;
     std::vector<std::function<void()>> waiters;
     {
       absl::MutexLock lock(&mu_);
       absl::Time now = absl::Now();
-      while (!queue_.empty() && queue_.front().seq <= acked_seq_) {
+      while (!queue_.empty() && queue_.front().gen == gen && queue_.front().seq <= upto) {
         Entry& e = queue_.front();
         absl::Duration waited = now - e.enqueued;
         stats_.queue_time_total += waited;
@@ -452,7 +485,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
         queue_.pop_front();
       }
       stats_.messages_acked += done.size();
-      if (!done.empty() && HasRoom(0)) waiters.swap(room_waiters_);
+      if (!done.empty()) waiters = TakeRoomWaiters();
     }
     for (Entry& e : done) {
       if (e.done) e.done(absl::OkStatus(), std::move(e.msg));
@@ -461,52 +494,55 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
     ArmDeliveryTimer();
   }
 
-  // Gives every queued message a fresh number from 1, for a session the listener
-  // starts over. Deferred while a write holds pointers into the queue.
+  std::vector<std::function<void()>> TakeRoomWaiters() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<std::function<void()>> ready;
+    auto it = std::partition(room_waiters_.begin(), room_waiters_.end(),
+                             [this](const auto& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                               return !closed_ && !HasRoom(w.first);
+                             });
+    for (auto w = it; w != room_waiters_.end(); ++w) ready.push_back(std::move(w->second));
+    room_waiters_.erase(it, room_waiters_.end());
+    return ready;
+  }
+
+  // Gives every queued message a fresh number from 1 in the current generation, for
+  // a session the listener starts over.
   void Renumber() ABSL_LOCKS_EXCLUDED(mu_) {
-    if (writing_) {
-      deferred_.push_back([this] { Renumber(); });
-      return;
-    }
     absl::MutexLock lock(&mu_);
     uint64_t seq = 1;
     for (Entry& e : queue_) {
+      e.gen = session_gen_;
       e.seq = seq++;
       e.header = EncodeHeader({FrameType::kData, static_cast<uint32_t>(e.msg.wire_size()), e.seq});
     }
     next_seq_ = seq;
   }
 
-  // Returns every message queued now with `why`; messages posted later start the next
-  // session at seq 1. While a write holds pointers into the queue (its socket is
-  // already closed, so it completes at once) the removal waits for it; the failed
-  // messages are the oldest, so they are exactly the first `count` entries then.
+  // Returns every message posted so far with `why`; later posts start a new session
+  // generation numbered from 1.
   void FailAll(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_) {
-    size_t count;
+    uint64_t gen;
     {
       absl::MutexLock lock(&mu_);
-      count = queue_.size();
+      gen = session_gen_++;
       next_seq_ = 1;
     }
-    if (writing_) {
-      deferred_.push_back([this, why, count] { FailOldest(why, count); });
-      return;
-    }
-    FailOldest(why, count);
+    Mutate([this, why = std::move(why), gen] { Fail(why, gen, UINT64_MAX); });
   }
 
-  void FailOldest(const absl::Status& why, size_t count) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Returns the oldest messages while they belong to generation <= gen and seq <= max_seq.
+  void Fail(const absl::Status& why, uint64_t gen, uint64_t max_seq) ABSL_LOCKS_EXCLUDED(mu_) {
     std::vector<Entry> failed;
     std::vector<std::function<void()>> waiters;
     {
       absl::MutexLock lock(&mu_);
-      for (; count > 0 && !queue_.empty(); --count) {
+      while (!queue_.empty() && queue_.front().gen <= gen && queue_.front().seq <= max_seq) {
         queued_bytes_ -= queue_.front().msg.wire_size();
         failed.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
       stats_.messages_returned += failed.size();
-      waiters.swap(room_waiters_);
+      waiters = TakeRoomWaiters();
     }
     for (Entry& e : failed) {
       if (e.done) e.done(why, std::move(e.msg));
@@ -559,7 +595,8 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool kick_posted_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::function<void()>> room_waiters_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<size_t, std::function<void()>>> room_waiters_ ABSL_GUARDED_BY(mu_);
+  uint64_t session_gen_ ABSL_GUARDED_BY(mu_) = 0;
   SenderStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Loop thread only.
@@ -614,7 +651,7 @@ absl::Status Sender::Send(Message msg, absl::Time deadline) {
   return result->status;
 }
 
-void Sender::NotifyWhenRoom(std::function<void()> fn) { impl_->NotifyWhenRoom(std::move(fn)); }
+void Sender::NotifyWhenRoom(size_t bytes, std::function<void()> fn) { impl_->NotifyWhenRoom(bytes, std::move(fn)); }
 
 absl::Status Sender::Flush(absl::Time deadline) { return impl_->Flush(deadline); }
 

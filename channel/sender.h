@@ -78,8 +78,9 @@ class Sender {
   // Posts and waits for the acknowledgement. DeadlineExceeded if none by `deadline`
   // (the message then stays queued and may still be delivered). Not on the loop thread.
   absl::Status Send(Message msg, absl::Time deadline = absl::InfiniteFuture());
-  // Runs `fn` once (on the loop thread) when the queue has room again; at once if it has.
-  void NotifyWhenRoom(std::function<void()> fn);
+  // Runs `fn` once (on the loop thread) when the queue has room for a message of
+  // `bytes` (its wire_size()), or the sender closed; at once if that is so already.
+  void NotifyWhenRoom(size_t bytes, std::function<void()> fn);
   // Waits until every queued message is acknowledged (or returned).
   absl::Status Flush(absl::Time deadline);
   // Flushes until `flush_deadline`, tells the listener the session is over, and

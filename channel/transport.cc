@@ -19,6 +19,7 @@
 #include "base/unique_fd.h"
 #include "boost/asio/basic_socket_acceptor.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
 
 namespace hostd::channel {
 namespace {
@@ -169,24 +170,39 @@ class KernelAcceptor final : public StreamAcceptor {
  private:
   // Handlers hold the acceptor by shared_ptr (never `this`): one may still be queued
   // after Close and destruction, and then sees a closed acceptor.
-  static void Arm(std::shared_ptr<Acceptor> acc, AcceptFn on_accept,
-                  asio::io_context& ctx, SockAddr sa, std::string name) {
+  static void Arm(std::shared_ptr<Acceptor> acc, AcceptFn on_accept, asio::io_context& ctx, SockAddr sa,
+                  std::string name) {
     auto* raw = acc.get();
     raw->async_wait(asio::socket_base::wait_read, [acc = std::move(acc), on_accept = std::move(on_accept), &ctx, sa,
                                                    name = std::move(name)](boost::system::error_code ec) mutable {
       if (ec || !acc->is_open()) return;
-      while (true) {
-        int fd = ::accept4(acc->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-          if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) break;
-          // EMFILE and friends: keep serving; the next wake-up tries again.
-          base::Log().warn("accept on {} failed: {}", name, std::strerror(errno));
-          break;
-        }
-        on_accept(channel::Adopt(ctx, UniqueFd(fd), sa.family, sa.protocol));
-      }
-      Arm(std::move(acc), std::move(on_accept), ctx, sa, std::move(name));
+      Drain(std::move(acc), std::move(on_accept), ctx, sa, std::move(name));
     });
+  }
+
+  // Accepts until the backlog is empty. Asio registers descriptors edge-triggered, so
+  // stopping early would strand connections until the next one arrives.
+  static void Drain(std::shared_ptr<Acceptor> acc, AcceptFn on_accept, asio::io_context& ctx, SockAddr sa,
+                    std::string name) {
+    while (acc->is_open()) {
+      int fd = ::accept4(acc->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd >= 0) {
+        on_accept(channel::Adopt(ctx, UniqueFd(fd), sa.family, sa.protocol));
+        continue;
+      }
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) break;
+      // Out of descriptors or memory: keep serving the connections we have and try
+      // again shortly rather than spin on a backlog we cannot take.
+      base::Log().warn("accept on {} failed: {}; retrying in 100ms", name, std::strerror(err));
+      auto timer = std::make_shared<asio::steady_timer>(ctx, std::chrono::milliseconds(100));
+      timer->async_wait([timer, acc, on_accept, &ctx, sa, name](boost::system::error_code ec) mutable {
+        if (!ec) Drain(std::move(acc), std::move(on_accept), ctx, sa, std::move(name));
+      });
+      return;
+    }
+    if (acc->is_open()) Arm(std::move(acc), std::move(on_accept), ctx, sa, std::move(name));
   }
 
   asio::io_context& ctx_;
@@ -197,10 +213,12 @@ class KernelAcceptor final : public StreamAcceptor {
   std::shared_ptr<Acceptor> acceptor_;
 };
 
-// True when something accepts connections at this unix path.
+// True when something accepts connections at this unix path. Non-blocking, so a live
+// listener with a full backlog (EAGAIN) counts as live instead of stalling the loop.
 bool UnixPathLive(const SockAddr& sa) {
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  return probe.valid() && ::connect(probe.get(), sa.get(), sa.len) == 0;
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe.valid()) return true;  // cannot tell: do not remove it
+  return ::connect(probe.get(), sa.get(), sa.len) == 0 || errno == EAGAIN;
 }
 
 absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx, const ChannelAddr& addr) {

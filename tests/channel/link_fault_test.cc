@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "base/unique_fd.h"
 #include "channel/event_loop.h"
 #include "channel/frame_decoder.h"
@@ -235,34 +236,38 @@ TEST(LinkFaultTest, HostilePeersDoNotDisturbOthers) {
   auto good = Sender::Dial(*loop, listener->addr());
   for (int i = 0; i < 500; ++i) ASSERT_THAT(good->Post(Numbered(i), nullptr), IsOk());
 
-  RawPeer garbage(listener->addr());
-  garbage.Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-  RawPeer bad_role(listener->addr());
-  std::string hello = EncodeHello({5, LinkRole::kMessages});
-  hello[8] = 9;
-  bad_role.WriteFrame(FrameType::kHello, 0, hello);
-  RawPeer data_first(listener->addr());
-  data_first.WriteFrame(FrameType::kData, 1, Numbered(1).wire());
-  RawPeer oversized(listener->addr());
-  oversized.WriteFrame(FrameType::kHello, 0, EncodeHello({6, LinkRole::kMessages}));
-  EncodedHeader huge = EncodeHeader({FrameType::kData, (1 << 20) + 1, 1});
-  oversized.Write(std::string(huge.data(), huge.size()));
-  RawPeer bad_envelope(listener->addr());
-  bad_envelope.WriteFrame(FrameType::kHello, 0, EncodeHello({7, LinkRole::kMessages}));
-  bad_envelope.WriteFrame(FrameType::kData, 1, "\x07junk-envelope");
-  RawPeer silent(listener->addr());  // never says hello: the handshake timeout ends it
+  {
+    RawPeer garbage(listener->addr());
+    garbage.Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    RawPeer bad_role(listener->addr());
+    std::string hello = EncodeHello({5, LinkRole::kMessages});
+    hello[8] = 9;
+    bad_role.WriteFrame(FrameType::kHello, 0, hello);
+    RawPeer data_first(listener->addr());
+    data_first.WriteFrame(FrameType::kData, 1, Numbered(1).wire());
+    RawPeer oversized(listener->addr());
+    oversized.WriteFrame(FrameType::kHello, 0, EncodeHello({6, LinkRole::kMessages}));
+    EncodedHeader huge = EncodeHeader({FrameType::kData, (1 << 20) + 1, 1});
+    oversized.Write(std::string(huge.data(), huge.size()));
+    RawPeer bad_envelope(listener->addr());
+    bad_envelope.WriteFrame(FrameType::kHello, 0, EncodeHello({7, LinkRole::kMessages}));
+    bad_envelope.WriteFrame(FrameType::kData, 1, "\x07junk-envelope");
+    RawPeer silent(listener->addr());  // never says hello: the handshake timeout ends it
 
-  for (RawPeer* p : {&garbage, &bad_role, &data_first, &oversized, &bad_envelope, &silent}) {
-    EXPECT_TRUE(p->ClosedByPeer());
-  }
-  EXPECT_THAT(oversized.last_close(), HasSubstr("exceeds the limit of 1048576 bytes"));
-  EXPECT_THAT(bad_envelope.last_close(), HasSubstr("unknown kind 7"));
-
+    for (RawPeer* p : {&garbage, &bad_role, &data_first, &oversized, &bad_envelope, &silent}) {
+      EXPECT_TRUE(p->ClosedByPeer());
+    }
+    EXPECT_THAT(oversized.last_close(), HasSubstr("exceeds the limit of 1048576 bytes"));
+    EXPECT_THAT(bad_envelope.last_close(), HasSubstr("unknown kind 7"));
+  }  // the hostile peers hang up
   for (int i = 500; i < 1000; ++i) ASSERT_THAT(good->Post(Numbered(i), nullptr), IsOk());
   EXPECT_THAT(ReceiveNumbers(inbox, 1000), ElementsAreArray(Iota(0, 1000)));
   ListenerStats ls = listener->stats();
   EXPECT_EQ(ls.protocol_errors, 6u);
-  EXPECT_EQ(ls.connections_open, 1u);
+  for (absl::Time guard = HangGuard(); listener->stats().connections_open != 1 && absl::Now() < guard;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(listener->stats().connections_open, 1u) << "only the good sender is left";
 }
 
 TEST(LinkFaultTest, ListenerWithSmallerLimitReturnsOversizedMessageWithReason) {
@@ -279,6 +284,99 @@ TEST(LinkFaultTest, ListenerWithSmallerLimitReturnsOversizedMessageWithReason) {
   EXPECT_THAT(outcomes.returned()[0].second,
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("exceeds the limit of 1000 bytes")));
   EXPECT_EQ(ReturnReasonOf(outcomes.returned()[0].second), ReturnReason::kPeerClosed);
+}
+
+std::set<uint64_t> Drain(Inbox& inbox) {
+  std::set<uint64_t> out;
+  while (inbox.size() > 0) out.insert(NumberOf(*inbox.Receive(HangGuard())));
+  return out;
+}
+
+// Every message either delivered (and then acked, never returned) or returned.
+void ExpectDeliveredXorReturned(Outcomes& outcomes, const std::set<uint64_t>& delivered) {
+  for (auto& [n, status] : outcomes.returned()) {
+    EXPECT_EQ(delivered.count(n), 0u) << "message " << n << " was delivered and also returned: " << status;
+  }
+  EXPECT_EQ(outcomes.acked().size(), delivered.size());
+}
+
+TEST(LinkFaultTest, ProtocolErrorAcknowledgesWhatWasDeliveredBeforeClosing) {
+  TempDir dir;
+  ChannelAddr addr = *ChannelAddr::Parse("unix:" + dir.Join("l.sock"));
+  auto loop = EventLoop::Start("test-loop");
+  SenderOptions opts;
+  opts.delivery_timeout = absl::Hours(1);
+  auto sender = Sender::Dial(*loop, addr, opts);  // nothing listens yet: all queue up
+  Outcomes outcomes;
+  for (int i = 0; i < 50; ++i) ASSERT_THAT(sender->Post(Numbered(i), outcomes.Track()), IsOk());
+  ASSERT_THAT(sender->Post(Numbered(50, std::string(5000, 'x')), outcomes.Track()), IsOk());
+  Inbox inbox(1 << 16);
+  ListenerOptions lopts;
+  lopts.max_frame_body = 1000;  // the last message breaks the limit mid-batch
+  auto listener = *Listener::Serve(*loop, addr, inbox, lopts);
+  outcomes.WaitFor(51);
+  ExpectDeliveredXorReturned(outcomes, Drain(inbox));
+}
+
+TEST(LinkFaultTest, ListenerCloseUnderLoadNeverReturnsADeliveredMessage) {
+  for (int trial = 0; trial < 3; ++trial) {
+    auto listener_loop = EventLoop::Start("listener-loop");
+    auto sender_loop = EventLoop::Start("sender-loop");
+    Inbox inbox(1 << 20);
+    auto listener = *Listener::Serve(*listener_loop, UnixAny(), inbox);
+    SenderOptions opts;
+    opts.delivery_timeout = absl::Seconds(20);
+    opts.max_queued_bytes = 256u << 20;
+    opts.max_queued_messages = 1 << 20;
+    auto sender = Sender::Dial(*sender_loop, listener->addr(), opts);
+    Outcomes outcomes;
+    const std::string pad(4000, 'p');
+    for (int i = 0; i < 8000; ++i) ASSERT_THAT(sender->Post(Numbered(i, pad), outcomes.Track()), IsOk());
+    while (inbox.size() < 800) absl::SleepFor(absl::Milliseconds(1));
+    listener->Close();  // mid-stream, with gathered writes in flight
+    outcomes.WaitFor(8000);
+    ExpectDeliveredXorReturned(outcomes, Drain(inbox));
+    for (auto& [n, status] : outcomes.returned()) {
+      ASSERT_EQ(ReturnReasonOf(status), ReturnReason::kPeerClosed) << "the goodbye was lost: " << status;
+    }
+  }
+}
+
+TEST(LinkFaultTest, ReturnPolicyStillSendsMessagesTheOldIncarnationNeverSaw) {
+  auto loop = EventLoop::Start("test-loop");
+  Inbox inbox_a, inbox_b;
+  auto a = *Listener::Serve(*loop, UnixAny(), inbox_a);
+  auto proxy = *ChaosProxy::Start(*loop, UnixAny(), a->addr());
+  SenderOptions opts;
+  opts.on_peer_restart = OnPeerRestart::kReturn;
+  auto sender = Sender::Dial(*loop, proxy->addr(), opts);
+  ASSERT_THAT(sender->Send(Numbered(1), HangGuard()), IsOk());
+  proxy->SetRefusing(true);
+  proxy->CutAll();
+  a->Close();
+  auto b = *Listener::Serve(*loop, UnixAny(), inbox_b);
+  proxy->SetUpstream(b->addr());
+  proxy->SetRefusing(false);
+  // The idle sender reconnects to a new incarnation; nothing was in doubt.
+  EXPECT_THAT(sender->Send(Numbered(2), HangGuard()), IsOk());
+  EXPECT_THAT(ReceiveNumbers(inbox_b, 1), ElementsAreArray({2}));
+}
+
+TEST(LinkFaultTest, NotifyWhenRoomWaitsForRoomForThatMessage) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  SenderOptions opts;
+  opts.max_queued_bytes = 1000;
+  auto sender = Sender::Dial(*loop, *ChannelAddr::Parse("unix:" + dir.Join("nobody.sock")), opts);
+  ASSERT_THAT(sender->Post(Numbered(1, std::string(600, 'x')), nullptr, WhenFull::kFail), IsOk());
+  Message second = Numbered(2, std::string(600, 'x'));
+  ASSERT_THAT(sender->Post(std::move(second), nullptr, WhenFull::kFail), StatusIs(absl::StatusCode::kResourceExhausted));
+  absl::Notification fired;
+  sender->NotifyWhenRoom(second.wire_size(), [&] { fired.Notify(); });
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(fired.HasBeenNotified()) << "there is some room, but not enough for the message";
+  sender->Close();  // closing releases waiters
+  EXPECT_TRUE(fired.WaitForNotificationWithDeadline(HangGuard()));
 }
 
 }  // namespace

@@ -171,13 +171,16 @@ TEST_P(LinkTest, ReceiverThatStopsReadingBoundsTheSenderQueue) {
   EXPECT_GE(st.sends_rejected, 1u);
   EXPECT_GT(listener->stats().deliveries_paused, 0u);
 
-  // A waiting sender resumes once the receiver drains; everything arrives in order.
+  // A waiting sender blocks, then resumes once the receiver drains; everything
+  // arrives in order.
   std::thread waiter([&] {
     for (int i = 0; i < 50; ++i) EXPECT_THAT(sender->Post(Numbered(posted + i, pad), nullptr), IsOk());
   });
+  while (sender->stats().sends_waited == 0 && absl::Now() < guard) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_EQ(sender->stats().sends_waited, 1u);
+  EXPECT_EQ(sender->stats().queue_depth, 100u);
   EXPECT_THAT(ReceiveNumbers(inbox, posted + 50), ElementsAreArray(Iota(0, posted + 50)));
   waiter.join();
-  EXPECT_GT(sender->stats().sends_waited, 0u);
 }
 
 TEST_P(LinkTest, NotifyWhenRoomFiresOnceRoomFrees) {
@@ -190,7 +193,7 @@ TEST_P(LinkTest, NotifyWhenRoomFiresOnceRoomFrees) {
   int posted = 0;
   while (sender->Post(Numbered(posted), nullptr, WhenFull::kFail).ok()) ++posted;
   absl::Notification room;
-  sender->NotifyWhenRoom([&] { room.Notify(); });
+  sender->NotifyWhenRoom(Numbered(posted).wire_size(), [&] { room.Notify(); });
   EXPECT_FALSE(room.HasBeenNotified());
   ASSERT_THAT(inbox.Receive(HangGuard()), IsOk());
   EXPECT_TRUE(room.WaitForNotificationWithDeadline(HangGuard()));
