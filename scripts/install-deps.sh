@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hostd needs to build and test; does nothing (fast)
+# when they are already there. Usage: scripts/install-deps.sh [--clang]
+#   --clang  also the clang toolchain for the thread-safety and fuzz presets.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++          # build
+  libabsl-dev                    # Status, Mutex, Time, containers
+  libboost1.81-dev               # Asio (event loop, sockets)
+  libspdlog-dev libfmt-dev       # levelled logging
+  libcli11-dev                   # command-line parsing
+  libgtest-dev libgmock-dev      # tests
+)
+if [[ "${1:-}" == "--clang" ]]; then
+  packages+=(clang libclang-rt-14-dev)  # -Wthread-safety, libFuzzer runtime
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
