@@ -24,7 +24,9 @@
 // NotifyWhenRoom. A message over the frame limit is refused with InvalidArgument.
 //
 // Thread-safe. `done` callbacks run on the loop thread and must not block; they may
-// run after Close() returns. The loop must outlive the Sender.
+// run after Close() returns. The loop must outlive the Sender and keep running until
+// the callbacks have run: a callback still queued when the loop is destroyed is
+// destroyed with it, unrun.
 #ifndef HOSTD_CHANNEL_SENDER_H_
 #define HOSTD_CHANNEL_SENDER_H_
 
