@@ -22,6 +22,7 @@ absl::string_view ReturnReasonName(ReturnReason r) {
     case ReturnReason::kPeerRestarted: return "peer restarted";
     case ReturnReason::kSenderClosed: return "sender closed";
     case ReturnReason::kUnroutable: return "unroutable";
+    case ReturnReason::kUnknownPort: return "unknown port";
   }
   return "unknown reason";
 }
@@ -66,7 +67,7 @@ absl::StatusOr<Message> Message::FromWire(std::string body) {
   if (kind > static_cast<uint8_t>(Kind::kReturned)) {
     return absl::DataLossError(absl::StrFormat("message has unknown kind %d", kind));
   }
-  if (reason > static_cast<uint8_t>(ReturnReason::kUnroutable)) {
+  if (reason > static_cast<uint8_t>(ReturnReason::kUnknownPort)) {
     return absl::DataLossError(absl::StrFormat("message has unknown return reason %d", reason));
   }
   if ((kind == static_cast<uint8_t>(Kind::kReturned)) != (reason != 0)) {
@@ -74,6 +75,9 @@ absl::StatusOr<Message> Message::FromWire(std::string body) {
   }
   size_t strings = 0;
   for (size_t i = 0; i < kNumFields; ++i) strings += GetLe16(body.data() + kFieldLenOffset + 2 * i);
+  if (kind == static_cast<uint8_t>(Kind::kMessage) && GetLe16(body.data() + kFieldLenOffset + 6) != 0) {
+    return absl::DataLossError("a plain message carries a note; only returned messages have one");
+  }
   if (GetLe16(body.data() + kFieldLenOffset + 2 * kNumFields) != 0) {
     return absl::DataLossError("message envelope has non-zero reserved bytes");
   }

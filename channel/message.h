@@ -31,6 +31,7 @@ enum class ReturnReason : uint8_t {
   kPeerRestarted = 6,  // the receiving end restarted; the link was told to return
   kSenderClosed = 7,   // the sending link was closed with the message still queued
   kUnroutable = 8,     // no route to the destination address
+  kUnknownPort = 9,    // the destination proc has no such port
 };
 
 absl::string_view ReturnReasonName(ReturnReason r);

@@ -54,6 +54,12 @@ TEST(MessageTest, MalformedEnvelopesAreDataLoss) {
   std::string mismatch = wire;
   mismatch[1] = 1;  // a reason on a plain message
   EXPECT_THAT(Message::FromWire(mismatch), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("disagree")));
+  // Found by the frame decoder fuzzer: a note belongs only on a returned message.
+  Message returned = Message::Create("d", "p", "s", "x")->ToReturned(ReturnReason::kTimeout, "late");
+  std::string noted = returned.wire();
+  noted[0] = 0;
+  noted[1] = 0;
+  EXPECT_THAT(Message::FromWire(noted), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("carries a note")));
 }
 
 }  // namespace
