@@ -1,0 +1,111 @@
+#include "manager/cgroup.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+
+namespace hostd::manager {
+namespace {
+
+// The mount point of the cgroup2 hierarchy, from /proc/self/mountinfo.
+std::string Cgroup2Mount() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // ... mount-point ... - fstype source options
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::vector<std::string> after = absl::StrSplit(line.substr(dash + 3), ' ');
+    if (after.empty() || after[0] != "cgroup2") continue;
+    std::vector<std::string> before = absl::StrSplit(line.substr(0, dash), ' ');
+    if (before.size() >= 5) return before[4];
+  }
+  return "";
+}
+
+// This process's cgroup v2 path ("0::/path" in /proc/self/cgroup).
+std::string OwnCgroup() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  }
+  return "";
+}
+
+bool WriteFile(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  out << value;
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create() {
+  std::string mount = Cgroup2Mount();
+  if (mount.empty()) return absl::UnavailableError("no cgroup2 hierarchy is mounted");
+  std::string own = OwnCgroup();
+  if (own.empty()) return absl::UnavailableError("this process has no cgroup v2 path in /proc/self/cgroup");
+  if (own == "/") own = "";
+  std::string parent = absl::StrCat(mount, own, "/hostd-", getpid());
+  if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(absl::StrCat("cannot create cgroup ", parent, ": ", std::strerror(errno)));
+  }
+  if (::access((parent + "/cgroup.procs").c_str(), W_OK) != 0) {
+    ::rmdir(parent.c_str());
+    return absl::UnavailableError(absl::StrCat("cgroup ", parent, " is not writable"));
+  }
+  return std::unique_ptr<CgroupTree>(new CgroupTree(std::move(parent)));
+}
+
+CgroupTree::~CgroupTree() { ::rmdir(parent_.c_str()); }
+
+absl::StatusOr<std::string> CgroupTree::CreateChild(const std::string& name) {
+  std::string dir = absl::StrCat(parent_, "/", name, "-", ++serial_);
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot create cgroup ", dir, ": ", std::strerror(errno)));
+  }
+  return dir;
+}
+
+std::vector<pid_t> CgroupTree::Pids(const std::string& dir) {
+  std::vector<pid_t> pids;
+  std::ifstream in(dir + "/cgroup.procs");
+  std::string line;
+  while (std::getline(in, line)) {
+    int pid = 0;
+    if (absl::SimpleAtoi(line, &pid) && pid > 0) pids.push_back(pid);
+  }
+  return pids;
+}
+
+void CgroupTree::KillAll(const std::string& dir) {
+  if (WriteFile(dir + "/cgroup.kill", "1")) return;
+  // Kernels before 5.14 have no cgroup.kill: signal each member.
+  for (pid_t pid : Pids(dir)) ::kill(pid, SIGKILL);
+}
+
+absl::Status CgroupTree::Remove(const std::string& dir) {
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (::rmdir(dir.c_str()) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    if (errno != EBUSY || absl::Now() > deadline) {
+      return absl::InternalError(absl::StrCat("cannot remove cgroup ", dir, ": ", std::strerror(errno)));
+    }
+    absl::SleepFor(absl::Milliseconds(1));  // dying members still listed: the kernel empties it shortly
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hostd::manager

@@ -1,0 +1,192 @@
+#include "manager/launcher.h"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace hostd::manager {
+namespace {
+
+enum Step : int { kSignals = 1, kSetpgid, kPdeathsig, kParentGone, kCgroup, kDescriptors, kCloseRange, kChdir, kExec };
+
+const char* StepName(int step) {
+  switch (step) {
+    case kSignals: return "resetting signal handlers";
+    case kSetpgid: return "creating its process group";
+    case kPdeathsig: return "arming the parent-death signal";
+    case kParentGone: return "checking its parent";
+    case kCgroup: return "joining its cgroup";
+    case kDescriptors: return "setting up stdin/stdout/stderr";
+    case kCloseRange: return "closing inherited descriptors";
+    case kChdir: return "changing to its working directory";
+    case kExec: return "exec";
+    default: return "starting";
+  }
+}
+
+// Everything the child needs, prepared before clone: the child must not allocate.
+struct ChildArgs {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // nullptr: inherit
+  int fds[4];       // sources for 0, 1, 2 and kReadyFd (-1: none for 3)
+  int fd_count;
+  const char* cgroup_procs;  // nullptr: none
+  pid_t parent;
+  int error_pipe;
+};
+
+[[noreturn]] __attribute__((no_sanitize("address", "undefined"))) void ChildFail(const ChildArgs* a, int step) {
+  int msg[2] = {step, errno};
+  ssize_t ignored = ::write(a->error_pipe, msg, sizeof(msg));
+  (void)ignored;
+  ::_exit(127);
+}
+
+__attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
+  const ChildArgs* a = static_cast<const ChildArgs*>(arg);
+  // Default dispositions for everything the daemon handled or ignored.
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; ++s) {
+    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // glibc-internal signals fail: fine
+  }
+  if (::setpgid(0, 0) != 0) ChildFail(a, kSetpgid);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(a, kPdeathsig);
+  if (::getppid() != a->parent) ChildFail(a, kParentGone);
+  if (a->cgroup_procs != nullptr) {
+    int fd = ::open(a->cgroup_procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) ChildFail(a, kCgroup);
+    ::close(fd);
+  }
+  // Move the sources out of the way first: one of them may sit on a target number.
+  int moved[4];
+  for (int i = 0; i < a->fd_count; ++i) {
+    moved[i] = ::fcntl(a->fds[i], F_DUPFD_CLOEXEC, 10);
+    if (moved[i] < 0) ChildFail(a, kDescriptors);
+  }
+  for (int i = 0; i < a->fd_count; ++i) {
+    if (::dup2(moved[i], i) < 0) ChildFail(a, kDescriptors);  // dup2 clears close-on-exec
+  }
+  // Nothing else crosses exec. (The error pipe stays usable until exec closes it.)
+  if (::syscall(SYS_close_range, a->fd_count, ~0U, CLOSE_RANGE_CLOEXEC) != 0) ChildFail(a, kCloseRange);
+  if (a->cwd != nullptr && ::chdir(a->cwd) != 0) ChildFail(a, kChdir);
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve(a->path, a->argv, a->envp);
+  ChildFail(a, kExec);
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const std::string& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+absl::Status ErrnoError(int err, const std::string& what) {
+  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT: return absl::NotFoundError(msg);
+    case EACCES:
+    case EPERM: return absl::PermissionDeniedError(msg);
+    case ENOEXEC:
+    case ENOTDIR:
+    case EISDIR: return absl::FailedPreconditionError(msg);
+    case EAGAIN:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE: return absl::ResourceExhaustedError(msg);
+    default: return absl::InternalError(msg);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list) {
+  if (program.empty()) return absl::InvalidArgumentError("program is empty");
+  if (program.find('/') != std::string::npos) {
+    if (::access(program.c_str(), X_OK) != 0) return ErrnoError(errno, absl::StrCat("program ", program));
+    return program;
+  }
+  for (absl::string_view dir : absl::StrSplit(path_list, ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", program);
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return absl::NotFoundError(absl::StrCat("program \"", program, "\" not found in PATH=", path_list));
+}
+
+absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
+  std::vector<char*> argv = CStrings(req.argv);
+  std::vector<char*> envp = CStrings(req.envp);
+  base::UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!dev_null.valid()) return ErrnoError(errno, "open /dev/null");
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe for exec errors");
+  base::UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+
+  ChildArgs args{};
+  args.path = req.path.c_str();
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+  args.fds[0] = req.stdin_fd >= 0 ? req.stdin_fd : dev_null.get();
+  args.fds[1] = req.stdout_fd >= 0 ? req.stdout_fd : dev_null.get();
+  args.fds[2] = req.stderr_fd >= 0 ? req.stderr_fd : dev_null.get();
+  args.fd_count = 3;
+  if (req.ready_fd >= 0) {
+    args.fds[kReadyFd] = req.ready_fd;
+    args.fd_count = 4;
+  }
+  args.cgroup_procs = req.cgroup_procs.empty() ? nullptr : req.cgroup_procs.c_str();
+  args.parent = ::getpid();
+  args.error_pipe = err_write.get();
+
+  constexpr size_t kStackSize = 64 * 1024;
+  std::unique_ptr<char[]> stack(new char[kStackSize]);
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  pid_t pid = ::clone(ChildMain, stack.get() + kStackSize, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args,
+                      &pidfd);
+  int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return ErrnoError(clone_errno, absl::StrCat("clone for ", req.path));
+  Launched out{pid, base::UniqueFd(pidfd)};
+
+  // The child has exec'd (the pipe closes: EOF) or failed (it wrote why).
+  err_write.reset();
+  int msg[2] = {0, 0};
+  ssize_t n;
+  do {
+    n = ::read(err_read.get(), msg, sizeof(msg));
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return out;
+  siginfo_t info;
+  ::waitid(P_PIDFD, static_cast<id_t>(out.pidfd.get()), &info, WEXITED);  // reap: no zombie
+  if (n != static_cast<ssize_t>(sizeof(msg))) return absl::InternalError("child failed before exec; no reason given");
+  std::string what = msg[0] == kExec ? absl::StrCat("exec ", req.path)
+                                     : absl::StrCat("starting ", req.path, ": ", StepName(msg[0]));
+  if (msg[0] == kChdir) absl::StrAppend(&what, " ", req.cwd);
+  return ErrnoError(msg[1], what);
+}
+
+}  // namespace hostd::manager

@@ -1,0 +1,58 @@
+// Launcher: starts a program as a child of the calling thread without fork()ing
+// the daemon (whose fork cost grows with its memory, NOTES.md).
+//
+// clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) runs the child on a stack of its own
+// until it calls execve; the parent is suspended meanwhile, all signals blocked so
+// no handler of the daemon runs in the shared address space. Between clone and
+// exec the child makes async-signal-safe system calls only, everything prepared
+// beforehand: default signal dispositions, its own process group, SIGKILL on the
+// death of the launching thread (re-checking the parent is still there), joining a
+// cgroup, stdin/stdout/stderr and one readiness descriptor in place, every other
+// descriptor marked close-on-exec, chdir, an empty signal mask, execve. A failed
+// step reports which step and errno through a close-on-exec pipe and `_exit(127)`s;
+// Launch then reaps the child and returns the error, so no zombie is left.
+//
+// PR_SET_PDEATHSIG follows the *thread* that launched: launch from a thread that
+// lives as long as the procs should (ProcessProcManager uses its loop thread).
+#ifndef HOSTD_MANAGER_LAUNCHER_H_
+#define HOSTD_MANAGER_LAUNCHER_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/unique_fd.h"
+
+namespace hostd::manager {
+
+// The descriptor number a proc finds its readiness pipe on.
+inline constexpr int kReadyFd = 3;
+
+struct LaunchRequest {
+  std::string path;               // what to execve (already resolved)
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> envp;  // "NAME=value", the whole environment
+  std::string cwd;                // empty: inherit
+  int stdin_fd = -1;              // -1: /dev/null
+  int stdout_fd = -1;             // -1: /dev/null
+  int stderr_fd = -1;             // -1: /dev/null
+  int ready_fd = -1;              // becomes kReadyFd in the child, if set
+  std::string cgroup_procs;       // a cgroup.procs file to join, if set
+};
+
+struct Launched {
+  pid_t pid = 0;
+  base::UniqueFd pidfd;
+};
+
+absl::StatusOr<Launched> Launch(const LaunchRequest& request);
+
+// The program to run: `program` itself if it has a '/', else the first executable
+// match in the ':'-separated `path_list`. NotFound / PermissionDenied name it.
+absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list);
+
+}  // namespace hostd::manager
+
+#endif  // HOSTD_MANAGER_LAUNCHER_H_

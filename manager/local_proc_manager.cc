@@ -1,0 +1,125 @@
+#include "manager/local_proc_manager.h"
+
+#include <csignal>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "base/log.h"
+#include "manager/proc_handle_base.h"
+
+namespace hostd::manager {
+
+using proc::ProcStatus;
+
+class LocalHandle final : public ProcHandleBase {
+ public:
+  LocalHandle(LocalProcManager* mgr, proc::ProcId id) : ProcHandleBase(std::move(id)), mgr_(mgr) {}
+
+  absl::Notification& killed() { return killed_; }
+  void set_runtime(std::weak_ptr<proc::ProcRuntime> rt) { runtime_ = std::move(rt); }
+
+  // On the proc's thread, once its main returned.
+  void Exited(int code) {
+    ReleaseAgentLink();
+    mgr_->Forget(proc_id().name(), this);
+    (void)cell().Transition(ProcStatus::Stopped(code));  // refused if it was killed first
+  }
+
+ protected:
+  bool RequestStop(absl::string_view reason) override { return SendAgentStop(*mgr_->loop_, reason); }
+  void SignalTerm() override {}  // no signals in-process: the stop request is all there is
+  void SignalKill() override {
+    // Killed is recorded before the body is woken, so its exit cannot be taken for
+    // a clean stop.
+    mgr_->Forget(proc_id().name(), this);
+    (void)cell().Transition(ProcStatus::Killed(SIGKILL, false));
+    ReleaseAgentLink();
+    if (!killed_.HasBeenNotified()) killed_.Notify();
+    if (auto rt = runtime_.lock()) rt->RequestStop("killed");  // wakes a body waiting to be stopped
+  }
+
+ private:
+  LocalProcManager* const mgr_;
+  absl::Notification killed_;
+  std::weak_ptr<proc::ProcRuntime> runtime_;
+};
+
+LocalProcManager::LocalProcManager() : loop_(channel::EventLoop::Start("local-procs")) {}
+
+LocalProcManager::~LocalProcManager() {
+  for (auto& h : Procs()) (void)h->Kill();
+  absl::MutexLock lock(&mu_);
+  auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_threads_ == 0; };
+  mu_.Await(absl::Condition(&done));  // local_main returns once killed (the contract)
+}
+
+std::vector<std::shared_ptr<ProcHandle>> LocalProcManager::Procs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<ProcHandle>> out;
+  for (auto& [name, h] : procs_) out.push_back(h);
+  return out;
+}
+
+void LocalProcManager::Forget(const std::string& name, const LocalHandle* handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = procs_.find(name);
+  if (it != procs_.end() && it->second.get() == handle) procs_.erase(it);
+}
+
+TerminateSummary LocalProcManager::TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) {
+  return TerminateHandles(Procs(), grace, max_in_flight, reason);
+}
+
+absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::ProcId& id,
+                                                                    const channel::ChannelAddr& forwarder,
+                                                                    const SpawnSpec& spec) {
+  const std::string& name = id.name();
+  if (spec.readiness != ReadinessMode::kHandshake) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot spawn proc \"", name, "\": in-process procs support handshake readiness only"));
+  }
+  auto handle = std::make_shared<LocalHandle>(this, id);
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, inserted] = procs_.try_emplace(name, handle);
+    if (!inserted) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("proc \"", name, "\" already exists (it is ", it->second->status().ToString(), ")"));
+    }
+  }
+  (void)handle->cell().Transition(ProcStatus::Running(0, absl::Now()));
+  absl::StatusOr<std::unique_ptr<proc::ProcRuntime>> rt =
+      proc::ProcRuntime::Start(*loop_, {id, channel::ChannelAddr::Local(0), forwarder});
+  absl::Status setup = rt.ok() ? absl::OkStatus() : rt.status();
+  if (setup.ok() && spec.local_setup) setup = spec.local_setup(**rt);
+  if (!setup.ok()) {
+    Forget(name, handle.get());
+    (void)handle->cell().Transition(ProcStatus::Failed(std::string(setup.message())));
+    return absl::Status(setup.code(), absl::StrCat("proc \"", name, "\" failed to start: ", setup.message()));
+  }
+  handle->cell().Transition(ProcStatus::Ready((*rt)->addr())).IgnoreError();
+  auto main = spec.local_main;
+  std::shared_ptr<proc::ProcRuntime> runtime = *std::move(rt);
+  handle->set_runtime(runtime);
+  {
+    absl::MutexLock lock(&mu_);
+    ++running_threads_;
+  }
+  std::thread([this, handle, runtime, main]() mutable {
+    int code = 0;
+    if (main) {
+      code = main(*runtime, handle->killed());
+    } else {
+      (void)runtime->WaitForStopRequest(absl::InfiniteFuture());  // a stop, or a kill, ends it
+    }
+    runtime.reset();  // stop serving before reporting the exit
+    handle->Exited(code);
+    handle.reset();  // nothing of the proc may touch the manager once it can be destroyed
+    main = nullptr;
+    absl::MutexLock lock(&mu_);
+    --running_threads_;
+  }).detach();
+  return handle;
+}
+
+}  // namespace hostd::manager

@@ -1,0 +1,49 @@
+// LocalProcManager: procs as in-process runtimes on the `local` transport, for tests
+// and for embedding. Same ProcStatus semantics as the process manager:
+//   - Spawn starts a ProcRuntime (its agent included), runs SpawnSpec::local_setup,
+//     reports Ready with the runtime's local address, then runs local_main on the
+//     proc's own thread; local_main's return value is the exit code (Stopped).
+//   - Terminate sends the agent a stop (the default local_main returns 0 on it), and
+//     after grace "kills": Kill abandons the proc at once, reporting Killed(SIGKILL),
+//     notifies its `killed` flag and closes its runtime when its thread returns.
+// A local proc has no pid (Running reports 0). Destroying the manager kills every
+// live proc and joins their threads, so local_main must return once `killed` is
+// notified. Thread-safe.
+#ifndef HOSTD_MANAGER_LOCAL_PROC_MANAGER_H_
+#define HOSTD_MANAGER_LOCAL_PROC_MANAGER_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "channel/event_loop.h"
+#include "manager/proc_manager.h"
+
+namespace hostd::manager {
+
+class LocalHandle;
+
+class LocalProcManager final : public ProcManager, public BulkTerminate {
+ public:
+  LocalProcManager();
+  ~LocalProcManager() override;
+
+  absl::StatusOr<std::shared_ptr<ProcHandle>> Spawn(const proc::ProcId& id, const channel::ChannelAddr& forwarder,
+                                                    const SpawnSpec& spec) override;
+  std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
+  TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
+
+ private:
+  friend class LocalHandle;
+  void Forget(const std::string& name, const LocalHandle* handle);
+
+  std::unique_ptr<channel::EventLoop> loop_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<LocalHandle>> procs_ ABSL_GUARDED_BY(mu_);
+  int running_threads_ ABSL_GUARDED_BY(mu_) = 0;  // proc threads not yet finished
+};
+
+}  // namespace hostd::manager
+
+#endif  // HOSTD_MANAGER_LOCAL_PROC_MANAGER_H_

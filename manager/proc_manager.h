@@ -1,0 +1,126 @@
+// The proc manager contract shared by every manager (DESIGN.md "Procs and their
+// lifecycle"): ProcManager spawns, ProcHandle observes and stops one proc,
+// BulkTerminate stops them all.
+#ifndef HOSTD_MANAGER_PROC_MANAGER_H_
+#define HOSTD_MANAGER_PROC_MANAGER_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "channel/channel_addr.h"
+#include "proc/proc_id.h"
+#include "proc/proc_runtime.h"
+#include "proc/proc_status.h"
+
+namespace hostd::manager {
+
+// How a manager learns that a proc is ready.
+enum class ReadinessMode {
+  kHandshake,  // the proc runtime reports its address (proc/bootstrap.h); the default
+  kExec,       // ready once exec succeeded; for any program, no address
+  kNotify,     // the program sends "READY=1" to $NOTIFY_SOCKET, like systemd's notify protocol
+};
+
+// What to run. ProcessProcManager uses program..readiness; LocalProcManager uses
+// local_main (and readiness kHandshake only).
+struct SpawnSpec {
+  std::string program;                                    // a path, or a name looked up in PATH
+  std::vector<std::string> args;                          // argv[1..]
+  std::vector<std::pair<std::string, std::string>> env;   // the proc's environment, explicitly
+  std::vector<std::string> inherit_env = {"PATH", "HOME", "LANG", "TZ"};  // copied from the daemon if set
+  std::string cwd;                                        // empty: the manager's state directory
+  ReadinessMode readiness = ReadinessMode::kHandshake;
+  // Launch plus readiness must finish within this; zero disables the deadline.
+  absl::Duration ready_timeout = absl::Seconds(30);
+
+  // In-process procs: the body, run on the proc's own thread once its runtime
+  // serves; its return value is the exit code. It should return soon after
+  // runtime.WaitForStopRequest() returns or `killed` is notified. Unset: wait for a
+  // stop request and return 0.
+  std::function<int(proc::ProcRuntime& runtime, const absl::Notification& killed)> local_main;
+  // In-process procs: runs before readiness is reported (bind ports here). An error
+  // fails the spawn.
+  std::function<absl::Status(proc::ProcRuntime& runtime)> local_setup;
+};
+
+// One spawned proc. Same contract for every manager; all methods thread-safe.
+class ProcHandle {
+ public:
+  virtual ~ProcHandle() = default;
+
+  virtual const proc::ProcId& proc_id() const = 0;
+  // The proc's backend address, once Ready (none in exec/notify readiness).
+  virtual std::optional<channel::ChannelAddr> addr() const = 0;
+  virtual proc::ProcStatus status() const = 0;
+  // `fn` sees the current status, then every transition in order (ProcStatusCell::Watch).
+  virtual uint64_t Watch(proc::ProcStatusCell::Watcher fn) = 0;
+  virtual void Unwatch(uint64_t id) = 0;
+
+  // OK once Ready. FailedPrecondition carrying the terminal status if the proc ended
+  // first; DeadlineExceeded otherwise. Any number of waiters.
+  virtual absl::Status Ready(absl::Time deadline) = 0;
+  // The terminal status as observed by the exit monitor; DeadlineExceeded if it has
+  // not ended by `deadline`. Any number of waiters.
+  virtual absl::StatusOr<proc::ProcStatus> Wait(absl::Time deadline = absl::InfiniteFuture()) = 0;
+  // Asks politely (a stop message to the proc's agent), then SIGTERM to its process
+  // group, then SIGKILL after `grace`; returns the terminal status. Concurrent callers
+  // share one termination; an already-ended proc returns its status. Bounded: grace
+  // plus a short kill wait.
+  virtual absl::StatusOr<proc::ProcStatus> Terminate(absl::Duration grace, absl::string_view reason) = 0;
+  // SIGKILL to the group now; returns the terminal status.
+  virtual absl::StatusOr<proc::ProcStatus> Kill() = 0;
+};
+
+class ProcManager {
+ public:
+  virtual ~ProcManager() = default;
+
+  // Spawns `id`, which will send what is not addressed to it to `forwarder` (the
+  // host backend), and waits until it is ready, within spec.ready_timeout.
+  // Transactional: if it does not become ready, it is killed, reaped and forgotten,
+  // and the error names the command, the exit status and the end of its stderr.
+  // AlreadyExists if a live proc has that name. Many spawns may run at once.
+  // The handle is shared by the caller and the manager, which keeps it for
+  // TerminateAll until the proc has ended.
+  virtual absl::StatusOr<std::shared_ptr<ProcHandle>> Spawn(const proc::ProcId& id,
+                                                            const channel::ChannelAddr& forwarder,
+                                                            const SpawnSpec& spec) = 0;
+  // Live procs now.
+  virtual std::vector<std::shared_ptr<ProcHandle>> Procs() const = 0;
+};
+
+struct TerminateOutcome {
+  proc::ProcId proc_id;
+  absl::StatusOr<proc::ProcStatus> result;  // the terminal status, or why termination failed
+};
+
+struct TerminateSummary {
+  int attempted = 0;
+  int ok = 0;      // ended (or had already ended)
+  int failed = 0;  // could not be confirmed ended
+  std::vector<TerminateOutcome> outcomes;
+};
+
+class BulkTerminate {
+ public:
+  virtual ~BulkTerminate() = default;
+  // Terminates every live proc, at most `max_in_flight` at a time, each with its own
+  // `grace` from when its termination starts.
+  virtual TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) = 0;
+};
+
+// Runs Terminate on each handle, at most `max_in_flight` at once (a shared helper
+// for managers' TerminateAll).
+TerminateSummary TerminateHandles(const std::vector<std::shared_ptr<ProcHandle>>& handles, absl::Duration grace,
+                                  int max_in_flight, absl::string_view reason);
+
+}  // namespace hostd::manager
+
+#endif  // HOSTD_MANAGER_PROC_MANAGER_H_

@@ -1,0 +1,427 @@
+#include "manager/process_proc_manager.h"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "boost/asio/posix/stream_descriptor.hpp"
+#include "boost/process/v2/process.hpp"
+#include "channel/sender.h"
+#include "manager/launcher.h"
+#include "manager/proc_handle_base.h"
+#include "proc/bootstrap.h"
+
+namespace hostd::manager {
+
+namespace asio = boost::asio;
+namespace bp = boost::process::v2;
+using proc::ProcStatus;
+
+namespace {
+
+constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+constexpr size_t kMaxReadyReport = 4096;
+
+std::string ReadTail(const std::string& path, size_t bytes) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0) return "";
+  off_t from = std::max<off_t>(0, st.st_size - static_cast<off_t>(bytes));
+  std::string out(static_cast<size_t>(st.st_size - from), '\0');
+  ssize_t n = ::pread(fd.get(), out.data(), out.size(), from);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+}  // namespace
+
+// One OS process. State touched by the exit monitor and readiness readers lives on
+// the manager's loop; what other threads read is under mu_ or in the status cell.
+class ProcessHandle final : public ProcHandleBase, public std::enable_shared_from_this<ProcessHandle> {
+ public:
+  ProcessHandle(ProcessProcManager* mgr, proc::ProcId id, std::string command, std::string cgroup_dir)
+      : ProcHandleBase(std::move(id)), mgr_(mgr), command_(std::move(command)), cgroup_dir_(std::move(cgroup_dir)) {}
+
+  const std::string& command() const { return command_; }
+  const std::string& cgroup_dir() const { return cgroup_dir_; }
+
+  std::string ready_problem() const {
+    absl::MutexLock lock(&mu_);
+    return ready_problem_;
+  }
+
+  // Loop thread: the child exec'd.
+  void Started(pid_t pid, base::UniqueFd pidfd) {
+    {
+      absl::MutexLock lock(&mu_);
+      pid_ = pid;
+    }
+    (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
+    process_ = std::make_unique<bp::basic_process<asio::io_context::executor_type>>(
+        mgr_->loop_->context().get_executor(), pid, pidfd.release());
+    // The handle-level wait yields the raw wait status (signal and core bits intact).
+    auto self = shared_from_this();
+    process_->handle().async_wait([self](boost::system::error_code ec, int raw) { self->OnExit(ec, raw); });
+  }
+
+  // Loop thread: READY <addr> on the pipe, or EOF.
+  void WatchHandshake(base::UniqueFd read_end) {
+    ready_pipe_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), read_end.release());
+    ReadReport();
+  }
+
+  // Loop thread: "READY=1" datagrams on the notify socket.
+  void WatchNotify(base::UniqueFd sock) {
+    notify_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), sock.release());
+    AwaitNotify();
+  }
+
+  // Loop thread, after the proc ended: drop everything bound to the manager's loop.
+  void ReleaseLoopObjects() {
+    process_.reset();
+    ready_pipe_.reset();
+    notify_.reset();
+  }
+
+  void MarkReady(std::optional<channel::ChannelAddr> addr) {
+    ProcStatus ready;
+    ready.state = proc::ProcState::kReady;
+    ready.addr = std::move(addr);
+    (void)cell().Transition(std::move(ready));
+  }
+
+ protected:
+  bool RequestStop(absl::string_view reason) override { return SendAgentStop(*mgr_->loop_, reason); }
+
+  void SignalTerm() override { Signal(SIGTERM); }
+
+  void SignalKill() override {
+    Signal(SIGKILL);
+    if (!cgroup_dir_.empty()) CgroupTree::KillAll(cgroup_dir_);
+  }
+
+ private:
+  // The group exists while its leader is unreaped, so its id cannot have been reused.
+  void Signal(int sig) {
+    absl::MutexLock lock(&mu_);
+    if (pid_ > 0 && !reaped_) ::kill(-pid_, sig);
+  }
+
+  void ReadReport() {
+    ready_buf_.resize(kMaxReadyReport);
+    auto self = shared_from_this();
+    ready_pipe_->async_read_some(
+        asio::buffer(ready_buf_.data() + ready_len_, ready_buf_.size() - ready_len_),
+        [self](boost::system::error_code ec, size_t n) {
+          if (ec == asio::error::operation_aborted || !self->ready_pipe_) return;  // the proc ended first
+          self->ready_len_ += n;
+          absl::string_view got(self->ready_buf_.data(), self->ready_len_);
+          size_t nl = got.find('\n');
+          if (nl == absl::string_view::npos && !ec && self->ready_len_ < kMaxReadyReport) return self->ReadReport();
+          self->ready_pipe_->close();
+          if (nl == absl::string_view::npos) {
+            if (self->ready_len_ > 0) self->SetReadyProblem(absl::StrCat("incomplete readiness report \"", got, "\""));
+            return;  // EOF without a report: the exit monitor says what happened
+          }
+          absl::string_view line = got.substr(0, nl);
+          if (!absl::ConsumePrefix(&line, "READY ")) {
+            return self->SetReadyProblem(absl::StrCat("malformed readiness report \"", line, "\""));
+          }
+          absl::StatusOr<channel::ChannelAddr> addr = channel::ChannelAddr::Parse(line);
+          if (!addr.ok()) return self->SetReadyProblem(absl::StrCat("readiness report: ", addr.status().message()));
+          self->MarkReady(*addr);
+        });
+  }
+
+  void AwaitNotify() {
+    auto self = shared_from_this();
+    notify_->async_wait(asio::posix::descriptor_base::wait_read, [self](boost::system::error_code ec) {
+      if (ec || !self->notify_) return;
+      char buf[4096];
+      while (true) {
+        ssize_t n = ::recv(self->notify_->native_handle(), buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0) break;
+        for (absl::string_view line : absl::StrSplit(absl::string_view(buf, static_cast<size_t>(n)), '\n')) {
+          if (line == "READY=1") {
+            self->notify_->close();
+            return self->MarkReady(std::nullopt);
+          }
+        }
+      }
+      self->AwaitNotify();
+    });
+  }
+
+  void SetReadyProblem(std::string problem) {
+    absl::MutexLock lock(&mu_);
+    ready_problem_ = std::move(problem);
+  }
+
+  // Loop thread: the main process ended and was reaped by the wait.
+  void OnExit(boost::system::error_code ec, int raw) {
+    pid_t pid;
+    {
+      absl::MutexLock lock(&mu_);
+      reaped_ = true;
+      pid = pid_;
+    }
+    (void)process_->detach();  // reaped: its destructor must not signal a reused pid
+    // What the proc leaves behind goes too, before anyone is told it ended.
+    if (!cgroup_dir_.empty()) {
+      std::vector<pid_t> rest = CgroupTree::Pids(cgroup_dir_);
+      CgroupTree::KillAll(cgroup_dir_);
+      for (pid_t p : rest) {
+        siginfo_t info;
+        ::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED);  // ECHILD unless it was reparented to us
+      }
+      if (absl::Status s = CgroupTree::Remove(cgroup_dir_); !s.ok()) base::Log().warn("{}", s.message());
+    } else {
+      ::kill(-pid, SIGKILL);
+      siginfo_t info;
+      while (::waitid(P_PGID, static_cast<id_t>(pid), &info, WEXITED) == 0) {
+      }
+    }
+    std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
+    ProcStatus end;
+    if (ec) {
+      end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
+    } else if (WIFSIGNALED(raw)) {
+      end = ProcStatus::Killed(WTERMSIG(raw), WCOREDUMP(raw), std::move(tail));
+    } else {
+      end = ProcStatus::Stopped(WEXITSTATUS(raw), std::move(tail));
+    }
+    if (ready_pipe_) ready_pipe_->close();
+    if (notify_) notify_->close();
+    ReleaseAgentLink();
+    mgr_->Forget(proc_id().name(), this);
+    (void)cell().Transition(std::move(end));
+  }
+
+  ProcessProcManager* const mgr_;
+  const std::string command_;
+  const std::string cgroup_dir_;
+
+  mutable absl::Mutex mu_;
+  pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reaped_ ABSL_GUARDED_BY(mu_) = false;
+  std::string ready_problem_ ABSL_GUARDED_BY(mu_);
+
+  // Loop thread only.
+  std::unique_ptr<bp::basic_process<asio::io_context::executor_type>> process_;
+  std::unique_ptr<asio::posix::stream_descriptor> ready_pipe_;
+  std::string ready_buf_;
+  size_t ready_len_ = 0;
+  std::unique_ptr<asio::posix::stream_descriptor> notify_;
+};
+
+ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
+  if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(options.state_dir) / "logs", ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create state directory ", options.state_dir, "/logs: ", ec.message()));
+  }
+  // Orphaned descendants of procs come back to us instead of escaping to init.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Errno("prctl(PR_SET_CHILD_SUBREAPER)");
+  std::unique_ptr<ProcessProcManager> mgr(new ProcessProcManager(std::move(options)));
+  mgr->loop_ = channel::EventLoop::Start("procs");
+  if (mgr->options_.use_cgroups) {
+    absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create();
+    if (tree.ok()) {
+      mgr->cgroups_ = *std::move(tree);
+    } else {
+      mgr->cgroup_fallback_reason_ = std::string(tree.status().message());
+      base::Log().info("procs use process groups without cgroups: {}", mgr->cgroup_fallback_reason_);
+    }
+  } else {
+    mgr->cgroup_fallback_reason_ = "disabled by configuration";
+  }
+  return mgr;
+}
+
+ProcessProcManager::~ProcessProcManager() {
+  for (auto& h : Procs()) (void)h->Kill();
+  std::vector<std::weak_ptr<ProcessHandle>> handed_out;
+  {
+    absl::MutexLock lock(&mu_);
+    handed_out.swap(handed_out_);
+  }
+  loop_->RunSync([&] {
+    for (auto& weak : handed_out) {
+      if (auto h = weak.lock()) h->ReleaseLoopObjects();
+    }
+  });
+  loop_.reset();
+  cgroups_.reset();
+}
+
+std::string ProcessProcManager::LogPath(const std::string& name, bool stderr_log) const {
+  return absl::StrCat(options_.state_dir, "/logs/", name, stderr_log ? ".stderr" : ".stdout");
+}
+
+std::vector<std::shared_ptr<ProcHandle>> ProcessProcManager::Procs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<ProcHandle>> out;
+  for (auto& [name, h] : procs_) out.push_back(h);
+  return out;
+}
+
+void ProcessProcManager::Forget(const std::string& name, const ProcessHandle* handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = procs_.find(name);
+  if (it != procs_.end() && it->second.get() == handle) procs_.erase(it);
+}
+
+TerminateSummary ProcessProcManager::TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) {
+  return TerminateHandles(Procs(), grace, max_in_flight, reason);
+}
+
+absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc::ProcId& id,
+                                                                      const channel::ChannelAddr& forwarder,
+                                                                      const SpawnSpec& spec) {
+  const absl::Time deadline =
+      spec.ready_timeout > absl::ZeroDuration() ? absl::Now() + spec.ready_timeout : absl::InfiniteFuture();
+  const std::string& name = id.name();
+  auto fail = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("cannot spawn proc \"", name, "\": ", s.message()));
+  };
+
+  // The environment, explicitly.
+  absl::flat_hash_map<std::string, std::string> env;
+  for (const std::string& var : spec.inherit_env) {
+    if (const char* v = ::getenv(var.c_str()); v != nullptr) env[var] = v;
+  }
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos) {
+      return fail(absl::InvalidArgumentError(absl::StrCat("environment variable name \"", k, "\" is invalid")));
+    }
+    env[k] = v;
+  }
+  std::string path_list = env.contains("PATH") ? env["PATH"] : kDefaultPath;
+  absl::StatusOr<std::string> program = ResolveProgram(spec.program, path_list);
+  if (!program.ok()) return fail(program.status());
+  std::vector<std::string> argv = {spec.program};
+  argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+  std::string command = absl::StrJoin(argv, " ");
+
+  env[proc::kEnvProcId] = id.ToString();
+  env[proc::kEnvHostBackend] = forwarder.ToString();
+  env[proc::kEnvParentPid] = absl::StrCat(::getpid());
+  base::UniqueFd ready_read, ready_write, notify_sock;
+  if (spec.readiness == ReadinessMode::kHandshake) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return fail(Errno("readiness pipe"));
+    ready_read.reset(p[0]);
+    ready_write.reset(p[1]);
+    env[proc::kEnvReadyFd] = absl::StrCat(kReadyFd);
+  } else if (spec.readiness == ReadinessMode::kNotify) {
+    static std::atomic<uint64_t> serial{0};
+    std::string abstract = absl::StrCat("hostd-notify-", ::getpid(), "-", ++serial);
+    notify_sock.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path + 1, abstract.data(), abstract.size());
+    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstract.size());
+    if (!notify_sock.valid() || ::bind(notify_sock.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+      return fail(Errno("notify socket"));
+    }
+    env["NOTIFY_SOCKET"] = absl::StrCat("@", abstract);
+  }
+  std::vector<std::string> envp;
+  for (const auto& [k, v] : env) envp.push_back(absl::StrCat(k, "=", v));
+
+  base::UniqueFd out(::open(LogPath(name, false).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  base::UniqueFd err(::open(LogPath(name, true).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+  if (!out.valid() || !err.valid()) return fail(Errno(absl::StrCat("log files under ", options_.state_dir, "/logs")));
+
+  std::string cgroup_dir;
+  if (cgroups_ != nullptr) {
+    absl::StatusOr<std::string> dir = cgroups_->CreateChild(name);
+    if (!dir.ok()) return fail(dir.status());
+    cgroup_dir = *dir;
+  }
+  auto handle = std::make_shared<ProcessHandle>(this, id, command, cgroup_dir);
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, inserted] = procs_.try_emplace(name, handle);
+    if (inserted) {
+      std::erase_if(handed_out_, [](const auto& w) { return w.expired(); });
+      handed_out_.push_back(handle);
+    } else {
+      if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
+      return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (it is ",
+                                                   it->second->status().ToString(), ")"));
+    }
+  }
+
+  LaunchRequest req;
+  req.path = *program;
+  req.argv = std::move(argv);
+  req.envp = std::move(envp);
+  req.cwd = spec.cwd.empty() ? options_.state_dir : spec.cwd;
+  req.stdout_fd = out.get();
+  req.stderr_fd = err.get();
+  req.ready_fd = ready_write.get();
+  if (!cgroup_dir.empty()) req.cgroup_procs = cgroup_dir + "/cgroup.procs";
+  absl::Status launched;
+  // Launch from the loop thread: PR_SET_PDEATHSIG follows the launching thread.
+  loop_->RunSync([&] {
+    absl::StatusOr<Launched> l = Launch(req);
+    if (!l.ok()) {
+      launched = l.status();
+      return;
+    }
+    handle->Started(l->pid, std::move(l->pidfd));
+    if (ready_read.valid()) handle->WatchHandshake(std::move(ready_read));
+    if (notify_sock.valid()) handle->WatchNotify(std::move(notify_sock));
+    if (spec.readiness == ReadinessMode::kExec) handle->MarkReady(std::nullopt);
+  });
+  ready_write.reset();  // the child holds the only write end now
+  if (!launched.ok()) {
+    Forget(name, handle.get());
+    if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
+    return absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ", command,
+                                                      "): ", launched.message()));
+  }
+
+  absl::Status ready = handle->Ready(deadline);
+  if (ready.ok()) return handle;
+  // Transactional: whatever it is doing, it goes, and nothing of it stays registered.
+  bool timed_out = absl::IsDeadlineExceeded(ready);
+  absl::StatusOr<ProcStatus> end = handle->Kill();
+  std::string problem = handle->ready_problem();
+  std::string what = timed_out ? absl::StrCat("did not become ready within ", absl::FormatDuration(spec.ready_timeout),
+                                              " and was killed")
+                               : absl::StrCat("ended before it was ready");
+  std::string status = end.ok() ? end->ToString() : std::string(end.status().message());
+  std::string tail = end.ok() && !end->stderr_tail.empty() ? absl::StrCat("; stderr: ", end->stderr_tail) : "";
+  return absl::Status(timed_out ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kFailedPrecondition,
+                      absl::StrCat("proc \"", name, "\" ", what, " (", status, ", command: ", command, ")",
+                                   problem.empty() ? "" : absl::StrCat("; ", problem), tail));
+}
+
+}  // namespace hostd::manager

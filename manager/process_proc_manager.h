@@ -1,0 +1,79 @@
+// ProcessProcManager: procs as OS processes, production grade.
+//
+//   auto mgr = ProcessProcManager::Create({.state_dir = "/var/lib/hostd"});
+//   auto h = (*mgr)->Spawn(id, host_backend, {.program = "/usr/bin/worker"});
+//   (*h)->Terminate(absl::Seconds(5), "shutdown");
+//
+// Each proc is launched by launcher.h (vfork-class, never fork() of the daemon),
+// in its own process group and, where the host allows, its own cgroup v2 (see
+// cgroups_enabled()); it gets SIGKILL if the manager's loop thread dies. This
+// process becomes a child subreaper, so descendants that lose their parent come
+// back to it rather than escaping to init. The exit monitor is Boost.Process v2's
+// pidfd-based async_wait (it reaps by pid, never waitpid(-1)). When a proc's main
+// process ends, the rest of its cgroup (or, without cgroups, its process group)
+// is killed and reaped before the terminal status is published, so Wait()
+// returning means nothing of the proc is left. Without cgroups a descendant that
+// called setsid() and lost its parent is not found until the manager is destroyed.
+//
+// stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (truncated at each
+// spawn); the last `stderr_tail_bytes` of stderr are kept in the terminal status.
+// The environment is explicit: SpawnSpec::env, the inherit_env names copied from
+// this process, and the HOSTD_* bootstrap variables (proc/bootstrap.h).
+//
+// Destroying the manager kills every proc it still has and waits for each. Thread-safe.
+#ifndef HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
+#define HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "channel/event_loop.h"
+#include "manager/cgroup.h"
+#include "manager/proc_manager.h"
+
+namespace hostd::manager {
+
+struct ProcessProcManagerOptions {
+  std::string state_dir = {};     // required; logs go under <state_dir>/logs
+  bool use_cgroups = true;        // false: process groups only
+  size_t stderr_tail_bytes = 4096;
+};
+
+class ProcessHandle;
+
+class ProcessProcManager final : public ProcManager, public BulkTerminate {
+ public:
+  static absl::StatusOr<std::unique_ptr<ProcessProcManager>> Create(ProcessProcManagerOptions options);
+  ~ProcessProcManager() override;
+
+  absl::StatusOr<std::shared_ptr<ProcHandle>> Spawn(const proc::ProcId& id, const channel::ChannelAddr& forwarder,
+                                                    const SpawnSpec& spec) override;
+  std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
+  TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
+
+  bool cgroups_enabled() const { return cgroups_ != nullptr; }
+  // Why cgroups are not used (empty when they are).
+  const std::string& cgroup_fallback_reason() const { return cgroup_fallback_reason_; }
+  std::string LogPath(const std::string& name, bool stderr_log) const;
+
+ private:
+  friend class ProcessHandle;
+  explicit ProcessProcManager(ProcessProcManagerOptions options);
+  void Forget(const std::string& name, const ProcessHandle* handle);
+
+  const ProcessProcManagerOptions options_;
+  std::unique_ptr<channel::EventLoop> loop_;
+  std::unique_ptr<CgroupTree> cgroups_;
+  std::string cgroup_fallback_reason_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<ProcessHandle>> procs_ ABSL_GUARDED_BY(mu_);
+  // Every handle handed out, live or not: their Asio objects belong to loop_ and are
+  // released before it goes, even if a caller still holds the handle.
+  std::vector<std::weak_ptr<ProcessHandle>> handed_out_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hostd::manager
+
+#endif  // HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_

@@ -1,0 +1,105 @@
+#include "proc/bootstrap.h"
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace hostd::proc {
+namespace {
+
+absl::Status BadVar(const char* name, absl::string_view value, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(name, "=\"", value, "\" is invalid: ", why));
+}
+
+absl::StatusOr<absl::string_view> Required(const GetEnv& getenv, const char* name) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v == '\0') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " is not set; procs are started by a hostd proc manager, which sets it"));
+  }
+  return absl::string_view(v);
+}
+
+}  // namespace
+
+absl::StatusOr<BootstrapEnv> ReadBootstrapEnv(const GetEnv& getenv) {
+  HOSTD_ASSIGN_OR_RETURN(absl::string_view id_text, Required(getenv, kEnvProcId));
+  absl::StatusOr<ProcId> id = ProcId::Parse(id_text);
+  if (!id.ok()) return BadVar(kEnvProcId, id_text, id.status().message());
+
+  HOSTD_ASSIGN_OR_RETURN(absl::string_view backend_text, Required(getenv, kEnvHostBackend));
+  absl::StatusOr<channel::ChannelAddr> backend = channel::ChannelAddr::Parse(backend_text);
+  if (!backend.ok()) return BadVar(kEnvHostBackend, backend_text, backend.status().message());
+  if (backend->is_any()) return BadVar(kEnvHostBackend, backend_text, "a dialable address is needed, not an any-form");
+
+  channel::ChannelAddr listen = *channel::ChannelAddr::Parse("unix:");
+  if (const char* v = getenv(kEnvListen); v != nullptr && *v != '\0') {
+    absl::StatusOr<channel::ChannelAddr> parsed = channel::ChannelAddr::Parse(v);
+    if (!parsed.ok()) return BadVar(kEnvListen, v, parsed.status().message());
+    listen = *parsed;
+  }
+
+  BootstrapEnv env{*std::move(id), *std::move(backend), std::move(listen)};
+  if (const char* v = getenv(kEnvReadyFd); v != nullptr && *v != '\0') {
+    int fd = -1;
+    if (!absl::SimpleAtoi(v, &fd) || fd < 0) return BadVar(kEnvReadyFd, v, "not a descriptor number");
+    if (fcntl(fd, F_GETFD) < 0) return BadVar(kEnvReadyFd, v, "not an open descriptor in this process");
+    env.ready_fd = fd;
+  }
+  if (const char* v = getenv(kEnvParentPid); v != nullptr && *v != '\0') {
+    int pid = 0;
+    if (!absl::SimpleAtoi(v, &pid) || pid <= 0) return BadVar(kEnvParentPid, v, "not a process id");
+    env.parent_pid = pid;
+  }
+  return env;
+}
+
+absl::Status ArmParentDeathSignal(pid_t expected_parent) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    return absl::InternalError(absl::StrCat("prctl(PR_SET_PDEATHSIG): ", std::strerror(errno)));
+  }
+  // The parent may have died before the signal was armed; then nothing will come.
+  if (expected_parent != 0 && getppid() != expected_parent) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("parent ", expected_parent, " exited before the proc armed its parent-death signal"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReportReady(int fd, const channel::ChannelAddr& addr) {
+  std::string line = absl::StrCat("READY ", addr.ToString(), "\n");
+  for (size_t off = 0; off < line.size();) {
+    ssize_t n = ::write(fd, line.data() + off, line.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat("readiness report on fd ", fd, ": ", std::strerror(err)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BootedProc> BootstrapProc(const std::function<absl::Status(ProcRuntime&)>& before_ready,
+                                         const GetEnv& getenv) {
+  HOSTD_ASSIGN_OR_RETURN(BootstrapEnv env, ReadBootstrapEnv(getenv));
+  HOSTD_RETURN_IF_ERROR(ArmParentDeathSignal(env.parent_pid));
+  BootedProc proc;
+  proc.loop = channel::EventLoop::Start("proc");
+  HOSTD_ASSIGN_OR_RETURN(proc.runtime, ProcRuntime::Start(*proc.loop, {env.id, env.listen, env.host_backend}));
+  if (before_ready) HOSTD_RETURN_IF_ERROR(before_ready(*proc.runtime));
+  if (env.ready_fd >= 0) HOSTD_RETURN_IF_ERROR(ReportReady(env.ready_fd, proc.runtime->addr()));
+  return proc;
+}
+
+}  // namespace hostd::proc

@@ -1,0 +1,144 @@
+#include "proc/proc_status.h"
+
+#include <string.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace hostd::proc {
+
+absl::string_view ProcStateName(ProcState s) {
+  switch (s) {
+    case ProcState::kStarting: return "Starting";
+    case ProcState::kRunning: return "Running";
+    case ProcState::kReady: return "Ready";
+    case ProcState::kStopping: return "Stopping";
+    case ProcState::kStopped: return "Stopped";
+    case ProcState::kKilled: return "Killed";
+    case ProcState::kFailed: return "Failed";
+  }
+  return "?";
+}
+
+bool IsTerminal(ProcState s) {
+  return s == ProcState::kStopped || s == ProcState::kKilled || s == ProcState::kFailed;
+}
+
+bool IsLegalTransition(ProcState from, ProcState to) {
+  if (IsTerminal(from)) return false;
+  if (IsTerminal(to)) return true;
+  switch (to) {
+    case ProcState::kStarting: return false;
+    case ProcState::kRunning: return from == ProcState::kStarting;
+    case ProcState::kReady: return from == ProcState::kRunning;
+    case ProcState::kStopping: return from != ProcState::kStopping;
+    default: return false;
+  }
+}
+
+ProcStatus ProcStatus::Running(pid_t pid, absl::Time started_at) {
+  ProcStatus s;
+  s.state = ProcState::kRunning;
+  s.pid = pid;
+  s.started_at = started_at;
+  return s;
+}
+ProcStatus ProcStatus::Ready(channel::ChannelAddr addr) {
+  ProcStatus s;
+  s.state = ProcState::kReady;
+  s.addr = std::move(addr);
+  return s;
+}
+ProcStatus ProcStatus::Stopping() {
+  ProcStatus s;
+  s.state = ProcState::kStopping;
+  return s;
+}
+ProcStatus ProcStatus::Stopped(int exit_code, std::string stderr_tail) {
+  ProcStatus s;
+  s.state = ProcState::kStopped;
+  s.exit_code = exit_code;
+  s.stderr_tail = std::move(stderr_tail);
+  return s;
+}
+ProcStatus ProcStatus::Killed(int signal, bool core_dumped, std::string stderr_tail) {
+  ProcStatus s;
+  s.state = ProcState::kKilled;
+  s.signal = signal;
+  s.core_dumped = core_dumped;
+  s.stderr_tail = std::move(stderr_tail);
+  return s;
+}
+ProcStatus ProcStatus::Failed(std::string reason) {
+  ProcStatus s;
+  s.state = ProcState::kFailed;
+  s.reason = std::move(reason);
+  return s;
+}
+
+std::string ProcStatus::ToString() const {
+  std::string name(ProcStateName(state));
+  switch (state) {
+    case ProcState::kRunning: return absl::StrCat(name, "(pid ", pid, ")");
+    case ProcState::kReady: return absl::StrCat(name, "(", addr ? addr->ToString() : "no address", ")");
+    case ProcState::kStopped: return absl::StrCat(name, "(exit ", exit_code, ")");
+    case ProcState::kKilled: {
+      const char* abbrev = sigabbrev_np(signal);
+      return absl::StrCat(name, "(", abbrev ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal),
+                          core_dumped ? ", core dumped" : "", ")");
+    }
+    case ProcState::kFailed: return absl::StrCat(name, "(", reason, ")");
+    default: return name;
+  }
+}
+
+std::ostream& operator<<(std::ostream& os, const ProcStatus& s) { return os << s.ToString(); }
+
+ProcStatus ProcStatusCell::Get() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+absl::Status ProcStatusCell::Transition(ProcStatus next) {
+  absl::MutexLock notify(&notify_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!IsLegalTransition(status_.state, next.state)) {
+      return absl::FailedPreconditionError(absl::StrCat("proc status cannot go from ", status_.ToString(), " to ",
+                                                        next.ToString()));
+    }
+    if (next.pid == 0) next.pid = status_.pid;
+    if (next.started_at == absl::InfinitePast()) next.started_at = status_.started_at;
+    if (!next.addr.has_value()) next.addr = status_.addr;
+    if (next.state == ProcState::kReady && !next.was_ready()) next.ready_at = absl::Now();
+    if (!next.was_ready()) next.ready_at = status_.ready_at;
+    status_ = next;
+    ++applied_;
+  }
+  for (auto& [id, fn] : watchers_) fn(next);
+  absl::MutexLock lock(&mu_);
+  notified_ = applied_;
+  return absl::OkStatus();
+}
+
+uint64_t ProcStatusCell::Watch(Watcher fn) {
+  absl::MutexLock notify(&notify_mu_);
+  fn(Get());
+  uint64_t id = next_watcher_++;
+  watchers_.emplace_back(id, std::move(fn));
+  return id;
+}
+
+void ProcStatusCell::Unwatch(uint64_t id) {
+  absl::MutexLock notify(&notify_mu_);
+  std::erase_if(watchers_, [id](const auto& w) { return w.first == id; });
+}
+
+ProcStatus ProcStatusCell::Await(const std::function<bool(const ProcStatus&)>& pred, absl::Time deadline,
+                                 bool* met) const {
+  absl::MutexLock lock(&mu_);
+  auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return notified_ == applied_ && pred(status_); };
+  *met = mu_.AwaitWithDeadline(absl::Condition(&cond), deadline);
+  return status_;
+}
+
+}  // namespace hostd::proc

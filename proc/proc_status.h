@@ -1,0 +1,101 @@
+// ProcStatus: where a proc is in its life, and ProcStatusCell: the one state
+// machine every proc manager uses, so tests against the in-process manager exercise
+// the real semantics.
+//
+//   Starting -> Running{pid, started_at} -> Ready{addr} -> Stopping ->
+//     one terminal state: Stopped{exit_code, stderr_tail} | Killed{signal, core_dumped}
+//                         | Failed{reason}
+//
+// Any non-terminal state may end in a terminal one; Stopping may be entered from
+// Starting, Running or Ready; Ready cannot follow Stopping; terminal states absorb
+// (every later transition is refused). Fields learnt earlier (pid, started_at, addr,
+// ready_at) carry forward into later states.
+#ifndef HOSTD_PROC_PROC_STATUS_H_
+#define HOSTD_PROC_PROC_STATUS_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "channel/channel_addr.h"
+
+namespace hostd::proc {
+
+enum class ProcState { kStarting, kRunning, kReady, kStopping, kStopped, kKilled, kFailed };
+
+absl::string_view ProcStateName(ProcState s);
+bool IsTerminal(ProcState s);
+bool IsLegalTransition(ProcState from, ProcState to);
+
+struct ProcStatus {
+  ProcState state = ProcState::kStarting;
+  pid_t pid = 0;                             // from Running (0 for in-process procs)
+  absl::Time started_at = absl::InfinitePast();
+  std::optional<channel::ChannelAddr> addr;  // from Ready (none when readiness has no address)
+  absl::Time ready_at = absl::InfinitePast(); // when it became Ready; InfinitePast if it never did
+  int exit_code = 0;                         // Stopped
+  std::string stderr_tail;                   // Stopped, Killed: the end of the proc's stderr
+  int signal = 0;                            // Killed
+  bool core_dumped = false;                  // Killed
+  std::string reason;                        // Failed
+
+  static ProcStatus Starting() { return {}; }
+  static ProcStatus Running(pid_t pid, absl::Time started_at);
+  static ProcStatus Ready(channel::ChannelAddr addr);
+  static ProcStatus Stopping();
+  static ProcStatus Stopped(int exit_code, std::string stderr_tail = "");
+  static ProcStatus Killed(int signal, bool core_dumped, std::string stderr_tail = "");
+  static ProcStatus Failed(std::string reason);
+
+  bool terminal() const { return IsTerminal(state); }
+  bool was_ready() const { return ready_at != absl::InfinitePast(); }
+  // "Stopped(exit 7)", "Killed(SIGKILL)", "Ready(unix:@x)", ...; stderr not included.
+  std::string ToString() const;
+
+  friend bool operator==(const ProcStatus&, const ProcStatus&) = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const ProcStatus& s);
+
+// A thread-safe ProcStatus with watchers and waiting.
+class ProcStatusCell {
+ public:
+  using Watcher = std::function<void(const ProcStatus&)>;
+
+  ProcStatus Get() const;
+
+  // Moves to `next` (carrying forward pid, started_at and addr) if the transition is
+  // legal; FailedPrecondition naming both states otherwise, status unchanged.
+  absl::Status Transition(ProcStatus next);
+
+  // `fn` is called with the current status now and then with every later one, in
+  // order, on the thread that made the transition. It must not call Transition.
+  uint64_t Watch(Watcher fn);
+  void Unwatch(uint64_t id);
+
+  // Waits until `pred` holds or `deadline`; returns the status at that point and
+  // sets `*met`.
+  ProcStatus Await(const std::function<bool(const ProcStatus&)>& pred, absl::Time deadline, bool* met) const;
+
+ private:
+  // Held across a transition and its notifications, so watchers see every status in order.
+  absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  ProcStatus status_ ABSL_GUARDED_BY(mu_);
+  // Transitions applied, and how many of those every watcher has seen: Await wakes
+  // only when they are equal, so a waiter never runs ahead of the watchers.
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t notified_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_watcher_ ABSL_GUARDED_BY(notify_mu_) = 1;
+  std::vector<std::pair<uint64_t, Watcher>> watchers_ ABSL_GUARDED_BY(notify_mu_);
+};
+
+}  // namespace hostd::proc
+
+#endif  // HOSTD_PROC_PROC_STATUS_H_

@@ -1,0 +1,182 @@
+// hostd_test_proc: a proc built on the real bootstrap and runtime, with a flag for
+// each behaviour the manager tests need. Flags are --name or --name=value:
+//
+//   --echo                 bind port "echo": answer every message to its src, port "echo.reply"
+//   --exit-after-ms=T      exit on its own after T ms (with --exit-code, default 0)
+//   --exit-code=N          exit code for --exit-after-ms and for a stop (default 0)
+//   --ignore-sigterm       SIG_IGN for SIGTERM
+//   --ignore-stop          keep running when the agent is asked to stop
+//   --crash                abort() once ready (SIGABRT)
+//   --never-ready          bootstrap but never report readiness
+//   --ready-after-ms=T     report readiness T ms late
+//   --grandchild           fork a child that sleeps in our process group
+//   --grandchild-setsid    double fork; the grandchild calls setsid() and sleeps
+//   --flood-stdout=BYTES   write that many bytes to stdout at start
+//   --list-fds             print "fds: 0 1 2 ..." (its open descriptors) to stdout
+//   --stderr=TEXT          write TEXT to stderr at start
+//   --notify               no runtime: send READY=1 to $NOTIFY_SOCKET, then sleep
+//   --plain                no runtime: just sleep (for exec readiness)
+// Grandchild pids are printed to stdout as "grandchild <pid>".
+#include <dirent.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proc/bootstrap.h"
+
+namespace {
+
+using hostd::proc::ProcRuntime;
+
+absl::flat_hash_map<std::string, std::string> ParseFlags(int argc, char** argv) {
+  absl::flat_hash_map<std::string, std::string> flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0) continue;
+    size_t eq = a.find('=');
+    flags[a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2)] =
+        eq == std::string::npos ? "" : a.substr(eq + 1);
+  }
+  return flags;
+}
+
+int IntFlag(const absl::flat_hash_map<std::string, std::string>& f, const std::string& name, int def) {
+  auto it = f.find(name);
+  int v = def;
+  if (it != f.end() && !absl::SimpleAtoi(it->second, &v)) {
+    std::fprintf(stderr, "hostd_test_proc: --%s=%s is not a number\n", name.c_str(), it->second.c_str());
+    std::exit(2);
+  }
+  return v;
+}
+
+// Prints the grandchild's pid before returning, so it is on stdout before readiness.
+void SpawnGrandchild(bool setsid_too) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return;
+  pid_t child = fork();
+  if (child < 0) return;
+  if (child == 0) {
+    close(pipefd[0]);
+    pid_t sleeper = getpid();
+    if (setsid_too) {
+      sleeper = fork();
+      if (sleeper != 0) {
+        ssize_t ignored = write(pipefd[1], &sleeper, sizeof(sleeper));
+        (void)ignored;
+        _exit(0);  // the grandchild is orphaned and comes back to the subreaper
+      }
+      setsid();
+    } else {
+      ssize_t ignored = write(pipefd[1], &sleeper, sizeof(sleeper));
+      (void)ignored;
+    }
+    close(pipefd[1]);
+    while (true) pause();
+  }
+  close(pipefd[1]);
+  pid_t sleeper = 0;
+  if (read(pipefd[0], &sleeper, sizeof(sleeper)) == sizeof(sleeper)) {
+    std::printf("grandchild %d\n", sleeper);
+    std::fflush(stdout);
+  }
+  close(pipefd[0]);
+  if (setsid_too) waitpid(child, nullptr, 0);
+}
+
+void ListFds() {
+  std::string out = "fds:";
+  DIR* d = opendir("/proc/self/fd");
+  int self = dirfd(d);
+  while (dirent* e = readdir(d)) {
+    int fd = 0;
+    if (absl::SimpleAtoi(e->d_name, &fd) && fd != self) absl::StrAppend(&out, " ", fd);
+  }
+  closedir(d);
+  std::printf("%s\n", out.c_str());
+  std::fflush(stdout);
+}
+
+int Notify() {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr) return 3;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  size_t n = std::strlen(path);
+  std::memcpy(sa.sun_path, path, n);
+  if (path[0] == '@') sa.sun_path[0] = '\0';
+  const char msg[] = "STATUS=starting\nREADY=1\n";
+  sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&sa),
+         static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto flags = ParseFlags(argc, argv);
+  auto has = [&](const char* f) { return flags.contains(f); };
+  if (has("ignore-sigterm")) std::signal(SIGTERM, SIG_IGN);
+  if (auto it = flags.find("stderr"); it != flags.end()) std::fprintf(stderr, "%s\n", it->second.c_str());
+  if (int n = IntFlag(flags, "flood-stdout", 0); n > 0) {
+    std::string chunk(4096, 'x');
+    for (int left = n; left > 0; left -= 4096) std::fwrite(chunk.data(), 1, std::min(left, 4096), stdout);
+    std::fflush(stdout);
+  }
+  if (has("list-fds")) ListFds();
+  if (has("grandchild")) SpawnGrandchild(false);
+  if (has("grandchild-setsid")) SpawnGrandchild(true);
+  int exit_code = IntFlag(flags, "exit-code", 0);
+  int exit_after = IntFlag(flags, "exit-after-ms", -1);
+  absl::Time until = exit_after >= 0 ? absl::Now() + absl::Milliseconds(exit_after) : absl::InfiniteFuture();
+  if (has("plain") || has("notify")) {
+    if (has("notify") && Notify() != 0) return 3;
+    while (absl::Now() < until) absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
+    return exit_code;
+  }
+
+  if (has("never-ready")) {
+    // Read and validate the environment, but never report.
+    absl::StatusOr<hostd::proc::BootstrapEnv> env = hostd::proc::ReadBootstrapEnv(::getenv);
+    if (!env.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(env.status().message()).c_str());
+      return 2;
+    }
+    while (true) pause();
+  }
+  if (int late = IntFlag(flags, "ready-after-ms", 0); late > 0) absl::SleepFor(absl::Milliseconds(late));
+
+  absl::StatusOr<hostd::proc::BootedProc> proc = hostd::proc::BootstrapProc([&](ProcRuntime& rt) -> absl::Status {
+    if (!has("echo")) return absl::OkStatus();
+    return rt.Bind("echo", [&rt](hostd::channel::Message m) {
+      if (m.kind() == hostd::channel::Message::Kind::kMessage) (void)rt.Reply(m, "echo.reply", m.payload());
+    });
+  });
+  if (!proc.ok()) {
+    std::fprintf(stderr, "hostd_test_proc: %s\n", std::string(proc.status().message()).c_str());
+    return 2;
+  }
+  if (has("crash")) std::abort();
+  while (true) {
+    absl::StatusOr<std::string> stop = proc->runtime->WaitForStopRequest(until);
+    if (!stop.ok()) return exit_code;  // --exit-after-ms elapsed
+    if (!has("ignore-stop")) {
+      std::fprintf(stderr, "stopping: %s\n", stop->c_str());
+      return exit_code;
+    }
+    until = absl::InfiniteFuture();
+    while (true) pause();  // deaf to stops: only a signal ends it
+  }
+}

@@ -1,0 +1,130 @@
+// Shared set-up for manager tests: a fake host backend, and a way to spawn the same
+// behaviour as a real process (hostd_test_proc) or as an in-process proc.
+#ifndef HOSTD_TESTS_MANAGER_MANAGER_TEST_UTIL_H_
+#define HOSTD_TESTS_MANAGER_MANAGER_TEST_UTIL_H_
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "channel/event_loop.h"
+#include "channel/listener.h"
+#include "manager/local_proc_manager.h"
+#include "manager/process_proc_manager.h"
+#include "gtest/gtest.h"
+#include "testing/temp_dir.h"
+
+namespace hostd::manager {
+
+inline absl::Time Guard() { return absl::Now() + absl::Seconds(60); }
+
+// What a test proc does, in either manager.
+struct Behaviour {
+  int exit_after_ms = -1;  // exit on its own
+  int exit_code = 0;
+  bool ignore_stop = false;
+  bool ignore_sigterm = false;  // process manager only
+  std::vector<std::string> extra_args = {};  // process manager only
+};
+
+enum class Kind { kProcess, kLocal };
+
+inline std::string KindName(Kind k) { return k == Kind::kProcess ? "Process" : "Local"; }
+
+class ManagerHarness {
+ public:
+  explicit ManagerHarness(Kind kind, ProcessProcManagerOptions opts = {}) : kind_(kind) {
+    backend_ = *channel::Listener::Serve(*loop_, channel::ChannelAddr::Local(0), host_inbox_);
+    if (kind == Kind::kProcess) {
+      // The process manager's procs dial the backend over a real socket.
+      unix_backend_ = *channel::Listener::Serve(*loop_, *channel::ChannelAddr::Parse("unix:"), host_inbox_);
+      opts.state_dir = dir_.path();
+      auto m = ProcessProcManager::Create(opts);
+      EXPECT_TRUE(m.ok()) << m.status();
+      process_ = *std::move(m);
+    } else {
+      local_ = std::make_unique<LocalProcManager>();
+    }
+  }
+
+  ProcManager& manager() { return kind_ == Kind::kProcess ? static_cast<ProcManager&>(*process_) : *local_; }
+  BulkTerminate& bulk() { return kind_ == Kind::kProcess ? static_cast<BulkTerminate&>(*process_) : *local_; }
+  ProcessProcManager& process() { return *process_; }
+  channel::Inbox& host_inbox() { return host_inbox_; }
+  const testing::TempDir& dir() const { return dir_; }
+  const channel::ChannelAddr& backend() const {
+    return kind_ == Kind::kProcess ? unix_backend_->addr() : backend_->addr();
+  }
+
+  proc::ProcId Id(const std::string& name) { return *proc::ProcId::Parse("unix:@test-frontend," + name); }
+
+  SpawnSpec Spec(const Behaviour& b) {
+    SpawnSpec spec;
+    if (kind_ == Kind::kProcess) {
+      spec.program = HOSTD_TEST_PROC;
+      if (b.exit_after_ms >= 0) spec.args.push_back(absl::StrCat("--exit-after-ms=", b.exit_after_ms));
+      spec.args.push_back(absl::StrCat("--exit-code=", b.exit_code));
+      if (b.ignore_stop) spec.args.push_back("--ignore-stop");
+      if (b.ignore_sigterm) spec.args.push_back("--ignore-sigterm");
+      spec.args.insert(spec.args.end(), b.extra_args.begin(), b.extra_args.end());
+      return spec;
+    }
+    spec.local_main = [b](proc::ProcRuntime& rt, const absl::Notification& killed) {
+      absl::Time until = b.exit_after_ms >= 0 ? absl::Now() + absl::Milliseconds(b.exit_after_ms)
+                                             : absl::InfiniteFuture();
+      if (b.ignore_stop) {
+        killed.WaitForNotificationWithDeadline(until);
+        return b.exit_code;
+      }
+      (void)rt.WaitForStopRequest(until);
+      return b.exit_code;
+    };
+    return spec;
+  }
+
+  absl::StatusOr<std::shared_ptr<ProcHandle>> Spawn(const std::string& name, const Behaviour& b = {}) {
+    return manager().Spawn(Id(name), backend(), Spec(b));
+  }
+
+ private:
+  Kind kind_;
+  testing::TempDir dir_;
+  std::unique_ptr<channel::EventLoop> loop_ = channel::EventLoop::Start("test-host");
+  channel::Inbox host_inbox_;
+  std::unique_ptr<channel::Listener> backend_;
+  std::unique_ptr<channel::Listener> unix_backend_;
+  std::unique_ptr<ProcessProcManager> process_;
+  std::unique_ptr<LocalProcManager> local_;
+};
+
+// True when no child process of this test is left, not even a zombie.
+inline bool NoChildrenLeft() {
+  siginfo_t info{};
+  return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == -1 && errno == ECHILD;
+}
+
+// True when `pid` is gone (or a zombie: it ran nothing any more).
+inline bool ProcessGone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t close = s.rfind(')');
+  return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
+}
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace hostd::manager
+
+#endif  // HOSTD_TESTS_MANAGER_MANAGER_TEST_UTIL_H_

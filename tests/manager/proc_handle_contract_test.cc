@@ -1,0 +1,147 @@
+// The ProcHandle contract, run against both managers.
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "manager_test_util.h"
+#include "testing/status_matchers.h"
+
+namespace hostd::manager {
+namespace {
+
+using ::hostd::testing::IsOk;
+using ::hostd::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using proc::ProcState;
+
+class ProcHandleContractTest : public ::testing::TestWithParam<Kind> {
+ protected:
+  ManagerHarness h_{GetParam()};
+};
+
+INSTANTIATE_TEST_SUITE_P(Managers, ProcHandleContractTest, ::testing::Values(Kind::kProcess, Kind::kLocal),
+                         [](const auto& info) { return KindName(info.param); });
+
+TEST_P(ProcHandleContractTest, ReadyWithManyWaiters) {
+  auto handle = h_.Spawn("ready");
+  ASSERT_THAT(handle, IsOk());
+  std::vector<std::thread> waiters;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i) {
+    waiters.emplace_back([&] {
+      if ((*handle)->Ready(Guard()).ok()) ++ok;
+    });
+  }
+  for (auto& t : waiters) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ((*handle)->status().state, ProcState::kReady);
+  ASSERT_TRUE((*handle)->addr().has_value());
+  EXPECT_EQ((*handle)->proc_id().name(), "ready");
+}
+
+TEST_P(ProcHandleContractTest, WaitReturnsTheRealTerminalStatus) {
+  auto handle = h_.Spawn("exits", {.exit_after_ms = 100, .exit_code = 3});
+  ASSERT_THAT(handle, IsOk());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Wait(Guard());
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kStopped);
+  EXPECT_EQ(end->exit_code, 3);
+  EXPECT_THAT((*handle)->Wait(absl::Now()), IsOk()) << "many waiters, also late ones";
+}
+
+TEST_P(ProcHandleContractTest, WaitTimesOutOnARunningProc) {
+  auto handle = h_.Spawn("runs");
+  ASSERT_THAT(handle, IsOk());
+  EXPECT_THAT((*handle)->Wait(absl::Now() + absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("has not ended")));
+}
+
+TEST_P(ProcHandleContractTest, GracefulTerminateStopsWithExitZero) {
+  auto handle = h_.Spawn("graceful", {.exit_code = 0});
+  ASSERT_THAT(handle, IsOk());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Terminate(absl::Seconds(30), "test over");
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kStopped) << *end;
+  EXPECT_EQ(end->exit_code, 0);
+  EXPECT_TRUE(h_.manager().Procs().empty()) << "an ended proc is forgotten";
+}
+
+TEST_P(ProcHandleContractTest, TerminateOfAnEndedProcReturnsItsStatus) {
+  auto handle = h_.Spawn("ended", {.exit_after_ms = 0, .exit_code = 4});
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Terminate(absl::Seconds(1), "again");
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kStopped);
+  EXPECT_EQ(end->exit_code, 4);
+  EXPECT_THAT((*handle)->Kill(), IsOk());
+}
+
+TEST_P(ProcHandleContractTest, ConcurrentTerminateCallersShareOneResult) {
+  auto handle = h_.Spawn("shared", {.ignore_stop = true});
+  ASSERT_THAT(handle, IsOk());
+  std::vector<std::thread> callers;
+  std::vector<absl::StatusOr<proc::ProcStatus>> results(6, absl::UnknownError("unset"));
+  for (int i = 0; i < 6; ++i) {
+    callers.emplace_back([&, i] { results[i] = (*handle)->Terminate(absl::Milliseconds(300), "race"); });
+  }
+  for (auto& t : callers) t.join();
+  for (auto& r : results) {
+    ASSERT_THAT(r, IsOk());
+    EXPECT_EQ(*r, *results[0]);
+  }
+  EXPECT_TRUE(results[0]->terminal());
+}
+
+TEST_P(ProcHandleContractTest, KillReportsKilledBySigkill) {
+  auto handle = h_.Spawn("killed");
+  ASSERT_THAT(handle, IsOk());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Kill();
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled);
+  EXPECT_EQ(end->signal, SIGKILL);
+}
+
+TEST_P(ProcHandleContractTest, WatchersSeeEveryTransitionInOrder) {
+  auto handle = h_.Spawn("watched");
+  ASSERT_THAT(handle, IsOk());
+  absl::Mutex mu;
+  std::vector<ProcState> seen;
+  (*handle)->Watch([&](const proc::ProcStatus& s) {
+    absl::MutexLock lock(&mu);
+    seen.push_back(s.state);
+  });
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "watch"), IsOk());
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(seen, ElementsAre(ProcState::kReady, ProcState::kStopping, ProcState::kStopped));
+}
+
+TEST_P(ProcHandleContractTest, DuplicateNameIsAlreadyExistsUntilTheProcEnds) {
+  auto first = h_.Spawn("dup");
+  ASSERT_THAT(first, IsOk());
+  EXPECT_THAT(h_.Spawn("dup"), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("proc \"dup\" already exists")));
+  ASSERT_THAT((*first)->Kill(), IsOk());
+  EXPECT_THAT(h_.Spawn("dup"), IsOk()) << "the name is free once the proc ended";
+}
+
+TEST_P(ProcHandleContractTest, TerminateAllEndsEveryProcAndSummarises) {
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_THAT(h_.Spawn(absl::StrCat("p", i), {.ignore_stop = i % 2 == 1}), IsOk());
+  }
+  TerminateSummary s = h_.bulk().TerminateAll(absl::Milliseconds(300), 3, "shutdown");
+  EXPECT_EQ(s.attempted, 6);
+  EXPECT_EQ(s.ok, 6);
+  EXPECT_EQ(s.failed, 0);
+  ASSERT_EQ(s.outcomes.size(), 6u);
+  for (const auto& o : s.outcomes) {
+    ASSERT_THAT(o.result, IsOk()) << o.proc_id;
+    EXPECT_TRUE(o.result->terminal());
+  }
+  EXPECT_TRUE(h_.manager().Procs().empty());
+}
+
+}  // namespace
+}  // namespace hostd::manager

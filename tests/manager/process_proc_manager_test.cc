@@ -1,0 +1,294 @@
+// ProcessProcManager against real processes (hostd_test_proc).
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <csignal>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "manager/launcher.h"
+#include "manager_test_util.h"
+#include "testing/status_matchers.h"
+
+namespace hostd::manager {
+namespace {
+
+using ::hostd::testing::IsOk;
+using ::hostd::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using proc::ProcState;
+
+class ProcessProcManagerTest : public ::testing::Test {
+ protected:
+  ManagerHarness h_{Kind::kProcess};
+};
+
+// Pids the proc printed as "grandchild <pid>" on its stdout.
+std::vector<pid_t> Grandchildren(const std::string& stdout_path) {
+  std::vector<pid_t> out;
+  for (absl::string_view line : absl::StrSplit(ReadFile(stdout_path), '\n')) {
+    int pid = 0;
+    if (absl::ConsumePrefix(&line, "grandchild ") && absl::SimpleAtoi(line, &pid)) out.push_back(pid);
+  }
+  return out;
+}
+
+TEST_F(ProcessProcManagerTest, SigtermIgnoredEscalatesToSigkillAfterGrace) {
+  auto handle = h_.Spawn("stubborn", {.ignore_stop = true, .ignore_sigterm = true});
+  ASSERT_THAT(handle, IsOk());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Terminate(absl::Milliseconds(300), "test");
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled);
+  EXPECT_EQ(end->signal, SIGKILL);
+}
+
+TEST_F(ProcessProcManagerTest, ProcDeafToStopEndsOnSigterm) {
+  auto handle = h_.Spawn("deaf", {.ignore_stop = true});
+  ASSERT_THAT(handle, IsOk());
+  // The stop request is ignored; SIGTERM comes at grace/2 and ends it before SIGKILL.
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Terminate(absl::Seconds(2), "test");
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled);
+  EXPECT_EQ(end->signal, SIGTERM);
+}
+
+TEST_F(ProcessProcManagerTest, ExitCodeAndStderrTailAreKept) {
+  auto handle = h_.Spawn("seven", {.exit_after_ms = 50, .exit_code = 7, .extra_args = {"--stderr=it went wrong"}});
+  ASSERT_THAT(handle, IsOk());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Wait(Guard());
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kStopped);
+  EXPECT_EQ(end->exit_code, 7);
+  EXPECT_THAT(end->stderr_tail, HasSubstr("it went wrong"));
+  EXPECT_THAT(ReadFile(h_.process().LogPath("seven", true)), HasSubstr("it went wrong"));
+}
+
+TEST_F(ProcessProcManagerTest, GracefulStopReasonReachesTheProc) {
+  auto handle = h_.Spawn("polite");
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "rolling upgrade"), IsOk());
+  EXPECT_THAT(ReadFile(h_.process().LogPath("polite", true)), HasSubstr("stopping: rolling upgrade"));
+}
+
+TEST_F(ProcessProcManagerTest, MissingOrNonExecutableProgramIsAClearErrorAndLeavesNoZombie) {
+  SpawnSpec spec;
+  spec.program = "/nonexistent/bin/worker";
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kNotFound, AllOf(HasSubstr("/nonexistent/bin/worker"),
+                                                          HasSubstr("No such file or directory"))));
+  spec.program = "no-such-program-hostd";
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("not found in PATH=")));
+  std::string text = h_.dir().Join("not-executable");
+  { std::ofstream(text) << "#!/bin/sh\n"; }
+  spec.program = text;
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("noexec"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr(text)));
+  // Executable bit but no valid format: only exec itself can tell; the error comes
+  // back through the launcher's pipe and the failed child is reaped.
+  std::string garbage = h_.dir().Join("garbage");
+  { std::ofstream(garbage) << "\x7f" "ELF-not-really"; }
+  ::chmod(garbage.c_str(), 0755);
+  spec.program = garbage;
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("garbage"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition, AllOf(HasSubstr("exec " + garbage),
+                                                                    HasSubstr("Exec format error"))));
+  EXPECT_TRUE(NoChildrenLeft());
+  EXPECT_TRUE(h_.manager().Procs().empty());
+}
+
+TEST_F(ProcessProcManagerTest, NeverReadyFailsAtTheDeadlineAndTheChildIsGone) {
+  SpawnSpec spec = h_.Spec({.extra_args = {"--never-ready", "--stderr=still booting"}});
+  spec.ready_timeout = absl::Milliseconds(300);
+  absl::StatusOr<std::shared_ptr<ProcHandle>> h = h_.manager().Spawn(h_.Id("slow"), h_.backend(), spec);
+  EXPECT_THAT(h, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                          AllOf(HasSubstr("did not become ready within 300ms"), HasSubstr("command: "),
+                                HasSubstr("--never-ready"), HasSubstr("Killed(SIGKILL)"),
+                                HasSubstr("stderr: still booting"))));
+  EXPECT_TRUE(NoChildrenLeft());
+  EXPECT_TRUE(h_.manager().Procs().empty());
+}
+
+TEST_F(ProcessProcManagerTest, ExitBeforeReadyFailsTheSpawnWithStatusAndStderr) {
+  SpawnSpec spec = h_.Spec({.exit_after_ms = 0, .exit_code = 5, .extra_args = {"--plain", "--stderr=bad config"}});
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("early"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("ended before it was ready"), HasSubstr("Stopped(exit 5)"),
+                             HasSubstr("stderr: bad config"))));
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
+TEST_F(ProcessProcManagerTest, ReadyTimeoutZeroDisablesTheDeadline) {
+  SpawnSpec spec = h_.Spec({.extra_args = {"--ready-after-ms=200"}});
+  spec.ready_timeout = absl::ZeroDuration();
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("late"), h_.backend(), spec), IsOk());
+}
+
+TEST_F(ProcessProcManagerTest, ExecAndNotifyReadinessModes) {
+  SpawnSpec exec = h_.Spec({.extra_args = {"--plain"}});
+  exec.readiness = ReadinessMode::kExec;
+  auto a = h_.manager().Spawn(h_.Id("exec-mode"), h_.backend(), exec);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_FALSE((*a)->addr().has_value());
+  SpawnSpec notify = h_.Spec({.extra_args = {"--notify"}});
+  notify.readiness = ReadinessMode::kNotify;
+  auto b = h_.manager().Spawn(h_.Id("notify-mode"), h_.backend(), notify);
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ((*b)->status().state, ProcState::kReady);
+  // Without an agent, Terminate goes straight to SIGTERM.
+  absl::StatusOr<proc::ProcStatus> end = (*b)->Terminate(absl::Seconds(30), "bye");
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->signal, SIGTERM);
+}
+
+TEST_F(ProcessProcManagerTest, GrandchildrenAreGoneAfterTerminate) {
+  auto handle = h_.Spawn("family", {.extra_args = {"--grandchild", "--grandchild-setsid"}});
+  ASSERT_THAT(handle, IsOk());
+  std::vector<pid_t> grandchildren = Grandchildren(h_.process().LogPath("family", false));
+  ASSERT_EQ(grandchildren.size(), 2u) << ReadFile(h_.process().LogPath("family", false));
+  for (pid_t p : grandchildren) EXPECT_FALSE(ProcessGone(p));
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
+  for (pid_t p : grandchildren) EXPECT_TRUE(ProcessGone(p)) << "grandchild " << p << " outlived its proc";
+  EXPECT_TRUE(NoChildrenLeft()) << "reparented grandchildren are reaped too";
+}
+
+TEST_F(ProcessProcManagerTest, ChildSeesOnlyTheDescriptorsItWasMeantToGet) {
+  // A descriptor the daemon opened without O_CLOEXEC must not leak either.
+  base::UniqueFd leaky(::open("/dev/null", O_RDONLY));
+  ASSERT_TRUE(leaky.valid());
+  auto handshake = h_.Spawn("fds", {.extra_args = {"--list-fds"}});
+  ASSERT_THAT(handshake, IsOk());
+  EXPECT_THAT(ReadFile(h_.process().LogPath("fds", false)), HasSubstr("fds: 0 1 2 3\n"))
+      << "stdio and the readiness pipe";
+  SpawnSpec exec = h_.Spec({.extra_args = {"--plain", "--list-fds"}});
+  exec.readiness = ReadinessMode::kExec;
+  auto plain = h_.manager().Spawn(h_.Id("fds-exec"), h_.backend(), exec);
+  ASSERT_THAT(plain, IsOk());
+  for (absl::Time guard = Guard(); ReadFile(h_.process().LogPath("fds-exec", false)).empty() && absl::Now() < guard;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(ReadFile(h_.process().LogPath("fds-exec", false)), "fds: 0 1 2\n");
+}
+
+TEST_F(ProcessProcManagerTest, ExplicitEnvironmentOnly) {
+  ::setenv("HOSTD_TEST_SECRET", "leak", 1);
+  SpawnSpec spec = h_.Spec({});
+  spec.env = {{"GREETING", "hello"}};
+  spec.program = "/bin/sh";
+  spec.args = {"-c", "env > env.txt"};
+  spec.readiness = ReadinessMode::kExec;
+  auto handle = h_.manager().Spawn(h_.Id("env"), h_.backend(), spec);
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  std::string env = ReadFile(h_.dir().Join("env.txt"));
+  EXPECT_THAT(env, HasSubstr("GREETING=hello"));
+  EXPECT_THAT(env, HasSubstr("HOSTD_PROC_ID=unix:@test-frontend,env"));
+  EXPECT_THAT(env, HasSubstr("PATH="));
+  EXPECT_THAT(env, ::testing::Not(HasSubstr("HOSTD_TEST_SECRET")));
+}
+
+TEST_F(ProcessProcManagerTest, SpawnsStayCorrectWhileOtherThreadsKeepAsioBusy) {
+  // Eight threads hammer their own io_contexts (handlers, timers) while procs spawn:
+  // a fork()-based launcher could hang a child on a reactor lock here.
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> busy;
+  for (int i = 0; i < 8; ++i) {
+    busy.emplace_back([&] {
+      boost::asio::io_context ctx;
+      boost::asio::steady_timer timer(ctx);
+      std::function<void()> tick = [&] {
+        if (stop) return;
+        for (int j = 0; j < 20; ++j) boost::asio::post(ctx, [] {});
+        timer.expires_after(std::chrono::microseconds(200));
+        timer.async_wait([&](boost::system::error_code) { tick(); });
+      };
+      tick();
+      ctx.run();
+    });
+  }
+  SpawnSpec spec = h_.Spec({.exit_after_ms = 0, .extra_args = {"--plain"}});
+  spec.readiness = ReadinessMode::kExec;
+  constexpr int kSpawns = 500;
+  int ok = 0;
+  for (int i = 0; i < kSpawns; ++i) {
+    auto handle = h_.manager().Spawn(h_.Id(absl::StrCat("s", i)), h_.backend(), spec);
+    absl::Status s = handle.ok() ? (*handle)->Wait(Guard()).status() : handle.status();
+    if (s.ok()) {
+      ++ok;
+    } else if (ok + 5 > i) {
+      ADD_FAILURE() << "spawn " << i << ": " << s;
+    }
+  }
+  stop = true;
+  for (auto& t : busy) t.join();
+  EXPECT_EQ(ok, kSpawns);
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
+TEST_F(ProcessProcManagerTest, TerminateAllOverTwoHundredMixedProcs) {
+  constexpr int kProcs = 200;
+  std::vector<std::shared_ptr<ProcHandle>> handles(kProcs);
+  std::vector<std::thread> spawners;
+  std::atomic<int> spawned{0};
+  for (int t = 0; t < 8; ++t) {
+    spawners.emplace_back([&, t] {
+      for (int i = t; i < kProcs; i += 8) {
+        // Odd procs ignore both the stop request and SIGTERM: only SIGKILL ends them.
+        auto h = h_.Spawn(absl::StrCat("m", i), {.ignore_stop = i % 2 == 1, .ignore_sigterm = i % 2 == 1});
+        if (h.ok()) {
+          handles[i] = *h;
+          ++spawned;
+        }
+      }
+    });
+  }
+  for (auto& t : spawners) t.join();
+  ASSERT_EQ(spawned.load(), kProcs);
+  TerminateSummary s = h_.process().TerminateAll(absl::Milliseconds(300), 16, "test over");
+  EXPECT_EQ(s.attempted, kProcs);
+  EXPECT_EQ(s.ok, kProcs);
+  EXPECT_EQ(s.failed, 0);
+  for (int i = 0; i < kProcs; ++i) {
+    proc::ProcStatus st = handles[i]->status();
+    if (i % 2 == 0) {
+      EXPECT_EQ(st.state, ProcState::kStopped) << i << " " << st;
+    } else {
+      EXPECT_EQ(st.state, ProcState::kKilled) << i;
+      EXPECT_EQ(st.signal, SIGKILL) << i << ": its own grace passed, then SIGKILL";
+    }
+  }
+  EXPECT_TRUE(h_.manager().Procs().empty());
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
+TEST(ProcessProcManagerCgroupTest, FallsBackToProcessGroupsWhenCgroupsAreOff) {
+  ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
+  EXPECT_FALSE(h.process().cgroups_enabled());
+  EXPECT_EQ(h.process().cgroup_fallback_reason(), "disabled by configuration");
+  auto handle = h.Spawn("pgroup", {.extra_args = {"--grandchild"}});
+  ASSERT_THAT(handle, IsOk());
+  std::vector<pid_t> gc = Grandchildren(h.process().LogPath("pgroup", false));
+  ASSERT_EQ(gc.size(), 1u);
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
+  EXPECT_TRUE(ProcessGone(gc[0]));
+  EXPECT_TRUE(NoChildrenLeft());
+}
+
+TEST(LauncherTest, ResolveProgramSearchesPath) {
+  absl::StatusOr<std::string> sh = ResolveProgram("sh", "/nonexistent:/bin");
+  ASSERT_THAT(sh, IsOk());
+  EXPECT_EQ(*sh, "/bin/sh");
+  EXPECT_THAT(ResolveProgram("", "/bin"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace hostd::manager
