@@ -1,9 +1,12 @@
 #include "manager/cgroup.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -97,13 +100,25 @@ void CgroupTree::KillAll(const std::string& dir) {
 }
 
 absl::Status CgroupTree::Remove(const std::string& dir) {
-  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  const std::string events = dir + "/cgroup.events";
   while (::rmdir(dir.c_str()) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
     if (errno != EBUSY || absl::Now() > deadline) {
       return absl::InternalError(absl::StrCat("cannot remove cgroup ", dir, ": ", std::strerror(errno)));
     }
-    absl::SleepFor(absl::Milliseconds(1));  // dying members still listed: the kernel empties it shortly
+    // Members are still exiting: wait for the kernel to report the cgroup empty
+    // ("populated 0" in cgroup.events, signalled to poll() as POLLPRI).
+    int fd = ::open(events.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buf[256];
+    ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+    bool empty = n > 0 && absl::string_view(buf, static_cast<size_t>(n)).find("populated 0") != absl::string_view::npos;
+    if (!empty) {
+      pollfd p{fd, POLLPRI, 0};
+      ::poll(&p, 1, static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(deadline - absl::Now()))));
+    }
+    ::close(fd);
   }
   return absl::OkStatus();
 }

@@ -103,6 +103,20 @@ TEST_P(LinkTest, ManySendersToOneListenerEachInOrder) {
   EXPECT_EQ(ls.protocol_errors, 0u);
 }
 
+TEST_P(LinkTest, AcksAreCumulativeByCountOrTime) {
+  Inbox inbox(1 << 16);
+  ListenerOptions lopts;
+  lopts.ack_every = 10;                          // by count...
+  lopts.ack_delay = absl::Milliseconds(20);      // ...or this long after the first unacked delivery
+  auto listener = *Listener::Serve(*loop_, BindAddr(), inbox, lopts);
+  auto sender = Sender::Dial(*loop_, listener->addr());
+  for (int i = 0; i < 25; ++i) ASSERT_THAT(sender->Post(Numbered(i), nullptr), IsOk());
+  ASSERT_THAT(sender->Flush(HangGuard()), IsOk()) << "the last 5 are acknowledged by the timer";
+  EXPECT_EQ(sender->stats().messages_acked, 25u);
+  EXPECT_LE(listener->stats().acks_sent, 6u) << "one ack covers many messages";
+  EXPECT_GE(listener->stats().acks_sent, 3u);
+}
+
 TEST_P(LinkTest, LargeMessagesArriveIntact) {
   Inbox inbox;
   auto listener = *Listener::Serve(*loop_, BindAddr(), inbox);

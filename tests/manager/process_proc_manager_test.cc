@@ -270,6 +270,28 @@ TEST_F(ProcessProcManagerTest, TerminateAllOverTwoHundredMixedProcs) {
   EXPECT_TRUE(NoChildrenLeft());
 }
 
+TEST_F(ProcessProcManagerTest, CrashAfterReadyIsKilledBySignal) {
+  auto handle = h_.Spawn("crasher", {.extra_args = {"--crash"}});
+  // It may crash before Spawn sees it ready; either way the monitor reports the signal.
+  absl::StatusOr<proc::ProcStatus> end =
+      handle.ok() ? (*handle)->Wait(Guard()) : absl::StatusOr<proc::ProcStatus>(handle.status());
+  if (handle.ok()) {
+    ASSERT_THAT(end, IsOk());
+    EXPECT_EQ(end->state, ProcState::kKilled);
+    EXPECT_EQ(end->signal, SIGABRT);
+  } else {
+    EXPECT_THAT(handle, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("Killed(SIGABRT")));
+  }
+}
+
+TEST_F(ProcessProcManagerTest, StdoutFloodGoesToTheLogWithoutBlockingTheProc) {
+  constexpr int kBytes = 8 << 20;
+  auto handle = h_.Spawn("flood", {.extra_args = {absl::StrCat("--flood-stdout=", kBytes)}});
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "done"), IsOk());
+  EXPECT_EQ(ReadFile(h_.process().LogPath("flood", false)).size(), static_cast<size_t>(kBytes));
+}
+
 TEST(ProcessProcManagerCgroupTest, FallsBackToProcessGroupsWhenCgroupsAreOff) {
   ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
   EXPECT_FALSE(h.process().cgroups_enabled());
