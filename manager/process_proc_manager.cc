@@ -77,6 +77,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       absl::MutexLock lock(&mu_);
       pid_ = pid;
     }
+    if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
     (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
     process_ = std::make_unique<bp::basic_process<asio::io_context::executor_type>>(
         mgr_->loop_->context().get_executor(), pid, pidfd.release());
@@ -202,6 +203,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       while (::waitid(P_PGID, static_cast<id_t>(pid), &info, WEXITED) == 0) {
       }
     }
+    if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
     std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
     ProcStatus end;
     if (ec) {
@@ -248,7 +250,6 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   // Orphaned descendants of procs come back to us instead of escaping to init.
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Errno("prctl(PR_SET_CHILD_SUBREAPER)");
   std::unique_ptr<ProcessProcManager> mgr(new ProcessProcManager(std::move(options)));
-  mgr->loop_ = channel::EventLoop::Start("procs");
   if (mgr->options_.use_cgroups) {
     absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create();
     if (tree.ok()) {
@@ -260,6 +261,14 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   } else {
     mgr->cgroup_fallback_reason_ = "disabled by configuration";
   }
+  if (mgr->options_.janitor) {
+    // Forked before the loop thread exists, while this process is as small as it gets.
+    absl::StatusOr<std::unique_ptr<Janitor>> janitor =
+        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string());
+    if (!janitor.ok()) return janitor.status();
+    mgr->janitor_ = *std::move(janitor);
+  }
+  mgr->loop_ = channel::EventLoop::Start("procs");
   return mgr;
 }
 
@@ -276,6 +285,7 @@ ProcessProcManager::~ProcessProcManager() {
     }
   });
   loop_.reset();
+  janitor_.reset();  // nothing is left for it to sweep; it exits and is reaped
   cgroups_.reset();
 }
 

@@ -14,6 +14,8 @@
 // is killed and reaped before the terminal status is published, so Wait()
 // returning means nothing of the proc is left. Without cgroups a descendant that
 // called setsid() and lost its parent is not found until the manager is destroyed.
+// If this process dies without destroying the manager (even by SIGKILL), the procs
+// get PR_SET_PDEATHSIG and the janitor kills everything they left (janitor.h).
 //
 // stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (truncated at each
 // spawn); the last `stderr_tail_bytes` of stderr are kept in the terminal status.
@@ -31,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
+#include "manager/janitor.h"
 #include "manager/proc_manager.h"
 
 namespace hostd::manager {
@@ -38,6 +41,9 @@ namespace hostd::manager {
 struct ProcessProcManagerOptions {
   std::string state_dir = {};     // required; logs go under <state_dir>/logs
   bool use_cgroups = true;        // false: process groups only
+  // Fork a janitor (manager/janitor.h) that kills the procs' descendants if this
+  // process dies without cleaning up, e.g. by SIGKILL.
+  bool janitor = true;
   size_t stderr_tail_bytes = 4096;
 };
 
@@ -57,6 +63,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   // Why cgroups are not used (empty when they are).
   const std::string& cgroup_fallback_reason() const { return cgroup_fallback_reason_; }
   std::string LogPath(const std::string& name, bool stderr_log) const;
+  // The janitor process (0 if none): a child of this process for the manager's life.
+  pid_t janitor_pid() const { return janitor_ ? janitor_->pid() : 0; }
 
  private:
   friend class ProcessHandle;
@@ -66,6 +74,7 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   const ProcessProcManagerOptions options_;
   std::unique_ptr<channel::EventLoop> loop_;
   std::unique_ptr<CgroupTree> cgroups_;
+  std::unique_ptr<Janitor> janitor_;
   std::string cgroup_fallback_reason_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<ProcessHandle>> procs_ ABSL_GUARDED_BY(mu_);

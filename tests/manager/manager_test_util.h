@@ -6,13 +6,16 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "channel/event_loop.h"
 #include "channel/listener.h"
 #include "manager/local_proc_manager.h"
@@ -103,10 +106,30 @@ class ManagerHarness {
   std::unique_ptr<LocalProcManager> local_;
 };
 
-// True when no child process of this test is left, not even a zombie.
-inline bool NoChildrenLeft() {
-  siginfo_t info{};
-  return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == -1 && errno == ECHILD;
+// Children of this process (live or zombie), from /proc.
+inline std::vector<pid_t> ChildrenOfThisProcess() {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t close = s.rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> fields = absl::StrSplit(s.substr(close + 2), ' ');
+    int ppid = 0;
+    if (fields.size() > 1 && absl::SimpleAtoi(fields[1], &ppid) && ppid == getpid()) out.push_back(pid);
+  }
+  return out;
+}
+
+// True when no child process is left, not even a zombie, but `except` (the janitor).
+inline bool NoChildrenLeft(pid_t except = 0) {
+  for (pid_t p : ChildrenOfThisProcess()) {
+    if (p != except) return false;
+  }
+  return true;
 }
 
 // True when `pid` is gone (or a zombie: it ran nothing any more).

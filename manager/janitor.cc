@@ -1,0 +1,167 @@
+#include "manager/janitor.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+
+namespace hostd::manager {
+namespace {
+
+constexpr uint32_t kTrack = 1;
+constexpr uint32_t kUntrack = 2;
+constexpr int kSockFd = 3;  // the janitor's end, after the descriptor clean-up
+
+struct Record {
+  uint32_t op;
+  int32_t pgid;
+};
+
+// Everything the janitor needs, prepared before fork: the child must not allocate.
+struct JanitorArgs {
+  int sock;
+  const char* cgroup_parent;  // nullptr: none
+  const char* cgroup_kill;    // <parent>/cgroup.kill
+  pid_t* table;               // kCapacity slots, 0 = free
+};
+
+// Removes the (emptied) child cgroups of `parent`, then `parent`.
+__attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const char* parent) {
+  char buf[4096];
+  char path[4096];
+  size_t plen = std::strlen(parent);
+  if (plen + 2 >= sizeof(path)) return;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int dfd = ::open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    long n;
+    while ((n = ::syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+      for (long off = 0; off < n;) {
+        auto* d = reinterpret_cast<struct dirent64*>(buf + off);
+        off += d->d_reclen;
+        if (d->d_type != DT_DIR || d->d_name[0] == '.') continue;
+        size_t nlen = std::strlen(d->d_name);
+        if (plen + 1 + nlen + 1 > sizeof(path)) continue;
+        std::memcpy(path, parent, plen);
+        path[plen] = '/';
+        std::memcpy(path + plen + 1, d->d_name, nlen + 1);
+        ::rmdir(path);
+      }
+    }
+    ::close(dfd);
+    if (::rmdir(parent) == 0 || errno == ENOENT) return;
+    struct timespec ts {0, 10 * 1000 * 1000};  // killed members are still exiting
+    ::nanosleep(&ts, nullptr);
+  }
+}
+
+[[noreturn]] __attribute__((no_sanitize("address", "undefined"))) void JanitorMain(const JanitorArgs& a) {
+  struct sigaction ign;
+  std::memset(&ign, 0, sizeof(ign));
+  ign.sa_handler = SIG_IGN;
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU}) ::sigaction(s, &ign, nullptr);
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::setpgid(0, 0);  // out of the daemon's group: signals to it do not reach us
+  // Keep only our end: a listening socket or the daemon's end held here would
+  // outlive the daemon.
+  if (a.sock != kSockFd) {
+    ::dup2(a.sock, kSockFd);
+  } else {
+    ::fcntl(kSockFd, F_SETFD, 0);
+  }
+  ::syscall(SYS_close_range, kSockFd + 1, ~0U, 0);
+  for (int fd = 0; fd < kSockFd; ++fd) ::close(fd);
+  Record rec;
+  size_t have = 0;
+  while (true) {
+    ssize_t n = ::read(kSockFd, reinterpret_cast<char*>(&rec) + have, sizeof(rec) - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the daemon is gone (or said goodbye by closing)
+    have += static_cast<size_t>(n);
+    if (have < sizeof(rec)) continue;
+    have = 0;
+    if (rec.pgid <= 0) continue;
+    if (rec.op == kTrack) {
+      for (size_t i = 0; i < Janitor::kCapacity; ++i) {
+        if (a.table[i] == 0) {
+          a.table[i] = rec.pgid;
+          break;
+        }
+      }
+    } else if (rec.op == kUntrack) {
+      for (size_t i = 0; i < Janitor::kCapacity; ++i) {
+        if (a.table[i] == rec.pgid) {
+          a.table[i] = 0;
+          break;
+        }
+      }
+    }
+  }
+  if (a.cgroup_kill != nullptr) {
+    int fd = ::open(a.cgroup_kill, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t ignored = ::write(fd, "1", 1);
+      (void)ignored;
+      ::close(fd);
+    }
+  }
+  for (size_t i = 0; i < Janitor::kCapacity; ++i) {
+    if (a.table[i] > 0) ::kill(-a.table[i], SIGKILL);
+  }
+  if (a.cgroup_parent != nullptr) RemoveCgroups(a.cgroup_parent);
+  ::_exit(0);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return absl::InternalError(absl::StrCat("janitor socketpair: ", std::strerror(errno)));
+  }
+  base::UniqueFd ours(sv[0]), theirs(sv[1]);
+  std::string kill_path = cgroup_parent.empty() ? "" : cgroup_parent + "/cgroup.kill";
+  std::vector<pid_t> table(kCapacity, 0);
+  JanitorArgs args{theirs.get(), cgroup_parent.empty() ? nullptr : cgroup_parent.c_str(),
+                   kill_path.empty() ? nullptr : kill_path.c_str(), table.data()};
+  // A real fork, once: the janitor must outlive us, so it cannot share our memory.
+  pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("janitor fork: ", std::strerror(errno)));
+  if (pid == 0) JanitorMain(args);
+  return std::unique_ptr<Janitor>(new Janitor(pid, std::move(ours)));
+}
+
+Janitor::~Janitor() {
+  {
+    absl::MutexLock lock(&mu_);
+    sock_.reset();  // EOF: the janitor sweeps (nothing is left by now) and exits
+  }
+  ::waitpid(pid_, nullptr, 0);
+}
+
+void Janitor::Send(uint32_t op, pid_t pgid) {
+  Record rec{op, static_cast<int32_t>(pgid)};
+  absl::MutexLock lock(&mu_);
+  if (::send(sock_.get(), &rec, sizeof(rec), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(rec))) {
+    base::Log().warn("janitor (pid {}) did not take process group {}: {}", pid_, pgid, std::strerror(errno));
+  }
+}
+
+void Janitor::Track(pid_t pgid) { Send(kTrack, pgid); }
+void Janitor::Untrack(pid_t pgid) { Send(kUntrack, pgid); }
+
+}  // namespace hostd::manager
