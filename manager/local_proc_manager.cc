@@ -21,7 +21,7 @@ class LocalHandle final : public ProcHandleBase {
   // On the proc's thread, once its main returned.
   void Exited(int code) {
     ReleaseAgentLink();
-    mgr_->Forget(proc_id().name(), this);
+    mgr_->procs_.Remove(proc_id().name(), this);
     (void)cell().Transition(ProcStatus::Stopped(code));  // refused if it was killed first
   }
 
@@ -31,7 +31,7 @@ class LocalHandle final : public ProcHandleBase {
   void SignalKill() override {
     // Killed is recorded before the body is woken, so its exit cannot be taken for
     // a clean stop.
-    mgr_->Forget(proc_id().name(), this);
+    mgr_->procs_.Remove(proc_id().name(), this);
     (void)cell().Transition(ProcStatus::Killed(SIGKILL, false));
     ReleaseAgentLink();
     if (!killed_.HasBeenNotified()) killed_.Notify();
@@ -53,18 +53,7 @@ LocalProcManager::~LocalProcManager() {
   mu_.Await(absl::Condition(&done));  // local_main returns once killed (the contract)
 }
 
-std::vector<std::shared_ptr<ProcHandle>> LocalProcManager::Procs() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<ProcHandle>> out;
-  for (auto& [name, h] : procs_) out.push_back(h);
-  return out;
-}
-
-void LocalProcManager::Forget(const std::string& name, const LocalHandle* handle) {
-  absl::MutexLock lock(&mu_);
-  auto it = procs_.find(name);
-  if (it != procs_.end() && it->second.get() == handle) procs_.erase(it);
-}
+std::vector<std::shared_ptr<ProcHandle>> LocalProcManager::Procs() const { return procs_.All(); }
 
 TerminateSummary LocalProcManager::TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) {
   return TerminateHandles(Procs(), grace, max_in_flight, reason);
@@ -79,21 +68,14 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
         absl::StrCat("cannot spawn proc \"", name, "\": in-process procs support handshake readiness only"));
   }
   auto handle = std::make_shared<LocalHandle>(this, id);
-  {
-    absl::MutexLock lock(&mu_);
-    auto [it, inserted] = procs_.try_emplace(name, handle);
-    if (!inserted) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("proc \"", name, "\" already exists (it is ", it->second->status().ToString(), ")"));
-    }
-  }
+  if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   (void)handle->cell().Transition(ProcStatus::Running(0, absl::Now()));
   absl::StatusOr<std::unique_ptr<proc::ProcRuntime>> rt =
       proc::ProcRuntime::Start(*loop_, {id, channel::ChannelAddr::Local(0), forwarder});
   absl::Status setup = rt.ok() ? absl::OkStatus() : rt.status();
   if (setup.ok() && spec.local_setup) setup = spec.local_setup(**rt);
   if (!setup.ok()) {
-    Forget(name, handle.get());
+    procs_.Remove(name, handle.get());
     (void)handle->cell().Transition(ProcStatus::Failed(std::string(setup.message())));
     return absl::Status(setup.code(), absl::StrCat("proc \"", name, "\" failed to start: ", setup.message()));
   }

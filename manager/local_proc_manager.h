@@ -15,10 +15,10 @@
 #include <memory>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "manager/proc_manager.h"
+#include "manager/proc_registry.h"
 
 namespace hostd::manager {
 
@@ -36,11 +36,10 @@ class LocalProcManager final : public ProcManager, public BulkTerminate {
 
  private:
   friend class LocalHandle;
-  void Forget(const std::string& name, const LocalHandle* handle);
 
   std::unique_ptr<channel::EventLoop> loop_;
+  ProcRegistry procs_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<LocalHandle>> procs_ ABSL_GUARDED_BY(mu_);
   int running_threads_ ABSL_GUARDED_BY(mu_) = 0;  // proc threads not yet finished
 };
 

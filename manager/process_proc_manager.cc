@@ -216,7 +216,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     if (ready_pipe_) ready_pipe_->close();
     if (notify_) notify_->close();
     ReleaseAgentLink();
-    mgr_->Forget(proc_id().name(), this);
+    mgr_->procs_.Remove(proc_id().name(), this);
     (void)cell().Transition(std::move(end));
   }
 
@@ -293,18 +293,7 @@ std::string ProcessProcManager::LogPath(const std::string& name, bool stderr_log
   return absl::StrCat(options_.state_dir, "/logs/", name, stderr_log ? ".stderr" : ".stdout");
 }
 
-std::vector<std::shared_ptr<ProcHandle>> ProcessProcManager::Procs() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<ProcHandle>> out;
-  for (auto& [name, h] : procs_) out.push_back(h);
-  return out;
-}
-
-void ProcessProcManager::Forget(const std::string& name, const ProcessHandle* handle) {
-  absl::MutexLock lock(&mu_);
-  auto it = procs_.find(name);
-  if (it != procs_.end() && it->second.get() == handle) procs_.erase(it);
-}
+std::vector<std::shared_ptr<ProcHandle>> ProcessProcManager::Procs() const { return procs_.All(); }
 
 TerminateSummary ProcessProcManager::TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) {
   return TerminateHandles(Procs(), grace, max_in_flight, reason);
@@ -375,17 +364,14 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     cgroup_dir = *dir;
   }
   auto handle = std::make_shared<ProcessHandle>(this, id, command, cgroup_dir);
+  if (absl::Status added = procs_.Add(name, handle); !added.ok()) {
+    if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
+    return added;
+  }
   {
     absl::MutexLock lock(&mu_);
-    auto [it, inserted] = procs_.try_emplace(name, handle);
-    if (inserted) {
-      std::erase_if(handed_out_, [](const auto& w) { return w.expired(); });
-      handed_out_.push_back(handle);
-    } else {
-      if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
-      return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (it is ",
-                                                   it->second->status().ToString(), ")"));
-    }
+    std::erase_if(handed_out_, [](const auto& w) { return w.expired(); });
+    handed_out_.push_back(handle);
   }
 
   LaunchRequest req;
@@ -412,7 +398,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   });
   ready_write.reset();  // the child holds the only write end now
   if (!launched.ok()) {
-    Forget(name, handle.get());
+    procs_.Remove(name, handle.get());
     if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
     return absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ", command,
                                                       "): ", launched.message()));

@@ -29,12 +29,12 @@
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
 #include "manager/proc_manager.h"
+#include "manager/proc_registry.h"
 
 namespace hostd::manager {
 
@@ -69,15 +69,14 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
  private:
   friend class ProcessHandle;
   explicit ProcessProcManager(ProcessProcManagerOptions options);
-  void Forget(const std::string& name, const ProcessHandle* handle);
 
   const ProcessProcManagerOptions options_;
   std::unique_ptr<channel::EventLoop> loop_;
   std::unique_ptr<CgroupTree> cgroups_;
   std::unique_ptr<Janitor> janitor_;
   std::string cgroup_fallback_reason_;
+  ProcRegistry procs_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<ProcessHandle>> procs_ ABSL_GUARDED_BY(mu_);
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are
   // released before it goes, even if a caller still holds the handle.
   std::vector<std::weak_ptr<ProcessHandle>> handed_out_ ABSL_GUARDED_BY(mu_);

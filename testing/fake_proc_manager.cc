@@ -16,7 +16,7 @@ class FakeHandle final : public manager::ProcHandleBase {
       : ProcHandleBase(std::move(id)), mgr_(mgr), script_(std::move(script)) {}
 
   void End(ProcStatus s) {
-    mgr_->Forget(proc_id().name(), this);
+    mgr_->procs_.Remove(proc_id().name(), this);
     (void)cell().Transition(std::move(s));
   }
 
@@ -51,18 +51,7 @@ int FakeProcManager::spawn_count() const {
   return spawns_;
 }
 
-std::vector<std::shared_ptr<manager::ProcHandle>> FakeProcManager::Procs() const {
-  absl::MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<manager::ProcHandle>> out;
-  for (auto& [name, h] : procs_) out.push_back(h);
-  return out;
-}
-
-void FakeProcManager::Forget(const std::string& name, const FakeHandle* h) {
-  absl::MutexLock lock(&mu_);
-  auto it = procs_.find(name);
-  if (it != procs_.end() && it->second.get() == h) procs_.erase(it);
-}
+std::vector<std::shared_ptr<manager::ProcHandle>> FakeProcManager::Procs() const { return procs_.All(); }
 
 manager::TerminateSummary FakeProcManager::TerminateAll(absl::Duration grace, int max_in_flight,
                                                         absl::string_view reason) {
@@ -80,11 +69,10 @@ absl::StatusOr<std::shared_ptr<manager::ProcHandle>> FakeProcManager::Spawn(cons
     absl::MutexLock lock(&mu_);
     ++spawns_;
     if (auto it = scripts_.find(name); it != scripts_.end()) script = it->second;
-    if (procs_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
-    handle = std::make_shared<FakeHandle>(this, id, script);
-    procs_[name] = handle;
     addr = channel::ChannelAddr::Local(next_addr_++);
   }
+  handle = std::make_shared<FakeHandle>(this, id, script);
+  if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   (void)handle->cell().Transition(ProcStatus::Running(0, absl::Now()));
   auto apply = [handle, script, addr] {
     switch (script.outcome) {

@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "manager/proc_manager.h"
+#include "manager/proc_registry.h"
 
 namespace hostd::testing {
 
@@ -57,12 +58,11 @@ class FakeProcManager final : public manager::ProcManager, public manager::BulkT
 
  private:
   friend class FakeHandle;
-  void Forget(const std::string& name, const FakeHandle* h);
 
   std::unique_ptr<channel::EventLoop> loop_;
+  manager::ProcRegistry procs_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, FakeScript> scripts_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::shared_ptr<FakeHandle>> procs_ ABSL_GUARDED_BY(mu_);
   int spawns_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_addr_ ABSL_GUARDED_BY(mu_) = uint64_t{1} << 40;  // local ids no real listener takes
 };
