@@ -198,6 +198,24 @@ TEST_F(ProcessProcManagerTest, ExplicitEnvironmentOnly) {
   EXPECT_THAT(env, ::testing::Not(HasSubstr("HOSTD_TEST_SECRET")));
 }
 
+TEST_F(ProcessProcManagerTest, WorkingDirectoryIsSetOrTheSpawnSaysWhyNot) {
+  SpawnSpec spec = h_.Spec({});
+  spec.program = "/bin/sh";
+  spec.args = {"-c", "pwd > where.txt"};
+  spec.readiness = ReadinessMode::kExec;
+  spec.cwd = h_.dir().Join("work");
+  std::filesystem::create_directories(spec.cwd);
+  auto handle = h_.manager().Spawn(h_.Id("cwd"), h_.backend(), spec);
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  EXPECT_EQ(ReadFile(h_.dir().Join("work/where.txt")), spec.cwd + "\n");
+  spec.cwd = "/nonexistent/dir";
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("nocwd"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kNotFound,
+                       AllOf(HasSubstr("changing to its working directory /nonexistent/dir"), HasSubstr("command: /bin/sh"))));
+  EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
+}
+
 TEST_F(ProcessProcManagerTest, SpawnsStayCorrectWhileOtherThreadsKeepAsioBusy) {
   // Eight threads hammer their own io_contexts (handlers, timers) while procs spawn:
   // a fork()-based launcher could hang a child on a reactor lock here.
