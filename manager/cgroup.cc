@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -61,7 +62,9 @@ absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create() {
   std::string own = OwnCgroup();
   if (own.empty()) return absl::UnavailableError("this process has no cgroup v2 path in /proc/self/cgroup");
   if (own == "/") own = "";
-  std::string parent = absl::StrCat(mount, own, "/hostd-", getpid());
+  // One parent per manager (several may live in one process): hostd-<pid>-<n>.
+  static std::atomic<uint64_t> managers{0};
+  std::string parent = absl::StrCat(mount, own, "/hostd-", getpid(), "-", ++managers);
   if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
     return absl::UnavailableError(absl::StrCat("cannot create cgroup ", parent, ": ", std::strerror(errno)));
   }

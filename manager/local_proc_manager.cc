@@ -79,7 +79,12 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
     (void)handle->cell().Transition(ProcStatus::Failed(std::string(setup.message())));
     return absl::Status(setup.code(), absl::StrCat("proc \"", name, "\" failed to start: ", setup.message()));
   }
-  handle->cell().Transition(ProcStatus::Ready((*rt)->addr())).IgnoreError();
+  if (absl::Status ready = handle->cell().Transition(ProcStatus::Ready((*rt)->addr())); !ready.ok()) {
+    // Ended during setup (killed, say): the spawn did not produce a ready proc.
+    procs_.Remove(name, handle.get());
+    return absl::FailedPreconditionError(
+        absl::StrCat("proc \"", name, "\" ended before it was ready: ", handle->status().ToString()));
+  }
   auto main = spec.local_main;
   std::shared_ptr<proc::ProcRuntime> runtime = *std::move(rt);
   handle->set_runtime(runtime);

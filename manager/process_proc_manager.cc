@@ -60,8 +60,11 @@ absl::Status Errno(const std::string& what) {
 // the manager's loop; what other threads read is under mu_ or in the status cell.
 class ProcessHandle final : public ProcHandleBase, public std::enable_shared_from_this<ProcessHandle> {
  public:
-  ProcessHandle(ProcessProcManager* mgr, proc::ProcId id, std::string command, std::string cgroup_dir)
-      : ProcHandleBase(std::move(id)), mgr_(mgr), command_(std::move(command)), cgroup_dir_(std::move(cgroup_dir)) {}
+  ProcessHandle(ProcessProcManager* mgr, proc::ProcId id, std::string command)
+      : ProcHandleBase(std::move(id)), mgr_(mgr), command_(std::move(command)) {}
+
+  // Set by Spawn before the launch (which orders it before any use on the loop).
+  void set_cgroup_dir(std::string dir) { cgroup_dir_ = std::move(dir); }
 
   const std::string& command() const { return command_; }
   const std::string& cgroup_dir() const { return cgroup_dir_; }
@@ -181,6 +184,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 
   // Loop thread: the main process ended and was reaped by the wait.
   void OnExit(boost::system::error_code ec, int raw) {
+    if (process_ == nullptr) return;  // released by a manager that gave up waiting (Kill timed out)
     pid_t pid;
     {
       absl::MutexLock lock(&mu_);
@@ -222,7 +226,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 
   ProcessProcManager* const mgr_;
   const std::string command_;
-  const std::string cgroup_dir_;
+  std::string cgroup_dir_;
 
   mutable absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
@@ -265,7 +269,10 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
     // Forked before the loop thread exists, while this process is as small as it gets.
     absl::StatusOr<std::unique_ptr<Janitor>> janitor =
         Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string());
-    if (!janitor.ok()) return janitor.status();
+    if (!janitor.ok()) {
+      mgr->loop_ = channel::EventLoop::Start("procs");  // the destructor runs on a whole manager
+      return janitor.status();
+    }
     mgr->janitor_ = *std::move(janitor);
   }
   mgr->loop_ = channel::EventLoop::Start("procs");
@@ -327,13 +334,26 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   argv.insert(argv.end(), spec.args.begin(), spec.args.end());
   std::string command = absl::StrJoin(argv, " ");
 
+  // Claim the name before touching anything of the proc's (its log files above all).
+  auto handle = std::make_shared<ProcessHandle>(this, id, command);
+  if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
+  std::string cgroup_dir;
+  // From here on a failure ends the handle (anyone who saw it in Procs() sees it
+  // end) and frees the name.
+  auto abandon = [&](const absl::Status& s) {
+    procs_.Remove(name, handle.get());
+    if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
+    (void)handle->cell().Transition(ProcStatus::Failed(std::string(s.message())));
+    return s;
+  };
+
   env[proc::kEnvProcId] = id.ToString();
   env[proc::kEnvHostBackend] = forwarder.ToString();
   env[proc::kEnvParentPid] = absl::StrCat(::getpid());
   base::UniqueFd ready_read, ready_write, notify_sock;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return fail(Errno("readiness pipe"));
+    if (::pipe2(p, O_CLOEXEC) != 0) return abandon(fail(Errno("readiness pipe")));
     ready_read.reset(p[0]);
     ready_write.reset(p[1]);
     env[proc::kEnvReadyFd] = absl::StrCat(kReadyFd);
@@ -346,7 +366,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     std::memcpy(sa.sun_path + 1, abstract.data(), abstract.size());
     socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstract.size());
     if (!notify_sock.valid() || ::bind(notify_sock.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
-      return fail(Errno("notify socket"));
+      return abandon(fail(Errno("notify socket")));
     }
     env["NOTIFY_SOCKET"] = absl::StrCat("@", abstract);
   }
@@ -355,18 +375,14 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
 
   base::UniqueFd out(::open(LogPath(name, false).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
   base::UniqueFd err(::open(LogPath(name, true).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!out.valid() || !err.valid()) return fail(Errno(absl::StrCat("log files under ", options_.state_dir, "/logs")));
-
-  std::string cgroup_dir;
+  if (!out.valid() || !err.valid()) {
+    return abandon(fail(Errno(absl::StrCat("log files under ", options_.state_dir, "/logs"))));
+  }
   if (cgroups_ != nullptr) {
     absl::StatusOr<std::string> dir = cgroups_->CreateChild(name);
-    if (!dir.ok()) return fail(dir.status());
+    if (!dir.ok()) return abandon(fail(dir.status()));
     cgroup_dir = *dir;
-  }
-  auto handle = std::make_shared<ProcessHandle>(this, id, command, cgroup_dir);
-  if (absl::Status added = procs_.Add(name, handle); !added.ok()) {
-    if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
-    return added;
+    handle->set_cgroup_dir(cgroup_dir);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -398,10 +414,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   });
   ready_write.reset();  // the child holds the only write end now
   if (!launched.ok()) {
-    procs_.Remove(name, handle.get());
-    if (!cgroup_dir.empty()) (void)CgroupTree::Remove(cgroup_dir);
-    return absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ", command,
-                                                      "): ", launched.message()));
+    return abandon(absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ",
+                                                              command, "): ", launched.message())));
   }
 
   absl::Status ready = handle->Ready(deadline);

@@ -13,7 +13,8 @@
 // process ends, the rest of its cgroup (or, without cgroups, its process group)
 // is killed and reaped before the terminal status is published, so Wait()
 // returning means nothing of the proc is left. Without cgroups a descendant that
-// called setsid() and lost its parent is not found until the manager is destroyed.
+// called setsid() and lost its parent is outside every group hostd knows: it is
+// not found (a known limit of the fallback; run with cgroups to contain it).
 // If this process dies without destroying the manager (even by SIGKILL), the procs
 // get PR_SET_PDEATHSIG and the janitor kills everything they left (janitor.h).
 //

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 
 namespace hostd::proc {
@@ -99,7 +101,6 @@ ProcStatus ProcStatusCell::Get() const {
 }
 
 absl::Status ProcStatusCell::Transition(ProcStatus next) {
-  absl::MutexLock notify(&notify_mu_);
   {
     absl::MutexLock lock(&mu_);
     if (!IsLegalTransition(status_.state, next.state)) {
@@ -112,31 +113,71 @@ absl::Status ProcStatusCell::Transition(ProcStatus next) {
     if (next.state == ProcState::kReady && !next.was_ready()) next.ready_at = absl::Now();
     if (!next.was_ready()) next.ready_at = status_.ready_at;
     status_ = next;
-    ++applied_;
+    pending_.emplace_back(++applied_, std::move(next));
+    if (delivering_) return absl::OkStatus();  // the active deliverer takes it, in order
+    delivering_ = true;
+    deliverer_ = std::this_thread::get_id();
   }
-  for (auto& [id, fn] : watchers_) fn(next);
-  absl::MutexLock lock(&mu_);
-  notified_ = applied_;
+  Deliver();
   return absl::OkStatus();
 }
 
+void ProcStatusCell::Deliver() {
+  while (true) {
+    std::pair<uint64_t, ProcStatus> item;
+    std::vector<Registered> targets;
+    {
+      absl::MutexLock lock(&mu_);
+      if (pending_.empty()) {
+        delivering_ = false;
+        return;
+      }
+      item = std::move(pending_.front());
+      pending_.pop_front();
+      for (const Registered& w : watchers_) {
+        if (w.after < item.first) targets.push_back(w);
+      }
+    }
+    for (const Registered& w : targets) (*w.fn)(item.second);
+    absl::MutexLock lock(&mu_);
+    delivered_ = item.first;
+  }
+}
+
 uint64_t ProcStatusCell::Watch(Watcher fn) {
-  absl::MutexLock notify(&notify_mu_);
-  fn(Get());
-  uint64_t id = next_watcher_++;
-  watchers_.emplace_back(id, std::move(fn));
+  auto shared = std::make_shared<Watcher>(std::move(fn));
+  ProcStatus now;
+  uint64_t id;
+  bool nested;
+  {
+    absl::MutexLock lock(&mu_);
+    // The first call must come before any later status reaches this watcher: take the
+    // deliverer's role, unless this thread already has it (Watch from a watcher).
+    nested = delivering_ && deliverer_ == std::this_thread::get_id();
+    if (!nested) {
+      auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !delivering_; };
+      mu_.Await(absl::Condition(&idle));
+      delivering_ = true;
+      deliverer_ = std::this_thread::get_id();
+    }
+    now = status_;
+    id = next_watcher_++;
+    watchers_.push_back({id, applied_, shared});
+  }
+  (*shared)(now);
+  if (!nested) Deliver();  // what was applied meanwhile; ends the role
   return id;
 }
 
 void ProcStatusCell::Unwatch(uint64_t id) {
-  absl::MutexLock notify(&notify_mu_);
-  std::erase_if(watchers_, [id](const auto& w) { return w.first == id; });
+  absl::MutexLock lock(&mu_);
+  std::erase_if(watchers_, [id](const Registered& w) { return w.id == id; });
 }
 
 ProcStatus ProcStatusCell::Await(const std::function<bool(const ProcStatus&)>& pred, absl::Time deadline,
                                  bool* met) const {
   absl::MutexLock lock(&mu_);
-  auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return notified_ == applied_ && pred(status_); };
+  auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return delivered_ == applied_ && pred(status_); };
   *met = mu_.AwaitWithDeadline(absl::Condition(&cond), deadline);
   return status_;
 }

@@ -15,8 +15,11 @@
 
 #include <sys/types.h>
 
+#include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -64,18 +67,26 @@ struct ProcStatus {
 std::ostream& operator<<(std::ostream& os, const ProcStatus& s);
 
 // A thread-safe ProcStatus with watchers and waiting.
+//
+// Notifications are serialized: each applied status is queued and delivered to the
+// watchers in order by whichever thread is delivering, with no lock held, so a
+// watcher may call Transition, Watch or Unwatch (or Kill a handle): what it causes is
+// delivered next, in order. Await wakes only once every applied status has been
+// delivered, so a waiter never runs ahead of the watchers.
 class ProcStatusCell {
  public:
   using Watcher = std::function<void(const ProcStatus&)>;
 
   ProcStatus Get() const;
 
-  // Moves to `next` (carrying forward pid, started_at and addr) if the transition is
-  // legal; FailedPrecondition naming both states otherwise, status unchanged.
+  // Moves to `next` (carrying forward pid, started_at, addr and ready_at) if the
+  // transition is legal; FailedPrecondition naming both states otherwise, status
+  // unchanged.
   absl::Status Transition(ProcStatus next);
 
-  // `fn` is called with the current status now and then with every later one, in
-  // order, on the thread that made the transition. It must not call Transition.
+  // `fn` is called with the current status now, then with every later one, in
+  // order. After Unwatch returns it is not called again, unless from a delivery
+  // already under way on another thread.
   uint64_t Watch(Watcher fn);
   void Unwatch(uint64_t id);
 
@@ -84,16 +95,23 @@ class ProcStatusCell {
   ProcStatus Await(const std::function<bool(const ProcStatus&)>& pred, absl::Time deadline, bool* met) const;
 
  private:
-  // Held across a transition and its notifications, so watchers see every status in order.
-  absl::Mutex notify_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  struct Registered {
+    uint64_t id;
+    uint64_t after;  // sees only statuses with a sequence number above this
+    std::shared_ptr<Watcher> fn;
+  };
+  // Delivers queued statuses until none is left (the caller became the deliverer).
+  void Deliver();
+
   mutable absl::Mutex mu_;
   ProcStatus status_ ABSL_GUARDED_BY(mu_);
-  // Transitions applied, and how many of those every watcher has seen: Await wakes
-  // only when they are equal, so a waiter never runs ahead of the watchers.
-  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t notified_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_watcher_ ABSL_GUARDED_BY(notify_mu_) = 1;
-  std::vector<std::pair<uint64_t, Watcher>> watchers_ ABSL_GUARDED_BY(notify_mu_);
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;    // sequence number of status_
+  uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;  // highest sequence number every watcher has seen
+  std::deque<std::pair<uint64_t, ProcStatus>> pending_ ABSL_GUARDED_BY(mu_);
+  bool delivering_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread::id deliverer_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_watcher_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<Registered> watchers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hostd::proc

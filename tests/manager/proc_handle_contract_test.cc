@@ -143,5 +143,20 @@ TEST_P(ProcHandleContractTest, TerminateAllEndsEveryProcAndSummarises) {
   EXPECT_TRUE(h_.manager().Procs().empty());
 }
 
+TEST(LocalProcManagerTest, ProcKilledDuringSetupFailsTheSpawn) {
+  LocalProcManager mgr;
+  auto loop = channel::EventLoop::Start("test-host");
+  channel::Inbox inbox;
+  auto backend = *channel::Listener::Serve(*loop, channel::ChannelAddr::Local(0), inbox);
+  SpawnSpec spec;
+  spec.local_setup = [&](proc::ProcRuntime&) {
+    for (auto& p : mgr.Procs()) (void)p->Kill();
+    return absl::OkStatus();
+  };
+  EXPECT_THAT(mgr.Spawn(*proc::ProcId::Parse("unix:@fe,doomed"), backend->addr(), spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ended before it was ready: Killed(SIGKILL)")));
+  EXPECT_TRUE(mgr.Procs().empty());
+}
+
 }  // namespace
 }  // namespace hostd::manager

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <csignal>
 #include <functional>
 #include <thread>
@@ -374,6 +375,53 @@ TEST(ProcessProcManagerOwnerTest, OwnerKilledTakesEveryChildAndGrandchildWithIt)
   // Reported, not asserted: timing belongs to benchmarks.
   std::printf("all %zu processes gone %s after the owner's SIGKILL\n", everyone.size(),
               absl::FormatDuration(absl::Now() - killed_at).c_str());
+}
+
+TEST_F(ProcessProcManagerTest, RejectedDuplicateSpawnLeavesTheLiveProcsLogsAlone) {
+  auto first = h_.Spawn("dup", {.extra_args = {"--stderr=FIRST-PROC-WAS-HERE"}});
+  ASSERT_THAT(first, IsOk());
+  EXPECT_THAT(h_.Spawn("dup"), StatusIs(absl::StatusCode::kAlreadyExists));
+  absl::StatusOr<proc::ProcStatus> end = (*first)->Terminate(absl::Seconds(30), "test");
+  ASSERT_THAT(end, IsOk());
+  EXPECT_THAT(end->stderr_tail, HasSubstr("FIRST-PROC-WAS-HERE"));
+}
+
+TEST_F(ProcessProcManagerTest, WatchersMayUnwatchAndKillFromTheirCallback) {
+  auto a = h_.Spawn("oneshot", {.exit_after_ms = 100});
+  auto b = h_.Spawn("follower");
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  std::shared_ptr<ProcHandle> ha = *a, hb = *b;
+  auto id = std::make_shared<std::atomic<uint64_t>>(0);
+  // When a ends, its watcher unwatches itself and kills b, on the manager's loop.
+  id->store(ha->Watch([ha, hb, id](const proc::ProcStatus& s) {
+    if (!s.terminal()) return;
+    ha->Unwatch(id->load());
+    std::thread([hb] { (void)hb->Kill(); }).detach();
+  }));
+  ASSERT_THAT(ha->Wait(Guard()), IsOk());
+  absl::StatusOr<proc::ProcStatus> end = hb->Wait(Guard());
+  ASSERT_THAT(end, IsOk()) << "the loop is still serving exits";
+  EXPECT_EQ(end->signal, SIGKILL);
+}
+
+TEST(ProcessProcManagerCgroupTest, TwoManagersInOneProcessKeepTheirProcsApart) {
+  testing::TempDir d1, d2;
+  auto m1 = ProcessProcManager::Create({.state_dir = d1.path()});
+  auto m2 = ProcessProcManager::Create({.state_dir = d2.path()});
+  ASSERT_THAT(m1, IsOk());
+  ASSERT_THAT(m2, IsOk());
+  channel::ChannelAddr backend = *channel::ChannelAddr::Parse("unix:@hostd-test-nobody");
+  SpawnSpec spec;
+  spec.program = "/bin/sh";
+  spec.args = {"-c", "exec sleep 30"};
+  spec.readiness = ReadinessMode::kExec;
+  ASSERT_THAT((*m1)->Spawn(*proc::ProcId::Parse("unix:@fe,same"), backend, spec), IsOk());
+  auto b = (*m2)->Spawn(*proc::ProcId::Parse("unix:@fe,same"), backend, spec);
+  ASSERT_THAT(b, IsOk());
+  m1->reset();  // kills m1's procs, and its janitor sweeps m1's cgroups only
+  EXPECT_FALSE((*b)->status().terminal()) << (*b)->status();
+  EXPECT_THAT((*m2)->Spawn(*proc::ProcId::Parse("unix:@fe,later"), backend, spec), IsOk());
 }
 
 TEST(LauncherTest, ResolveProgramSearchesPath) {
