@@ -56,8 +56,13 @@ bool WriteFile(const std::string& path, const std::string& value) {
 
 }  // namespace
 
+const std::string& CgroupTree::MountPoint() {
+  static const std::string* const mount = new std::string(Cgroup2Mount());
+  return *mount;
+}
+
 absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create() {
-  std::string mount = Cgroup2Mount();
+  std::string mount = MountPoint();
   if (mount.empty()) return absl::UnavailableError("no cgroup2 hierarchy is mounted");
   std::string own = OwnCgroup();
   if (own.empty()) return absl::UnavailableError("this process has no cgroup v2 path in /proc/self/cgroup");

@@ -27,6 +27,8 @@ class CgroupTree {
   ~CgroupTree();  // removes the parent (its children must be gone)
 
   const std::string& parent() const { return parent_; }
+  // Where the cgroup2 hierarchy is mounted ("" if it is not).
+  static const std::string& MountPoint();
 
   // A new, empty cgroup for a proc; returns its directory.
   absl::StatusOr<std::string> CreateChild(const std::string& name);

@@ -12,9 +12,11 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -22,6 +24,7 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
+#include "boost/asio/signal_set.hpp"
 #include "boost/process/v2/process.hpp"
 #include "channel/sender.h"
 #include "manager/launcher.h"
@@ -81,6 +84,12 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       pid_ = pid;
     }
     if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
+    mgr_->proc_groups_.insert(pid);
+    mgr_->proc_groups_order_.push_back(pid);
+    if (mgr_->proc_groups_order_.size() > 65536) {  // forget the oldest ended groups
+      mgr_->proc_groups_.erase(mgr_->proc_groups_order_.front());
+      mgr_->proc_groups_order_.pop_front();
+    }
     (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
     process_ = std::make_unique<bp::basic_process<asio::io_context::executor_type>>(
         mgr_->loop_->context().get_executor(), pid, pidfd.release());
@@ -208,6 +217,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       }
     }
     if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
+    mgr_->ReapOrphans();  // zombies of the proc's that cgroup.procs no longer lists
     std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
     ProcStatus end;
     if (ec) {
@@ -243,6 +253,72 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 
 ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : options_(std::move(options)) {}
 
+namespace {
+
+// Children of this process, live or zombie, from /proc/self/task/*/children.
+std::vector<pid_t> OwnChildren() {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "children");
+    int pid;
+    while (in >> pid) out.push_back(pid);
+  }
+  return out;
+}
+
+// State letter and process group from /proc/<pid>/stat.
+bool StatOf(pid_t pid, char* state, pid_t* pgrp) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = s.rfind(')');
+  if (close == std::string::npos || close + 2 >= s.size()) return false;
+  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(s).substr(close + 2), ' ');
+  int g = 0;
+  if (f.size() < 3 || f[0].empty() || !absl::SimpleAtoi(f[2], &g)) return false;
+  *state = f[0][0];
+  *pgrp = g;
+  return true;
+}
+
+}  // namespace
+
+bool ProcessProcManager::Attributable(pid_t pid) const {
+  char state = 0;
+  pid_t pgrp = 0;
+  if (!StatOf(pid, &state, &pgrp) || state != 'Z') return false;
+  if (proc_groups_.contains(pgrp)) return true;
+  if (cgroups_ == nullptr) return false;
+  // A setsid() orphan left its group but not its cgroup.
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cgroup"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("0::", 0) == 0) {
+      return absl::StrContains(absl::StrCat(CgroupTree::MountPoint(), line.substr(3), "/"), cgroups_->parent() + "/");
+    }
+  }
+  return false;
+}
+
+void ProcessProcManager::ReapOrphans() {
+  for (pid_t pid : OwnChildren()) {
+    if (pid == janitor_pid() || proc_groups_.contains(pid)) continue;  // procs are reaped by their monitor
+    if (!Attributable(pid)) continue;
+    siginfo_t info;
+    ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG);
+  }
+}
+
+void ProcessProcManager::AwaitSigchld() {
+  auto* set = static_cast<asio::signal_set*>(sigchld_.get());
+  set->async_wait([this](boost::system::error_code ec, int) {
+    // Cancelled, or delivered just before the manager dropped the set on its way out.
+    if (ec || sigchld_ == nullptr) return;
+    ReapOrphans();
+    AwaitSigchld();
+  });
+}
+
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
   std::error_code ec;
@@ -276,6 +352,19 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
     mgr->janitor_ = *std::move(janitor);
   }
   mgr->loop_ = channel::EventLoop::Start("procs");
+  ProcessProcManager* raw = mgr.get();
+  mgr->loop_->RunSync([raw] {
+    auto set = std::make_shared<asio::signal_set>(raw->loop_->context(), SIGCHLD);
+    // Asio installs its handler without SA_RESTART; a child's exit must not make
+    // other threads' system calls fail with EINTR, so install it again with it.
+    struct sigaction sa;
+    if (::sigaction(SIGCHLD, nullptr, &sa) == 0) {
+      sa.sa_flags |= SA_RESTART | SA_NOCLDSTOP;
+      ::sigaction(SIGCHLD, &sa, nullptr);
+    }
+    raw->sigchld_ = set;
+    raw->AwaitSigchld();
+  });
   return mgr;
 }
 
@@ -290,6 +379,7 @@ ProcessProcManager::~ProcessProcManager() {
     for (auto& weak : handed_out) {
       if (auto h = weak.lock()) h->ReleaseLoopObjects();
     }
+    sigchld_.reset();  // cancels the wait; Asio restores SIGCHLD's default
   });
   loop_.reset();
   janitor_.reset();  // nothing is left for it to sweep; it exits and is reaped

@@ -424,6 +424,58 @@ TEST(ProcessProcManagerCgroupTest, TwoManagersInOneProcessKeepTheirProcsApart) {
   EXPECT_THAT((*m2)->Spawn(*proc::ProcId::Parse("unix:@fe,later"), backend, spec), IsOk());
 }
 
+// Zombie children of this process but `except` (the janitor).
+std::vector<pid_t> ZombieChildren(pid_t except) {
+  std::vector<pid_t> out;
+  for (pid_t p : ChildrenOfThisProcess()) {
+    if (p != except && ProcessGone(p)) out.push_back(p);
+  }
+  return out;
+}
+
+SpawnSpec Shell(const std::string& script) {
+  SpawnSpec spec;
+  spec.program = "/bin/sh";
+  spec.args = {"-c", script};
+  spec.readiness = ReadinessMode::kExec;
+  return spec;
+}
+
+// Waits (bounded) for `pred`; the reaper runs on SIGCHLD, asynchronously.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  for (absl::Time guard = Guard(); absl::Now() < guard; absl::SleepFor(absl::Milliseconds(5))) {
+    if (pred()) return true;
+  }
+  return pred();
+}
+
+class OrphanReapingTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(CgroupsOnOff, OrphanReapingTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Cgroups" : "ProcessGroups"; });
+
+TEST_P(OrphanReapingTest, DaemonisedOrphansAreReapedWhileTheProcRunsAndAfter) {
+  ManagerHarness h(Kind::kProcess, {.use_cgroups = GetParam()});
+  pid_t janitor = h.process().janitor_pid();
+  // The subshell forks `sleep` and exits: the orphan comes back to this process,
+  // which must reap it when it exits, while the proc still runs.
+  auto handle = h.manager().Spawn(h.Id("daemonizer"), h.backend(), Shell("(sleep 0.1 &); exec sleep 30"));
+  ASSERT_THAT(handle, IsOk());
+  absl::SleepFor(absl::Milliseconds(300));  // the orphan has exited by now
+  EXPECT_TRUE(Eventually([&] { return ZombieChildren(janitor).empty(); })) << "zombie while the proc runs";
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
+  EXPECT_TRUE(NoChildrenLeft(janitor));
+}
+
+TEST_P(OrphanReapingTest, ChildTheProcNeverReapedIsReapedWhenItEnds) {
+  ManagerHarness h(Kind::kProcess, {.use_cgroups = GetParam()});
+  // sh forks `sleep 0.1`, then execs `sleep 0.5`, which never reaps it.
+  auto handle = h.manager().Spawn(h.Id("zparent"), h.backend(), Shell("sleep 0.1 & exec sleep 0.5"));
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  EXPECT_TRUE(Eventually([&] { return NoChildrenLeft(h.process().janitor_pid()); }));
+}
+
 TEST(LauncherTest, ResolveProgramSearchesPath) {
   absl::StatusOr<std::string> sh = ResolveProgram("sh", "/nonexistent:/bin");
   ASSERT_THAT(sh, IsOk());
