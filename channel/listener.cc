@@ -239,7 +239,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     session_->delivered = paused_->first;
     paused_.reset();
     ++owner_->stats.messages_received;
-    if (++unacked_ >= owner_->opts.ack_every) SendAck(false);
+    if (++unacked_ >= owner_->opts.ack_every) SendAck();
   }
 
   void Resume() {
@@ -253,20 +253,21 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
 
   void MaybeAck() {
     if (state_ != State::kOpen || (unacked_ == 0 && !force_ack_)) return;
-    if (owner_->opts.ack_delay <= absl::ZeroDuration()) return SendAck(false);
+    if (owner_->opts.ack_delay <= absl::ZeroDuration()) return SendAck();
     if (ack_timer_armed_) return;
     ack_timer_armed_ = true;
     ack_timer_.expires_after(ToChrono(owner_->opts.ack_delay));
     ack_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       self->ack_timer_armed_ = false;
-      if (!ec && self->state_ == State::kOpen) self->SendAck(false);
+      if (!ec && self->state_ == State::kOpen) self->SendAck();
     });
   }
 
-  void SendAck(bool force) {
+  // Acks everything delivered, if that is news to the dialer or a duplicate asked for it again.
+  void SendAck() {
     if (session_ == nullptr) return;
     uint64_t d = session_->delivered;
-    if (d <= acked_ && !force && !force_ack_) return;
+    if (d <= acked_ && !force_ack_) return;
     acked_ = d;
     unacked_ = 0;
     force_ack_ = false;
@@ -304,7 +305,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   // completes what was delivered and returns the rest, at once.
   void SayGoodbye(absl::string_view reason) {
     paused_.reset();  // not delivered, so not acknowledged: the dialer gets it back
-    SendAck(/*force=*/false);
+    SendAck();
     QueueFrame(FrameType::kClose, 0, std::string(reason));
     state_ = State::kClosing;
     close_timer_.expires_after(ToChrono(kCloseLinger));
