@@ -23,6 +23,7 @@ absl::string_view ReturnReasonName(ReturnReason r) {
     case ReturnReason::kSenderClosed: return "sender closed";
     case ReturnReason::kUnroutable: return "unroutable";
     case ReturnReason::kUnknownPort: return "unknown port";
+    case ReturnReason::kBufferFull: return "buffer full";
   }
   return "unknown reason";
 }
@@ -67,7 +68,7 @@ absl::StatusOr<Message> Message::FromWire(std::string body) {
   if (kind > static_cast<uint8_t>(Kind::kReturned)) {
     return absl::DataLossError(absl::StrFormat("message has unknown kind %d", kind));
   }
-  if (reason > static_cast<uint8_t>(ReturnReason::kUnknownPort)) {
+  if (reason > static_cast<uint8_t>(ReturnReason::kLast)) {
     return absl::DataLossError(absl::StrFormat("message has unknown return reason %d", reason));
   }
   if ((kind == static_cast<uint8_t>(Kind::kReturned)) != (reason != 0)) {

@@ -32,6 +32,8 @@ enum class ReturnReason : uint8_t {
   kSenderClosed = 7,   // the sending link was closed with the message still queued
   kUnroutable = 8,     // no route to the destination address
   kUnknownPort = 9,    // the destination proc has no such port
+  kBufferFull = 10,    // the destination proc is starting and its host's buffer for it is full
+  kLast = kBufferFull,
 };
 
 absl::string_view ReturnReasonName(ReturnReason r);

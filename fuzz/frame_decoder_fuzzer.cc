@@ -113,7 +113,7 @@ void CheckMessage(const std::string& body, uint8_t salt) {
   }
 
   // Returning it must give a well-formed message addressed back to the sender.
-  auto reason = static_cast<ReturnReason>(1 + salt % static_cast<uint8_t>(ReturnReason::kUnknownPort));
+  auto reason = static_cast<ReturnReason>(1 + salt % static_cast<uint8_t>(ReturnReason::kLast));
   absl::string_view why = payload.substr(0, 64);
   Message back = m->ToReturned(reason, why);
   FUZZ_CHECK(back.kind() == Message::Kind::kReturned);

@@ -9,7 +9,8 @@ packages=(
   libabsl-dev                    # Status, Mutex, Time, containers
   libboost1.81-dev               # Asio (event loop, sockets)
   libspdlog-dev libfmt-dev       # levelled logging
-  libcli11-dev                   # command-line parsing
+  libcli11-dev                   # command-line parsing and the config file
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
   libgtest-dev libgmock-dev      # tests
 )
 if [[ "${1:-}" == "--clang" ]]; then

@@ -1,0 +1,617 @@
+#include "daemon/host.h"
+
+#include <algorithm>
+#include <deque>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/log.h"
+#include "boost/asio/steady_timer.hpp"
+#include "base/status_macros.h"
+
+namespace hostd::daemon {
+namespace {
+
+using channel::Message;
+using channel::ReturnReason;
+
+constexpr size_t kMaxLabels = 32;
+constexpr size_t kMaxLabelBytes = 256;
+// Mailbox names start with '_', which no proc name can (proc/proc_id.h).
+constexpr char kMailboxPrefix[] = "_host.";
+
+absl::Status ValidateLabels(const Labels& labels) {
+  if (labels.size() > kMaxLabels) {
+    return absl::InvalidArgumentError(absl::StrFormat("%d labels given; at most %d are allowed", labels.size(), kMaxLabels));
+  }
+  for (const auto& [k, v] : labels) {
+    if (k.empty() || k.size() > kMaxLabelBytes || v.size() > kMaxLabelBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "label \"%s\": keys must be 1-%d bytes and values at most %d bytes", absl::CHexEscape(k.substr(0, 64)),
+          kMaxLabelBytes, kMaxLabelBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// The route of one proc name. Guarded by Host::mu_; `link` is used on the loop thread.
+struct Host::Route {
+  enum class State { kStarting, kReady, kNoAddress, kEnded };
+  std::string name;
+  uint64_t gen = 0;  // distinguishes successive procs of one name
+  State state = State::kStarting;
+  proc::ProcStatus status;
+  Labels labels;
+  std::string program;
+  std::vector<std::string> args;
+  absl::Time created_at;
+  std::shared_ptr<manager::ProcHandle> handle;
+  uint64_t watch_id = 0;
+  std::shared_ptr<channel::Sender> link;  // kReady
+  std::deque<std::pair<Message, channel::Sender::Done>> buffer;  // kStarting, with their ack hooks
+  size_t buffered_bytes = 0;
+};
+
+// Lets handle watchers (on manager threads) post to the loop while the Host lives.
+struct Host::Gate {
+  absl::Mutex mu;
+  channel::EventLoop* loop ABSL_GUARDED_BY(mu) = nullptr;
+  void Post(absl::AnyInvocable<void()> fn) {
+    absl::MutexLock lock(&mu);
+    if (loop != nullptr) loop->Post(std::move(fn));
+  }
+};
+
+class Host::Router final : public channel::Receiver {
+ public:
+  Router(Host& host, bool frontend) : host_(host), frontend_(frontend) {}
+  bool Deliver(Message& msg, const Wake& wake) override { return host_.RouteMessage(msg, wake, frontend_); }
+
+ private:
+  Host& host_;
+  const bool frontend_;
+};
+
+Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOptions options)
+    : manager_(manager),
+      bulk_(bulk),
+      opts_(std::move(options)),
+      started_at_(absl::Now()),
+      loop_(channel::EventLoop::Start("host")),
+      front_router_(std::make_unique<Router>(*this, true)),
+      back_router_(std::make_unique<Router>(*this, false)),
+      gate_(std::make_shared<Gate>()) {
+  absl::MutexLock lock(&gate_->mu);
+  gate_->loop = loop_.get();
+}
+
+absl::StatusOr<std::unique_ptr<Host>> Host::Start(manager::ProcManager& manager, manager::BulkTerminate& bulk,
+                                                  HostOptions options) {
+  std::unique_ptr<Host> host(new Host(manager, bulk, std::move(options)));
+  auto fe = channel::Listener::Serve(*host->loop_, host->opts_.frontend, *host->front_router_, host->opts_.listener);
+  if (!fe.ok()) return absl::Status(fe.status().code(), absl::StrCat("host frontend: ", fe.status().message()));
+  host->frontend_ = *std::move(fe);
+  auto be = channel::Listener::Serve(*host->loop_, host->opts_.backend, *host->back_router_, host->opts_.listener);
+  if (!be.ok()) return absl::Status(be.status().code(), absl::StrCat("host backend: ", be.status().message()));
+  host->backend_ = *std::move(be);
+  host->frontend_text_ = host->frontend_->addr().ToString();
+  host->backend_text_ = host->backend_->addr().ToString();
+  return host;
+}
+
+Host::~Host() {
+  {
+    absl::MutexLock lock(&gate_->mu);
+    gate_->loop = nullptr;
+  }
+  std::vector<std::pair<std::shared_ptr<manager::ProcHandle>, uint64_t>> watched;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [name, r] : routes_) {
+      if (r->handle) watched.emplace_back(r->handle, r->watch_id);
+    }
+  }
+  for (auto& [h, id] : watched) h->Unwatch(id);
+  if (frontend_) frontend_->Close();
+  if (backend_) backend_->Close();
+  // Close every link on the loop; what they return is dropped (closing_).
+  loop_->RunSync([this] {
+    closing_ = true;
+    std::vector<std::shared_ptr<channel::Sender>> links;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [name, r] : routes_) {
+        if (r->link) links.push_back(std::move(r->link));
+      }
+      routes_.clear();
+    }
+    for (auto& l : links) l->Close();
+    for (auto& [addr, l] : remotes_) l->Close();
+  });
+  frontend_.reset();
+  backend_.reset();
+  remotes_.clear();
+  // Done callbacks still queued run (and see closing_) or are dropped with the loop.
+  loop_.reset();
+}
+
+const channel::ChannelAddr& Host::frontend() const { return frontend_->addr(); }
+const channel::ChannelAddr& Host::backend() const { return backend_->addr(); }
+uint64_t Host::incarnation() const { return frontend_->incarnation(); }
+
+proc::ProcId Host::IdOf(absl::string_view name) const {
+  absl::StatusOr<proc::ProcId> id = proc::ProcId::Create(frontend_->addr(), name);
+  if (!id.ok()) {  // a programmer error: only validated names reach here
+    base::Log().critical("IdOf({}): {}", name, id.status().ToString());
+    std::abort();
+  }
+  return *std::move(id);
+}
+
+// ---- Spawning and the table -------------------------------------------------
+
+absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels) {
+  HOSTD_RETURN_IF_ERROR(proc::ProcId::ValidateName(name));
+  HOSTD_RETURN_IF_ERROR(ValidateLabels(labels));
+  uint64_t gen;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_why_.empty()) {
+      return absl::UnavailableError(absl::StrCat("host takes no new spawns: ", stopped_why_));
+    }
+    auto it = routes_.find(name);
+    if (it != routes_.end() && it->second->state != Route::State::kEnded) {
+      return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (",
+                                                   it->second->status.ToString(), "); pick another name"));
+    }
+    auto r = std::make_unique<Route>();
+    r->name = name;
+    r->gen = gen = next_gen_++;
+    r->labels = std::move(labels);
+    r->program = spec.program;
+    r->args = spec.args;
+    r->created_at = absl::Now();
+    routes_[name] = std::move(r);
+    ++spawns_in_flight_;
+    Publish(HostEvent::Kind::kSpawned, name, proc::ProcStatus::Starting());
+  }
+
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = manager_.Spawn(IdOf(name), backend(), spec);
+  if (handle.ok() && spec.readiness == manager::ReadinessMode::kHandshake && !(*handle)->addr().has_value()) {
+    // A proc that says it is ready but gives no address could never get a message.
+    (void)(*handle)->Kill();
+    handle = absl::FailedPreconditionError(
+        absl::StrCat("proc \"", name, "\" reported ready without an address; it was killed"));
+  }
+  if (!handle.ok()) {
+    loop_->RunSync([&] { Abandon(name, gen, handle.status()); });
+    absl::MutexLock lock(&mu_);
+    --spawns_in_flight_;
+    return handle.status();
+  }
+  std::shared_ptr<manager::ProcHandle> h = *handle;
+  loop_->RunSync([&] { Activate(name, gen, h); });
+  // From here the route follows the exit monitor. The gate drops what arrives
+  // after the Host began to close; OnStatus runs on the loop, which the Host owns.
+  uint64_t watch_id = h->Watch([this, gate = gate_, name, gen](const proc::ProcStatus& s) {
+    gate->Post([this, name, gen, s] { OnStatus(name, gen, s); });
+  });
+  ProcInfo info{.name = name, .id = IdOf(name), .status = h->status(), .labels = {}, .program = {}, .args = {},
+                .created_at = absl::Now(), .handle = h};
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    if (it != routes_.end() && it->second->gen == gen) {
+      it->second->watch_id = watch_id;
+      info = InfoOf(*it->second);
+    }
+    --spawns_in_flight_;
+  }
+  spawned_.fetch_add(1, std::memory_order_relaxed);
+  return info;
+}
+
+// Loop thread: the spawn failed; forget the route and return what waited for it.
+void Host::Abandon(const std::string& name, uint64_t gen, const absl::Status& why) {
+  std::deque<std::pair<Message, channel::Sender::Done>> held;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    if (it == routes_.end() || it->second->gen != gen) return;
+    held = std::move(it->second->buffer);
+    routes_.erase(it);
+    Publish(HostEvent::Kind::kSpawnFailed, name, proc::ProcStatus::Failed(std::string(why.message())));
+  }
+  std::string note = absl::StrCat("proc \"", name, "\" failed to start: ", why.message());
+  for (auto& [m, hook] : held) Return(std::move(m), ReturnReason::kProcExited, note);
+}
+
+// Loop thread: the proc is ready; open its link and flush what waited, in order.
+// Runs before any later message is routed (both on the loop), so order holds.
+void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manager::ProcHandle> handle) {
+  std::deque<std::pair<Message, channel::Sender::Done>> held;
+  std::shared_ptr<channel::Sender> link;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    if (it == routes_.end() || it->second->gen != gen) return;
+    Route& r = *it->second;
+    r.handle = handle;
+    r.status = handle->status();
+    std::optional<channel::ChannelAddr> addr = handle->addr();
+    if (addr.has_value()) {
+      channel::SenderOptions o = opts_.proc_link;
+      o.on_peer_restart = channel::OnPeerRestart::kReturn;
+      r.link = channel::Sender::Dial(*loop_, *addr, o);
+      r.state = Route::State::kReady;
+      link = r.link;
+    } else {
+      r.state = Route::State::kNoAddress;
+    }
+    held = std::move(r.buffer);
+    r.buffered_bytes = 0;
+    Publish(HostEvent::Kind::kTransition, name, r.status);
+  }
+  for (auto& [m, hook] : held) {
+    if (link == nullptr) {
+      Return(std::move(m), ReturnReason::kUnroutable, absl::StrCat("proc \"", name, "\" takes no messages"));
+      continue;
+    }
+    // The buffer is smaller than a fresh link's queue, so this never waits.
+    (void)Forward(*link, m, [] {}, name, gen, hook ? &hook : nullptr);
+  }
+}
+
+// Loop thread: a status from the proc's exit monitor.
+void Host::OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status) {
+  if (closing_) return;
+  std::shared_ptr<channel::Sender> link;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    if (it == routes_.end() || it->second->gen != gen) return;
+    Route& r = *it->second;
+    if (r.state == Route::State::kEnded || r.status == status) return;
+    r.status = status;
+    if (status.terminal()) {
+      r.state = Route::State::kEnded;
+      link = std::move(r.link);
+      ended_order_.push_back(name);
+    }
+    Publish(HostEvent::Kind::kTransition, name, status);
+    if (status.terminal()) ForgetEnded(opts_.ended_procs_kept);
+  }
+  // What is still queued comes back through ForwardFailed as kProcExited.
+  if (link) link->Close();
+}
+
+void Host::ForgetEnded(size_t keep) {
+  size_t ended = 0;
+  for (const auto& [n, r] : routes_) ended += r->state == Route::State::kEnded;
+  size_t i = 0;
+  while (ended > keep && i < ended_order_.size()) {
+    auto it = routes_.find(ended_order_[i++]);
+    if (it == routes_.end() || it->second->state != Route::State::kEnded) continue;
+    Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
+    routes_.erase(it);
+    --ended;
+  }
+  ended_order_.erase(ended_order_.begin(), ended_order_.begin() + i);
+}
+
+ProcInfo Host::InfoOf(const Route& r) const {
+  // A live proc's handle is fresher than the last status the loop applied.
+  return ProcInfo{.name = r.name,
+                  .id = IdOf(r.name),
+                  .status = r.handle && r.state != Route::State::kEnded ? r.handle->status() : r.status,
+                  .labels = r.labels,
+                  .program = r.program,
+                  .args = r.args,
+                  .created_at = r.created_at,
+                  .handle = r.handle};
+}
+
+absl::StatusOr<ProcInfo> Host::Get(absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = routes_.find(name);
+  if (it == routes_.end()) {
+    return absl::NotFoundError(absl::StrCat("no proc named \"", name, "\" on host ", frontend_text_));
+  }
+  return InfoOf(*it->second);
+}
+
+std::vector<ProcInfo> Host::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<ProcInfo> out;
+  out.reserve(routes_.size());
+  for (const auto& [n, r] : routes_) out.push_back(InfoOf(*r));
+  std::sort(out.begin(), out.end(), [](const ProcInfo& a, const ProcInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Host::Handle(absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = routes_.find(name);
+  if (it == routes_.end()) {
+    return absl::NotFoundError(absl::StrCat("no proc named \"", name, "\" on host ", frontend_text_));
+  }
+  if (!it->second->handle) {
+    return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is still starting; retry once it is ready"));
+  }
+  return it->second->handle;
+}
+
+int Host::live_procs() const {
+  absl::MutexLock lock(&mu_);
+  int n = 0;
+  for (const auto& [name, r] : routes_) n += r->state != Route::State::kEnded;
+  return n;
+}
+
+manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_in_flight,
+                                                  absl::string_view reason) {
+  manager::TerminateSummary summary = bulk_.TerminateAll(grace, max_in_flight, reason);
+  // Watchers have posted every terminal status by now; let the loop apply them.
+  loop_->RunSync([] {});
+  absl::MutexLock lock(&mu_);
+  ForgetEnded(0);
+  return summary;
+}
+
+bool Host::StopSpawns(std::string why, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  stopped_why_ = why.empty() ? "stopping" : std::move(why);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return spawns_in_flight_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+// ---- Events ------------------------------------------------------------------
+
+void Host::Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status) {
+  HostEvent e{.seq = ++event_seq_, .kind = kind, .name = name, .status = status, .at = absl::Now()};
+  for (auto& [id, fn] : subscribers_) fn(e);
+}
+
+uint64_t Host::Subscribe(EventFn fn, bool snapshot) {
+  absl::MutexLock lock(&mu_);
+  if (snapshot) {
+    for (const auto& [name, r] : routes_) {
+      fn(HostEvent{.seq = event_seq_, .kind = HostEvent::Kind::kSnapshot, .name = name, .status = r->status,
+                   .at = absl::Now()});
+    }
+  }
+  uint64_t id = next_subscriber_++;
+  subscribers_.emplace_back(id, std::move(fn));
+  return id;
+}
+
+void Host::Unsubscribe(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  std::erase_if(subscribers_, [id](const auto& s) { return s.first == id; });
+}
+
+HostCounters Host::counters() const {
+  return {.forwarded = forwarded_.load(), .returned = returned_.load(), .dropped = dropped_.load(),
+          .spawned = spawned_.load()};
+}
+
+// ---- Routing (loop thread) ---------------------------------------------------
+
+bool Host::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, bool from_frontend) {
+  absl::string_view dest = msg.dest();
+  size_t comma = dest.rfind(',');
+  if (comma == absl::string_view::npos) {
+    Return(std::move(msg), ReturnReason::kUnroutable,
+           absl::StrCat("destination \"", absl::CHexEscape(dest.substr(0, 200)), "\" is not <address>,<proc name>"));
+    return true;
+  }
+  absl::string_view addr = dest.substr(0, comma);
+  absl::string_view name = dest.substr(comma + 1);
+  if (addr == frontend_text_) return RouteLocal(msg, name, wake);
+  if (from_frontend || addr == backend_text_) {
+    Return(std::move(msg), ReturnReason::kUnroutable,
+           absl::StrCat("host ", frontend_text_, " routes only to its own procs, not to ", addr));
+    return true;
+  }
+  return RouteRemote(msg, addr, wake);
+}
+
+bool Host::RouteLocal(Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
+                      channel::Sender::Done* hook) {
+  if (absl::StartsWith(name, kMailboxPrefix)) {
+    auto it = mailboxes_.find(name);
+    if (it == mailboxes_.end()) {
+      // A late reply to an exchange that is over: nobody waits for it.
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      auto fn = it->second;  // it may unregister itself
+      fn(std::move(msg));
+    }
+    return true;
+  }
+  std::shared_ptr<channel::Sender> link;
+  uint64_t gen = 0;
+  std::string note;
+  ReturnReason reason = ReturnReason::kNone;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    if (it == routes_.end()) {
+      reason = ReturnReason::kUnknownProc;
+      note = absl::StrCat("no proc named \"", name, "\" on host ", frontend_text_);
+    } else {
+      Route& r = *it->second;
+      switch (r.state) {
+        case Route::State::kStarting:
+          if (r.buffer.size() >= opts_.starting_buffer_messages ||
+              r.buffered_bytes + msg.wire_size() > opts_.starting_buffer_bytes) {
+            reason = ReturnReason::kBufferFull;
+            note = absl::StrFormat("proc \"%s\" is starting and %d messages (%d bytes) already wait for it",
+                                   name, r.buffer.size(), r.buffered_bytes);
+            break;
+          }
+          r.buffered_bytes += msg.wire_size();
+          r.buffer.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
+          return true;
+        case Route::State::kReady:
+          link = r.link;
+          gen = r.gen;
+          break;
+        case Route::State::kNoAddress:
+          reason = ReturnReason::kUnroutable;
+          note = absl::StrCat("proc \"", name, "\" takes no messages (it reported no address)");
+          break;
+        case Route::State::kEnded:
+          reason = ReturnReason::kProcExited;
+          note = absl::StrCat("proc \"", name, "\" has ended: ", r.status.ToString());
+          break;
+      }
+    }
+  }
+  if (link) return Forward(*link, msg, wake, std::string(name), gen, hook);
+  Return(std::move(msg), reason, note);
+  return true;
+}
+
+bool Host::RouteRemote(Message& msg, absl::string_view addr, const channel::Receiver::Wake& wake) {
+  auto it = remotes_.find(addr);
+  if (it == remotes_.end()) {
+    absl::StatusOr<channel::ChannelAddr> parsed = channel::ChannelAddr::Parse(addr);
+    if (!parsed.ok()) {
+      Return(std::move(msg), ReturnReason::kUnroutable, parsed.status().message());
+      return true;
+    }
+    it = remotes_.emplace(std::string(addr), channel::Sender::Dial(*loop_, *parsed, opts_.remote_link)).first;
+  }
+  return Forward(*it->second, msg, wake, "", 0);
+}
+
+bool Host::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake, std::string route_name,
+                   uint64_t gen, channel::Sender::Done* hook) {
+  size_t size = msg.wire_size();
+  channel::Sender::Done done;
+  if (hook != nullptr && *hook) {
+    done = std::move(*hook);
+  } else {
+    done = [this, route_name = std::move(route_name), gen](absl::Status s, Message m) {
+      if (!s.ok()) ForwardFailed(route_name, gen, s, std::move(m));
+    };
+  }
+  absl::Status posted = link.Post(std::move(msg), std::move(done), channel::WhenFull::kFail);
+  if (posted.ok()) {
+    forwarded_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (absl::IsResourceExhausted(posted)) {
+    link.NotifyWhenRoom(size, wake);
+    return false;
+  }
+  Return(std::move(msg), absl::IsInvalidArgument(posted) ? ReturnReason::kTooLarge : ReturnReason::kProcExited,
+         posted.message());
+  return true;
+}
+
+// Loop thread: a link handed a message back.
+void Host::ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, Message msg) {
+  if (closing_) return;
+  ReturnReason reason = channel::ReturnReasonOf(status);
+  std::string note(status.message());
+  if (!name.empty()) {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    // The link closed because the proc ended: say so, with its status.
+    if (it == routes_.end() || (gen != 0 && it->second->gen != gen) || it->second->state == Route::State::kEnded) {
+      reason = ReturnReason::kProcExited;
+      note = it != routes_.end() && it->second->state == Route::State::kEnded
+                 ? absl::StrCat("proc \"", name, "\" has ended: ", it->second->status.ToString())
+                 : absl::StrCat("proc \"", name, "\" has ended");
+    }
+  }
+  if (reason == ReturnReason::kNone) reason = ReturnReason::kUnroutable;
+  Return(std::move(msg), reason, note);
+}
+
+void Host::Return(Message msg, ReturnReason reason, absl::string_view note) {
+  if (closing_) return;
+  if (msg.kind() == Message::Kind::kReturned || msg.src().empty()) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    base::Log().debug("dropped undeliverable message to {} ({}): {}", msg.dest(), ReturnReasonName(reason), note);
+    return;
+  }
+  returned_.fetch_add(1, std::memory_order_relaxed);
+  Message back = msg.ToReturned(reason, note);
+  // A returned message that finds no room is dropped rather than waited for.
+  bool taken = RouteMessage(back, [] {}, /*from_frontend=*/false);
+  if (!taken) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    base::Log().debug("dropped returned message to {}: its link is full", back.dest());
+  }
+}
+
+// ---- Messages from the host itself ---------------------------------------------
+
+void Host::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
+                      absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {
+  struct Exchange {
+    absl::AnyInvocable<void(absl::StatusOr<Reply>)> done;
+    std::string mailbox;
+    std::unique_ptr<boost::asio::steady_timer> timer;
+  };
+  loop_->Post([this, name, port, payload = std::move(payload), timeout, reply_timeout,
+               done = std::move(done)]() mutable {
+    auto x = std::make_shared<Exchange>();
+    x->done = std::move(done);
+    x->mailbox = absl::StrCat(kMailboxPrefix, next_mailbox_++);
+    auto finish = [this, x](absl::StatusOr<Reply> r) {
+      if (!x->done) return;
+      mailboxes_.erase(x->mailbox);
+      x->timer->cancel();
+      auto fn = std::move(x->done);
+      x->done = nullptr;
+      fn(std::move(r));
+    };
+    absl::StatusOr<Message> msg =
+        Message::Create(absl::StrCat(frontend_text_, ",", name), port, absl::StrCat(frontend_text_, ",", x->mailbox),
+                        payload);
+    x->timer = std::make_unique<boost::asio::steady_timer>(loop_->context());
+    if (!msg.ok()) {
+      finish(msg.status());
+      return;
+    }
+    mailboxes_[x->mailbox] = [x, finish, name, reply_timeout](Message m) {
+      if (m.kind() == Message::Kind::kReturned) {
+        finish(absl::Status(m.reason() == ReturnReason::kUnknownProc ? absl::StatusCode::kNotFound
+                                                                     : absl::StatusCode::kFailedPrecondition,
+                            absl::StrCat("message to proc \"", name, "\" port \"", m.port(),
+                                         "\" came back (", ReturnReasonName(m.reason()), "): ", m.note())));
+        return;
+      }
+      if (reply_timeout > absl::ZeroDuration()) {
+        finish(Reply{.replied = true, .port = std::string(m.port()), .payload = std::string(m.payload())});
+      }
+    };
+    x->timer->expires_after(absl::ToChronoNanoseconds(timeout + reply_timeout));
+    x->timer->async_wait([finish, name](const boost::system::error_code& ec) {
+      if (ec) return;
+      finish(absl::DeadlineExceededError(absl::StrCat("no ", "delivery or reply from proc \"", name, "\" in time")));
+    });
+    // Routed like any message to the proc, with a hook on its acknowledgement.
+    channel::Sender::Done hook = [this, finish, name, reply_timeout](absl::Status s, Message m) {
+      if (!s.ok()) {
+        ForwardFailed(name, 0, s, std::move(m));  // comes back to the mailbox with the reason
+        return;
+      }
+      if (reply_timeout <= absl::ZeroDuration()) finish(Reply{});
+    };
+    if (!RouteLocal(*msg, name, [] {}, &hook)) {
+      finish(absl::ResourceExhaustedError(absl::StrCat("the link to proc \"", name, "\" is full; retry later")));
+    }
+  });
+}
+
+}  // namespace hostd::daemon

@@ -1,0 +1,225 @@
+// Host: the mux of one machine (DESIGN.md "The picture"). It owns a frontend
+// listener (`*`, the one address clients and other hosts send to), a backend
+// listener (`#`, where its procs send everything not addressed to themselves), a
+// route table from proc name to the proc's backend link, and uses a ProcManager to
+// run the procs (the process manager in production, the in-process one in tests).
+//
+//   auto mgr = std::make_unique<manager::LocalProcManager>();
+//   auto host = Host::Start(*mgr, *mgr, {});
+//   auto a = (*host)->Spawn("a", spec);                 // ProcId "<frontend>,a"
+//   ... send to "<frontend>,a" through (*host)->frontend() ...
+//   (*host)->TerminateChildren(absl::Seconds(5), 64, "shutdown");
+//
+// Routing. A message is routed by its `dest`, `<addr>,<name>`, read from the
+// envelope; the frame body is forwarded as it arrived, never re-encoded.
+//   - `<addr>` is this host's frontend (compared as text with frontend().ToString()):
+//     to the proc `<name>`. Ready: forwarded on the proc's backend link. Starting:
+//     held in a bounded per-proc buffer and flushed in order once it is ready, or
+//     returned (kProcExited) if the spawn fails, or (kBufferFull) when the buffer is
+//     full. Ended: returned at once with its terminal status (the route follows the
+//     exit monitor). Ready without an address (exec/notify readiness): kUnroutable.
+//     No such proc: kUnknownProc at once.
+//   - Any other `<addr>`, arriving on the backend: forwarded to that host's frontend
+//     over a cached dialed link. Arriving on the frontend: kUnroutable (a frontend
+//     serves only its own procs, so messages cannot circle between hosts).
+// Undeliverable messages go back to their `src` with the reason; a returned message
+// that cannot be delivered is dropped and counted, never returned again.
+// Backpressure: a proc link with a full queue stops the host reading from the link
+// the message came on until it has room (channel/receiver.h).
+//
+// Spawn is transactional: one deadline (SpawnSpec::ready_timeout) covers launch and
+// readiness; on failure nothing is left registered or running. Ended procs stay in
+// the table (so messages to them bounce with their status, and Get reports it)
+// until the name is spawned again, TerminateChildren frees it, or more than
+// `ended_procs_kept` have ended.
+//
+// Every change is published as a HostEvent to subscribers, in order. Thread-safe.
+// Destroying the Host closes its listeners and links; it does not stop the procs
+// (call TerminateChildren first, or destroy the manager).
+#ifndef HOSTD_DAEMON_HOST_H_
+#define HOSTD_DAEMON_HOST_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "channel/event_loop.h"
+#include "channel/listener.h"
+#include "channel/sender.h"
+#include "manager/proc_manager.h"
+
+namespace hostd::daemon {
+
+struct HostOptions {
+  channel::ChannelAddr frontend = channel::ChannelAddr::Local(0);
+  channel::ChannelAddr backend = channel::ChannelAddr::Local(0);
+  // Per starting proc: messages held until it is ready.
+  size_t starting_buffer_messages = 1024;
+  size_t starting_buffer_bytes = 16u << 20;
+  // Ended procs remembered (their names then free up oldest first).
+  size_t ended_procs_kept = 4096;
+  channel::ListenerOptions listener = {};
+  channel::SenderOptions proc_link = {};    // to procs (a restarted proc's messages are returned)
+  channel::SenderOptions remote_link = {};  // to other hosts' frontends
+};
+
+using Labels = std::map<std::string, std::string>;
+
+// One proc as the host knows it.
+struct ProcInfo {
+  std::string name;
+  proc::ProcId id;
+  proc::ProcStatus status;
+  Labels labels;
+  std::string program;
+  std::vector<std::string> args;
+  absl::Time created_at;
+  std::shared_ptr<manager::ProcHandle> handle;  // null while starting
+};
+
+struct HostEvent {
+  enum class Kind { kSnapshot, kSpawned, kTransition, kSpawnFailed, kRemoved };
+  uint64_t seq = 0;
+  Kind kind = Kind::kTransition;
+  std::string name;
+  proc::ProcStatus status;
+  absl::Time at;
+};
+
+struct HostCounters {
+  uint64_t forwarded = 0;  // messages handed to a proc link or a remote host link
+  uint64_t returned = 0;   // messages sent back to their src
+  uint64_t dropped = 0;    // returned messages that could not be delivered either
+  uint64_t spawned = 0;    // successful spawns
+};
+
+class Host {
+ public:
+  static absl::StatusOr<std::unique_ptr<Host>> Start(manager::ProcManager& manager, manager::BulkTerminate& bulk,
+                                                     HostOptions options = {});
+  ~Host();
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  const channel::ChannelAddr& frontend() const;
+  const channel::ChannelAddr& backend() const;
+  // The frontend listener's random incarnation id.
+  uint64_t incarnation() const;
+  absl::Time started_at() const { return started_at_; }
+  proc::ProcId IdOf(absl::string_view name) const;
+
+  // Spawns `name` and waits until it is ready. InvalidArgument for a bad name or
+  // labels; AlreadyExists if a live (or starting) proc has the name; Unavailable
+  // after StopSpawns; otherwise the manager's error (nothing is left of the proc).
+  absl::StatusOr<ProcInfo> Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels = {});
+  // NotFound naming the proc when the host does not know it.
+  absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
+  std::vector<ProcInfo> List() const;
+  // The handle of a spawned proc: NotFound, or Unavailable while it is starting.
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
+
+  // Terminates every live proc (BulkTerminate::TerminateAll) and frees the names
+  // of all ended ones.
+  manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
+  // Later spawns fail with Unavailable carrying `why`; returns once no spawn is in
+  // flight or at `deadline` (false then).
+  bool StopSpawns(std::string why, absl::Time deadline);
+
+  // Sends `payload` to `name`'s port from a mailbox of the host itself. `done` runs
+  // once (on the host's loop thread): OK with no reply when the proc's link
+  // acknowledged it and `reply_timeout` is zero; OK with the reply when one came
+  // back within `reply_timeout`; otherwise why not (the return reason in the text).
+  // The whole exchange is bounded by `timeout` (+ reply_timeout).
+  struct Reply {
+    bool replied = false;
+    std::string port;
+    std::string payload;
+  };
+  void SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
+                  absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done);
+
+  // `fn` gets every event after this call, in order; with `snapshot`, first one
+  // kSnapshot event per known proc (nothing can happen in between). `fn` runs
+  // under the host's locks: it must not block or call into the Host.
+  using EventFn = std::function<void(const HostEvent&)>;
+  uint64_t Subscribe(EventFn fn, bool snapshot);
+  void Unsubscribe(uint64_t id);
+
+  HostCounters counters() const;
+  int live_procs() const;
+
+  class Router;
+  struct Route;
+  struct Gate;
+
+ private:
+  Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOptions options);
+
+  // Everything below runs on the loop thread.
+  bool RouteMessage(channel::Message& msg, const channel::Receiver::Wake& wake, bool from_frontend);
+  // `hook`, when given, replaces the default ack callback (and is consumed if the
+  // message is taken).
+  bool RouteLocal(channel::Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
+                  channel::Sender::Done* hook = nullptr);
+  bool RouteRemote(channel::Message& msg, absl::string_view addr, const channel::Receiver::Wake& wake);
+  // Posts on `link`; false (and `wake` armed) when its queue is full.
+  bool Forward(channel::Sender& link, channel::Message& msg, const channel::Receiver::Wake& wake,
+               std::string route_name, uint64_t gen, channel::Sender::Done* hook = nullptr);
+  void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
+  void Return(channel::Message msg, channel::ReturnReason reason, absl::string_view note);
+  void Activate(const std::string& name, uint64_t gen, std::shared_ptr<manager::ProcHandle> handle);
+  void OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status);
+  void Abandon(const std::string& name, uint64_t gen, const absl::Status& why);
+
+  void Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetEnded(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ProcInfo InfoOf(const Route& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  manager::ProcManager& manager_;
+  manager::BulkTerminate& bulk_;
+  const HostOptions opts_;
+  const absl::Time started_at_;
+  std::unique_ptr<channel::EventLoop> loop_;
+  std::unique_ptr<Router> front_router_;
+  std::unique_ptr<Router> back_router_;
+  std::unique_ptr<channel::Listener> frontend_;
+  std::unique_ptr<channel::Listener> backend_;
+  std::string frontend_text_;
+  std::string backend_text_;
+  std::shared_ptr<Gate> gate_;  // lets handle watchers reach the loop while the Host lives
+
+  // Loop thread only.
+  bool closing_ = false;
+  absl::flat_hash_map<std::string, std::unique_ptr<channel::Sender>> remotes_;
+  absl::flat_hash_map<std::string, std::function<void(channel::Message)>> mailboxes_;
+  uint64_t next_mailbox_ = 1;
+
+  mutable absl::Mutex mu_;  // before events_mu_
+  absl::flat_hash_map<std::string, std::unique_ptr<Route>> routes_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> ended_order_ ABSL_GUARDED_BY(mu_);  // oldest first (may hold stale names)
+  uint64_t next_gen_ ABSL_GUARDED_BY(mu_) = 1;
+  int spawns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string stopped_why_ ABSL_GUARDED_BY(mu_);
+  uint64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_subscriber_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::pair<uint64_t, EventFn>> subscribers_ ABSL_GUARDED_BY(mu_);
+
+  std::atomic<uint64_t> forwarded_{0};
+  std::atomic<uint64_t> returned_{0};
+  std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> spawned_{0};
+};
+
+}  // namespace hostd::daemon
+
+#endif  // HOSTD_DAEMON_HOST_H_

@@ -1,0 +1,386 @@
+// The Host mux with in-process procs (and scripted fake procs for spawn outcomes):
+// Monarch's host scenarios plus the routing rules of daemon/host.h.
+#include "daemon/host.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "channel/listener.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "manager/local_proc_manager.h"
+#include "testing/fake_proc_manager.h"
+#include "testing/status_matchers.h"
+
+namespace hostd::daemon {
+namespace {
+
+using channel::ChannelAddr;
+using channel::Inbox;
+using channel::Message;
+using channel::ReturnReason;
+using manager::SpawnSpec;
+using proc::ProcState;
+using ::hostd::testing::IsOk;
+using ::hostd::testing::StatusIs;
+using ::testing::HasSubstr;
+
+absl::Time Guard() { return absl::Now() + absl::Seconds(60); }
+
+// A proc that answers every message on "echo" with the same payload on "echo.reply".
+SpawnSpec EchoSpec() {
+  SpawnSpec spec;
+  spec.local_setup = [](proc::ProcRuntime& rt) {
+    return rt.Bind("echo", [&rt](Message m) { (void)rt.Reply(m, "echo.reply", m.payload()); });
+  };
+  return spec;
+}
+
+// A proc that sends each payload it gets on "relay" to the proc named in the payload
+// before the first ':', port "echo", keeping the rest.
+SpawnSpec RelaySpec() {
+  SpawnSpec spec;
+  spec.local_setup = [](proc::ProcRuntime& rt) {
+    return rt.Bind("relay", [&rt](Message m) {
+      std::string p(m.payload());
+      size_t colon = p.find(':');
+      proc::ProcId to = *proc::ProcId::Create(rt.id().frontend(), p.substr(0, colon));
+      (void)rt.Send(*Message::Create(to.ToString(), "echo", m.src(), p.substr(colon + 1)));
+    });
+  };
+  return spec;
+}
+
+// A client outside the host: its own listener (the return address) and a link to
+// the host's frontend.
+struct Client {
+  explicit Client(const ChannelAddr& host_frontend)
+      : to_host(channel::Sender::Dial(*loop, host_frontend)) {}
+  std::unique_ptr<channel::EventLoop> loop = channel::EventLoop::Start("client");
+  Inbox inbox;
+  std::unique_ptr<channel::Listener> listener = *channel::Listener::Serve(*loop, ChannelAddr::Local(0), inbox);
+  std::string me = listener->addr().ToString() + ",client";
+  std::unique_ptr<channel::Sender> to_host;
+
+  absl::Status Tell(absl::string_view dest, absl::string_view port, absl::string_view payload) {
+    return to_host->Send(*Message::Create(dest, port, me, payload), Guard());
+  }
+  Message Next() {
+    absl::StatusOr<Message> m = inbox.Receive(Guard());
+    EXPECT_THAT(m, IsOk());
+    return m.ok() ? *std::move(m) : *Message::Create("x,y", "none", "", "");
+  }
+};
+
+// Returns once `host` knows `name` (its spawn is in flight), from its events.
+void AwaitKnown(Host& host, const std::string& name) {
+  absl::Notification known;
+  uint64_t id = host.Subscribe(
+      [&](const HostEvent& e) {
+        if (e.name == name && !known.HasBeenNotified()) known.Notify();
+      },
+      /*snapshot=*/true);
+  EXPECT_TRUE(known.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  host.Unsubscribe(id);
+}
+
+struct LocalHost {
+  manager::LocalProcManager mgr;
+  std::unique_ptr<Host> host = *Host::Start(mgr, mgr, {});
+  std::string Dest(absl::string_view name) { return host->IdOf(name).ToString(); }
+};
+
+TEST(HostTest, ClientToEchoProcThroughTheFrontendAndBack) {
+  LocalHost h;
+  ASSERT_THAT(h.host->Spawn("echo", EchoSpec()), IsOk());
+  Client c(h.host->frontend());
+  ASSERT_THAT(c.Tell(h.Dest("echo"), "echo", "hello"), IsOk());
+  Message reply = c.Next();
+  EXPECT_EQ(reply.kind(), Message::Kind::kMessage);
+  EXPECT_EQ(reply.port(), "echo.reply");
+  EXPECT_EQ(reply.payload(), "hello");
+  EXPECT_EQ(reply.src(), h.Dest("echo"));
+  EXPECT_GE(h.host->counters().forwarded, 2u);  // in through the frontend, out through the backend
+}
+
+TEST(HostTest, TwoProcsMessageEachOtherThroughTheBackend) {
+  LocalHost h;
+  ASSERT_THAT(h.host->Spawn("relay", RelaySpec()), IsOk());
+  ASSERT_THAT(h.host->Spawn("echo", EchoSpec()), IsOk());
+  Client c(h.host->frontend());
+  // client -> relay -> (backend) -> echo -> (backend, remote link) -> client
+  ASSERT_THAT(c.Tell(h.Dest("relay"), "relay", "echo:via relay"), IsOk());
+  Message reply = c.Next();
+  EXPECT_EQ(reply.payload(), "via relay");
+  EXPECT_EQ(reply.src(), h.Dest("echo"));
+}
+
+TEST(HostTest, UnknownProcBouncesAtOnceWithTheReason) {
+  LocalHost h;
+  Client c(h.host->frontend());
+  ASSERT_THAT(c.Tell(h.Dest("ghost"), "echo", "boo"), IsOk());
+  Message back = c.Next();
+  EXPECT_EQ(back.kind(), Message::Kind::kReturned);
+  EXPECT_EQ(back.reason(), ReturnReason::kUnknownProc);
+  EXPECT_THAT(std::string(back.note()), HasSubstr("ghost"));
+  EXPECT_EQ(back.payload(), "boo");
+}
+
+TEST(HostTest, FrontendRefusesMessagesForOtherHosts) {
+  LocalHost h;
+  Client c(h.host->frontend());
+  ASSERT_THAT(c.Tell("unix:@elsewhere,p", "echo", "x"), IsOk());
+  Message back = c.Next();
+  EXPECT_EQ(back.reason(), ReturnReason::kUnroutable);
+  ASSERT_THAT(c.Tell("no-comma-here", "echo", "x"), IsOk());
+  EXPECT_EQ(c.Next().reason(), ReturnReason::kUnroutable);
+}
+
+TEST(HostTest, AfterAProcEndsMessagesBounceWithItsStatus) {
+  LocalHost h;
+  SpawnSpec spec = EchoSpec();
+  spec.local_main = [](proc::ProcRuntime& rt, const absl::Notification&) {
+    (void)rt.WaitForStopRequest(absl::InfiniteFuture());
+    return 7;
+  };
+  absl::StatusOr<ProcInfo> p = h.host->Spawn("short", spec);
+  ASSERT_THAT(p, IsOk());
+  ASSERT_THAT(p->handle->Terminate(absl::Seconds(10), "test"), IsOk());
+  // The route follows the exit monitor: no delivery timeout is involved.
+  absl::StatusOr<ProcInfo> info = h.host->Get("short");
+  ASSERT_THAT(info, IsOk());
+  Client c(h.host->frontend());
+  ASSERT_THAT(c.Tell(h.Dest("short"), "echo", "late"), IsOk());
+  Message back = c.Next();
+  EXPECT_EQ(back.reason(), ReturnReason::kProcExited);
+  EXPECT_THAT(std::string(back.note()), HasSubstr("exit 7"));
+}
+
+TEST(HostTest, MessagesToAStartingProcArriveInOrderOnceReady) {
+  manager::LocalProcManager mgr;
+  auto host = *Host::Start(mgr, mgr, {});
+  absl::Notification release;
+  SpawnSpec spec;
+  std::vector<std::string> got;
+  absl::Mutex mu;
+  absl::Notification all;
+  spec.local_setup = [&](proc::ProcRuntime& rt) {
+    release.WaitForNotification();  // still Starting while the client sends
+    return rt.Bind("in", [&](Message m) {
+      absl::MutexLock lock(&mu);
+      got.emplace_back(m.payload());
+      if (got.size() == 100) all.Notify();
+    });
+  };
+  std::thread spawner([&] { EXPECT_THAT(host->Spawn("late", spec), IsOk()); });
+  AwaitKnown(*host, "late");
+  Client c(host->frontend());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_THAT(c.to_host->Post(*Message::Create(host->IdOf("late").ToString(), "in", c.me, std::to_string(i)),
+                                [](absl::Status s, Message) { EXPECT_THAT(s, IsOk()); }),
+                IsOk());
+  }
+  ASSERT_THAT(c.to_host->Flush(Guard()), IsOk());  // the host holds them all now
+  release.Notify();
+  spawner.join();
+  ASSERT_TRUE(all.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  {
+    absl::MutexLock lock(&mu);
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], std::to_string(i));
+  }
+  host->TerminateChildren(absl::Seconds(5), 8, "test");
+}
+
+TEST(HostTest, MessagesForAProcThatFailsToStartComeBack) {
+  manager::LocalProcManager mgr;
+  auto host = *Host::Start(mgr, mgr, {});
+  absl::Notification release;
+  SpawnSpec spec;
+  spec.local_setup = [&](proc::ProcRuntime&) {
+    release.WaitForNotification();
+    return absl::InternalError("setup broke");
+  };
+  std::thread spawner([&] { EXPECT_THAT(host->Spawn("doomed", spec), StatusIs(absl::StatusCode::kInternal)); });
+  AwaitKnown(*host, "doomed");
+  Client c(host->frontend());
+  ASSERT_THAT(c.Tell(host->IdOf("doomed").ToString(), "in", "wait for me"), IsOk());
+  release.Notify();
+  spawner.join();
+  Message back = c.Next();
+  EXPECT_EQ(back.reason(), ReturnReason::kProcExited);
+  EXPECT_THAT(std::string(back.note()), HasSubstr("setup broke"));
+  EXPECT_THAT(host->Get("doomed"), StatusIs(absl::StatusCode::kNotFound));  // nothing left
+}
+
+TEST(HostTest, StartingBufferIsBounded) {
+  manager::LocalProcManager mgr;
+  HostOptions opts;
+  opts.starting_buffer_messages = 3;
+  auto host = *Host::Start(mgr, mgr, opts);
+  absl::Notification release;
+  SpawnSpec spec = EchoSpec();
+  auto setup = spec.local_setup;
+  spec.local_setup = [&, setup](proc::ProcRuntime& rt) {
+    release.WaitForNotification();
+    return setup(rt);
+  };
+  std::thread spawner([&] { EXPECT_THAT(host->Spawn("slow", spec), IsOk()); });
+  AwaitKnown(*host, "slow");
+  Client c(host->frontend());
+  for (int i = 0; i < 4; ++i) ASSERT_THAT(c.Tell(host->IdOf("slow").ToString(), "echo", std::to_string(i)), IsOk());
+  Message back = c.Next();  // the 4th did not fit
+  EXPECT_EQ(back.reason(), ReturnReason::kBufferFull);
+  EXPECT_EQ(back.payload(), "3");
+  release.Notify();
+  spawner.join();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.Next().payload(), std::to_string(i));
+  host->TerminateChildren(absl::Seconds(5), 8, "test");
+}
+
+TEST(HostTest, TwoHostsProcOnOneReachesProcOnTheOther) {
+  LocalHost a;
+  LocalHost b;
+  ASSERT_THAT(b.host->Spawn("echo", EchoSpec()), IsOk());
+  // A relay on host a forwards to echo on host b (a dials b's frontend).
+  SpawnSpec relay;
+  std::string b_echo = b.Dest("echo");
+  relay.local_setup = [b_echo](proc::ProcRuntime& rt) {
+    return rt.Bind("relay", [&rt, b_echo](Message m) {
+      (void)rt.Send(*Message::Create(b_echo, "echo", m.src(), m.payload()));
+    });
+  };
+  ASSERT_THAT(a.host->Spawn("relay", relay), IsOk());
+  Client c(a.host->frontend());
+  ASSERT_THAT(c.Tell(a.Dest("relay"), "relay", "across hosts"), IsOk());
+  Message reply = c.Next();
+  EXPECT_EQ(reply.payload(), "across hosts");
+  EXPECT_EQ(reply.src(), b_echo);
+}
+
+TEST(HostTest, DuplicateNameIsAlreadyExistsAndEndedNamesCanBeReused) {
+  LocalHost h;
+  ASSERT_THAT(h.host->Spawn("a", EchoSpec()), IsOk());
+  EXPECT_THAT(h.host->Spawn("a", EchoSpec()), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("\"a\"")));
+  EXPECT_THAT(h.host->Spawn("bad name", EchoSpec()), StatusIs(absl::StatusCode::kInvalidArgument));
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> a = h.host->Handle("a");
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT((*a)->Kill(), IsOk());
+  EXPECT_THAT(h.host->Spawn("a", EchoSpec()), IsOk());
+}
+
+TEST(HostTest, TerminateChildrenReturnsTheSummaryAndFreesTheNames) {
+  LocalHost h;
+  for (const char* n : {"p1", "p2", "p3"}) ASSERT_THAT(h.host->Spawn(n, EchoSpec()), IsOk());
+  manager::TerminateSummary s = h.host->TerminateChildren(absl::Seconds(10), 2, "test");
+  EXPECT_EQ(s.attempted, 3);
+  EXPECT_EQ(s.ok, 3);
+  EXPECT_EQ(s.failed, 0);
+  EXPECT_TRUE(h.host->List().empty());
+  EXPECT_EQ(h.host->live_procs(), 0);
+  EXPECT_THAT(h.host->Spawn("p1", EchoSpec()), IsOk());
+}
+
+TEST(HostTest, StopSpawnsRefusesNewSpawns) {
+  LocalHost h;
+  EXPECT_TRUE(h.host->StopSpawns("shutting down", Guard()));
+  EXPECT_THAT(h.host->Spawn("late", EchoSpec()), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+}
+
+TEST(HostTest, SendToProcReportsDeliveryRepliesAndBounces) {
+  LocalHost h;
+  ASSERT_THAT(h.host->Spawn("echo", EchoSpec()), IsOk());
+  auto send = [&](std::string name, std::string port, absl::Duration reply_timeout) {
+    absl::Notification done;
+    absl::StatusOr<Host::Reply> out;
+    h.host->SendToProc(name, port, "ping", absl::Seconds(30), reply_timeout, [&](absl::StatusOr<Host::Reply> r) {
+      out = std::move(r);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    return out;
+  };
+  absl::StatusOr<Host::Reply> r = send("echo", "echo", absl::Seconds(30));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->replied);
+  EXPECT_EQ(r->payload, "ping");
+  EXPECT_EQ(r->port, "echo.reply");
+  r = send("echo", "echo", absl::ZeroDuration());
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->replied);
+  EXPECT_THAT(send("ghost", "echo", absl::ZeroDuration()), StatusIs(absl::StatusCode::kNotFound, HasSubstr("ghost")));
+  EXPECT_THAT(send("echo", "nope", absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("unknown port")));
+}
+
+TEST(HostTest, WatchersSeeASnapshotThenEveryEventInOrder) {
+  LocalHost h;
+  ASSERT_THAT(h.host->Spawn("first", EchoSpec()), IsOk());
+  absl::Mutex mu;
+  std::vector<HostEvent> seen;
+  uint64_t id = h.host->Subscribe(
+      [&](const HostEvent& e) {
+        absl::MutexLock lock(&mu);
+        seen.push_back(e);
+      },
+      /*snapshot=*/true);
+  ASSERT_THAT(h.host->Spawn("second", EchoSpec()), IsOk());
+  h.host->TerminateChildren(absl::Seconds(10), 4, "test");
+  h.host->Unsubscribe(id);
+  absl::MutexLock lock(&mu);
+  ASSERT_GE(seen.size(), 4u);
+  EXPECT_EQ(seen[0].kind, HostEvent::Kind::kSnapshot);
+  EXPECT_EQ(seen[0].name, "first");
+  EXPECT_EQ(seen[0].status.state, ProcState::kReady);
+  EXPECT_EQ(seen[1].kind, HostEvent::Kind::kSpawned);
+  EXPECT_EQ(seen[1].name, "second");
+  for (size_t i = 2; i < seen.size(); ++i) EXPECT_EQ(seen[i].seq, seen[i - 1].seq + 1);
+  int removed = 0;
+  for (const HostEvent& e : seen) removed += e.kind == HostEvent::Kind::kRemoved;
+  EXPECT_EQ(removed, 2);
+}
+
+// Monarch's host scenarios, with scripted spawn outcomes.
+struct FakeHost {
+  testing::FakeProcManager mgr;
+  std::unique_ptr<Host> host = *Host::Start(mgr, mgr, {});
+};
+
+TEST(HostSpawnTest, ReadinessTimeoutFailsTheSpawnAndLeavesNothing) {
+  FakeHost h;
+  h.mgr.Script("slow", {.outcome = testing::FakeOutcome::kNeverReady});
+  SpawnSpec spec;
+  spec.ready_timeout = absl::Milliseconds(50);
+  EXPECT_THAT(h.host->Spawn("slow", spec), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(h.host->Get("slow"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(h.mgr.Procs().empty());
+}
+
+TEST(HostSpawnTest, TerminalErrorBeforeReadyFailsTheSpawn) {
+  FakeHost h;
+  h.mgr.Script("crash", {.outcome = testing::FakeOutcome::kEndsBeforeReady});
+  EXPECT_THAT(h.host->Spawn("crash", {}), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(h.host->Get("crash"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(HostSpawnTest, ReadyWithoutAnAddressFailsTheSpawnAndKillsIt) {
+  FakeHost h;
+  h.mgr.Script("mute", {.outcome = testing::FakeOutcome::kReadyWithoutAddress});
+  EXPECT_THAT(h.host->Spawn("mute", {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("without an address")));
+  EXPECT_THAT(h.host->Get("mute"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(h.mgr.Procs().empty());
+}
+
+TEST(HostSpawnTest, ZeroTimeoutDisablesTheDeadline) {
+  FakeHost h;
+  h.mgr.Script("patient", {.outcome = testing::FakeOutcome::kReadyAfter, .delay = absl::Milliseconds(200)});
+  SpawnSpec spec;
+  spec.ready_timeout = absl::ZeroDuration();
+  absl::StatusOr<ProcInfo> p = h.host->Spawn("patient", spec);
+  ASSERT_THAT(p, IsOk());
+  EXPECT_EQ(p->status.state, ProcState::kReady);
+}
+
+}  // namespace
+}  // namespace hostd::daemon
