@@ -31,6 +31,10 @@ spdlog::logger& Log();
 // An unknown name is an InvalidArgument error naming it.
 absl::Status InitLogging(absl::string_view level);
 
+// "text" (the default: time, level, message) or "json" (one object per line with
+// ts, level, pid, tid and msg, for log collectors). InvalidArgument otherwise.
+absl::Status SetLogFormat(absl::string_view format);
+
 }  // namespace hostd::base
 
 #endif  // HOSTD_BASE_LOG_H_

@@ -1,20 +1,31 @@
-// Builds against an installed hostd and sends one message over a local link.
+// Builds against an installed hostd and embeds a Host with in-process procs, as a
+// user's own test would: spawn an echo proc, send it a message, get the reply.
 #include <cstdio>
 
-#include "channel/event_loop.h"
-#include "channel/listener.h"
-#include "channel/sender.h"
+#include "absl/synchronization/notification.h"
+#include "daemon/host.h"
+#include "manager/local_proc_manager.h"
 
 int main() {
-  using namespace hostd::channel;
-  auto loop = EventLoop::Start("consumer");
-  Inbox inbox;
-  auto listener = Listener::Serve(*loop, ChannelAddr::Local(0), inbox);
-  if (!listener.ok()) return 1;
-  auto sender = Sender::Dial(*loop, (*listener)->addr());
-  absl::Status sent = sender->Send(*Message::Create("d", "p", "s", "hi"), absl::Now() + absl::Seconds(30));
-  absl::StatusOr<Message> got = inbox.Receive(absl::Now() + absl::Seconds(30));
-  if (!sent.ok() || !got.ok() || got->payload() != "hi") return 1;
-  std::printf("installed hostd: message delivered over %s\n", (*listener)->addr().ToString().c_str());
+  using namespace hostd;
+  manager::LocalProcManager mgr;
+  auto host = daemon::Host::Start(mgr, mgr, {});
+  if (!host.ok()) return 1;
+  manager::SpawnSpec spec;
+  spec.local_setup = [](proc::ProcRuntime& rt) {
+    return rt.Bind("echo", [&rt](channel::Message m) { (void)rt.Reply(m, "echo.reply", m.payload()); });
+  };
+  if (!(*host)->Spawn("echo", spec).ok()) return 1;
+  absl::Notification done;
+  absl::StatusOr<daemon::Host::Reply> reply;
+  (*host)->SendToProc("echo", "echo", "hi", absl::Seconds(30), absl::Seconds(30), [&](auto r) {
+    reply = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  (*host)->TerminateChildren(absl::Seconds(5), 4, "done");
+  if (!reply.ok() || reply->payload != "hi") return 1;
+  std::printf("installed hostd: an embedded host echoed \"%s\" (frontend %s)\n", reply->payload.c_str(),
+              (*host)->frontend().ToString().c_str());
   return 0;
 }

@@ -1,0 +1,92 @@
+#include "daemon/config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "channel/channel_addr.h"
+
+namespace hostd::daemon {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+}  // namespace
+
+std::string DefaultRuntimeDir() {
+  if (std::string d = Env("HOSTD_RUNTIME_DIR"); !d.empty()) return d;
+  if (std::string d = Env("XDG_RUNTIME_DIR"); !d.empty()) return d + "/hostd";
+  if (geteuid() == 0) return "/run/hostd";
+  return absl::StrCat("/tmp/hostd-", geteuid());
+}
+
+std::string DefaultStateDir() {
+  if (std::string d = Env("HOSTD_STATE_DIR"); !d.empty()) return d;
+  if (std::string d = Env("XDG_STATE_HOME"); !d.empty()) return d + "/hostd";
+  if (geteuid() == 0) return "/var/lib/hostd";
+  if (std::string h = Env("HOME"); !h.empty()) return h + "/.local/state/hostd";
+  return absl::StrCat("/tmp/hostd-", geteuid(), "/state");
+}
+
+std::string DefaultGrpcAddr() { return absl::StrCat("unix:", DefaultRuntimeDir(), "/hostd.sock"); }
+
+void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
+  app.set_config("--config", "", "read options from this file (INI/TOML; keys are the long option names)");
+  app.add_option("--grpc", cfg.grpc, "control API address: unix:/path (mode 0600) or tcp:host:port")
+      ->default_str("unix:<runtime dir>/hostd.sock");
+  app.add_option("--frontend", cfg.frontend, "where clients and other hosts send to procs")
+      ->default_str("unix:<runtime dir>/frontend.sock");
+  app.add_option("--backend", cfg.backend, "where procs send everything else")
+      ->default_str("unix:<runtime dir>/backend.sock");
+  app.add_option("--state-dir", cfg.state_dir, "proc logs go under <dir>/logs")->default_str(DefaultStateDir());
+  app.add_option("--manager", cfg.manager, "process: procs are processes; local: in-process procs")
+      ->check(CLI::IsMember({"process", "local"}))
+      ->capture_default_str();
+  app.add_option("--cgroups", cfg.cgroups, "put each proc in its own cgroup v2 where the host allows")
+      ->capture_default_str();
+  app.add_option("--shutdown-grace", cfg.shutdown_grace_s, "seconds each proc gets on SIGTERM/SIGINT")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--shutdown-max-in-flight", cfg.shutdown_max_in_flight, "procs terminated at once on shutdown")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--log-level", cfg.log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+  app.add_option("--log-format", cfg.log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+}
+
+absl::Status FinishConfig(DaemonConfig& cfg) {
+  std::string run = DefaultRuntimeDir();
+  if (cfg.grpc.empty()) cfg.grpc = absl::StrCat("unix:", run, "/hostd.sock");
+  if (cfg.frontend.empty()) cfg.frontend = absl::StrCat("unix:", run, "/frontend.sock");
+  if (cfg.backend.empty()) cfg.backend = absl::StrCat("unix:", run, "/backend.sock");
+  if (cfg.state_dir.empty()) cfg.state_dir = DefaultStateDir();
+  for (auto [flag, value] : {std::pair{"--frontend", &cfg.frontend}, std::pair{"--backend", &cfg.backend}}) {
+    absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(*value);
+    if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", a.status().message()));
+  }
+  absl::StatusOr<std::string> target = GrpcTarget(cfg.grpc);
+  if (!target.ok()) return target.status();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> GrpcTarget(const std::string& addr) {
+  absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(addr);
+  if (!a.ok() || a->transport() == channel::Transport::kLocal || a->is_any()) {
+    return absl::InvalidArgumentError(absl::StrCat("gRPC address \"", addr,
+                                                   "\" is not unix:/path, unix:@name or tcp:host:port"));
+  }
+  if (a->transport() == channel::Transport::kUnix) {
+    return a->is_abstract() ? absl::StrCat("unix-abstract:", a->host().substr(1)) : absl::StrCat("unix:", a->host());
+  }
+  return a->is_ipv6() ? absl::StrCat("[", a->host(), "]:", a->port()) : absl::StrCat(a->host(), ":", a->port());
+}
+
+}  // namespace hostd::daemon

@@ -1,0 +1,156 @@
+#include "daemon/daemon_runner.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "daemon/host.h"
+#include "daemon/host_service.h"
+#include "daemon/sd_notify.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "manager/local_proc_manager.h"
+#include "manager/process_proc_manager.h"
+
+namespace hostd::daemon {
+namespace {
+
+// gRPC's default 4 MiB would refuse SendMessage payloads the data plane takes.
+constexpr int kMaxGrpcMessage = 80 << 20;
+
+absl::Status MakeDir(const std::string& path, mode_t mode) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create directory ", path, ": ", ec.message()));
+  if (mode != 0 && chmod(path.c_str(), mode) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot chmod ", path, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+int WaitForSignal(const sigset_t& set) {
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+}  // namespace
+
+absl::Status RunDaemon(const DaemonConfig& cfg) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // The directories of unix sockets hostd binds: private to its user.
+  for (const std::string& addr : {cfg.grpc, cfg.frontend, cfg.backend}) {
+    absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(addr);
+    if (a.ok() && a->transport() == channel::Transport::kUnix && !a->is_abstract() && !a->host().empty()) {
+      std::string dir = std::filesystem::path(a->host()).parent_path();
+      if (dir == DefaultRuntimeDir()) {
+        if (absl::Status s = MakeDir(dir, 0700); !s.ok()) return s;
+      }
+    }
+  }
+  if (absl::Status s = MakeDir(cfg.state_dir, 0); !s.ok()) return s;
+
+  std::unique_ptr<manager::ProcManager> mgr_owner;
+  manager::BulkTerminate* bulk = nullptr;
+  HostServiceOptions sopts;
+  sopts.version = kVersion;
+  if (cfg.manager == "process") {
+    absl::StatusOr<std::unique_ptr<manager::ProcessProcManager>> m =
+        manager::ProcessProcManager::Create({.state_dir = cfg.state_dir, .use_cgroups = cfg.cgroups});
+    if (!m.ok()) return m.status();
+    manager::ProcessProcManager* pm = m->get();
+    sopts.manager_kind = "process";
+    sopts.cgroup_fallback = pm->cgroups_enabled() ? "" : pm->cgroup_fallback_reason();
+    sopts.log_path = [pm](const std::string& name, bool err) { return pm->LogPath(name, err); };
+    if (!pm->cgroups_enabled()) base::Log().warn("procs run without cgroups: {}", pm->cgroup_fallback_reason());
+    bulk = pm;
+    mgr_owner = *std::move(m);
+  } else {
+    auto m = std::make_unique<manager::LocalProcManager>();
+    bulk = m.get();
+    sopts.manager_kind = "local";
+    mgr_owner = std::move(m);
+  }
+
+  HostOptions hopts;
+  hopts.frontend = *channel::ChannelAddr::Parse(cfg.frontend);
+  hopts.backend = *channel::ChannelAddr::Parse(cfg.backend);
+  absl::StatusOr<std::unique_ptr<Host>> host = Host::Start(*mgr_owner, *bulk, hopts);
+  if (!host.ok()) return host.status();
+
+  HostService service(**host, sopts);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::string target = *GrpcTarget(cfg.grpc);
+  int port = 0;
+  builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
+  builder.SetMaxSendMessageSize(kMaxGrpcMessage);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", cfg.grpc,
+                                               " (in use, or not allowed); pick another with --grpc"));
+  }
+  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
+  if (grpc_addr->transport() == channel::Transport::kUnix && !grpc_addr->is_abstract()) {
+    chmod(grpc_addr->host().c_str(), 0600);
+  }
+  base::Log().info("hostd ready: grpc={} frontend={} backend={} manager={} state_dir={} pid={}", cfg.grpc,
+                   (*host)->frontend().ToString(), (*host)->backend().ToString(), cfg.manager, cfg.state_dir,
+                   getpid());
+  (void)SdNotify(absl::StrCat("READY=1\nSTATUS=serving on ", cfg.grpc, "\nMAINPID=", getpid()));
+
+  int sig = WaitForSignal(stop_signals);
+  base::Log().info("signal={} shutting down: terminating procs (grace {}s each)", strsignal(sig),
+                   cfg.shutdown_grace_s);
+  (void)SdNotify("STOPPING=1");
+  server->GetHealthCheckService()->SetServingStatus(false);
+
+  // A second signal: no more grace.
+  std::atomic<bool> finished{false};
+  std::thread second([&stop_signals, &finished, h = host->get()] {
+    int again = WaitForSignal(stop_signals);
+    if (finished.load()) return;  // woken by the normal path below
+    base::Log().warn("signal={} again: killing every proc now", strsignal(again));
+    for (const ProcInfo& p : h->List()) {
+      if (p.status.pid > 0 && !p.status.terminal()) kill(-p.status.pid, SIGKILL);
+    }
+    _exit(128 + again);
+  });
+
+  absl::Duration grace = absl::Seconds(cfg.shutdown_grace_s);
+  (*host)->StopSpawns("hostd is shutting down", absl::Now() + grace);
+  manager::TerminateSummary summary =
+      (*host)->TerminateChildren(grace, cfg.shutdown_max_in_flight, "hostd is shutting down");
+  base::Log().info("procs terminated: attempted={} ok={} failed={}", summary.attempted, summary.ok, summary.failed);
+  for (const manager::TerminateOutcome& o : summary.outcomes) {
+    if (!o.result.ok()) base::Log().error("proc={} not confirmed ended: {}", o.proc_id.name(), o.result.status().message());
+  }
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  server->Wait();
+  // Release the second-signal thread.
+  finished.store(true);
+  pthread_kill(second.native_handle(), SIGTERM);
+  second.join();
+  return absl::OkStatus();
+}
+
+}  // namespace hostd::daemon

@@ -1,0 +1,369 @@
+#include "daemon/host_service.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "boost/asio/steady_timer.hpp"
+#include "daemon/proto_convert.h"
+
+namespace hostd::daemon {
+namespace {
+
+constexpr absl::Duration kDefaultGrace = absl::Seconds(10);
+constexpr int kDefaultTerminateInFlight = 64;
+constexpr int kDefaultSpawnInFlight = 16;
+constexpr int kMaxSpawnInFlight = 256;
+
+// A unary call finished from another thread: the response is filled and Finish
+// runs exactly once, never after OnDone (so never into a freed response).
+template <typename Resp>
+class UnaryCall final : public grpc::ServerUnaryReactor {
+ public:
+  struct State {
+    absl::Mutex mu;
+    UnaryCall* call ABSL_GUARDED_BY(mu);
+    Resp* resp ABSL_GUARDED_BY(mu);
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    std::vector<std::function<void()>> on_done ABSL_GUARDED_BY(mu);
+  };
+  using StatePtr = std::shared_ptr<State>;
+
+  explicit UnaryCall(Resp* resp) : state_(std::make_shared<State>()) {
+    absl::MutexLock lock(&state_->mu);
+    state_->call = this;
+    state_->resp = resp;
+  }
+  const StatePtr& state() const { return state_; }
+
+  // Fills the response with `fill` (when `s` is OK) and finishes; a no-op if the
+  // call has finished already.
+  static void Complete(const StatePtr& st, const grpc::Status& s, const std::function<void(Resp&)>& fill = nullptr) {
+    UnaryCall* call;
+    {
+      absl::MutexLock lock(&st->mu);
+      if (st->finished || st->call == nullptr) return;
+      st->finished = true;
+      if (s.ok() && fill) fill(*st->resp);
+      call = st->call;
+    }
+    call->Finish(s);
+  }
+  static void Complete(const StatePtr& st, const absl::Status& s, const std::function<void(Resp&)>& fill = nullptr) {
+    Complete(st, ToGrpc(s), fill);
+  }
+  // Runs `fn` once the call is over (at once if it is).
+  static void OnDoneRun(const StatePtr& st, std::function<void()> fn) {
+    {
+      absl::MutexLock lock(&st->mu);
+      if (st->call != nullptr) {
+        st->on_done.push_back(std::move(fn));
+        return;
+      }
+    }
+    fn();
+  }
+
+  void OnCancel() override { Complete(state_, grpc::Status::CANCELLED); }
+  void OnDone() override {
+    std::vector<std::function<void()>> cleanups;
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->call = nullptr;
+      state_->resp = nullptr;
+      cleanups.swap(state_->on_done);
+    }
+    for (auto& fn : cleanups) fn();
+    delete this;
+  }
+
+ private:
+  StatePtr state_;
+};
+
+// A unary call answered right away.
+template <typename Resp>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(ToGrpc(s));
+  return r;
+}
+
+// Runs `work` on the pool, then completes the call with its status (and fill).
+template <typename Resp>
+grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp,
+                                 std::function<absl::Status(Resp&)> work) {
+  auto* call = new UnaryCall<Resp>(resp);
+  auto st = call->state();
+  absl::Status queued = pool.Submit([st, work = std::move(work)] {
+    Resp out;
+    absl::Status s = work(out);
+    UnaryCall<Resp>::Complete(st, s, [&out](Resp& r) { r = std::move(out); });
+  });
+  if (!queued.ok()) UnaryCall<Resp>::Complete(st, queued);
+  return call;
+}
+
+absl::StatusOr<std::shared_ptr<manager::ProcHandle>> HandleFor(Host& host, absl::string_view name) {
+  absl::Status valid = ValidateName(name);
+  if (!valid.ok()) return valid;
+  return host.Handle(name);
+}
+
+// The Proc for `name` after an operation on it, falling back to `status`.
+void FillProc(Host& host, absl::string_view name, const proc::ProcStatus& status, v1::Proc* out) {
+  absl::StatusOr<ProcInfo> info = host.Get(name);
+  if (info.ok()) {
+    info->status = status;
+    ToProto(*info, out);
+  } else {
+    out->set_name(std::string(name));
+    ToProto(status, out->mutable_status());
+  }
+}
+
+}  // namespace
+
+HostService::HostService(Host& host, HostServiceOptions options)
+    : host_(host),
+      opts_(std::move(options)),
+      timers_(channel::EventLoop::Start("grpc-timers")),
+      pool_(opts_.workers, opts_.max_queued_calls) {}
+
+HostService::~HostService() = default;
+
+grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ctx, const v1::SpawnProcRequest* req,
+                                                 v1::SpawnProcResponse* resp) {
+  absl::Status valid = ValidateName(req->name());
+  absl::StatusOr<manager::SpawnSpec> spec = FromProto(req->spec());
+  if (valid.ok() && !spec.ok()) valid = spec.status();
+  if (!valid.ok()) return Answer<v1::SpawnProcResponse>(ctx, valid);
+  Labels labels(req->labels().begin(), req->labels().end());
+  return OnPool<v1::SpawnProcResponse>(
+      pool_, resp, [this, name = req->name(), spec = *std::move(spec), labels](v1::SpawnProcResponse& out) {
+        absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels);
+        if (!p.ok()) return p.status();
+        ToProto(*p, out.mutable_proc());
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* ctx, const v1::SpawnProcsRequest* req,
+                                                  v1::SpawnProcsResponse* resp) {
+  struct One {
+    std::string name;
+    absl::StatusOr<manager::SpawnSpec> spec;
+    Labels labels;
+  };
+  auto all = std::make_shared<std::vector<One>>();
+  for (const v1::SpawnProcRequest& r : req->procs()) {
+    absl::Status valid = ValidateName(r.name());
+    absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
+    if (!valid.ok()) spec = valid;
+    all->push_back({r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end())});
+  }
+  if (req->max_in_flight() < 0) {
+    return Answer<v1::SpawnProcsResponse>(ctx, absl::InvalidArgumentError("max_in_flight: must not be negative"));
+  }
+  int in_flight = std::min(req->max_in_flight() == 0 ? kDefaultSpawnInFlight : req->max_in_flight(), kMaxSpawnInFlight);
+  return OnPool<v1::SpawnProcsResponse>(pool_, resp, [this, all, in_flight](v1::SpawnProcsResponse& out) {
+    std::vector<v1::SpawnResult> results(all->size());
+    std::atomic<size_t> next{0};
+    auto run = [&] {
+      for (size_t i = next++; i < all->size(); i = next++) {
+        One& one = (*all)[i];
+        v1::SpawnResult& r = results[i];
+        r.set_name(one.name);
+        absl::StatusOr<ProcInfo> p = one.spec.ok() ? host_.Spawn(one.name, *one.spec, one.labels)
+                                                   : absl::StatusOr<ProcInfo>(one.spec.status());
+        r.set_code(static_cast<int>(p.status().code()));
+        if (p.ok()) {
+          ToProto(*p, r.mutable_proc());
+        } else {
+          r.set_error(std::string(p.status().message()));
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    int n = std::min<int>(in_flight, static_cast<int>(all->size()));
+    for (int i = 1; i < n; ++i) threads.emplace_back(run);
+    run();
+    for (std::thread& t : threads) t.join();
+    for (v1::SpawnResult& r : results) {
+      (r.code() == 0 ? out.set_ok(out.ok() + 1) : out.set_failed(out.failed() + 1));
+      *out.add_results() = std::move(r);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* HostService::GetProc(grpc::CallbackServerContext* ctx, const v1::GetProcRequest* req,
+                                               v1::Proc* resp) {
+  absl::Status valid = ValidateName(req->name());
+  if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
+  absl::StatusOr<ProcInfo> p = host_.Get(req->name());
+  if (p.ok()) ToProto(*p, resp);
+  return Answer<v1::Proc>(ctx, p.status());
+}
+
+grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ctx, const v1::ListProcsRequest* req,
+                                                 v1::ListProcsResponse* resp) {
+  for (const ProcInfo& p : host_.List()) {
+    if (req->live_only() && p.status.terminal()) continue;
+    if (req->states_size() > 0 &&
+        std::find(req->states().begin(), req->states().end(), ToProto(p.status.state)) == req->states().end()) {
+      continue;
+    }
+    bool labels_match = std::all_of(req->labels().begin(), req->labels().end(), [&](const auto& kv) {
+      auto it = p.labels.find(kv.first);
+      return it != p.labels.end() && it->second == kv.second;
+    });
+    if (!labels_match) continue;
+    ToProto(p, resp->add_procs());
+  }
+  return Answer<v1::ListProcsResponse>(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* HostService::WaitProc(grpc::CallbackServerContext* ctx, const v1::WaitProcRequest* req,
+                                                v1::Proc* resp) {
+  absl::StatusOr<absl::Duration> timeout =
+      FromProto(req->timeout(), req->has_timeout(), absl::InfiniteDuration(), "timeout");
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle =
+      timeout.ok() ? HandleFor(host_, req->name()) : timeout.status();
+  if (!handle.ok()) {
+    // An ended proc whose handle the host no longer needs still has its status.
+    absl::StatusOr<ProcInfo> p = host_.Get(req->name());
+    if (p.ok() && p->status.terminal()) {
+      ToProto(*p, resp);
+      return Answer<v1::Proc>(ctx, absl::OkStatus());
+    }
+    return Answer<v1::Proc>(ctx, handle.status());
+  }
+  auto* call = new UnaryCall<v1::Proc>(resp);
+  auto st = call->state();
+  std::string name = req->name();
+  std::shared_ptr<manager::ProcHandle> h = *handle;
+  auto on_status = [this, st, name](const proc::ProcStatus& s) {
+    if (!s.terminal()) return;
+    UnaryCall<v1::Proc>::Complete(st, absl::OkStatus(), [&](v1::Proc& out) { FillProc(host_, name, s, &out); });
+  };
+  uint64_t watch = h->Watch(on_status);
+  UnaryCall<v1::Proc>::OnDoneRun(st, [h, watch] { h->Unwatch(watch); });
+  if (*timeout != absl::InfiniteDuration()) {
+    auto timer = std::make_shared<boost::asio::steady_timer>(timers_->context());
+    timer->expires_after(absl::ToChronoNanoseconds(*timeout));
+    timer->async_wait([st, name, timer](const boost::system::error_code& ec) {
+      if (ec) return;
+      UnaryCall<v1::Proc>::Complete(
+          st, absl::DeadlineExceededError(absl::StrCat("proc \"", name, "\" had not ended by the timeout")));
+    });
+    UnaryCall<v1::Proc>::OnDoneRun(st, [loop = timers_.get(), timer] {
+      loop->Post([timer] { timer->cancel(); });
+    });
+  }
+  return call;
+}
+
+grpc::ServerUnaryReactor* HostService::TerminateProc(grpc::CallbackServerContext* ctx,
+                                                     const v1::TerminateProcRequest* req, v1::Proc* resp) {
+  absl::StatusOr<absl::Duration> grace = FromProto(req->grace(), req->has_grace(), kDefaultGrace, "grace");
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle =
+      grace.ok() ? HandleFor(host_, req->name()) : grace.status();
+  if (!handle.ok()) return Answer<v1::Proc>(ctx, handle.status());
+  std::string reason = req->reason().empty() ? "terminated through the API" : req->reason();
+  return OnPool<v1::Proc>(pool_, resp, [this, h = *handle, g = *grace, reason, name = req->name()](v1::Proc& out) {
+    absl::StatusOr<proc::ProcStatus> s = h->Terminate(g, reason);
+    if (!s.ok()) return s.status();
+    FillProc(host_, name, *s, &out);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* HostService::KillProc(grpc::CallbackServerContext* ctx, const v1::KillProcRequest* req,
+                                                v1::Proc* resp) {
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = HandleFor(host_, req->name());
+  if (!handle.ok()) return Answer<v1::Proc>(ctx, handle.status());
+  return OnPool<v1::Proc>(pool_, resp, [this, h = *handle, name = req->name()](v1::Proc& out) {
+    absl::StatusOr<proc::ProcStatus> s = h->Kill();
+    if (!s.ok()) return s.status();
+    FillProc(host_, name, *s, &out);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* HostService::TerminateAll(grpc::CallbackServerContext* ctx,
+                                                    const v1::TerminateAllRequest* req,
+                                                    v1::TerminateAllResponse* resp) {
+  absl::StatusOr<absl::Duration> grace = FromProto(req->grace(), req->has_grace(), kDefaultGrace, "grace");
+  if (!grace.ok()) return Answer<v1::TerminateAllResponse>(ctx, grace.status());
+  if (req->max_in_flight() < 0) {
+    return Answer<v1::TerminateAllResponse>(ctx, absl::InvalidArgumentError("max_in_flight: must not be negative"));
+  }
+  int in_flight = req->max_in_flight() == 0 ? kDefaultTerminateInFlight : req->max_in_flight();
+  std::string reason = req->reason().empty() ? "terminate-all through the API" : req->reason();
+  return OnPool<v1::TerminateAllResponse>(
+      pool_, resp, [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
+        manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
+        out.set_attempted(s.attempted);
+        out.set_ok(s.ok);
+        out.set_failed(s.failed);
+        for (const manager::TerminateOutcome& o : s.outcomes) {
+          v1::TerminateOutcome* po = out.add_outcomes();
+          po->set_name(o.proc_id.name());
+          po->set_ok(o.result.ok());
+          if (o.result.ok()) {
+            ToProto(*o.result, po->mutable_status());
+          } else {
+            po->set_error(std::string(o.result.status().message()));
+          }
+        }
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* ctx,
+                                                   const v1::SendMessageRequest* req, v1::SendMessageResponse* resp) {
+  absl::Status valid = ValidateName(req->name());
+  absl::StatusOr<absl::Duration> timeout = FromProto(req->timeout(), req->has_timeout(), absl::Seconds(10), "timeout");
+  absl::StatusOr<absl::Duration> reply =
+      FromProto(req->reply_timeout(), req->has_reply_timeout(), absl::ZeroDuration(), "reply_timeout");
+  if (valid.ok() && !timeout.ok()) valid = timeout.status();
+  if (valid.ok() && !reply.ok()) valid = reply.status();
+  if (valid.ok() && req->port().empty()) valid = absl::InvalidArgumentError("port: required");
+  if (!valid.ok()) return Answer<v1::SendMessageResponse>(ctx, valid);
+  auto* call = new UnaryCall<v1::SendMessageResponse>(resp);
+  auto st = call->state();
+  host_.SendToProc(req->name(), req->port(), req->payload(), *timeout, *reply,
+                   [st](absl::StatusOr<Host::Reply> r) {
+                     UnaryCall<v1::SendMessageResponse>::Complete(st, r.status(), [&](v1::SendMessageResponse& out) {
+                       out.set_replied(r->replied);
+                       out.set_reply_port(r->port);
+                       out.set_reply_payload(r->payload);
+                     });
+                   });
+  return call;
+}
+
+grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest*,
+                                                   v1::HostInfo* resp) {
+  resp->set_frontend_addr(host_.frontend().ToString());
+  resp->set_backend_addr(host_.backend().ToString());
+  resp->set_version(opts_.version);
+  resp->set_incarnation(host_.incarnation());
+  ToProto(absl::Now() - host_.started_at(), resp->mutable_uptime());
+  int live = 0;
+  int ended = 0;
+  for (const ProcInfo& p : host_.List()) (p.status.terminal() ? ended : live)++;
+  resp->set_live_procs(live);
+  resp->set_ended_procs(ended);
+  resp->set_spawned_total(static_cast<int64_t>(host_.counters().spawned));
+  resp->set_manager(opts_.manager_kind);
+  resp->set_pid(getpid());
+  resp->set_cgroup_fallback(opts_.cgroup_fallback);
+  return Answer<v1::HostInfo>(ctx, absl::OkStatus());
+}
+
+}  // namespace hostd::daemon

@@ -1,0 +1,78 @@
+// HostService: hostd.v1.HostService (proto/hostd/v1/host.proto) over a Host.
+//
+// Built on gRPC's callback API so that no gRPC thread ever waits on a proc: calls
+// that block in the manager (spawn, terminate, kill, terminate-all) run on the
+// service's own bounded worker pool; WaitProc, WatchProcs and SendMessage finish
+// from the proc's or the host's events; StreamLogs reads the log file in chunks
+// and, following, polls it on the service's timer loop.
+//
+// A cancelled call is answered CANCELLED at once; work it already started (a
+// spawn, say) still completes, and its result is visible through GetProc.
+// Thread-safe. The Host must outlive the service, and the gRPC server must be shut
+// down before the service is destroyed.
+#ifndef HOSTD_DAEMON_HOST_SERVICE_H_
+#define HOSTD_DAEMON_HOST_SERVICE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "channel/event_loop.h"
+#include "daemon/host.h"
+#include "daemon/worker_pool.h"
+#include "hostd/v1/host.grpc.pb.h"
+
+namespace hostd::daemon {
+
+struct HostServiceOptions {
+  std::string version = "dev";
+  std::string manager_kind = "local";  // "process" or "local", for GetHostInfo
+  std::string cgroup_fallback;         // why procs have no cgroups (empty: they do)
+  // Where a proc's stdout (false) or stderr (true) log is; unset: StreamLogs is
+  // UNIMPLEMENTED (in-process procs have no logs).
+  std::function<std::string(const std::string& name, bool stderr_log)> log_path;
+  int workers = 32;                  // threads for blocking manager calls
+  size_t max_queued_calls = 10000;   // beyond this, RESOURCE_EXHAUSTED
+  size_t max_watch_backlog = 65536;  // events a slow WatchProcs client may lag behind
+};
+
+class HostService final : public v1::HostService::CallbackService {
+ public:
+  HostService(Host& host, HostServiceOptions options);
+  ~HostService() override;
+
+  grpc::ServerUnaryReactor* SpawnProc(grpc::CallbackServerContext* ctx, const v1::SpawnProcRequest* req,
+                                      v1::SpawnProcResponse* resp) override;
+  grpc::ServerUnaryReactor* SpawnProcs(grpc::CallbackServerContext* ctx, const v1::SpawnProcsRequest* req,
+                                       v1::SpawnProcsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetProc(grpc::CallbackServerContext* ctx, const v1::GetProcRequest* req,
+                                    v1::Proc* resp) override;
+  grpc::ServerUnaryReactor* ListProcs(grpc::CallbackServerContext* ctx, const v1::ListProcsRequest* req,
+                                      v1::ListProcsResponse* resp) override;
+  grpc::ServerUnaryReactor* WaitProc(grpc::CallbackServerContext* ctx, const v1::WaitProcRequest* req,
+                                     v1::Proc* resp) override;
+  grpc::ServerUnaryReactor* TerminateProc(grpc::CallbackServerContext* ctx, const v1::TerminateProcRequest* req,
+                                          v1::Proc* resp) override;
+  grpc::ServerUnaryReactor* KillProc(grpc::CallbackServerContext* ctx, const v1::KillProcRequest* req,
+                                     v1::Proc* resp) override;
+  grpc::ServerUnaryReactor* TerminateAll(grpc::CallbackServerContext* ctx, const v1::TerminateAllRequest* req,
+                                         v1::TerminateAllResponse* resp) override;
+  grpc::ServerWriteReactor<v1::ProcEvent>* WatchProcs(grpc::CallbackServerContext* ctx,
+                                                      const v1::WatchProcsRequest* req) override;
+  grpc::ServerWriteReactor<v1::LogChunk>* StreamLogs(grpc::CallbackServerContext* ctx,
+                                                     const v1::StreamLogsRequest* req) override;
+  grpc::ServerUnaryReactor* SendMessage(grpc::CallbackServerContext* ctx, const v1::SendMessageRequest* req,
+                                        v1::SendMessageResponse* resp) override;
+  grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest* req,
+                                        v1::HostInfo* resp) override;
+
+ private:
+  Host& host_;
+  const HostServiceOptions opts_;
+  std::unique_ptr<channel::EventLoop> timers_;  // deadlines and log polling
+  WorkerPool pool_;
+};
+
+}  // namespace hostd::daemon
+
+#endif  // HOSTD_DAEMON_HOST_SERVICE_H_

@@ -1,0 +1,261 @@
+// The two server-streaming calls of HostService: WatchProcs and StreamLogs.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <deque>
+#include <memory>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/unique_fd.h"
+#include "boost/asio/steady_timer.hpp"
+#include "daemon/host_service.h"
+#include "daemon/proto_convert.h"
+
+namespace hostd::daemon {
+namespace {
+
+constexpr size_t kLogChunk = 64 << 10;
+constexpr absl::Duration kLogPoll = absl::Milliseconds(100);
+
+// A server stream written one message at a time from a bounded queue, finished
+// exactly once (a Finish asked for during a write waits for that write).
+template <typename T>
+class QueuedWriter : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit QueuedWriter(size_t max_queued) : max_queued_(max_queued) {}
+
+  // False when the stream is over. Finishes with RESOURCE_EXHAUSTED on overflow.
+  bool Enqueue(T msg) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return false;
+    if (queue_.size() >= max_queued_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                absl::StrFormat("the client fell %d messages behind; start again", queue_.size())));
+      return false;
+    }
+    queue_.push_back(std::move(msg));
+    StartNextLocked();
+    return true;
+  }
+
+  void FinishOnce(const grpc::Status& s) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(s);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool drained = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      if (finishing_) {
+        finishing_ = false;
+        this->Finish(final_);
+        return;
+      }
+      if (finished_) return;
+      StartNextLocked();
+      drained = !writing_;
+    }
+    if (drained) OnDrained();
+  }
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+ protected:
+  // The queue emptied after a write (called without the lock).
+  virtual void OnDrained() {}
+
+ private:
+  void StartNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || queue_.empty()) return;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    this->StartWrite(&current_);
+  }
+  void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    if (writing_) {  // OnWriteDone finishes
+      finishing_ = true;
+      final_ = s;
+      return;
+    }
+    this->Finish(s);
+  }
+
+  const size_t max_queued_;
+  absl::Mutex mu_;
+  std::deque<T> queue_ ABSL_GUARDED_BY(mu_);
+  T current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_ ABSL_GUARDED_BY(mu_);
+};
+
+// WatchProcs: the host's events, filtered by name.
+class EventStream final : public QueuedWriter<v1::ProcEvent> {
+ public:
+  // The subscriber callback reaches the stream through this while it lives.
+  struct Sink {
+    absl::Mutex mu;
+    EventStream* stream ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  EventStream(Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req, size_t max_backlog)
+      : QueuedWriter(max_backlog),
+        host_(host),
+        loop_(loop),
+        names_(req.names().begin(), req.names().end()),
+        sink_(std::make_shared<Sink>()) {
+    {
+      absl::MutexLock lock(&sink_->mu);
+      sink_->stream = this;
+    }
+    sub_ = host_.Subscribe(
+        [sink = sink_, names = names_](const HostEvent& e) {
+          if (!names.empty() && !names.contains(e.name)) return;
+          v1::ProcEvent pe;
+          ToProto(e, &pe);
+          absl::MutexLock lock(&sink->mu);
+          if (sink->stream != nullptr) sink->stream->Enqueue(std::move(pe));
+        },
+        req.snapshot());
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&sink_->mu);
+      sink_->stream = nullptr;
+    }
+    // Not inline: this may run under the host's lock, in an event's delivery.
+    loop_.Post([&host = host_, id = sub_] { host.Unsubscribe(id); });
+    delete this;
+  }
+
+ private:
+  Host& host_;
+  channel::EventLoop& loop_;
+  const absl::flat_hash_set<std::string> names_;
+  std::shared_ptr<Sink> sink_;
+  uint64_t sub_ = 0;
+};
+
+// StreamLogs: the file from an offset, then (following) what is appended until
+// the proc has ended and everything it wrote was sent.
+class LogStream final : public QueuedWriter<v1::LogChunk> {
+ public:
+  struct Poll {
+    absl::Mutex mu;
+    LogStream* stream ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  LogStream(channel::EventLoop& loop, base::UniqueFd fd, bool follow, std::shared_ptr<manager::ProcHandle> handle)
+      : QueuedWriter(2), loop_(loop), fd_(std::move(fd)), follow_(follow), handle_(std::move(handle)),
+        poll_(std::make_shared<Poll>()) {
+    absl::MutexLock lock(&poll_->mu);
+    poll_->stream = this;
+  }
+
+  void Start() { ReadMore(); }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&poll_->mu);
+      poll_->stream = nullptr;
+    }
+    delete this;
+  }
+
+ protected:
+  void OnDrained() override { ReadMore(); }
+
+ private:
+  void ReadMore() {
+    // Whether it had ended is read before the file, so all it wrote is sent.
+    bool ended = handle_ == nullptr || handle_->status().terminal();
+    v1::LogChunk chunk;
+    std::string* data = chunk.mutable_data();
+    data->resize(kLogChunk);
+    ssize_t n = read(fd_.get(), data->data(), data->size());
+    if (n > 0) {
+      data->resize(static_cast<size_t>(n));
+      Enqueue(std::move(chunk));
+      return;
+    }
+    if (n < 0) {
+      FinishOnce(grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("reading the log failed: ", strerror(errno))));
+      return;
+    }
+    if (!follow_ || ended) {
+      FinishOnce(grpc::Status::OK);
+      return;
+    }
+    auto timer = std::make_shared<boost::asio::steady_timer>(loop_.context());
+    loop_.Post([timer, poll = poll_] {
+      timer->expires_after(absl::ToChronoNanoseconds(kLogPoll));
+      timer->async_wait([timer, poll](const boost::system::error_code&) {
+        absl::MutexLock lock(&poll->mu);
+        if (poll->stream != nullptr) poll->stream->ReadMore();
+      });
+    });
+  }
+
+  channel::EventLoop& loop_;
+  base::UniqueFd fd_;
+  const bool follow_;
+  std::shared_ptr<manager::ProcHandle> handle_;
+  std::shared_ptr<Poll> poll_;
+};
+
+template <typename T>
+grpc::ServerWriteReactor<T>* Refuse(const absl::Status& s) {
+  class Refused final : public grpc::ServerWriteReactor<T> {
+   public:
+    explicit Refused(const absl::Status& s) { this->Finish(ToGrpc(s)); }
+    void OnDone() override { delete this; }
+  };
+  return new Refused(s);
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::ProcEvent>* HostService::WatchProcs(grpc::CallbackServerContext*,
+                                                                 const v1::WatchProcsRequest* req) {
+  for (const std::string& n : req->names()) {
+    absl::Status valid = ValidateName(n);
+    if (!valid.ok()) return Refuse<v1::ProcEvent>(valid);
+  }
+  return new EventStream(host_, *timers_, *req, opts_.max_watch_backlog);
+}
+
+grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackServerContext*,
+                                                                const v1::StreamLogsRequest* req) {
+  absl::Status valid = ValidateName(req->name());
+  if (valid.ok() && req->tail_bytes() < 0) valid = absl::InvalidArgumentError("tail_bytes: must not be negative");
+  if (!valid.ok()) return Refuse<v1::LogChunk>(valid);
+  if (!opts_.log_path) {
+    return Refuse<v1::LogChunk>(absl::UnimplementedError("this host's procs run in-process and have no log files"));
+  }
+  absl::StatusOr<ProcInfo> info = host_.Get(req->name());
+  if (!info.ok()) return Refuse<v1::LogChunk>(info.status());
+  std::string path = opts_.log_path(req->name(), req->stderr());
+  base::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return Refuse<v1::LogChunk>(absl::NotFoundError(absl::StrCat("log of proc \"", req->name(), "\" (", path,
+                                                                 ") cannot be opened: ", strerror(errno))));
+  }
+  if (req->tail_bytes() > 0) {
+    off_t end = lseek(fd.get(), 0, SEEK_END);
+    (void)lseek(fd.get(), std::max<off_t>(0, end - req->tail_bytes()), SEEK_SET);
+  }
+  auto* stream = new LogStream(*timers_, std::move(fd), req->follow(), info->handle);
+  stream->Start();
+  return stream;
+}
+
+}  // namespace hostd::daemon

@@ -1,0 +1,138 @@
+#include "daemon/proto_convert.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace hostd::daemon {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  // absl::StatusCode and grpc::StatusCode share their numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
+  int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void ToProto(absl::Duration d, google::protobuf::Duration* out) {
+  int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d, bool present, absl::Duration fallback,
+                                         absl::string_view field) {
+  if (!present) return fallback;
+  if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() >= 1000000000) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: a duration must not be negative (got %ds %dns)", field,
+                                                      d.seconds(), d.nanos()));
+  }
+  absl::Duration v = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  if (v > kMaxDuration) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", absl::FormatDuration(v), " is longer than the limit of ", absl::FormatDuration(kMaxDuration)));
+  }
+  return v;
+}
+
+v1::ProcState ToProto(proc::ProcState s) {
+  switch (s) {
+    case proc::ProcState::kStarting: return v1::PROC_STATE_STARTING;
+    case proc::ProcState::kRunning: return v1::PROC_STATE_RUNNING;
+    case proc::ProcState::kReady: return v1::PROC_STATE_READY;
+    case proc::ProcState::kStopping: return v1::PROC_STATE_STOPPING;
+    case proc::ProcState::kStopped: return v1::PROC_STATE_STOPPED;
+    case proc::ProcState::kKilled: return v1::PROC_STATE_KILLED;
+    case proc::ProcState::kFailed: return v1::PROC_STATE_FAILED;
+  }
+  return v1::PROC_STATE_UNSPECIFIED;
+}
+
+void ToProto(const proc::ProcStatus& s, v1::ProcStatus* out) {
+  out->set_state(ToProto(s.state));
+  out->set_pid(s.pid);
+  ToProto(s.started_at, out->mutable_started_at());
+  if (s.addr) out->set_addr(s.addr->ToString());
+  ToProto(s.ready_at, out->mutable_ready_at());
+  out->set_exit_code(s.exit_code);
+  out->set_stderr_tail(s.stderr_tail);
+  out->set_signal(s.signal);
+  out->set_core_dumped(s.core_dumped);
+  out->set_reason(s.reason);
+  out->set_display(s.ToString());
+}
+
+void ToProto(const ProcInfo& p, v1::Proc* out) {
+  out->set_name(p.name);
+  out->set_proc_id(p.id.ToString());
+  ToProto(p.status, out->mutable_status());
+  for (const auto& [k, v] : p.labels) (*out->mutable_labels())[k] = v;
+  out->set_program(p.program);
+  for (const auto& a : p.args) out->add_args(a);
+  ToProto(p.created_at, out->mutable_created_at());
+}
+
+void ToProto(const HostEvent& e, v1::ProcEvent* out) {
+  out->set_seq(e.seq);
+  switch (e.kind) {
+    case HostEvent::Kind::kSnapshot: out->set_kind(v1::ProcEvent::KIND_SNAPSHOT); break;
+    case HostEvent::Kind::kSpawned: out->set_kind(v1::ProcEvent::KIND_SPAWNED); break;
+    case HostEvent::Kind::kTransition: out->set_kind(v1::ProcEvent::KIND_TRANSITION); break;
+    case HostEvent::Kind::kSpawnFailed: out->set_kind(v1::ProcEvent::KIND_SPAWN_FAILED); break;
+    case HostEvent::Kind::kRemoved: out->set_kind(v1::ProcEvent::KIND_REMOVED); break;
+  }
+  out->set_name(e.name);
+  ToProto(e.status, out->mutable_status());
+  ToProto(e.at, out->mutable_at());
+}
+
+absl::Status ValidateName(absl::string_view name) {
+  absl::Status s = proc::ProcId::ValidateName(name);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(absl::StrCat("name: ", s.message()));
+}
+
+absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
+  manager::SpawnSpec out;
+  if (spec.program().empty()) return absl::InvalidArgumentError("spec.program: required (a path or a name in PATH)");
+  if (spec.args_size() > static_cast<int>(kMaxArgs)) {
+    return absl::InvalidArgumentError(absl::StrFormat("spec.args: %d arguments; at most %d", spec.args_size(), kMaxArgs));
+  }
+  size_t bytes = spec.program().size() + spec.cwd().size();
+  out.program = spec.program();
+  for (const auto& a : spec.args()) {
+    bytes += a.size();
+    out.args.push_back(a);
+  }
+  for (const auto& e : spec.env()) {
+    if (e.name().empty() || e.name().find('=') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.env: \"", e.name(), "\" is not a variable name"));
+    }
+    bytes += e.name().size() + e.value().size();
+    out.env.emplace_back(e.name(), e.value());
+  }
+  if (spec.inherit_env_size() > 0) out.inherit_env.assign(spec.inherit_env().begin(), spec.inherit_env().end());
+  if (bytes > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat("spec: %d bytes of program, args and env; at most %d", bytes, kMaxSpecBytes));
+  }
+  for (absl::string_view s : {absl::string_view(spec.program()), absl::string_view(spec.cwd())}) {
+    if (s.find('\0') != absl::string_view::npos) return absl::InvalidArgumentError("spec: program and cwd must not contain NUL");
+  }
+  out.cwd = spec.cwd();
+  switch (spec.readiness()) {
+    case v1::READINESS_MODE_UNSPECIFIED:
+    case v1::READINESS_MODE_HANDSHAKE: out.readiness = manager::ReadinessMode::kHandshake; break;
+    case v1::READINESS_MODE_EXEC: out.readiness = manager::ReadinessMode::kExec; break;
+    case v1::READINESS_MODE_NOTIFY: out.readiness = manager::ReadinessMode::kNotify; break;
+    default: return absl::InvalidArgumentError(absl::StrCat("spec.readiness: unknown mode ", spec.readiness()));
+  }
+  auto timeout = FromProto(spec.ready_timeout(), spec.has_ready_timeout(), absl::Seconds(30), "spec.ready_timeout");
+  if (!timeout.ok()) return timeout.status();
+  out.ready_timeout = *timeout;
+  return out;
+}
+
+}  // namespace hostd::daemon

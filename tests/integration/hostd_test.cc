@@ -1,0 +1,438 @@
+// The real hostd binary on temp sockets, driven by the generated gRPC client and
+// by the real hostctl binary.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/strings/str_split.h"
+#include "base/unique_fd.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "hostd/v1/host.grpc.pb.h"
+#include "testing/temp_dir.h"
+
+namespace hostd {
+namespace {
+
+using ::testing::HasSubstr;
+namespace v1 = ::hostd::v1;
+
+constexpr char kHostd[] = HOSTD_BIN;
+constexpr char kHostctl[] = HOSTCTL_BIN;
+constexpr char kTestProc[] = HOSTD_TEST_PROC;
+
+std::chrono::system_clock::time_point In(absl::Duration d) { return absl::ToChronoTime(absl::Now() + d); }
+
+google::protobuf::Duration Secs(int64_t s) {
+  google::protobuf::Duration d;
+  d.set_seconds(s);
+  return d;
+}
+
+// Waits (up to 30 s) until `pid` has exited; true if it did. Works for any pid,
+// not only children: a pidfd becomes readable when its process ends.
+bool AwaitGone(pid_t pid) {
+  base::UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!fd.valid()) return errno == ESRCH;
+  pollfd p{fd.get(), POLLIN, 0};
+  return poll(&p, 1, 30000) == 1;
+}
+
+// hostd running in a temp dir, with READY=1 awaited on a notify socket.
+class Hostd {
+ public:
+  explicit Hostd(std::vector<std::string> extra = {}) {
+    notify_path_ = dir_.Join("notify");
+    base::UniqueFd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify_path_.c_str());
+    EXPECT_EQ(bind(notify.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    grpc_ = "unix:" + dir_.Join("hostd.sock");
+    std::vector<std::string> args = {kHostd,
+                                     "--grpc", grpc_,
+                                     "--frontend", "unix:" + dir_.Join("fe.sock"),
+                                     "--backend", "unix:" + dir_.Join("be.sock"),
+                                     "--state-dir", dir_.Join("state"),
+                                     "--shutdown-grace", "2",
+                                     "--log-level", "warn"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      setenv("NOTIFY_SOCKET", notify_path_.c_str(), 1);
+      execv(kHostd, argv.data());
+      _exit(127);
+    }
+    pollfd p{notify.get(), POLLIN, 0};
+    EXPECT_EQ(poll(&p, 1, 30000), 1) << "hostd did not announce readiness";
+    char buf[512] = {};
+    ssize_t n = recv(notify.get(), buf, sizeof(buf) - 1, 0);
+    EXPECT_GT(n, 0);
+    EXPECT_THAT(std::string(buf), HasSubstr("READY=1"));
+    channel_ = grpc::CreateChannel(grpc_, grpc::InsecureChannelCredentials());
+    stub_ = v1::HostService::NewStub(channel_);
+  }
+  ~Hostd() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  v1::HostService::Stub& api() { return *stub_; }
+  grpc::Channel& channel() { return *channel_; }
+  const std::string& grpc_addr() const { return grpc_; }
+  pid_t pid() const { return pid_; }
+  std::string Path(const std::string& name) const { return dir_.Join(name); }
+
+  // Sends `sig` and returns hostd's wait status.
+  int Signal(int sig) {
+    kill(pid_, sig);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid_, &status, 0), pid_);
+    exited_ = true;
+    return status;
+  }
+
+  v1::SpawnProcRequest EchoRequest(const std::string& name, std::vector<std::string> extra = {}) {
+    v1::SpawnProcRequest req;
+    req.set_name(name);
+    req.mutable_spec()->set_program(kTestProc);
+    req.mutable_spec()->add_args("--echo");
+    for (auto& a : extra) req.mutable_spec()->add_args(a);
+    return req;
+  }
+
+  grpc::Status Spawn(const v1::SpawnProcRequest& req, v1::SpawnProcResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(60)));
+    return api().SpawnProc(&ctx, req, resp);
+  }
+
+ private:
+  testing::TempDir dir_;
+  std::string notify_path_;
+  std::string grpc_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::HostService::Stub> stub_;
+};
+
+TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
+  Hostd h;
+  v1::SpawnProcResponse spawned;
+  v1::SpawnProcRequest echo = h.EchoRequest("echo", {"--stderr=to-the-log"});
+  (*echo.mutable_labels())["team"] = "infra";
+  ASSERT_TRUE(h.Spawn(echo, &spawned).ok());
+  EXPECT_EQ(spawned.proc().status().state(), v1::PROC_STATE_READY);
+  EXPECT_GT(spawned.proc().status().pid(), 0);
+  pid_t echo_pid = spawned.proc().status().pid();
+
+  // Spawn errors.
+  EXPECT_EQ(h.Spawn(echo, &spawned).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  v1::SpawnProcRequest bad = h.EchoRequest("no spaces");
+  EXPECT_EQ(h.Spawn(bad, &spawned).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::SpawnProcRequest missing = h.EchoRequest("missing");
+  missing.mutable_spec()->set_program("/no/such/program");
+  grpc::Status s = h.Spawn(missing, &spawned);
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.error_message(), HasSubstr("/no/such/program"));
+  v1::SpawnProcRequest slow = h.EchoRequest("slow", {"--never-ready"});
+  slow.mutable_spec()->mutable_ready_timeout()->set_nanos(200000000);
+  EXPECT_EQ(h.Spawn(slow, &spawned).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  // SpawnProcs: results per proc.
+  {
+    v1::SpawnProcsRequest req;
+    *req.add_procs() = h.EchoRequest("b1");
+    *req.add_procs() = h.EchoRequest("b2");
+    *req.add_procs() = h.EchoRequest("echo");  // taken
+    v1::SpawnProcsResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().SpawnProcs(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.ok(), 2);
+    EXPECT_EQ(resp.failed(), 1);
+    EXPECT_EQ(resp.results(2).code(), static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
+  }
+  // GetProc / ListProcs.
+  {
+    v1::GetProcRequest req;
+    req.set_name("echo");
+    v1::Proc p;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().GetProc(&ctx, req, &p).ok());
+    EXPECT_EQ(p.labels().at("team"), "infra");
+    EXPECT_THAT(p.proc_id(), HasSubstr(",echo"));
+    grpc::ClientContext ctx2;
+    req.set_name("ghost");
+    EXPECT_EQ(h.api().GetProc(&ctx2, req, &p).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    v1::ListProcsRequest req;
+    (*req.mutable_labels())["team"] = "infra";
+    v1::ListProcsResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().ListProcs(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.procs_size(), 1);
+    EXPECT_EQ(resp.procs(0).name(), "echo");
+  }
+  // SendMessage: a reply, an unknown port, an unknown proc.
+  {
+    v1::SendMessageRequest req;
+    req.set_name("echo");
+    req.set_port("echo");
+    req.set_payload("ping");
+    *req.mutable_reply_timeout() = Secs(30);
+    v1::SendMessageResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().SendMessage(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.replied());
+    EXPECT_EQ(resp.reply_payload(), "ping");
+    req.set_port("nope");
+    grpc::ClientContext ctx2;
+    s = h.api().SendMessage(&ctx2, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), HasSubstr("unknown port"));
+    req.set_name("ghost");
+    grpc::ClientContext ctx3;
+    EXPECT_EQ(h.api().SendMessage(&ctx3, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  // WaitProc with a timeout on a live proc.
+  {
+    v1::WaitProcRequest req;
+    req.set_name("echo");
+    req.mutable_timeout()->set_nanos(100000000);
+    v1::Proc p;
+    grpc::ClientContext ctx;
+    EXPECT_EQ(h.api().WaitProc(&ctx, req, &p).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  // StreamLogs: the stderr written at start.
+  {
+    v1::StreamLogsRequest req;
+    req.set_name("echo");
+    req.set_stderr(true);
+    grpc::ClientContext ctx;
+    auto reader = h.api().StreamLogs(&ctx, req);
+    std::string all;
+    v1::LogChunk chunk;
+    while (reader->Read(&chunk)) all += chunk.data();
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(all, HasSubstr("to-the-log"));
+  }
+  // WatchProcs: a snapshot, then the kill below.
+  grpc::ClientContext watch_ctx;
+  v1::WatchProcsRequest wreq;
+  wreq.add_names("echo");
+  wreq.set_snapshot(true);
+  auto watch = h.api().WatchProcs(&watch_ctx, wreq);
+  v1::ProcEvent ev;
+  ASSERT_TRUE(watch->Read(&ev));
+  EXPECT_EQ(ev.kind(), v1::ProcEvent::KIND_SNAPSHOT);
+  EXPECT_EQ(ev.status().state(), v1::PROC_STATE_READY);
+  // KillProc, then WaitProc and TerminateProc report the end.
+  {
+    v1::KillProcRequest req;
+    req.set_name("echo");
+    v1::Proc p;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().KillProc(&ctx, req, &p).ok());
+    EXPECT_EQ(p.status().state(), v1::PROC_STATE_KILLED);
+    EXPECT_EQ(p.status().signal(), SIGKILL);
+    EXPECT_TRUE(AwaitGone(echo_pid));
+    v1::WaitProcRequest wait;
+    wait.set_name("echo");
+    grpc::ClientContext ctx2;
+    ASSERT_TRUE(h.api().WaitProc(&ctx2, wait, &p).ok());
+    EXPECT_EQ(p.status().state(), v1::PROC_STATE_KILLED);
+  }
+  bool saw_killed = false;
+  while (!saw_killed && watch->Read(&ev)) saw_killed = ev.status().state() == v1::PROC_STATE_KILLED;
+  EXPECT_TRUE(saw_killed);
+  watch_ctx.TryCancel();
+  (void)watch->Finish();
+  {
+    v1::TerminateProcRequest req;
+    req.set_name("b1");
+    *req.mutable_grace() = Secs(5);
+    v1::Proc p;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().TerminateProc(&ctx, req, &p).ok());
+    EXPECT_EQ(p.status().state(), v1::PROC_STATE_STOPPED);
+    EXPECT_EQ(p.status().exit_code(), 0);
+    req.set_name("ghost");
+    grpc::ClientContext ctx2;
+    EXPECT_EQ(h.api().TerminateProc(&ctx2, req, &p).error_code(), grpc::StatusCode::NOT_FOUND);
+    req.set_name("b2");
+    req.mutable_grace()->set_seconds(-1);
+    grpc::ClientContext ctx3;
+    EXPECT_EQ(h.api().TerminateProc(&ctx3, req, &p).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // GetHostInfo.
+  {
+    v1::HostInfo info;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());
+    EXPECT_EQ(info.pid(), h.pid());
+    EXPECT_EQ(info.manager(), "process");
+    EXPECT_EQ(info.live_procs(), 1);  // b2
+    EXPECT_THAT(info.frontend_addr(), HasSubstr("fe.sock"));
+  }
+  // TerminateAll: b2 terminated; the names are free again.
+  {
+    v1::TerminateAllRequest req;
+    *req.mutable_grace() = Secs(5);
+    v1::TerminateAllResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h.api().TerminateAll(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.attempted(), 1);
+    EXPECT_EQ(resp.ok(), 1);
+    ASSERT_EQ(resp.outcomes_size(), 1);
+    EXPECT_EQ(resp.outcomes(0).name(), "b2");
+    v1::ListProcsResponse list;
+    grpc::ClientContext ctx2;
+    ASSERT_TRUE(h.api().ListProcs(&ctx2, v1::ListProcsRequest(), &list).ok());
+    EXPECT_EQ(list.procs_size(), 0);
+  }
+  // The standard health service answers SERVING (an empty HealthCheckRequest is
+  // zero bytes; the response is field 1 = 1).
+  {
+    grpc::GenericStub generic(h.channel().shared_from_this());
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(30)));
+    grpc::ByteBuffer req;
+    grpc::ByteBuffer resp;
+    grpc::Slice empty;
+    req = grpc::ByteBuffer(&empty, 1);
+    absl::Notification done;
+    grpc::Status hs;
+    generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp,
+                      [&](grpc::Status st) {
+                        hs = st;
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    ASSERT_TRUE(hs.ok()) << hs.error_message();
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(resp.Dump(&slices).ok());
+    std::string bytes;
+    for (auto& sl : slices) bytes += std::string(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  }
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
+}
+
+TEST(HostdTest, SigtermWithAHundredProcsTerminatesThemAllAndExitsZero) {
+  Hostd h;
+  v1::SpawnProcsRequest req;
+  for (int i = 0; i < 100; ++i) {
+    // Every fourth ignores SIGTERM and the agent's stop: only SIGKILL ends it.
+    std::vector<std::string> extra;
+    if (i % 4 == 0) extra = {"--ignore-sigterm", "--ignore-stop"};
+    *req.add_procs() = h.EchoRequest(absl::StrCat("p", i), extra);
+  }
+  req.set_max_in_flight(16);
+  v1::SpawnProcsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Seconds(120)));
+  ASSERT_TRUE(h.api().SpawnProcs(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.ok(), 100) << (resp.failed() > 0 ? resp.results(0).error() : "");
+  std::vector<pid_t> pids;
+  for (const auto& r : resp.results()) pids.push_back(r.proc().status().pid());
+  int status = h.Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
+}
+
+TEST(HostdTest, SigkillOfHostdLeavesNoProc) {
+  Hostd h;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 5; ++i) {
+    v1::SpawnProcResponse resp;
+    ASSERT_TRUE(h.Spawn(h.EchoRequest(absl::StrCat("k", i), {"--ignore-sigterm", "--grandchild"}), &resp).ok());
+    pids.push_back(resp.proc().status().pid());
+  }
+  int status = h.Signal(SIGKILL);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
+}
+
+// Runs hostctl with `args`; returns its exit code and stdout.
+std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& args) {
+  std::string cmd = absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args, " 2>&1");
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(HostdTest, HostctlEndToEnd) {
+  Hostd h;
+  auto [rc, out] = Hostctl(h, absl::StrCat("spawn e1 ", kTestProc, " -- --echo"));
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Hostctl(h, absl::StrCat("spawn e1 ", kTestProc, " -- --echo"));
+  EXPECT_EQ(rc, 4) << out;  // already exists
+  EXPECT_THAT(out, HasSubstr("already exists"));
+  std::tie(rc, out) = Hostctl(h, absl::StrCat("spawn --count 3 w ", kTestProc, " -- --echo"));
+  ASSERT_EQ(rc, 0) << out;
+
+  std::tie(rc, out) = Hostctl(h, "list --json");
+  ASSERT_EQ(rc, 0) << out;
+  v1::ListProcsResponse list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok()) << out;
+  ASSERT_EQ(list.procs_size(), 4);
+  EXPECT_EQ(list.procs(0).name(), "e1");
+  EXPECT_EQ(list.procs(0).status().state(), v1::PROC_STATE_READY);
+
+  std::tie(rc, out) = Hostctl(h, "send e1 echo hello-hostctl --reply-timeout 30");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "hello-hostctl\n");
+  std::tie(rc, out) = Hostctl(h, "get ghost");
+  EXPECT_EQ(rc, 3) << out;
+
+  std::tie(rc, out) = Hostctl(h, "terminate-all --grace 5");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("attempted 4, ok 4, failed 0"));
+  std::tie(rc, out) = Hostctl(h, "list --json");
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok()) << out;
+  EXPECT_EQ(list.procs_size(), 0);
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
+}
+
+TEST(HostdTest, HostctlSaysWhereItLookedWhenHostdIsNotThere) {
+  testing::TempDir dir;
+  std::string cmd = absl::StrCat(kHostctl, " --grpc unix:", dir.Join("none.sock"), " --timeout 2 list 2>&1");
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  EXPECT_EQ(WEXITSTATUS(status), 6);
+  EXPECT_THAT(out, HasSubstr(dir.Join("none.sock")));
+  EXPECT_THAT(out, HasSubstr("--grpc"));
+}
+
+}  // namespace
+}  // namespace hostd
