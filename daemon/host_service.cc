@@ -333,6 +333,11 @@ grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* 
   if (valid.ok() && !timeout.ok()) valid = timeout.status();
   if (valid.ok() && !reply.ok()) valid = reply.status();
   if (valid.ok() && req->port().empty()) valid = absl::InvalidArgumentError("port: required");
+  if (valid.ok() && req->payload().size() + req->name().size() + req->port().size() + 256 >
+                        channel::kDefaultMaxFrameBody) {
+    valid = absl::InvalidArgumentError(absl::StrFormat("payload: %d bytes is over the frame limit of %d bytes",
+                                                       req->payload().size(), channel::kDefaultMaxFrameBody));
+  }
   if (!valid.ok()) return Answer<v1::SendMessageResponse>(ctx, valid);
   auto* call = new UnaryCall<v1::SendMessageResponse>(resp);
   auto st = call->state();
