@@ -375,16 +375,19 @@ TEST(HostdTest, SigkillOfHostdLeavesNoProc) {
   for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
 }
 
-// Runs hostctl with `args`; returns its exit code and stdout.
-std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& args) {
-  std::string cmd = absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args, " 2>&1");
-  FILE* f = popen(cmd.c_str(), "r");
+// Runs a shell command; returns its exit code and its output (stdout and stderr).
+std::pair<int, std::string> RunShell(const std::string& cmd) {
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
   std::string out;
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
   int status = pclose(f);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& args) {
+  return RunShell(absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args));
 }
 
 TEST(HostdTest, HostctlEndToEnd) {
@@ -422,14 +425,8 @@ TEST(HostdTest, HostctlEndToEnd) {
 
 TEST(HostdTest, HostctlSaysWhereItLookedWhenHostdIsNotThere) {
   testing::TempDir dir;
-  std::string cmd = absl::StrCat(kHostctl, " --grpc unix:", dir.Join("none.sock"), " --timeout 2 list 2>&1");
-  FILE* f = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
-  int status = pclose(f);
-  EXPECT_EQ(WEXITSTATUS(status), 6);
+  auto [rc, out] = RunShell(absl::StrCat(kHostctl, " --grpc unix:", dir.Join("none.sock"), " --timeout 2 list"));
+  EXPECT_EQ(rc, 6);
   EXPECT_THAT(out, HasSubstr(dir.Join("none.sock")));
   EXPECT_THAT(out, HasSubstr("--grpc"));
 }
