@@ -44,7 +44,8 @@ class LocalHandle final : public ProcHandleBase {
   std::weak_ptr<proc::ProcRuntime> runtime_;
 };
 
-LocalProcManager::LocalProcManager() : loop_(channel::EventLoop::Start("local-procs")) {}
+LocalProcManager::LocalProcManager(channel::ChannelAddr listen)
+    : listen_(std::move(listen)), loop_(channel::EventLoop::Start("local-procs")) {}
 
 LocalProcManager::~LocalProcManager() {
   for (auto& h : Procs()) (void)h->Kill();
@@ -71,7 +72,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   (void)handle->cell().Transition(ProcStatus::Running(0, absl::Now()));
   absl::StatusOr<std::unique_ptr<proc::ProcRuntime>> rt =
-      proc::ProcRuntime::Start(*loop_, {id, channel::ChannelAddr::Local(0), forwarder});
+      proc::ProcRuntime::Start(*loop_, {id, listen_, forwarder});
   absl::Status setup = rt.ok() ? absl::OkStatus() : rt.status();
   if (setup.ok() && spec.local_setup) setup = spec.local_setup(**rt);
   if (!setup.ok()) {

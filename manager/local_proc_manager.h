@@ -26,7 +26,10 @@ class LocalHandle;
 
 class LocalProcManager final : public ProcManager, public BulkTerminate {
  public:
-  LocalProcManager();
+  // Procs serve `listen` (an "any" form: each gets its own address). The default,
+  // the in-process `local` transport, needs no socket file or port; "unix:" or
+  // "tcp:127.0.0.1:0" put in-process procs on real sockets (benchmarks do).
+  explicit LocalProcManager(channel::ChannelAddr listen = channel::ChannelAddr::Local(0));
   ~LocalProcManager() override;
 
   absl::StatusOr<std::shared_ptr<ProcHandle>> Spawn(const proc::ProcId& id, const channel::ChannelAddr& forwarder,
@@ -37,6 +40,7 @@ class LocalProcManager final : public ProcManager, public BulkTerminate {
  private:
   friend class LocalHandle;
 
+  const channel::ChannelAddr listen_;
   std::unique_ptr<channel::EventLoop> loop_;
   ProcRegistry procs_;
   mutable absl::Mutex mu_;

@@ -16,6 +16,8 @@
 //   --stderr=TEXT          write TEXT to stderr at start
 //   --notify               no runtime: send READY=1 to $NOTIFY_SOCKET, then sleep
 //   --plain                no runtime: just sleep (for exec readiness)
+//   --ready-byte           no runtime: write one byte to fd 3, then sleep (the raw
+//                          spawn baseline of bench/spawn_bench)
 // Grandchild pids are printed to stdout as "grandchild <pid>".
 #include <dirent.h>
 #include <sys/socket.h>
@@ -141,8 +143,12 @@ int main(int argc, char** argv) {
   int exit_code = IntFlag(flags, "exit-code", 0);
   int exit_after = IntFlag(flags, "exit-after-ms", -1);
   absl::Time until = exit_after >= 0 ? absl::Now() + absl::Milliseconds(exit_after) : absl::InfiniteFuture();
-  if (has("plain") || has("notify")) {
+  if (has("plain") || has("notify") || has("ready-byte")) {
     if (has("notify") && Notify() != 0) return 3;
+    if (has("ready-byte")) {
+      if (::write(3, "R", 1) != 1) return 3;
+      ::close(3);
+    }
     while (absl::Now() < until) absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
     return exit_code;
   }
