@@ -22,6 +22,7 @@ namespace hostd::bench {
 class Samples {
  public:
   void Add(double v) { v_.push_back(v); }
+  void Merge(const Samples& o) { v_.insert(v_.end(), o.v_.begin(), o.v_.end()); }
   bool empty() const { return v_.empty(); }
   size_t size() const { return v_.size(); }
   // The q-quantile (0..1) by nearest rank.

@@ -11,6 +11,7 @@ packages=(
   libspdlog-dev libfmt-dev       # levelled logging
   libcli11-dev                   # command-line parsing and the config file
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
+  libzmq3-dev pkg-config         # the peer in bench/forward_bench
   libgtest-dev libgmock-dev      # tests
 )
 if [[ "${1:-}" == "--clang" ]]; then
