@@ -16,6 +16,7 @@
 //   build/default/bench/forward_bench [--quick]
 #include <zmq.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <thread>
@@ -158,19 +159,27 @@ Rtt MeasureRtt(const std::string& any, int n, bool pinned) {
 
 // ---- ZeroMQ peer -------------------------------------------------------------
 
-// A ROUTER/DEALER proxy (zmq_proxy_steerable) between `front` and `back`.
+// A ROUTER/DEALER proxy (zmq_proxy_steerable) on fresh endpoints: `base` is
+// "tcp://127.0.0.1" (ports chosen by the kernel) or "ipc://<dir>/z" (a new name).
 struct ZmqProxy {
-  ZmqProxy(void* ctx, const std::string& front, const std::string& back) : ctx_(ctx) {
+  ZmqProxy(void* ctx, const std::string& base) {
+    static std::atomic<int> serial{0};
     void* f = zmq_socket(ctx, ZMQ_ROUTER);
     void* b = zmq_socket(ctx, ZMQ_DEALER);
-    zmq_bind(f, front.c_str());
-    zmq_bind(b, back.c_str());
+    int n = serial++;
+    bool tcp = base.rfind("tcp", 0) == 0;
+    front = Bind(f, tcp ? base + ":*" : absl::StrCat(base, n, "f"));
+    back = Bind(b, tcp ? base + ":*" : absl::StrCat(base, n, "b"));
     void* ctl = zmq_socket(ctx, ZMQ_PAIR);
-    zmq_bind(ctl, "inproc://proxy-control");
+    std::string ctl_addr = absl::StrCat("inproc://proxy-control-", n);
+    zmq_bind(ctl, ctl_addr.c_str());
     control_ = zmq_socket(ctx, ZMQ_PAIR);
-    zmq_connect(control_, "inproc://proxy-control");
+    zmq_connect(control_, ctl_addr.c_str());
     thread_ = std::thread([f, b, ctl] {
       zmq_proxy_steerable(f, b, nullptr, ctl);
+      int zero = 0;
+      zmq_setsockopt(f, ZMQ_LINGER, &zero, sizeof(zero));
+      zmq_setsockopt(b, ZMQ_LINGER, &zero, sizeof(zero));
       zmq_close(f);
       zmq_close(b);
       zmq_close(ctl);
@@ -181,14 +190,27 @@ struct ZmqProxy {
     thread_.join();
     zmq_close(control_);
   }
-  void* ctx_;
+  static std::string Bind(void* s, const std::string& addr) {
+    if (zmq_bind(s, addr.c_str()) != 0) {
+      std::fprintf(stderr, "zmq_bind %s: %s\n", addr.c_str(), zmq_strerror(zmq_errno()));
+      std::abort();
+    }
+    char buf[256];
+    size_t len = sizeof(buf);
+    zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, buf, &len);
+    return std::string(buf);
+  }
+  std::string front;
+  std::string back;
   void* control_;
   std::thread thread_;
 };
 
 // Messages per second client -> proxy -> worker.
-double ZmqThroughput(void* ctx, const std::string& front, const std::string& back, size_t payload, int n) {
-  ZmqProxy proxy(ctx, front, back);
+double ZmqThroughput(void* ctx, const std::string& base, size_t payload, int n) {
+  ZmqProxy proxy(ctx, base);
+  const std::string& front = proxy.front;
+  const std::string& back = proxy.back;
   void* worker = zmq_socket(ctx, ZMQ_DEALER);
   zmq_connect(worker, back.c_str());
   void* client = zmq_socket(ctx, ZMQ_DEALER);
@@ -219,8 +241,10 @@ double ZmqThroughput(void* ctx, const std::string& front, const std::string& bac
   return rate;
 }
 
-Samples ZmqRoundTrips(void* ctx, const std::string& front, const std::string& back, int n) {
-  ZmqProxy proxy(ctx, front, back);
+Samples ZmqRoundTrips(void* ctx, const std::string& base, int n) {
+  ZmqProxy proxy(ctx, base);
+  const std::string& front = proxy.front;
+  const std::string& back = proxy.back;
   void* worker = zmq_socket(ctx, ZMQ_DEALER);
   zmq_connect(worker, back.c_str());
   std::thread echo([worker] {
@@ -345,14 +369,13 @@ int main(int argc, char** argv) {
 
   // 7. ZeroMQ ROUTER/DEALER proxy, same sizes and transports.
   void* ctx = zmq_ctx_new();
-  const std::vector<std::pair<const char*, std::pair<std::string, std::string>>> zaddrs = {
-      {"unix", {"ipc://" + dir.Join("zf"), "ipc://" + dir.Join("zb")}},
-      {"tcp", {"tcp://127.0.0.1:46211", "tcp://127.0.0.1:46212"}}};
-  for (const auto& [tname, ab] : zaddrs) {
+  const std::vector<std::pair<const char*, std::string>> zaddrs = {{"unix", "ipc://" + dir.Join("z")},
+                                                                    {"tcp", "tcp://127.0.0.1"}};
+  for (const auto& [tname, base] : zaddrs) {
     for (const Size& z : sizes) {
       if (z.one_per_send) continue;  // ZeroMQ has no acknowledged send to compare with
       Samples zr;
-      for (int r = 0; r < reps; ++r) zr.Add(ZmqThroughput(ctx, ab.first, ab.second, z.bytes, n_of(z.n)));
+      for (int r = 0; r < reps; ++r) zr.Add(ZmqThroughput(ctx, base, z.bytes, n_of(z.n)));
       double ours = via_host[{tname, z.name}];
       double ratio = ours / zr.Median();
       Row(absl::StrCat("7. vs ZeroMQ proxy, ", tname, ", ", z.name), Spread(zr, "msg/s"),
@@ -360,7 +383,7 @@ int main(int argc, char** argv) {
     }
   }
   {
-    Samples zr = ZmqRoundTrips(ctx, zaddrs[0].second.first, zaddrs[0].second.second, rtts);
+    Samples zr = ZmqRoundTrips(ctx, zaddrs[0].second, rtts);
     Rtt r = MeasureRtt("unix:", rtts, false);
     double ratio = r.host.Median() / zr.Median();
     Row("7. vs ZeroMQ proxy: round trip unix 64 B p50 (lower is better)", Us(zr.Median()), Us(r.host.Median()), ratio,

@@ -14,7 +14,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "channel/event_loop.h"
 #include "channel/frame_decoder.h"
 #include "channel/listener.h"
@@ -23,6 +25,8 @@
 namespace {
 
 using namespace hostd::channel;
+
+using hostd::bench::Spread;
 
 struct Case {
   const char* name;
@@ -96,32 +100,25 @@ double LinkSeconds(EventLoop& loop, const Message& m, int messages) {
   return sender->Flush(absl::Now() + absl::Seconds(60)).ok() ? secs : -1;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  using hostd::bench::Samples;
+  bool quick = hostd::bench::QuickMode(argc, argv);
   const int reps = quick ? 1 : 5;
   const double scale = quick ? 0.01 : 1.0;
   std::vector<Case> cases = {{"64 B", 64, 400000}, {"4 KiB", 4096, 100000}, {"1 MiB", 1 << 20, 600}};
   auto loop = EventLoop::Start("bench-link");
-  std::printf("link throughput, unix socket, median of %d runs (min..max), same process and run\n", reps);
-  std::printf("%-8s %12s %12s %8s %22s\n", "payload", "raw msg/s", "link msg/s", "ratio", "link spread msg/s");
   for (const Case& c : cases) {
     int n = std::max(1, static_cast<int>(c.messages * scale));
     Message m = *Message::Create("unix:@fe,bench", "in", "unix:@src,bench", std::string(c.payload, 'b'));
-    std::vector<double> raw, link;
+    Samples raw, link;
     for (int r = 0; r < reps; ++r) {
-      raw.push_back(n / RawSeconds(m, n));
-      link.push_back(n / LinkSeconds(*loop, m, n));
+      raw.Add(n / RawSeconds(m, n));
+      link.Add(n / LinkSeconds(*loop, m, n));
     }
-    double raw_med = Median(raw), link_med = Median(link);
-    std::printf("%-8s %12.0f %12.0f %7.2fx %10.0f..%-10.0f\n", c.name, raw_med, link_med, link_med / raw_med,
-                *std::min_element(link.begin(), link.end()), *std::max_element(link.begin(), link.end()));
+    hostd::bench::Row(absl::StrCat("0. one link, thread to thread, ", c.name), Spread(raw, "msg/s"),
+                      Spread(link, "msg/s"), link.Median() / raw.Median(), "-", true);
   }
   return 0;
 }
