@@ -136,6 +136,47 @@ class Hostd {
   std::unique_ptr<v1::HostService::Stub> stub_;
 };
 
+// The raw bytes of the reflection service's answer to list_services.
+std::string ReflectedServices(grpc::Channel& channel) {
+  class Call final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    Call() {
+      grpc::Slice req("\x3a\x00", 2);
+      request_ = grpc::ByteBuffer(&req, 1);
+    }
+    void Start(grpc::GenericStub& stub) {
+      ctx_.set_deadline(In(absl::Seconds(30)));
+      stub.PrepareBidiStreamingCall(&ctx_, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                    grpc::StubOptions(), this);
+      StartWriteLast(&request_, grpc::WriteOptions());
+      StartRead(&response_);
+      StartCall();
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) return;
+      std::vector<grpc::Slice> slices;
+      (void)response_.Dump(&slices);
+      for (auto& sl : slices) bytes_ += std::string(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    void OnDone(const grpc::Status&) override { done_.Notify(); }
+    std::string Wait() {
+      done_.WaitForNotification();
+      return bytes_;
+    }
+
+   private:
+    grpc::ClientContext ctx_;
+    grpc::ByteBuffer request_;
+    grpc::ByteBuffer response_;
+    std::string bytes_;
+    absl::Notification done_;
+  };
+  grpc::GenericStub stub(channel.shared_from_this());
+  Call call;
+  call.Start(stub);
+  return call.Wait();
+}
+
 TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
   Hostd h;
   v1::SpawnProcResponse spawned;
@@ -336,6 +377,10 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
     for (auto& sl : slices) bytes += std::string(reinterpret_cast<const char*>(sl.begin()), sl.size());
     EXPECT_EQ(bytes, std::string("\x08\x01", 2));
   }
+  // Server reflection lists the services (ServerReflectionRequest.list_services is
+  // field 7: bytes 3a 00).
+  EXPECT_THAT(ReflectedServices(h.channel()), ::testing::AllOf(HasSubstr("hostd.v1.HostService"),
+                                                                HasSubstr("grpc.health.v1.Health")));
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
