@@ -48,6 +48,14 @@ inline bool QuickMode(int argc, char** argv) {
   return false;
 }
 
+// --filter=TEXT: only scenarios whose name contains TEXT (for profiling one).
+inline std::string FilterArg(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--filter=", 9) == 0) return argv[i] + 9;
+  }
+  return "";
+}
+
 // "12.3k" style.
 inline std::string Si(double v) {
   if (v >= 1e9) return absl::StrFormat("%.2fG", v / 1e9);

@@ -13,7 +13,7 @@
 // Procs are in-process runtimes (LocalProcManager) serving real unix/tcp sockets,
 // so both paths run the same proc code; only the host hop differs.
 //
-//   build/default/bench/forward_bench [--quick]
+//   build/default/bench/forward_bench [--quick] [--filter=TEXT]
 #include <zmq.h>
 
 #include <atomic>
@@ -299,6 +299,8 @@ struct Size {
 int main(int argc, char** argv) {
   using namespace hostd::bench;
   const bool quick = QuickMode(argc, argv);
+  const std::string filter = FilterArg(argc, argv);
+  auto want = [&](const std::string& scenario) { return scenario.find(filter) != std::string::npos; };
   const int reps = quick ? 1 : 5;
   const double scale = quick ? 0.01 : 1.0;
   auto n_of = [&](int n) { return std::max(2, static_cast<int>(n * scale)); };
@@ -324,6 +326,7 @@ int main(int argc, char** argv) {
     Setup s(any, 1);
     for (size_t k = 0; k < sizes.size(); ++k) {
       const Size& z = sizes[k];
+      if (!want(absl::StrCat("4. forward ", tname, ", ", z.name))) continue;
       Samples direct, host;
       for (int r = 0; r < reps; ++r) {
         direct.Add(Throughput(*loop, s, *s.procs[0]->addr(), {s.Dest(0)}, z.bytes, n_of(z.n), z.one_per_send));
@@ -340,6 +343,7 @@ int main(int argc, char** argv) {
   // 5. Round trips.
   const int rtts = quick ? 100 : 4000;
   for (bool pinned : {true, false}) {
+    if (!want("5. round trip")) break;
     Rtt r = MeasureRtt("unix:", rtts, pinned);
     const char* how = pinned ? "pinned to 1 CPU" : "unpinned";
     double p50 = r.host.Median() / r.direct.Median();
@@ -353,7 +357,7 @@ int main(int argc, char** argv) {
   }
 
   // 6. Fan-out to 64 procs.
-  {
+  if (want("6. fan-out")) {
     const int fan = quick ? 4 : 64;
     Setup s("unix:", fan);
     std::vector<std::string> dests;
@@ -368,6 +372,7 @@ int main(int argc, char** argv) {
   }
 
   // 7. ZeroMQ ROUTER/DEALER proxy, same sizes and transports.
+  if (!want("7. vs ZeroMQ")) return 0;
   void* ctx = zmq_ctx_new();
   const std::vector<std::pair<const char*, std::string>> zaddrs = {{"unix", "ipc://" + dir.Join("z")},
                                                                     {"tcp", "tcp://127.0.0.1"}};

@@ -52,7 +52,9 @@ struct Host::Route {
   absl::Time created_at;
   std::shared_ptr<manager::ProcHandle> handle;
   uint64_t watch_id = 0;
-  std::shared_ptr<channel::Sender> link;  // kReady
+  std::optional<channel::ChannelAddr> addr;  // kReady: the proc's backend address
+  std::shared_ptr<channel::Sender> link;       // kReady, dialed with the first message
+
   std::deque<std::pair<Message, channel::Sender::Done>> buffer;  // kStarting, with their ack hooks
   size_t buffered_bytes = 0;
 };
@@ -245,11 +247,9 @@ void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manag
     r.status = handle->status();
     std::optional<channel::ChannelAddr> addr = handle->addr();
     if (addr.has_value()) {
-      channel::SenderOptions o = opts_.proc_link;
-      o.on_peer_restart = channel::OnPeerRestart::kReturn;
-      r.link = channel::Sender::Dial(*loop_, *addr, o);
+      r.addr = addr;
       r.state = Route::State::kReady;
-      link = r.link;
+      if (!r.buffer.empty()) link = LinkOf(r);
     } else {
       r.state = Route::State::kNoAddress;
     }
@@ -265,6 +265,17 @@ void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manag
     // The buffer is smaller than a fresh link's queue, so this never waits.
     (void)Forward(*link, m, [] {}, name, gen, hook ? &hook : nullptr);
   }
+}
+
+// A proc's link is dialed when the first message for it arrives: most procs of a
+// big host are never messaged, and an idle link costs memory.
+std::shared_ptr<channel::Sender> Host::LinkOf(Route& r) {
+  if (r.link == nullptr) {
+    channel::SenderOptions o = opts_.proc_link;
+    o.on_peer_restart = channel::OnPeerRestart::kReturn;
+    r.link = channel::Sender::Dial(*loop_, *r.addr, o);
+  }
+  return r.link;
 }
 
 // Loop thread: a status from the proc's exit monitor.
@@ -459,7 +470,7 @@ bool Host::RouteLocal(Message& msg, absl::string_view name, const channel::Recei
           r.buffer.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
           return true;
         case Route::State::kReady:
-          link = r.link;
+          link = LinkOf(r);
           gen = r.gen;
           break;
         case Route::State::kNoAddress:

@@ -177,6 +177,7 @@ class Host {
   void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
   void Return(channel::Message msg, channel::ReturnReason reason, absl::string_view note);
   void Activate(const std::string& name, uint64_t gen, std::shared_ptr<manager::ProcHandle> handle);
+  std::shared_ptr<channel::Sender> LinkOf(Route& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status);
   void Abandon(const std::string& name, uint64_t gen, const absl::Status& why);
 
