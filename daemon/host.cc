@@ -168,8 +168,14 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
     }
     auto it = routes_.find(name);
     if (it != routes_.end() && it->second->state != Route::State::kEnded) {
-      return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (",
-                                                   it->second->status.ToString(), "); pick another name"));
+      // The exit monitor may know of the end before the loop applied it (a Kill
+      // that just returned): the name is free then, and the old link goes.
+      Route& old = *it->second;
+      if (old.handle == nullptr || !old.handle->status().terminal()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("proc \"", name, "\" already exists (", old.status.ToString(), "); pick another name"));
+      }
+      if (old.link) loop_->Post([link = std::move(old.link)] { link->Close(); });
     }
     auto r = std::make_unique<Route>();
     r->name = name;
