@@ -57,7 +57,8 @@ class Hostd {
  public:
   explicit Hostd(std::vector<std::string> extra = {}) {
     notify_path_ = dir_.Join("notify");
-    base::UniqueFd notify(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    notify_ = base::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    base::UniqueFd& notify = notify_;
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify_path_.c_str());
@@ -80,12 +81,7 @@ class Hostd {
       execv(kHostd, argv.data());
       _exit(127);
     }
-    pollfd p{notify.get(), POLLIN, 0};
-    EXPECT_EQ(poll(&p, 1, 30000), 1) << "hostd did not announce readiness";
-    char buf[512] = {};
-    ssize_t n = recv(notify.get(), buf, sizeof(buf) - 1, 0);
-    EXPECT_GT(n, 0);
-    EXPECT_THAT(std::string(buf), HasSubstr("READY=1"));
+    EXPECT_THAT(AwaitNotify(), HasSubstr("READY=1")) << "hostd did not announce readiness";
     channel_ = grpc::CreateChannel(grpc_, grpc::InsecureChannelCredentials());
     stub_ = v1::HostService::NewStub(channel_);
   }
@@ -94,6 +90,15 @@ class Hostd {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+  }
+
+  // The next datagram hostd sends to $NOTIFY_SOCKET (empty after 30 s).
+  std::string AwaitNotify() {
+    pollfd p{notify_.get(), POLLIN, 0};
+    if (poll(&p, 1, 30000) != 1) return "";
+    char buf[512] = {};
+    ssize_t n = recv(notify_.get(), buf, sizeof(buf) - 1, 0);
+    return n > 0 ? std::string(buf, n) : "";
   }
 
   v1::HostService::Stub& api() { return *stub_; }
@@ -129,6 +134,7 @@ class Hostd {
  private:
   testing::TempDir dir_;
   std::string notify_path_;
+  base::UniqueFd notify_;
   std::string grpc_;
   pid_t pid_ = -1;
   bool exited_ = false;
@@ -404,6 +410,23 @@ TEST(HostdTest, SigtermWithAHundredProcsTerminatesThemAllAndExitsZero) {
   int status = h.Signal(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
+}
+
+TEST(HostdTest, ASecondSignalDuringShutdownKillsEverythingAtOnce) {
+  Hostd h;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    v1::SpawnProcResponse resp;
+    ASSERT_TRUE(h.Spawn(h.EchoRequest(absl::StrCat("s", i), {"--ignore-sigterm", "--ignore-stop"}), &resp).ok());
+    pids.push_back(resp.proc().status().pid());
+  }
+  kill(h.pid(), SIGTERM);
+  // Shutdown under way (the procs have their 2 s grace): hostd said STOPPING=1.
+  EXPECT_THAT(h.AwaitNotify(), HasSubstr("STOPPING=1"));
+  int status = h.Signal(SIGINT);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
   for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
 }
 
