@@ -84,6 +84,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       pid_ = pid;
     }
     if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
+    mgr_->live_leaders_.insert(pid);
     mgr_->proc_groups_.insert(pid);
     mgr_->proc_groups_order_.push_back(pid);
     if (mgr_->proc_groups_order_.size() > 65536) {  // forget the oldest ended groups
@@ -217,6 +218,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       }
     }
     if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
+    mgr_->live_leaders_.erase(pid);  // reaped: from now on its pid may be anyone's
     mgr_->ReapOrphans();  // zombies of the proc's that cgroup.procs no longer lists
     std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
     ProcStatus end;
@@ -302,7 +304,9 @@ bool ProcessProcManager::Attributable(pid_t pid) const {
 
 void ProcessProcManager::ReapOrphans() {
   for (pid_t pid : OwnChildren()) {
-    if (pid == janitor_pid() || proc_groups_.contains(pid)) continue;  // procs are reaped by their monitor
+    // Live leaders are reaped by their monitors. An ended leader's pid is not
+    // skipped: it may have been recycled by an orphan.
+    if (pid == janitor_pid() || live_leaders_.contains(pid)) continue;
     if (!Attributable(pid)) continue;
     siginfo_t info;
     ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG);

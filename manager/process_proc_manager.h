@@ -90,8 +90,11 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::unique_ptr<Janitor> janitor_;
   std::string cgroup_fallback_reason_;
   ProcRegistry procs_;
-  // Loop thread only: process groups of procs launched by this manager (kept after
-  // they end, bounded), for attributing orphans; and the SIGCHLD watch.
+  // Loop thread only. The leaders of procs that have not ended: their monitors reap
+  // them, so the orphan reaper must not. Inserted at launch, erased on exit.
+  absl::flat_hash_set<pid_t> live_leaders_;
+  // Process groups of procs launched by this manager (kept after they end, bounded),
+  // for attributing orphans; and the SIGCHLD watch.
   absl::flat_hash_set<pid_t> proc_groups_;
   std::deque<pid_t> proc_groups_order_;
   std::shared_ptr<void> sigchld_;
