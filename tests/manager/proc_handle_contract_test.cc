@@ -119,6 +119,31 @@ TEST_P(ProcHandleContractTest, WatchersSeeEveryTransitionInOrder) {
   EXPECT_THAT(seen, ElementsAre(ProcState::kReady, ProcState::kStopping, ProcState::kStopped));
 }
 
+TEST_P(ProcHandleContractTest, AWatcherMayKillItsHandle) {
+  auto handle = h_.Spawn("killed-by-watcher");
+  ASSERT_THAT(handle, IsOk());
+  std::shared_ptr<ProcHandle> h = *handle;
+  absl::StatusOr<proc::ProcStatus> end = absl::UnknownError("the watcher did not run");
+  absl::Mutex mu;
+  std::vector<ProcState> seen;
+  // The first call (Ready) runs on this thread, which delivers until Watch returns;
+  // the exit is observed meanwhile by the manager, on its own thread.
+  h->Watch([&](const proc::ProcStatus& s) {
+    {
+      absl::MutexLock lock(&mu);
+      seen.push_back(s.state);
+    }
+    if (s.state == ProcState::kReady) end = h->Kill();
+  });
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled) << *end;
+  EXPECT_EQ(end->signal, SIGKILL);
+  ASSERT_THAT(h->Wait(Guard()), IsOk());
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(seen, ElementsAre(ProcState::kReady, ProcState::kStopping, ProcState::kKilled));
+  EXPECT_TRUE(h_.manager().Procs().empty());
+}
+
 TEST_P(ProcHandleContractTest, DuplicateNameIsAlreadyExistsUntilTheProcEnds) {
   auto first = h_.Spawn("dup");
   ASSERT_THAT(first, IsOk());
