@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,7 +26,6 @@
 #include "base/status_macros.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/signal_set.hpp"
-#include "boost/process/v2/process.hpp"
 #include "channel/sender.h"
 #include "manager/launcher.h"
 #include "manager/proc_handle_base.h"
@@ -34,7 +34,6 @@
 namespace hostd::manager {
 
 namespace asio = boost::asio;
-namespace bp = boost::process::v2;
 using proc::ProcStatus;
 
 namespace {
@@ -92,11 +91,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       mgr_->proc_groups_order_.pop_front();
     }
     (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
-    process_ = std::make_unique<bp::basic_process<asio::io_context::executor_type>>(
-        mgr_->loop_->context().get_executor(), pid, pidfd.release());
-    // The handle-level wait yields the raw wait status (signal and core bits intact).
-    auto self = shared_from_this();
-    process_->handle().async_wait([self](boost::system::error_code ec, int raw) { self->OnExit(ec, raw); });
+    exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
+    AwaitExit();
   }
 
   // Loop thread: READY <addr> on the pipe, or EOF.
@@ -111,9 +107,18 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     AwaitNotify();
   }
 
-  // Loop thread, after the proc ended: drop everything bound to the manager's loop.
+  // Loop thread, when the manager goes: drop everything bound to its loop. A leader
+  // whose exit was not observed (Kill gave up) is killed and reaped here.
   void ReleaseLoopObjects() {
-    process_.reset();
+    if (exit_watch_ != nullptr) {
+      const int pidfd = exit_watch_->native_handle();
+      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+      siginfo_t info{};
+      ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
+      absl::MutexLock lock(&mu_);
+      reaped_ = true;
+    }
+    exit_watch_.reset();
     ready_pipe_.reset();
     notify_.reset();
   }
@@ -192,16 +197,36 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     ready_problem_ = std::move(problem);
   }
 
-  // Loop thread: the main process ended and was reaped by the wait.
-  void OnExit(boost::system::error_code ec, int raw) {
-    if (process_ == nullptr) return;  // released by a manager that gave up waiting (Kill timed out)
+  // Loop thread: waits for the leader's pidfd to become readable, then reaps it
+  // without blocking. The wait may complete with no exit behind it (epoll can report
+  // a stale readiness, e.g. for a descriptor recycled while a launched child still
+  // held a copy of the one closed): then it waits again. A blocking reap here would
+  // stall the loop, and every spawn with it, until that proc ended.
+  void AwaitExit() {
+    auto self = shared_from_this();
+    exit_watch_->async_wait(asio::posix::descriptor_base::wait_read, [self](boost::system::error_code ec) {
+      if (ec == asio::error::operation_aborted || self->exit_watch_ == nullptr) return;  // released by the manager
+      siginfo_t info{};
+      if (!ec) {
+        if (::waitid(P_PIDFD, static_cast<id_t>(self->exit_watch_->native_handle()), &info, WEXITED | WNOHANG) != 0) {
+          ec = boost::system::error_code(errno, boost::system::system_category());
+        } else if (info.si_pid == 0) {
+          return self->AwaitExit();  // still running
+        }
+      }
+      self->OnExit(ec, info);
+    });
+  }
+
+  // Loop thread: the main process ended and was reaped (or the wait failed: `ec`).
+  void OnExit(boost::system::error_code ec, const siginfo_t& info) {
     pid_t pid;
     {
       absl::MutexLock lock(&mu_);
       reaped_ = true;
       pid = pid_;
     }
-    (void)process_->detach();  // reaped: its destructor must not signal a reused pid
+    exit_watch_.reset();
     // What the proc leaves behind goes too, before anyone is told it ended.
     if (!cgroup_dir_.empty()) {
       std::vector<pid_t> rest = CgroupTree::Pids(cgroup_dir_);
@@ -224,10 +249,10 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     ProcStatus end;
     if (ec) {
       end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
-    } else if (WIFSIGNALED(raw)) {
-      end = ProcStatus::Killed(WTERMSIG(raw), WCOREDUMP(raw), std::move(tail));
+    } else if (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
+      end = ProcStatus::Killed(info.si_status, info.si_code == CLD_DUMPED, std::move(tail));
     } else {
-      end = ProcStatus::Stopped(WEXITSTATUS(raw), std::move(tail));
+      end = ProcStatus::Stopped(info.si_status, std::move(tail));
     }
     if (ready_pipe_) ready_pipe_->close();
     if (notify_) notify_->close();
@@ -245,8 +270,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   bool reaped_ ABSL_GUARDED_BY(mu_) = false;
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);
 
-  // Loop thread only.
-  std::unique_ptr<bp::basic_process<asio::io_context::executor_type>> process_;
+  // Loop thread only. The leader's pidfd, until it is reaped.
+  std::unique_ptr<asio::posix::stream_descriptor> exit_watch_;
   std::unique_ptr<asio::posix::stream_descriptor> ready_pipe_;
   std::string ready_buf_;
   size_t ready_len_ = 0;

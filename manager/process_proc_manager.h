@@ -8,8 +8,9 @@
 // in its own process group and, where the host allows, its own cgroup v2 (see
 // cgroups_enabled()); it gets SIGKILL if the manager's loop thread dies. This
 // process becomes a child subreaper, so descendants that lose their parent come
-// back to it rather than escaping to init. The exit monitor is Boost.Process v2's
-// pidfd-based async_wait (it reaps by pid, never waitpid(-1)). When a proc's main
+// back to it rather than escaping to init. The exit monitor waits on the leader's
+// pidfd on the loop and reaps it by that pidfd, never blocking and never
+// waitpid(-1); a wake-up with no exit behind it just waits again. When a proc's main
 // process ends, the rest of its cgroup (or, without cgroups, its process group)
 // is killed and reaped before the terminal status is published, so Wait()
 // returning means nothing of the proc is left. Without cgroups a descendant that

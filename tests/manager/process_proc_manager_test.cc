@@ -270,6 +270,8 @@ TEST_F(ProcessProcManagerTest, TerminateAllOverTwoHundredMixedProcs) {
         if (h.ok()) {
           handles[i] = *h;
           ++spawned;
+        } else {
+          ADD_FAILURE() << "spawn m" << i << ": " << h.status();
         }
       }
     });
