@@ -183,5 +183,42 @@ TEST(LocalProcManagerTest, ProcKilledDuringSetupFailsTheSpawn) {
   EXPECT_TRUE(mgr.Procs().empty());
 }
 
+TEST(LocalProcManagerTest, ProcKilledAsItsReadinessIsDeliveredFailsTheSpawn) {
+  auto loop = channel::EventLoop::Start("test-host");
+  auto inbox = std::make_unique<channel::Inbox>();
+  auto backend = *channel::Listener::Serve(*loop, channel::ChannelAddr::Local(0), *inbox);
+  auto mgr = std::make_unique<LocalProcManager>();
+  LocalProcManager* m = mgr.get();
+  SpawnSpec spec;
+  // A watcher registered during setup (a supervisor's policy, say) kills the proc as
+  // soon as it sees it Ready: Spawn is the thread delivering that Ready.
+  spec.local_setup = [m](proc::ProcRuntime&) {
+    for (auto& p : m->Procs()) {
+      std::weak_ptr<ProcHandle> weak = p;
+      p->Watch([weak](const proc::ProcStatus& s) {
+        if (s.state != ProcState::kReady) return;
+        if (auto h = weak.lock()) (void)h->Kill();
+      });
+    }
+    return absl::OkStatus();
+  };
+  EXPECT_THAT(m->Spawn(*proc::ProcId::Parse("unix:@fe,vetoed"), backend->addr(), spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ended as it became ready: Killed(SIGKILL)")));
+  EXPECT_TRUE(m->Procs().empty());
+  // Nothing of the proc is left running: the manager's destructor returns.
+  auto destroyed = std::make_shared<absl::Notification>();
+  std::thread([raw = mgr.release(), destroyed] {
+    delete raw;
+    destroyed->Notify();
+  }).detach();
+  if (!destroyed->WaitForNotificationWithDeadline(Guard())) {
+    ADD_FAILURE() << "~LocalProcManager hangs";
+    // Its proc still talks to the backend: leave everything it may touch alive.
+    (void)loop.release();
+    (void)inbox.release();
+    (void)backend.release();
+  }
+}
+
 }  // namespace
 }  // namespace hostd::manager
