@@ -13,19 +13,14 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/log.h"
-#include "base/status_macros.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
-#include "boost/asio/signal_set.hpp"
 #include "channel/sender.h"
 #include "manager/launcher.h"
 #include "manager/proc_handle_base.h"
@@ -83,13 +78,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       pid_ = pid;
     }
     if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
-    mgr_->live_leaders_.insert(pid);
-    mgr_->proc_groups_.insert(pid);
-    mgr_->proc_groups_order_.push_back(pid);
-    if (mgr_->proc_groups_order_.size() > 65536) {  // forget the oldest ended groups
-      mgr_->proc_groups_.erase(mgr_->proc_groups_order_.front());
-      mgr_->proc_groups_order_.pop_front();
-    }
+    mgr_->reaper_->LeaderStarted(pid);
     (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
     exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
     AwaitExit();
@@ -235,6 +224,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
         siginfo_t info;
         ::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED);  // ECHILD unless it was reparented to us
       }
+      // Its group's zombies that had come back to us (cgroup.procs lists no zombie).
+      siginfo_t info{};
+      while (::waitid(P_PGID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0) {
+        info = {};
+      }
       if (absl::Status s = CgroupTree::Remove(cgroup_dir_); !s.ok()) base::Log().warn("{}", s.message());
     } else {
       ::kill(-pid, SIGKILL);
@@ -243,8 +237,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       }
     }
     if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
-    mgr_->live_leaders_.erase(pid);  // reaped: from now on its pid may be anyone's
-    mgr_->ReapOrphans();  // zombies of the proc's that cgroup.procs no longer lists
+    // Anything else of the proc's (a setsid() orphan's zombie) goes in a sweep soon.
+    mgr_->reaper_->LeaderReaped(pid);
     std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
     ProcStatus end;
     if (ec) {
@@ -279,74 +273,6 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 };
 
 ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : options_(std::move(options)) {}
-
-namespace {
-
-// Children of this process, live or zombie, from /proc/self/task/*/children.
-std::vector<pid_t> OwnChildren() {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream in(task.path() / "children");
-    int pid;
-    while (in >> pid) out.push_back(pid);
-  }
-  return out;
-}
-
-// State letter and process group from /proc/<pid>/stat.
-bool StatOf(pid_t pid, char* state, pid_t* pgrp) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = s.rfind(')');
-  if (close == std::string::npos || close + 2 >= s.size()) return false;
-  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(s).substr(close + 2), ' ');
-  int g = 0;
-  if (f.size() < 3 || f[0].empty() || !absl::SimpleAtoi(f[2], &g)) return false;
-  *state = f[0][0];
-  *pgrp = g;
-  return true;
-}
-
-}  // namespace
-
-bool ProcessProcManager::Attributable(pid_t pid) const {
-  char state = 0;
-  pid_t pgrp = 0;
-  if (!StatOf(pid, &state, &pgrp) || state != 'Z') return false;
-  if (proc_groups_.contains(pgrp)) return true;
-  if (cgroups_ == nullptr) return false;
-  // A setsid() orphan left its group but not its cgroup.
-  std::ifstream in(absl::StrCat("/proc/", pid, "/cgroup"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("0::", 0) == 0) {
-      return absl::StrContains(absl::StrCat(CgroupTree::MountPoint(), line.substr(3), "/"), cgroups_->parent() + "/");
-    }
-  }
-  return false;
-}
-
-void ProcessProcManager::ReapOrphans() {
-  for (pid_t pid : OwnChildren()) {
-    // Live leaders are reaped by their monitors. An ended leader's pid is not
-    // skipped: it may have been recycled by an orphan.
-    if (pid == janitor_pid() || live_leaders_.contains(pid)) continue;
-    if (!Attributable(pid)) continue;
-    siginfo_t info;
-    ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG);
-  }
-}
-
-void ProcessProcManager::AwaitSigchld() {
-  auto* set = static_cast<asio::signal_set*>(sigchld_.get());
-  set->async_wait([this](boost::system::error_code ec, int) {
-    // Cancelled, or delivered just before the manager dropped the set on its way out.
-    if (ec || sigchld_ == nullptr) return;
-    ReapOrphans();
-    AwaitSigchld();
-  });
-}
 
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
@@ -383,16 +309,9 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   mgr->loop_ = channel::EventLoop::Start("procs");
   ProcessProcManager* raw = mgr.get();
   mgr->loop_->RunSync([raw] {
-    auto set = std::make_shared<asio::signal_set>(raw->loop_->context(), SIGCHLD);
-    // Asio installs its handler without SA_RESTART; a child's exit must not make
-    // other threads' system calls fail with EINTR, so install it again with it.
-    struct sigaction sa;
-    if (::sigaction(SIGCHLD, nullptr, &sa) == 0) {
-      sa.sa_flags |= SA_RESTART | SA_NOCLDSTOP;
-      ::sigaction(SIGCHLD, &sa, nullptr);
-    }
-    raw->sigchld_ = set;
-    raw->AwaitSigchld();
+    raw->reaper_ = std::make_unique<OrphanReaper>(raw->loop_->context(),
+                                                  raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
+                                                  raw->janitor_pid());
   });
   return mgr;
 }
@@ -408,7 +327,7 @@ ProcessProcManager::~ProcessProcManager() {
     for (auto& weak : handed_out) {
       if (auto h = weak.lock()) h->ReleaseLoopObjects();
     }
-    sigchld_.reset();  // cancels the wait; Asio restores SIGCHLD's default
+    reaper_.reset();  // on its loop thread, which it belongs to
   });
   loop_.reset();
   janitor_.reset();  // nothing is left for it to sweep; it exits and is reaped

@@ -19,10 +19,11 @@
 // If this process dies without destroying the manager (even by SIGKILL), the procs
 // get PR_SET_PDEATHSIG and the janitor kills everything they left (janitor.h).
 // As a subreaper this process inherits the procs' orphans (a daemonising double
-// fork, say); on SIGCHLD, and after each proc's exit, it reaps the zombies among its
-// children that belong to a proc (by process group, or by cgroup), by pid, and
-// leaves every other child alone. The SIGCHLD handler is Asio's, installed with
-// SA_RESTART so other threads' system calls are not interrupted.
+// fork, say); it reaps the zombies among its children that belong to a proc (by
+// process group, or by cgroup), by pid, and leaves every other child alone
+// (orphan_reaper.h). It installs no SIGCHLD handler (an embedder's stays, and no
+// other thread's poll or epoll_wait is interrupted): it sweeps on its loop every
+// second while it has procs, and right after each proc's exit.
 //
 // stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (truncated at each
 // spawn); the last `stderr_tail_bytes` of stderr are kept in the terminal status.
@@ -33,16 +34,14 @@
 #ifndef HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 
-#include <deque>
 #include <memory>
 #include <string>
-
-#include "absl/container/flat_hash_set.h"
 
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
+#include "manager/orphan_reaper.h"
 #include "manager/proc_manager.h"
 #include "manager/proc_registry.h"
 
@@ -79,11 +78,6 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
  private:
   friend class ProcessHandle;
   explicit ProcessProcManager(ProcessProcManagerOptions options);
-  // Loop thread: reaps zombie children of this process that belong to procs
-  // (reparented orphans), never anyone else's children.
-  void ReapOrphans();
-  void AwaitSigchld();
-  bool Attributable(pid_t pid) const;
 
   const ProcessProcManagerOptions options_;
   std::unique_ptr<channel::EventLoop> loop_;
@@ -91,14 +85,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::unique_ptr<Janitor> janitor_;
   std::string cgroup_fallback_reason_;
   ProcRegistry procs_;
-  // Loop thread only. The leaders of procs that have not ended: their monitors reap
-  // them, so the orphan reaper must not. Inserted at launch, erased on exit.
-  absl::flat_hash_set<pid_t> live_leaders_;
-  // Process groups of procs launched by this manager (kept after they end, bounded),
-  // for attributing orphans; and the SIGCHLD watch.
-  absl::flat_hash_set<pid_t> proc_groups_;
-  std::deque<pid_t> proc_groups_order_;
-  std::shared_ptr<void> sigchld_;
+  // Loop thread only (created and destroyed there): the procs' orphans' reaper.
+  std::unique_ptr<OrphanReaper> reaper_;
   mutable absl::Mutex mu_;
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are
   // released before it goes, even if a caller still holds the handle.

@@ -1,6 +1,5 @@
 // ProcessProcManager against real processes (hostd_test_proc).
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -13,7 +12,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -433,130 +431,6 @@ TEST(ProcessProcManagerCgroupTest, TwoManagersInOneProcessKeepTheirProcsApart) {
   m1->reset();  // kills m1's procs, and its janitor sweeps m1's cgroups only
   EXPECT_FALSE((*b)->status().terminal()) << (*b)->status();
   EXPECT_THAT((*m2)->Spawn(*proc::ProcId::Parse("unix:@fe,later"), backend, spec), IsOk());
-}
-
-// Zombie children of this process but `except` (the janitor).
-std::vector<pid_t> ZombieChildren(pid_t except) {
-  std::vector<pid_t> out;
-  for (pid_t p : ChildrenOfThisProcess()) {
-    if (p != except && ProcessGone(p)) out.push_back(p);
-  }
-  return out;
-}
-
-SpawnSpec Shell(const std::string& script) {
-  SpawnSpec spec;
-  spec.program = "/bin/sh";
-  spec.args = {"-c", script};
-  spec.readiness = ReadinessMode::kExec;
-  return spec;
-}
-
-// Waits (bounded) for `pred`; the reaper runs on SIGCHLD, asynchronously.
-template <typename Pred>
-bool Eventually(Pred pred) {
-  for (absl::Time guard = Guard(); absl::Now() < guard; absl::SleepFor(absl::Milliseconds(5))) {
-    if (pred()) return true;
-  }
-  return pred();
-}
-
-class OrphanReapingTest : public ::testing::TestWithParam<bool> {};
-INSTANTIATE_TEST_SUITE_P(CgroupsOnOff, OrphanReapingTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "Cgroups" : "ProcessGroups"; });
-
-TEST_P(OrphanReapingTest, DaemonisedOrphansAreReapedWhileTheProcRunsAndAfter) {
-  ManagerHarness h(Kind::kProcess, {.use_cgroups = GetParam()});
-  pid_t janitor = h.process().janitor_pid();
-  // The subshell forks `sleep` and exits: the orphan comes back to this process,
-  // which must reap it when it exits, while the proc still runs.
-  auto handle = h.manager().Spawn(h.Id("daemonizer"), h.backend(), Shell("(sleep 0.1 &); exec sleep 30"));
-  ASSERT_THAT(handle, IsOk());
-  absl::SleepFor(absl::Milliseconds(300));  // the orphan has exited by now
-  EXPECT_TRUE(Eventually([&] { return ZombieChildren(janitor).empty(); })) << "zombie while the proc runs";
-  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
-  EXPECT_TRUE(NoChildrenLeft(janitor));
-}
-
-TEST_P(OrphanReapingTest, ChildTheProcNeverReapedIsReapedWhenItEnds) {
-  ManagerHarness h(Kind::kProcess, {.use_cgroups = GetParam()});
-  // sh forks `sleep 0.1`, then execs `sleep 0.5`, which never reaps it.
-  auto handle = h.manager().Spawn(h.Id("zparent"), h.backend(), Shell("sleep 0.1 & exec sleep 0.5"));
-  ASSERT_THAT(handle, IsOk());
-  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
-  EXPECT_TRUE(Eventually([&] { return NoChildrenLeft(h.process().janitor_pid()); }));
-}
-
-// Runs the test `name` of this binary again as pid 1 of a private pid namespace
-// (with its own /proc), where pids can be steered through ns_last_pid; returns
-// its output. Unavailable if this host does not allow such a namespace.
-absl::StatusOr<std::string> RunAsPidOneOfANewNamespace(const std::string& name, const testing::TempDir& dir) {
-  absl::StatusOr<std::string> unshare = ResolveProgram("unshare", "/usr/bin:/bin");
-  if (!unshare.ok()) return absl::UnavailableError(unshare.status().message());
-  std::string out_path = dir.Join("pidns.out");
-  base::UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  LaunchRequest req;
-  req.path = *unshare;
-  req.argv = {req.path, "-pf", "--mount-proc", std::filesystem::read_symlink("/proc/self/exe").string(),
-              absl::StrCat("--gtest_filter=", name)};
-  req.envp = {"PATH=/usr/bin:/bin"};
-  req.stdout_fd = out.get();
-  req.stderr_fd = out.get();
-  absl::StatusOr<Launched> child = Launch(req);
-  if (!child.ok()) return child.status();
-  pollfd pfd{child->pidfd.get(), POLLIN, 0};
-  if (::poll(&pfd, 1, absl::ToInt64Milliseconds(absl::Seconds(150))) != 1) {
-    ::syscall(SYS_pidfd_send_signal, child->pidfd.get(), SIGKILL, nullptr, 0);
-  }
-  siginfo_t info{};
-  ::waitid(P_PIDFD, static_cast<id_t>(child->pidfd.get()), &info, WEXITED);
-  std::string text = ReadFile(out_path);
-  if (text.find("unshare failed") != std::string::npos) return absl::UnavailableError(text);
-  if (info.si_code != CLD_EXITED || info.si_status != 0) {
-    return absl::InternalError(absl::StrCat("the test in a pid namespace failed (wait code ", info.si_code,
-                                            ", status ", info.si_status, "):\n", text));
-  }
-  return text;
-}
-
-// An orphan may get the pid of a proc leader that has ended (pids are recycled); it
-// is an orphan like any other and must be reaped while its proc still runs.
-TEST(OrphanPidReuseTest, OrphanWithAnEndedLeadersPidIsReaped) {
-  const std::string self = "OrphanPidReuseTest.OrphanWithAnEndedLeadersPidIsReaped";
-  if (::getpid() != 1) {
-    testing::TempDir dir;
-    absl::StatusOr<std::string> out = RunAsPidOneOfANewNamespace(self, dir);
-    if (absl::IsUnavailable(out.status())) GTEST_SKIP() << "no private pid namespace here: " << out.status();
-    ASSERT_THAT(out, IsOk());
-    EXPECT_THAT(*out, HasSubstr("[       OK ] " + self)) << *out;
-    return;
-  }
-  // Pid 1 of a private pid namespace: nothing else here takes pids.
-  ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
-  auto first = h.manager().Spawn(h.Id("first"), h.backend(), Shell("exit 0"));
-  ASSERT_THAT(first, IsOk());
-  ASSERT_THAT((*first)->Wait(Guard()), IsOk());
-  const pid_t ended_leader = (*first)->status().pid;
-  ASSERT_EQ(::mkfifo(h.dir().Join("go").c_str(), 0600), 0);
-  // A subshell that, once told to go, forks `sleep` and exits: `sleep` is orphaned
-  // and comes back to this process.
-  auto second = h.manager().Spawn(
-      h.Id("second"), h.backend(),
-      Shell("(echo > forked; read x < go; sleep 0.1 & echo $! > orphan.pid); exec sleep 300"));
-  ASSERT_THAT(second, IsOk());
-  ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(h.dir().Join("forked")); }));
-  { std::ofstream("/proc/sys/kernel/ns_last_pid") << ended_leader - 1; }  // the next pid is the ended leader's
-  { std::ofstream(h.dir().Join("go")) << "go\n"; }
-  ASSERT_TRUE(Eventually([&] { return !ReadFile(h.dir().Join("orphan.pid")).empty(); }));
-  int orphan = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(h.dir().Join("orphan.pid"))), &orphan));
-  ASSERT_EQ(orphan, ended_leader) << "the orphan must reuse the ended leader's pid for this test to mean anything";
-  // It exits after 0.1 s; only its parent, this process, can make it disappear.
-  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(absl::StrCat("/proc/", orphan)); }))
-      << "orphan " << orphan << " (an ended leader's pid) was left a zombie";
-  EXPECT_FALSE((*second)->status().terminal()) << "reaped while its proc runs";
-  ASSERT_THAT((*second)->Kill(), IsOk());
-  EXPECT_TRUE(NoChildrenLeft(h.process().janitor_pid()));
 }
 
 TEST(LauncherTest, ResolveProgramSearchesPath) {
