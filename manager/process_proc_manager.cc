@@ -1,6 +1,7 @@
 #include "manager/process_proc_manager.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -96,20 +97,48 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     AwaitNotify();
   }
 
-  // Loop thread, when the manager goes: drop everything bound to its loop. A leader
-  // whose exit was not observed (Kill gave up) is killed and reaped here.
-  void ReleaseLoopObjects() {
+  // The manager's destructor: SIGKILL now, if it has not ended; its exit is observed
+  // by the monitor or, at the latest, by ReleaseWithManager.
+  void KillWithoutWaiting() {
+    if (status().terminal()) return;
+    (void)cell().Transition(ProcStatus::Stopping());
+    SignalKill();
+  }
+
+  // The manager's destructor, before it releases the handle on the loop: from now on
+  // calls from other threads do not reach the manager (they find the proc ended).
+  void DetachFromManager() {
+    absl::MutexLock lock(&mgr_mu_);
+    mgr_gone_ = true;
+  }
+
+  // Loop thread, when the manager goes (after DetachFromManager): a leader whose exit
+  // the monitor has not seen yet (the loop was busy, say) is reaped here, within
+  // kKillWait, and its real terminal status published; then everything bound to the
+  // loop is dropped. The handle ends terminal whatever happens, so a caller that
+  // still holds it never waits forever.
+  void ReleaseWithManager() {
     if (exit_watch_ != nullptr) {
       const int pidfd = exit_watch_->native_handle();
       ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+      pollfd exited{pidfd, POLLIN, 0};
+      for (absl::Time give_up = absl::Now() + kKillWait; absl::Now() < give_up;) {
+        int ready = ::poll(&exited, 1, static_cast<int>(absl::ToInt64Milliseconds(give_up - absl::Now())) + 1);
+        if (ready > 0 || (ready < 0 && errno != EINTR)) break;
+      }
       siginfo_t info{};
-      ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
-      absl::MutexLock lock(&mu_);
-      reaped_ = true;
+      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0) {
+        OnExit({}, info);
+      } else {
+        base::Log().warn("proc {} (pid {}) did not end after SIGKILL; its manager is going without it",
+                         proc_id().ToString(), status().pid);
+      }
     }
     exit_watch_.reset();
     ready_pipe_.reset();
     notify_.reset();
+    ReleaseAgentLink();
+    (void)cell().Transition(ProcStatus::Failed("its manager was destroyed before its exit was observed"));
   }
 
   void MarkReady(std::optional<channel::ChannelAddr> addr) {
@@ -120,7 +149,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   }
 
  protected:
-  bool RequestStop(absl::string_view reason) override { return SendAgentStop(*mgr_->loop_, reason); }
+  bool RequestStop(absl::string_view reason) override {
+    absl::ReaderMutexLock lock(&mgr_mu_);
+    if (mgr_gone_) return false;  // its loop is gone: no agent to ask
+    return SendAgentStop(*mgr_->loop_, reason);
+  }
 
   void SignalTerm() override { Signal(SIGTERM); }
 
@@ -255,7 +288,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     (void)cell().Transition(std::move(end));
   }
 
+  // Loop-thread code runs only while the manager exists; other threads reach it
+  // only through RequestStop, which checks mgr_gone_.
   ProcessProcManager* const mgr_;
+  absl::Mutex mgr_mu_;
+  bool mgr_gone_ ABSL_GUARDED_BY(mgr_mu_) = false;
   const std::string command_;
   std::string cgroup_dir_;
 
@@ -317,18 +354,23 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
 }
 
 ProcessProcManager::~ProcessProcManager() {
-  for (auto& h : Procs()) (void)h->Kill();
-  std::vector<std::weak_ptr<ProcessHandle>> handed_out;
+  std::vector<std::shared_ptr<ProcessHandle>> handles;
   {
     absl::MutexLock lock(&mu_);
-    handed_out.swap(handed_out_);
-  }
-  loop_->RunSync([&] {
-    for (auto& weak : handed_out) {
-      if (auto h = weak.lock()) h->ReleaseLoopObjects();
+    for (auto& weak : handed_out_) {
+      if (auto h = weak.lock()) handles.push_back(std::move(h));
     }
+    handed_out_.clear();
+  }
+  // Every proc still running gets SIGKILL at once; then each is waited for on the
+  // loop, where its exit is observed, however busy the loop was meanwhile.
+  for (auto& h : handles) h->KillWithoutWaiting();
+  for (auto& h : handles) h->DetachFromManager();
+  loop_->RunSync([&] {
+    for (auto& h : handles) h->ReleaseWithManager();
     reaper_.reset();  // on its loop thread, which it belongs to
   });
+  handles.clear();
   loop_.reset();
   janitor_.reset();  // nothing is left for it to sweep; it exits and is reaped
   cgroups_.reset();

@@ -30,7 +30,10 @@
 // The environment is explicit: SpawnSpec::env, the inherit_env names copied from
 // this process, and the HOSTD_* bootstrap variables (proc/bootstrap.h).
 //
-// Destroying the manager kills every proc it still has and waits for each. Thread-safe.
+// Destroying the manager kills every proc it still has and waits for each (each
+// within ProcHandleBase::kKillWait), even if its loop was busy meanwhile. Handles
+// may outlive it: each is left terminal (Failed if its exit could not be observed)
+// and calls on it return that status without touching the manager. Thread-safe.
 #ifndef HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 

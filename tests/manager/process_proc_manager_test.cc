@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <functional>
@@ -431,6 +432,67 @@ TEST(ProcessProcManagerCgroupTest, TwoManagersInOneProcessKeepTheirProcsApart) {
   m1->reset();  // kills m1's procs, and its janitor sweeps m1's cgroups only
   EXPECT_FALSE((*b)->status().terminal()) << (*b)->status();
   EXPECT_THAT((*m2)->Spawn(*proc::ProcId::Parse("unix:@fe,later"), backend, spec), IsOk());
+}
+
+// The manager is destroyed while its loop is busy (a slow watcher): the procs still
+// end with their real status, and the handles the caller still holds answer with it
+// without touching the destroyed manager.
+TEST(ProcessProcManagerLifetimeTest, DestroyedWhileItsLoopIsBusyLeavesEveryHandleEnded) {
+  testing::TempDir dir;
+  auto mgr = ProcessProcManager::Create({.state_dir = dir.path()});
+  ASSERT_THAT(mgr, IsOk());
+  channel::ChannelAddr backend = *channel::ChannelAddr::Parse("unix:@hostd-test-nobody");
+  std::string fifo = dir.Join("go");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  SpawnSpec spec;
+  spec.program = "/bin/sh";
+  spec.readiness = ReadinessMode::kExec;
+  spec.args = {"-c", "exec sleep 100"};
+  std::vector<std::shared_ptr<ProcHandle>> long_procs;
+  for (const char* name : {"long1", "long2"}) {
+    auto h = (*mgr)->Spawn(*proc::ProcId::Parse(absl::StrCat("unix:@fe,", name)), backend, spec);
+    ASSERT_THAT(h, IsOk());
+    long_procs.push_back(*h);
+  }
+  spec.args = {"-c", "read x < " + fifo};
+  auto short_proc = (*mgr)->Spawn(*proc::ProcId::Parse("unix:@fe,short"), backend, spec);
+  ASSERT_THAT(short_proc, IsOk());
+  // When the short proc ends, its watcher holds the manager's loop until the
+  // destructor has SIGKILLed both long procs: their exits cannot be observed before
+  // the destructor goes for them (a destructor that waited for each exit in turn
+  // would give up on the first).
+  absl::Notification loop_held;
+  (*short_proc)->Watch([&](const proc::ProcStatus& s) {
+    if (!s.terminal()) return;
+    loop_held.Notify();
+    auto stopping = [](const std::shared_ptr<ProcHandle>& h) {
+      proc::ProcStatus now = h->status();
+      return (now.state == ProcState::kStopping && ProcessGone(now.pid)) || now.terminal();
+    };
+    for (absl::Time guard = Guard(); !std::all_of(long_procs.begin(), long_procs.end(), stopping) && absl::Now() < guard;) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  });
+  { std::ofstream(fifo) << "go\n"; }
+  ASSERT_TRUE(loop_held.WaitForNotificationWithDeadline(Guard()));
+  mgr->reset();
+
+  EXPECT_EQ((*short_proc)->status().state, ProcState::kStopped) << (*short_proc)->status();
+  for (const auto& h : long_procs) {
+    absl::StatusOr<proc::ProcStatus> end = h->Wait(absl::Now());
+    ASSERT_THAT(end, IsOk()) << h->proc_id() << " is " << h->status();
+    EXPECT_EQ(end->state, ProcState::kKilled) << *end;
+    EXPECT_EQ(end->signal, SIGKILL);
+    EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/proc/", end->pid))) << "reaped, not left a zombie";
+    // The handle outlives its manager: every call answers with the terminal status.
+    absl::StatusOr<proc::ProcStatus> killed = h->Kill();
+    absl::StatusOr<proc::ProcStatus> terminated = h->Terminate(absl::Seconds(30), "after the manager");
+    ASSERT_THAT(killed, IsOk());
+    ASSERT_THAT(terminated, IsOk());
+    EXPECT_EQ(*killed, *end);
+    EXPECT_EQ(*terminated, *end);
+    EXPECT_THAT(h->Ready(absl::Now()), IsOk()) << "it had been ready";
+  }
 }
 
 TEST(LauncherTest, ResolveProgramSearchesPath) {
