@@ -127,8 +127,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
         if (ready > 0 || (ready < 0 && errno != EINTR)) break;
       }
       siginfo_t info{};
-      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0) {
-        OnExit({}, info);
+      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
+        OnExit({});
       } else {
         base::Log().warn("proc {} (pid {}) did not end after SIGKILL; its manager is going without it",
                          proc_id().ToString(), status().pid);
@@ -163,10 +163,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   }
 
  private:
-  // The group exists while its leader is unreaped, so its id cannot have been reused.
+  // Until OnExit takes over, the leader is not reaped (at worst it is a zombie), so
+  // the group's id is still its own: it cannot have been reused.
   void Signal(int sig) {
     absl::MutexLock lock(&mu_);
-    if (pid_ > 0 && !reaped_) ::kill(-pid_, sig);
+    if (pid_ > 0 && !leader_exited_) ::kill(-pid_, sig);
   }
 
   void ReadReport() {
@@ -219,54 +220,65 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     ready_problem_ = std::move(problem);
   }
 
-  // Loop thread: waits for the leader's pidfd to become readable, then reaps it
-  // without blocking. The wait may complete with no exit behind it (epoll can report
-  // a stale readiness, e.g. for a descriptor recycled while a launched child still
-  // held a copy of the one closed): then it waits again. A blocking reap here would
-  // stall the loop, and every spawn with it, until that proc ended.
+  // Loop thread: waits for the leader's pidfd to become readable, then looks at its
+  // exit without reaping it (OnExit does, once the rest of its group is killed). The
+  // wait may complete with no exit behind it (epoll can report a stale readiness,
+  // e.g. for a descriptor recycled while a launched child still held a copy of the
+  // one closed): then it waits again. A blocking wait here would stall the loop, and
+  // every spawn with it, until that proc ended.
   void AwaitExit() {
     auto self = shared_from_this();
     exit_watch_->async_wait(asio::posix::descriptor_base::wait_read, [self](boost::system::error_code ec) {
       if (ec == asio::error::operation_aborted || self->exit_watch_ == nullptr) return;  // released by the manager
-      siginfo_t info{};
       if (!ec) {
-        if (::waitid(P_PIDFD, static_cast<id_t>(self->exit_watch_->native_handle()), &info, WEXITED | WNOHANG) != 0) {
+        siginfo_t info{};
+        const int pidfd = self->exit_watch_->native_handle();
+        if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
           ec = boost::system::error_code(errno, boost::system::system_category());
         } else if (info.si_pid == 0) {
           return self->AwaitExit();  // still running
         }
       }
-      self->OnExit(ec, info);
+      self->OnExit(ec);
     });
   }
 
-  // Loop thread: the main process ended and was reaped (or the wait failed: `ec`).
-  void OnExit(boost::system::error_code ec, const siginfo_t& info) {
+  // Loop thread: the leader has exited and is not reaped yet (or the wait failed:
+  // `ec`). Its zombie keeps its process group's id from being reused while the rest
+  // of the proc is killed; only then is it reaped.
+  void OnExit(boost::system::error_code ec) {
     pid_t pid;
     {
       absl::MutexLock lock(&mu_);
-      reaped_ = true;
+      leader_exited_ = true;  // from here on this alone signals the group
       pid = pid_;
     }
-    exit_watch_.reset();
+    const int pidfd = exit_watch_->native_handle();
     // What the proc leaves behind goes too, before anyone is told it ended.
+    std::vector<pid_t> rest;
     if (!cgroup_dir_.empty()) {
-      std::vector<pid_t> rest = CgroupTree::Pids(cgroup_dir_);
+      rest = CgroupTree::Pids(cgroup_dir_);
       CgroupTree::KillAll(cgroup_dir_);
+    } else if (!ec) {
+      ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
+    }
+    siginfo_t leader{};
+    if (!ec && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+    exit_watch_.reset();
+    siginfo_t member{};
+    if (!cgroup_dir_.empty()) {
       for (pid_t p : rest) {
-        siginfo_t info;
-        ::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED);  // ECHILD unless it was reparented to us
+        ::waitid(P_PID, static_cast<id_t>(p), &member, WEXITED);  // ECHILD unless it was reparented to us
       }
       // Its group's zombies that had come back to us (cgroup.procs lists no zombie).
-      siginfo_t info{};
-      while (::waitid(P_PGID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0) {
-        info = {};
+      while (!ec && ::waitid(P_PGID, static_cast<id_t>(pid), &member, WEXITED | WNOHANG) == 0 && member.si_pid != 0) {
+        member = {};
       }
       if (absl::Status s = CgroupTree::Remove(cgroup_dir_); !s.ok()) base::Log().warn("{}", s.message());
-    } else {
-      ::kill(-pid, SIGKILL);
-      siginfo_t info;
-      while (::waitid(P_PGID, static_cast<id_t>(pid), &info, WEXITED) == 0) {
+    } else if (!ec) {
+      while (::waitid(P_PGID, static_cast<id_t>(pid), &member, WEXITED) == 0) {
       }
     }
     if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
@@ -276,10 +288,10 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     ProcStatus end;
     if (ec) {
       end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
-    } else if (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED) {
-      end = ProcStatus::Killed(info.si_status, info.si_code == CLD_DUMPED, std::move(tail));
+    } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
+      end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
     } else {
-      end = ProcStatus::Stopped(info.si_status, std::move(tail));
+      end = ProcStatus::Stopped(leader.si_status, std::move(tail));
     }
     if (ready_pipe_) ready_pipe_->close();
     if (notify_) notify_->close();
@@ -298,7 +310,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 
   mutable absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
-  bool reaped_ ABSL_GUARDED_BY(mu_) = false;
+  bool leader_exited_ ABSL_GUARDED_BY(mu_) = false;  // OnExit has taken over
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);
 
   // Loop thread only. The leader's pidfd, until it is reaped.

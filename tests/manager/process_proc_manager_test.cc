@@ -495,6 +495,66 @@ TEST(ProcessProcManagerLifetimeTest, DestroyedWhileItsLoopIsBusyLeavesEveryHandl
   }
 }
 
+// A proc's leader reaped behind the manager's back (an embedder's waitpid(-1), say)
+// leaves its process group id free for anyone: the manager must not signal or reap
+// that group any more. Rerun as pid 1 of a private pid namespace, where the id can
+// be handed to an innocent process on purpose through ns_last_pid.
+TEST(ProcessGroupSignalsTest, NoSignalToTheGroupOfALeaderReapedByAnother) {
+  const std::string self = "ProcessGroupSignalsTest.NoSignalToTheGroupOfALeaderReapedByAnother";
+  if (::getpid() != 1) {
+    testing::TempDir dir;
+    absl::StatusOr<std::string> out = RunAsPidOneOfANewNamespace(self, dir);
+    if (absl::IsUnavailable(out.status())) GTEST_SKIP() << "no private pid namespace here: " << out.status();
+    ASSERT_THAT(out, IsOk());
+    EXPECT_THAT(*out, HasSubstr("[       OK ] " + self)) << *out;
+    return;
+  }
+  ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
+  ASSERT_EQ(::mkfifo(h.dir().Join("end-victim").c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo(h.dir().Join("end-holder").c_str(), 0600), 0);
+  SpawnSpec spec;
+  spec.program = "/bin/sh";
+  spec.readiness = ReadinessMode::kExec;
+  spec.args = {"-c", "read x < end-victim"};
+  auto victim = h.manager().Spawn(h.Id("victim"), h.backend(), spec);
+  spec.args = {"-c", "read x < end-holder"};
+  auto holder = h.manager().Spawn(h.Id("holder"), h.backend(), spec);
+  ASSERT_THAT(victim, IsOk());
+  ASSERT_THAT(holder, IsOk());
+  const pid_t victim_pid = (*victim)->status().pid;
+  // The holder's end holds the manager's loop, so the victim's exit is not seen yet.
+  absl::Notification loop_held, release;
+  (*holder)->Watch([&](const proc::ProcStatus& s) {
+    if (!s.terminal()) return;
+    loop_held.Notify();
+    release.WaitForNotificationWithDeadline(Guard());
+  });
+  { std::ofstream(h.dir().Join("end-holder")) << "go\n"; }
+  ASSERT_TRUE(loop_held.WaitForNotificationWithDeadline(Guard()));
+  { std::ofstream(h.dir().Join("end-victim")) << "go\n"; }
+  siginfo_t reaped{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(victim_pid), &reaped, WEXITED), 0) << "the embedder reaps it";
+  // An innocent process now gets the victim's pid, and so its process group id.
+  { std::ofstream("/proc/sys/kernel/ns_last_pid") << victim_pid - 1; }
+  LaunchRequest req;
+  req.path = "/bin/sleep";
+  req.argv = {"sleep", "30"};
+  absl::StatusOr<Launched> innocent = Launch(req);
+  ASSERT_THAT(innocent, IsOk());
+  ASSERT_EQ(innocent->pid, victim_pid) << "the innocent must reuse the victim's pid for this test to mean anything";
+  release.Notify();
+
+  absl::StatusOr<proc::ProcStatus> end = (*victim)->Wait(Guard());
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kFailed) << *end << ": its exit status went to the embedder";
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PIDFD, static_cast<id_t>(innocent->pidfd.get()), &info, WEXITED | WNOHANG | WNOWAIT), 0)
+      << "the innocent was reaped by the manager";
+  EXPECT_EQ(info.si_pid, 0) << "the innocent in the reused group was killed";
+  ::syscall(SYS_pidfd_send_signal, innocent->pidfd.get(), SIGKILL, nullptr, 0);
+  ::waitid(P_PIDFD, static_cast<id_t>(innocent->pidfd.get()), &info, WEXITED);
+}
+
 TEST(LauncherTest, ResolveProgramSearchesPath) {
   absl::StatusOr<std::string> sh = ResolveProgram("sh", "/nonexistent:/bin");
   ASSERT_THAT(sh, IsOk());
