@@ -80,15 +80,21 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
     (void)handle->cell().Transition(ProcStatus::Failed(std::string(setup.message())));
     return absl::Status(setup.code(), absl::StrCat("proc \"", name, "\" failed to start: ", setup.message()));
   }
-  if (absl::Status ready = handle->cell().Transition(ProcStatus::Ready((*rt)->addr())); !ready.ok()) {
-    // Ended during setup (killed, say): the spawn did not produce a ready proc.
-    procs_.Remove(name, handle.get());
-    return absl::FailedPreconditionError(
-        absl::StrCat("proc \"", name, "\" ended before it was ready: ", handle->status().ToString()));
-  }
-  auto main = spec.local_main;
+  // The runtime is the handle's before anyone can see it Ready: a Kill from then on
+  // (a watcher's, while Ready is delivered) must find it to stop.
   std::shared_ptr<proc::ProcRuntime> runtime = *std::move(rt);
   handle->set_runtime(runtime);
+  absl::Status ready = handle->cell().Transition(ProcStatus::Ready(runtime->addr()));
+  if (ProcStatus now = handle->status(); !ready.ok() || now.terminal()) {
+    // Killed during setup, or by a watcher as Ready was delivered: the spawn did not
+    // produce a live proc. Nothing runs its body; its runtime closes here.
+    procs_.Remove(name, handle.get());
+    runtime.reset();
+    return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\" ended ",
+                                                      ready.ok() ? "as it became ready: " : "before it was ready: ",
+                                                      now.ToString()));
+  }
+  auto main = spec.local_main;
   {
     absl::MutexLock lock(&mu_);
     ++running_threads_;

@@ -1,9 +1,11 @@
 #include "manager/process_proc_manager.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,20 +14,14 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/log.h"
-#include "base/status_macros.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
-#include "boost/asio/signal_set.hpp"
-#include "boost/process/v2/process.hpp"
 #include "channel/sender.h"
 #include "manager/launcher.h"
 #include "manager/proc_handle_base.h"
@@ -34,7 +30,6 @@
 namespace hostd::manager {
 
 namespace asio = boost::asio;
-namespace bp = boost::process::v2;
 using proc::ProcStatus;
 
 namespace {
@@ -84,18 +79,10 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
       pid_ = pid;
     }
     if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
-    mgr_->proc_groups_.insert(pid);
-    mgr_->proc_groups_order_.push_back(pid);
-    if (mgr_->proc_groups_order_.size() > 65536) {  // forget the oldest ended groups
-      mgr_->proc_groups_.erase(mgr_->proc_groups_order_.front());
-      mgr_->proc_groups_order_.pop_front();
-    }
+    mgr_->reaper_->LeaderStarted(pid);
     (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
-    process_ = std::make_unique<bp::basic_process<asio::io_context::executor_type>>(
-        mgr_->loop_->context().get_executor(), pid, pidfd.release());
-    // The handle-level wait yields the raw wait status (signal and core bits intact).
-    auto self = shared_from_this();
-    process_->handle().async_wait([self](boost::system::error_code ec, int raw) { self->OnExit(ec, raw); });
+    exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
+    AwaitExit();
   }
 
   // Loop thread: READY <addr> on the pipe, or EOF.
@@ -110,11 +97,48 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     AwaitNotify();
   }
 
-  // Loop thread, after the proc ended: drop everything bound to the manager's loop.
-  void ReleaseLoopObjects() {
-    process_.reset();
+  // The manager's destructor: SIGKILL now, if it has not ended; its exit is observed
+  // by the monitor or, at the latest, by ReleaseWithManager.
+  void KillWithoutWaiting() {
+    if (status().terminal()) return;
+    (void)cell().Transition(ProcStatus::Stopping());
+    SignalKill();
+  }
+
+  // The manager's destructor, before it releases the handle on the loop: from now on
+  // calls from other threads do not reach the manager (they find the proc ended).
+  void DetachFromManager() {
+    absl::MutexLock lock(&mgr_mu_);
+    mgr_gone_ = true;
+  }
+
+  // Loop thread, when the manager goes (after DetachFromManager): a leader whose exit
+  // the monitor has not seen yet (the loop was busy, say) is reaped here, within
+  // kKillWait, and its real terminal status published; then everything bound to the
+  // loop is dropped. The handle ends terminal whatever happens, so a caller that
+  // still holds it never waits forever.
+  void ReleaseWithManager() {
+    if (exit_watch_ != nullptr) {
+      const int pidfd = exit_watch_->native_handle();
+      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+      pollfd exited{pidfd, POLLIN, 0};
+      for (absl::Time give_up = absl::Now() + kKillWait; absl::Now() < give_up;) {
+        int ready = ::poll(&exited, 1, static_cast<int>(absl::ToInt64Milliseconds(give_up - absl::Now())) + 1);
+        if (ready > 0 || (ready < 0 && errno != EINTR)) break;
+      }
+      siginfo_t info{};
+      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
+        OnExit({});
+      } else {
+        base::Log().warn("proc {} (pid {}) did not end after SIGKILL; its manager is going without it",
+                         proc_id().ToString(), status().pid);
+      }
+    }
+    exit_watch_.reset();
     ready_pipe_.reset();
     notify_.reset();
+    ReleaseAgentLink();
+    (void)cell().Transition(ProcStatus::Failed("its manager was destroyed before its exit was observed"));
   }
 
   void MarkReady(std::optional<channel::ChannelAddr> addr) {
@@ -125,7 +149,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   }
 
  protected:
-  bool RequestStop(absl::string_view reason) override { return SendAgentStop(*mgr_->loop_, reason); }
+  bool RequestStop(absl::string_view reason) override {
+    absl::ReaderMutexLock lock(&mgr_mu_);
+    if (mgr_gone_) return false;  // its loop is gone: no agent to ask
+    return SendAgentStop(*mgr_->loop_, reason);
+  }
 
   void SignalTerm() override { Signal(SIGTERM); }
 
@@ -135,10 +163,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   }
 
  private:
-  // The group exists while its leader is unreaped, so its id cannot have been reused.
+  // Until OnExit takes over, the leader is not reaped (at worst it is a zombie), so
+  // the group's id is still its own: it cannot have been reused.
   void Signal(int sig) {
     absl::MutexLock lock(&mu_);
-    if (pid_ > 0 && !reaped_) ::kill(-pid_, sig);
+    if (pid_ > 0 && !leader_exited_) ::kill(-pid_, sig);
   }
 
   void ReadReport() {
@@ -191,41 +220,78 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     ready_problem_ = std::move(problem);
   }
 
-  // Loop thread: the main process ended and was reaped by the wait.
-  void OnExit(boost::system::error_code ec, int raw) {
-    if (process_ == nullptr) return;  // released by a manager that gave up waiting (Kill timed out)
+  // Loop thread: waits for the leader's pidfd to become readable, then looks at its
+  // exit without reaping it (OnExit does, once the rest of its group is killed). The
+  // wait may complete with no exit behind it (epoll can report a stale readiness,
+  // e.g. for a descriptor recycled while a launched child still held a copy of the
+  // one closed): then it waits again. A blocking wait here would stall the loop, and
+  // every spawn with it, until that proc ended.
+  void AwaitExit() {
+    auto self = shared_from_this();
+    exit_watch_->async_wait(asio::posix::descriptor_base::wait_read, [self](boost::system::error_code ec) {
+      if (ec == asio::error::operation_aborted || self->exit_watch_ == nullptr) return;  // released by the manager
+      if (!ec) {
+        siginfo_t info{};
+        const int pidfd = self->exit_watch_->native_handle();
+        if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+          ec = boost::system::error_code(errno, boost::system::system_category());
+        } else if (info.si_pid == 0) {
+          return self->AwaitExit();  // still running
+        }
+      }
+      self->OnExit(ec);
+    });
+  }
+
+  // Loop thread: the leader has exited and is not reaped yet (or the wait failed:
+  // `ec`). Its zombie keeps its process group's id from being reused while the rest
+  // of the proc is killed; only then is it reaped.
+  void OnExit(boost::system::error_code ec) {
     pid_t pid;
     {
       absl::MutexLock lock(&mu_);
-      reaped_ = true;
+      leader_exited_ = true;  // from here on this alone signals the group
       pid = pid_;
     }
-    (void)process_->detach();  // reaped: its destructor must not signal a reused pid
+    const int pidfd = exit_watch_->native_handle();
     // What the proc leaves behind goes too, before anyone is told it ended.
+    std::vector<pid_t> rest;
     if (!cgroup_dir_.empty()) {
-      std::vector<pid_t> rest = CgroupTree::Pids(cgroup_dir_);
+      rest = CgroupTree::Pids(cgroup_dir_);
       CgroupTree::KillAll(cgroup_dir_);
+    } else if (!ec) {
+      ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
+    }
+    siginfo_t leader{};
+    if (!ec && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+    exit_watch_.reset();
+    siginfo_t member{};
+    if (!cgroup_dir_.empty()) {
       for (pid_t p : rest) {
-        siginfo_t info;
-        ::waitid(P_PID, static_cast<id_t>(p), &info, WEXITED);  // ECHILD unless it was reparented to us
+        ::waitid(P_PID, static_cast<id_t>(p), &member, WEXITED);  // ECHILD unless it was reparented to us
+      }
+      // Its group's zombies that had come back to us (cgroup.procs lists no zombie).
+      while (!ec && ::waitid(P_PGID, static_cast<id_t>(pid), &member, WEXITED | WNOHANG) == 0 && member.si_pid != 0) {
+        member = {};
       }
       if (absl::Status s = CgroupTree::Remove(cgroup_dir_); !s.ok()) base::Log().warn("{}", s.message());
-    } else {
-      ::kill(-pid, SIGKILL);
-      siginfo_t info;
-      while (::waitid(P_PGID, static_cast<id_t>(pid), &info, WEXITED) == 0) {
+    } else if (!ec) {
+      while (::waitid(P_PGID, static_cast<id_t>(pid), &member, WEXITED) == 0) {
       }
     }
     if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
-    mgr_->ReapOrphans();  // zombies of the proc's that cgroup.procs no longer lists
+    // Anything else of the proc's (a setsid() orphan's zombie) goes in a sweep soon.
+    mgr_->reaper_->LeaderReaped(pid);
     std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
     ProcStatus end;
     if (ec) {
       end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
-    } else if (WIFSIGNALED(raw)) {
-      end = ProcStatus::Killed(WTERMSIG(raw), WCOREDUMP(raw), std::move(tail));
+    } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
+      end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
     } else {
-      end = ProcStatus::Stopped(WEXITSTATUS(raw), std::move(tail));
+      end = ProcStatus::Stopped(leader.si_status, std::move(tail));
     }
     if (ready_pipe_) ready_pipe_->close();
     if (notify_) notify_->close();
@@ -234,17 +300,21 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     (void)cell().Transition(std::move(end));
   }
 
+  // Loop-thread code runs only while the manager exists; other threads reach it
+  // only through RequestStop, which checks mgr_gone_.
   ProcessProcManager* const mgr_;
+  absl::Mutex mgr_mu_;
+  bool mgr_gone_ ABSL_GUARDED_BY(mgr_mu_) = false;
   const std::string command_;
   std::string cgroup_dir_;
 
   mutable absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
-  bool reaped_ ABSL_GUARDED_BY(mu_) = false;
+  bool leader_exited_ ABSL_GUARDED_BY(mu_) = false;  // OnExit has taken over
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);
 
-  // Loop thread only.
-  std::unique_ptr<bp::basic_process<asio::io_context::executor_type>> process_;
+  // Loop thread only. The leader's pidfd, until it is reaped.
+  std::unique_ptr<asio::posix::stream_descriptor> exit_watch_;
   std::unique_ptr<asio::posix::stream_descriptor> ready_pipe_;
   std::string ready_buf_;
   size_t ready_len_ = 0;
@@ -252,72 +322,6 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 };
 
 ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : options_(std::move(options)) {}
-
-namespace {
-
-// Children of this process, live or zombie, from /proc/self/task/*/children.
-std::vector<pid_t> OwnChildren() {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream in(task.path() / "children");
-    int pid;
-    while (in >> pid) out.push_back(pid);
-  }
-  return out;
-}
-
-// State letter and process group from /proc/<pid>/stat.
-bool StatOf(pid_t pid, char* state, pid_t* pgrp) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = s.rfind(')');
-  if (close == std::string::npos || close + 2 >= s.size()) return false;
-  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(s).substr(close + 2), ' ');
-  int g = 0;
-  if (f.size() < 3 || f[0].empty() || !absl::SimpleAtoi(f[2], &g)) return false;
-  *state = f[0][0];
-  *pgrp = g;
-  return true;
-}
-
-}  // namespace
-
-bool ProcessProcManager::Attributable(pid_t pid) const {
-  char state = 0;
-  pid_t pgrp = 0;
-  if (!StatOf(pid, &state, &pgrp) || state != 'Z') return false;
-  if (proc_groups_.contains(pgrp)) return true;
-  if (cgroups_ == nullptr) return false;
-  // A setsid() orphan left its group but not its cgroup.
-  std::ifstream in(absl::StrCat("/proc/", pid, "/cgroup"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("0::", 0) == 0) {
-      return absl::StrContains(absl::StrCat(CgroupTree::MountPoint(), line.substr(3), "/"), cgroups_->parent() + "/");
-    }
-  }
-  return false;
-}
-
-void ProcessProcManager::ReapOrphans() {
-  for (pid_t pid : OwnChildren()) {
-    if (pid == janitor_pid() || proc_groups_.contains(pid)) continue;  // procs are reaped by their monitor
-    if (!Attributable(pid)) continue;
-    siginfo_t info;
-    ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG);
-  }
-}
-
-void ProcessProcManager::AwaitSigchld() {
-  auto* set = static_cast<asio::signal_set*>(sigchld_.get());
-  set->async_wait([this](boost::system::error_code ec, int) {
-    // Cancelled, or delivered just before the manager dropped the set on its way out.
-    if (ec || sigchld_ == nullptr) return;
-    ReapOrphans();
-    AwaitSigchld();
-  });
-}
 
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
@@ -354,33 +358,31 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   mgr->loop_ = channel::EventLoop::Start("procs");
   ProcessProcManager* raw = mgr.get();
   mgr->loop_->RunSync([raw] {
-    auto set = std::make_shared<asio::signal_set>(raw->loop_->context(), SIGCHLD);
-    // Asio installs its handler without SA_RESTART; a child's exit must not make
-    // other threads' system calls fail with EINTR, so install it again with it.
-    struct sigaction sa;
-    if (::sigaction(SIGCHLD, nullptr, &sa) == 0) {
-      sa.sa_flags |= SA_RESTART | SA_NOCLDSTOP;
-      ::sigaction(SIGCHLD, &sa, nullptr);
-    }
-    raw->sigchld_ = set;
-    raw->AwaitSigchld();
+    raw->reaper_ = std::make_unique<OrphanReaper>(raw->loop_->context(),
+                                                  raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
+                                                  raw->janitor_pid());
   });
   return mgr;
 }
 
 ProcessProcManager::~ProcessProcManager() {
-  for (auto& h : Procs()) (void)h->Kill();
-  std::vector<std::weak_ptr<ProcessHandle>> handed_out;
+  std::vector<std::shared_ptr<ProcessHandle>> handles;
   {
     absl::MutexLock lock(&mu_);
-    handed_out.swap(handed_out_);
-  }
-  loop_->RunSync([&] {
-    for (auto& weak : handed_out) {
-      if (auto h = weak.lock()) h->ReleaseLoopObjects();
+    for (auto& weak : handed_out_) {
+      if (auto h = weak.lock()) handles.push_back(std::move(h));
     }
-    sigchld_.reset();  // cancels the wait; Asio restores SIGCHLD's default
+    handed_out_.clear();
+  }
+  // Every proc still running gets SIGKILL at once; then each is waited for on the
+  // loop, where its exit is observed, however busy the loop was meanwhile.
+  for (auto& h : handles) h->KillWithoutWaiting();
+  for (auto& h : handles) h->DetachFromManager();
+  loop_->RunSync([&] {
+    for (auto& h : handles) h->ReleaseWithManager();
+    reaper_.reset();  // on its loop thread, which it belongs to
   });
+  handles.clear();
   loop_.reset();
   janitor_.reset();  // nothing is left for it to sweep; it exits and is reaped
   cgroups_.reset();

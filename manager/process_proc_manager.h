@@ -8,8 +8,9 @@
 // in its own process group and, where the host allows, its own cgroup v2 (see
 // cgroups_enabled()); it gets SIGKILL if the manager's loop thread dies. This
 // process becomes a child subreaper, so descendants that lose their parent come
-// back to it rather than escaping to init. The exit monitor is Boost.Process v2's
-// pidfd-based async_wait (it reaps by pid, never waitpid(-1)). When a proc's main
+// back to it rather than escaping to init. The exit monitor waits on the leader's
+// pidfd on the loop and reaps it by that pidfd, never blocking and never
+// waitpid(-1); a wake-up with no exit behind it just waits again. When a proc's main
 // process ends, the rest of its cgroup (or, without cgroups, its process group)
 // is killed and reaped before the terminal status is published, so Wait()
 // returning means nothing of the proc is left. Without cgroups a descendant that
@@ -18,30 +19,32 @@
 // If this process dies without destroying the manager (even by SIGKILL), the procs
 // get PR_SET_PDEATHSIG and the janitor kills everything they left (janitor.h).
 // As a subreaper this process inherits the procs' orphans (a daemonising double
-// fork, say); on SIGCHLD, and after each proc's exit, it reaps the zombies among its
-// children that belong to a proc (by process group, or by cgroup), by pid, and
-// leaves every other child alone. The SIGCHLD handler is Asio's, installed with
-// SA_RESTART so other threads' system calls are not interrupted.
+// fork, say); it reaps the zombies among its children that belong to a proc (by
+// process group, or by cgroup), by pid, and leaves every other child alone
+// (orphan_reaper.h). It installs no SIGCHLD handler (an embedder's stays, and no
+// other thread's poll or epoll_wait is interrupted): it sweeps on its loop every
+// second while it has procs, and right after each proc's exit.
 //
 // stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (truncated at each
 // spawn); the last `stderr_tail_bytes` of stderr are kept in the terminal status.
 // The environment is explicit: SpawnSpec::env, the inherit_env names copied from
 // this process, and the HOSTD_* bootstrap variables (proc/bootstrap.h).
 //
-// Destroying the manager kills every proc it still has and waits for each. Thread-safe.
+// Destroying the manager kills every proc it still has and waits for each (each
+// within ProcHandleBase::kKillWait), even if its loop was busy meanwhile. Handles
+// may outlive it: each is left terminal (Failed if its exit could not be observed)
+// and calls on it return that status without touching the manager. Thread-safe.
 #ifndef HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 
-#include <deque>
 #include <memory>
 #include <string>
-
-#include "absl/container/flat_hash_set.h"
 
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
+#include "manager/orphan_reaper.h"
 #include "manager/proc_manager.h"
 #include "manager/proc_registry.h"
 
@@ -78,11 +81,6 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
  private:
   friend class ProcessHandle;
   explicit ProcessProcManager(ProcessProcManagerOptions options);
-  // Loop thread: reaps zombie children of this process that belong to procs
-  // (reparented orphans), never anyone else's children.
-  void ReapOrphans();
-  void AwaitSigchld();
-  bool Attributable(pid_t pid) const;
 
   const ProcessProcManagerOptions options_;
   std::unique_ptr<channel::EventLoop> loop_;
@@ -90,11 +88,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::unique_ptr<Janitor> janitor_;
   std::string cgroup_fallback_reason_;
   ProcRegistry procs_;
-  // Loop thread only: process groups of procs launched by this manager (kept after
-  // they end, bounded), for attributing orphans; and the SIGCHLD watch.
-  absl::flat_hash_set<pid_t> proc_groups_;
-  std::deque<pid_t> proc_groups_order_;
-  std::shared_ptr<void> sigchld_;
+  // Loop thread only (created and destroyed there): the procs' orphans' reaper.
+  std::unique_ptr<OrphanReaper> reaper_;
   mutable absl::Mutex mu_;
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are
   // released before it goes, even if a caller still holds the handle.

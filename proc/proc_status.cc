@@ -177,7 +177,13 @@ void ProcStatusCell::Unwatch(uint64_t id) {
 ProcStatus ProcStatusCell::Await(const std::function<bool(const ProcStatus&)>& pred, absl::Time deadline,
                                  bool* met) const {
   absl::MutexLock lock(&mu_);
-  auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return delivered_ == applied_ && pred(status_); };
+  // A watcher that waits (Kill from its callback) runs on the delivering thread:
+  // what it would wait to see delivered is queued behind its own callback, so it
+  // waits for the status alone. It stays the deliverer while it waits.
+  const bool on_deliverer = delivering_ && deliverer_ == std::this_thread::get_id();
+  auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return (on_deliverer || delivered_ == applied_) && pred(status_);
+  };
   *met = mu_.AwaitWithDeadline(absl::Condition(&cond), deadline);
   return status_;
 }

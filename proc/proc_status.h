@@ -72,7 +72,10 @@ std::ostream& operator<<(std::ostream& os, const ProcStatus& s);
 // watchers in order by whichever thread is delivering, with no lock held, so a
 // watcher may call Transition, Watch or Unwatch (or Kill a handle): what it causes is
 // delivered next, in order. Await wakes only once every applied status has been
-// delivered, so a waiter never runs ahead of the watchers.
+// delivered, so a waiter never runs ahead of the watchers; except a waiter on the
+// delivering thread (a watcher that waits, e.g. calls Kill or Wait on its handle),
+// which waits for the status alone: the statuses it would wait for are delivered
+// after its callback returns.
 class ProcStatusCell {
  public:
   using Watcher = std::function<void(const ProcStatus&)>;

@@ -71,5 +71,26 @@ TEST_F(FakeProcManagerTest, StopsAndSignalsEndFakeProcs) {
   EXPECT_EQ(mgr_.spawn_count(), 2);
 }
 
+TEST_F(FakeProcManagerTest, AWatcherMayKillOrTerminateItsHandle) {
+  for (bool kill : {true, false}) {
+    auto h = Spawn(kill ? "killed-by-watcher" : "terminated-by-watcher");
+    ASSERT_THAT(h, IsOk());
+    std::shared_ptr<manager::ProcHandle> handle = *h;
+    absl::StatusOr<proc::ProcStatus> end = absl::UnknownError("the watcher did not run");
+    std::vector<ProcState> seen;
+    // Called with Ready at once, on this thread, which is then delivering.
+    handle->Watch([&](const proc::ProcStatus& s) {
+      seen.push_back(s.state);
+      if (s.state != ProcState::kReady) return;
+      end = kill ? handle->Kill() : handle->Terminate(absl::Seconds(30), "watcher says no");
+    });
+    ASSERT_THAT(end, IsOk()) << (kill ? "Kill" : "Terminate") << " from a watcher";
+    EXPECT_EQ(*end, handle->status());
+    EXPECT_EQ(end->state, kill ? ProcState::kKilled : ProcState::kStopped) << *end;
+    EXPECT_THAT(seen, ::testing::ElementsAre(ProcState::kReady, ProcState::kStopping, end->state));
+  }
+  EXPECT_TRUE(mgr_.Procs().empty());
+}
+
 }  // namespace
 }  // namespace hostd::testing

@@ -3,7 +3,10 @@
 #ifndef HOSTD_TESTS_MANAGER_MANAGER_TEST_UTIL_H_
 #define HOSTD_TESTS_MANAGER_MANAGER_TEST_UTIL_H_
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -18,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "channel/event_loop.h"
 #include "channel/listener.h"
+#include "manager/launcher.h"
 #include "manager/local_proc_manager.h"
 #include "manager/process_proc_manager.h"
 #include "gtest/gtest.h"
@@ -146,6 +150,39 @@ inline std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Runs the test `name` of this binary again as pid 1 of a private pid namespace
+// (with its own /proc), where pids can be steered through ns_last_pid; returns
+// its output. Unavailable if this host does not allow such a namespace. The test
+// body checks getpid() == 1 to know it is the run inside.
+inline absl::StatusOr<std::string> RunAsPidOneOfANewNamespace(const std::string& name, const testing::TempDir& dir) {
+  absl::StatusOr<std::string> unshare = ResolveProgram("unshare", "/usr/bin:/bin");
+  if (!unshare.ok()) return absl::UnavailableError(unshare.status().message());
+  std::string out_path = dir.Join("pidns.out");
+  base::UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  LaunchRequest req;
+  req.path = *unshare;
+  req.argv = {req.path, "-pf", "--mount-proc", std::filesystem::read_symlink("/proc/self/exe").string(),
+              absl::StrCat("--gtest_filter=", name)};
+  req.envp = {"PATH=/usr/bin:/bin"};
+  req.stdout_fd = out.get();
+  req.stderr_fd = out.get();
+  absl::StatusOr<Launched> child = Launch(req);
+  if (!child.ok()) return child.status();
+  pollfd pfd{child->pidfd.get(), POLLIN, 0};
+  if (::poll(&pfd, 1, absl::ToInt64Milliseconds(absl::Seconds(150))) != 1) {
+    ::syscall(SYS_pidfd_send_signal, child->pidfd.get(), SIGKILL, nullptr, 0);
+  }
+  siginfo_t info{};
+  ::waitid(P_PIDFD, static_cast<id_t>(child->pidfd.get()), &info, WEXITED);
+  std::string text = ReadFile(out_path);
+  if (text.find("unshare failed") != std::string::npos) return absl::UnavailableError(text);
+  if (info.si_code != CLD_EXITED || info.si_status != 0) {
+    return absl::InternalError(absl::StrCat("the test in a pid namespace failed (wait code ", info.si_code,
+                                            ", status ", info.si_status, "):\n", text));
+  }
+  return text;
 }
 
 }  // namespace hostd::manager

@@ -119,6 +119,31 @@ TEST_P(ProcHandleContractTest, WatchersSeeEveryTransitionInOrder) {
   EXPECT_THAT(seen, ElementsAre(ProcState::kReady, ProcState::kStopping, ProcState::kStopped));
 }
 
+TEST_P(ProcHandleContractTest, AWatcherMayKillItsHandle) {
+  auto handle = h_.Spawn("killed-by-watcher");
+  ASSERT_THAT(handle, IsOk());
+  std::shared_ptr<ProcHandle> h = *handle;
+  absl::StatusOr<proc::ProcStatus> end = absl::UnknownError("the watcher did not run");
+  absl::Mutex mu;
+  std::vector<ProcState> seen;
+  // The first call (Ready) runs on this thread, which delivers until Watch returns;
+  // the exit is observed meanwhile by the manager, on its own thread.
+  h->Watch([&](const proc::ProcStatus& s) {
+    {
+      absl::MutexLock lock(&mu);
+      seen.push_back(s.state);
+    }
+    if (s.state == ProcState::kReady) end = h->Kill();
+  });
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled) << *end;
+  EXPECT_EQ(end->signal, SIGKILL);
+  ASSERT_THAT(h->Wait(Guard()), IsOk());
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(seen, ElementsAre(ProcState::kReady, ProcState::kStopping, ProcState::kKilled));
+  EXPECT_TRUE(h_.manager().Procs().empty());
+}
+
 TEST_P(ProcHandleContractTest, DuplicateNameIsAlreadyExistsUntilTheProcEnds) {
   auto first = h_.Spawn("dup");
   ASSERT_THAT(first, IsOk());
@@ -156,6 +181,43 @@ TEST(LocalProcManagerTest, ProcKilledDuringSetupFailsTheSpawn) {
   EXPECT_THAT(mgr.Spawn(*proc::ProcId::Parse("unix:@fe,doomed"), backend->addr(), spec),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ended before it was ready: Killed(SIGKILL)")));
   EXPECT_TRUE(mgr.Procs().empty());
+}
+
+TEST(LocalProcManagerTest, ProcKilledAsItsReadinessIsDeliveredFailsTheSpawn) {
+  auto loop = channel::EventLoop::Start("test-host");
+  auto inbox = std::make_unique<channel::Inbox>();
+  auto backend = *channel::Listener::Serve(*loop, channel::ChannelAddr::Local(0), *inbox);
+  auto mgr = std::make_unique<LocalProcManager>();
+  LocalProcManager* m = mgr.get();
+  SpawnSpec spec;
+  // A watcher registered during setup (a supervisor's policy, say) kills the proc as
+  // soon as it sees it Ready: Spawn is the thread delivering that Ready.
+  spec.local_setup = [m](proc::ProcRuntime&) {
+    for (auto& p : m->Procs()) {
+      std::weak_ptr<ProcHandle> weak = p;
+      p->Watch([weak](const proc::ProcStatus& s) {
+        if (s.state != ProcState::kReady) return;
+        if (auto h = weak.lock()) (void)h->Kill();
+      });
+    }
+    return absl::OkStatus();
+  };
+  EXPECT_THAT(m->Spawn(*proc::ProcId::Parse("unix:@fe,vetoed"), backend->addr(), spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ended as it became ready: Killed(SIGKILL)")));
+  EXPECT_TRUE(m->Procs().empty());
+  // Nothing of the proc is left running: the manager's destructor returns.
+  auto destroyed = std::make_shared<absl::Notification>();
+  std::thread([raw = mgr.release(), destroyed] {
+    delete raw;
+    destroyed->Notify();
+  }).detach();
+  if (!destroyed->WaitForNotificationWithDeadline(Guard())) {
+    ADD_FAILURE() << "~LocalProcManager hangs";
+    // Its proc still talks to the backend: leave everything it may touch alive.
+    (void)loop.release();
+    (void)inbox.release();
+    (void)backend.release();
+  }
 }
 
 }  // namespace

@@ -120,5 +120,26 @@ TEST(ProcStatusTest, AwaitReturnsWhenPredicateHoldsOrAtDeadline) {
   EXPECT_EQ(s.state, ProcState::kFailed);
 }
 
+TEST(ProcStatusTest, AWatcherMayAwaitAStatusAppliedByAnotherThread) {
+  // A watcher waiting on its own cell is the deliverer: what it waits for can only be
+  // delivered after it returns, so it must wake on the status alone.
+  ProcStatusCell cell;
+  std::vector<ProcState> seen;
+  bool met = false;
+  ProcStatus awaited;
+  cell.Watch([&](const ProcStatus& s) {
+    seen.push_back(s.state);
+    if (s.state != ProcState::kRunning) return;
+    std::thread ender([&] { (void)cell.Transition(ProcStatus::Killed(SIGKILL, false)); });
+    awaited = cell.Await([](const ProcStatus& st) { return st.terminal(); }, absl::Now() + absl::Seconds(60), &met);
+    ender.join();
+  });
+  ASSERT_THAT(cell.Transition(ProcStatus::Running(1, absl::Now())), IsOk());
+  EXPECT_TRUE(met);
+  EXPECT_EQ(awaited.state, ProcState::kKilled);
+  EXPECT_THAT(seen, ElementsAre(ProcState::kStarting, ProcState::kRunning, ProcState::kKilled))
+      << "what the watcher waited for is still delivered to it, after it returned";
+}
+
 }  // namespace
 }  // namespace hostd::proc
