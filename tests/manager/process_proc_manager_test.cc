@@ -555,12 +555,5 @@ TEST(ProcessGroupSignalsTest, NoSignalToTheGroupOfALeaderReapedByAnother) {
   ::waitid(P_PIDFD, static_cast<id_t>(innocent->pidfd.get()), &info, WEXITED);
 }
 
-TEST(LauncherTest, ResolveProgramSearchesPath) {
-  absl::StatusOr<std::string> sh = ResolveProgram("sh", "/nonexistent:/bin");
-  ASSERT_THAT(sh, IsOk());
-  EXPECT_EQ(*sh, "/bin/sh");
-  EXPECT_THAT(ResolveProgram("", "/bin"), StatusIs(absl::StatusCode::kInvalidArgument));
-}
-
 }  // namespace
 }  // namespace hostd::manager
