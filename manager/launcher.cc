@@ -1,11 +1,9 @@
 #include "manager/launcher.h"
 
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "manager/descriptors.h"
 
 namespace hostd::manager {
 namespace {
@@ -88,7 +87,10 @@ __attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
     if (::dup2(moved[i], i) < 0) ChildFail(a, kDescriptors);  // dup2 clears close-on-exec
   }
   // Nothing else crosses exec. (The error pipe stays usable until exec closes it.)
-  if (::syscall(SYS_close_range, a->fd_count, ~0U, CLOSE_RANGE_CLOEXEC) != 0) ChildFail(a, kCloseRange);
+  if (int err = MarkCloseOnExecFrom(a->fd_count); err != 0) {
+    errno = err;
+    ChildFail(a, kCloseRange);
+  }
   if (a->cwd != nullptr && ::chdir(a->cwd) != 0) ChildFail(a, kChdir);
   sigset_t none;
   ::sigemptyset(&none);
