@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -16,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "manager/descriptors.h"
 
 namespace hostd::manager {
 namespace {
@@ -83,7 +83,7 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
   } else {
     ::fcntl(kSockFd, F_SETFD, 0);
   }
-  ::syscall(SYS_close_range, kSockFd + 1, ~0U, 0);
+  (void)CloseDescriptorsFrom(kSockFd + 1);
   for (int fd = 0; fd < kSockFd; ++fd) ::close(fd);
   Record rec;
   size_t have = 0;

@@ -1,11 +1,9 @@
 #include "manager/launcher.h"
 
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,11 +14,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "manager/descriptors.h"
 
 namespace hostd::manager {
 namespace {
 
-enum Step : int { kSignals = 1, kSetpgid, kPdeathsig, kParentGone, kCgroup, kDescriptors, kCloseRange, kChdir, kExec };
+enum Step : int {
+  kSignals = 1, kSetpgid, kPdeathsig, kParentGone, kCgroup, kDescriptors, kCloseRange, kChdir, kExec,
+  kExecAttempt,  // not a failure: written just before execve, so EOF alone means it died before
+};
 
 const char* StepName(int step) {
   switch (step) {
@@ -33,6 +35,7 @@ const char* StepName(int step) {
     case kCloseRange: return "closing inherited descriptors";
     case kChdir: return "changing to its working directory";
     case kExec: return "exec";
+    case kExecAttempt: return "reporting its exec";
     default: return "starting";
   }
 }
@@ -84,11 +87,18 @@ __attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
     if (::dup2(moved[i], i) < 0) ChildFail(a, kDescriptors);  // dup2 clears close-on-exec
   }
   // Nothing else crosses exec. (The error pipe stays usable until exec closes it.)
-  if (::syscall(SYS_close_range, a->fd_count, ~0U, CLOSE_RANGE_CLOEXEC) != 0) ChildFail(a, kCloseRange);
+  if (int err = MarkCloseOnExecFrom(a->fd_count); err != 0) {
+    errno = err;
+    ChildFail(a, kCloseRange);
+  }
   if (a->cwd != nullptr && ::chdir(a->cwd) != 0) ChildFail(a, kChdir);
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  int attempt[2] = {kExecAttempt, 0};
+  if (::write(a->error_pipe, attempt, sizeof(attempt)) != static_cast<ssize_t>(sizeof(attempt))) {
+    ChildFail(a, kExecAttempt);
+  }
   ::execve(a->path, a->argv, a->envp);
   ChildFail(a, kExec);
 }
@@ -172,21 +182,38 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   if (pid < 0) return ErrnoError(clone_errno, absl::StrCat("clone for ", req.path));
   Launched out{pid, base::UniqueFd(pidfd)};
 
-  // The child has exec'd (the pipe closes: EOF) or failed (it wrote why).
+  // Until EOF (exec closed the pipe, or the child is gone): the child writes
+  // kExecAttempt just before execve, and a failed step writes which and errno. So
+  // the attempt alone means it exec'd (or died in exec: its exit says how), and
+  // nothing at all means it died before exec.
   err_write.reset();
-  int msg[2] = {0, 0};
-  ssize_t n;
-  do {
-    n = ::read(err_read.get(), msg, sizeof(msg));
-  } while (n < 0 && errno == EINTR);
-  if (n == 0) return out;
-  siginfo_t info;
+  int msg[4] = {0, 0, 0, 0};
+  size_t have = 0;
+  while (have < sizeof(msg)) {
+    ssize_t n = ::read(err_read.get(), reinterpret_cast<char*>(msg) + have, sizeof(msg) - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  constexpr size_t kRecord = 2 * sizeof(int);
+  if (have == kRecord && msg[0] == kExecAttempt) return out;
+  siginfo_t info{};
   ::waitid(P_PIDFD, static_cast<id_t>(out.pidfd.get()), &info, WEXITED);  // reap: no zombie
-  if (n != static_cast<ssize_t>(sizeof(msg))) return absl::InternalError("child failed before exec; no reason given");
-  std::string what = msg[0] == kExec ? absl::StrCat("exec ", req.path)
-                                     : absl::StrCat("starting ", req.path, ": ", StepName(msg[0]));
-  if (msg[0] == kChdir) absl::StrAppend(&what, " ", req.cwd);
-  return ErrnoError(msg[1], what);
+  if (have == 0) {
+    const char* sig = info.si_code == CLD_EXITED ? nullptr : sigabbrev_np(info.si_status);
+    std::string how = info.si_code == CLD_EXITED ? absl::StrCat("exited with code ", info.si_status)
+                      : sig != nullptr           ? absl::StrCat("was killed by SIG", sig)
+                                                 : absl::StrCat("was killed by signal ", info.si_status);
+    return absl::InternalError(absl::StrCat("starting ", req.path, ": the child ", how, " before exec"));
+  }
+  const int* failure = msg[0] == kExecAttempt ? msg + 2 : msg;  // the step that failed
+  if (have != (failure == msg ? kRecord : 2 * kRecord)) {
+    return absl::InternalError(absl::StrCat("starting ", req.path, ": the child failed before exec; no reason given"));
+  }
+  std::string what = failure[0] == kExec ? absl::StrCat("exec ", req.path)
+                                         : absl::StrCat("starting ", req.path, ": ", StepName(failure[0]));
+  if (failure[0] == kChdir) absl::StrAppend(&what, " ", req.cwd);
+  return ErrnoError(failure[1], what);
 }
 
 }  // namespace hostd::manager

@@ -8,9 +8,13 @@
 // beforehand: default signal dispositions, its own process group, SIGKILL on the
 // death of the launching thread (re-checking the parent is still there), joining a
 // cgroup, stdin/stdout/stderr and one readiness descriptor in place, every other
-// descriptor marked close-on-exec, chdir, an empty signal mask, execve. A failed
+// descriptor marked close-on-exec (descriptors.h: close_range, or /proc/self/fd on
+// kernels before 5.11), chdir, an empty signal mask, execve. A failed
 // step reports which step and errno through a close-on-exec pipe and `_exit(127)`s;
-// Launch then reaps the child and returns the error, so no zombie is left.
+// Launch then reaps the child and returns the error, so no zombie is left. Just
+// before execve the child also reports that it is about to exec, so EOF without
+// that report means it died before exec (a signal): that is an error too, saying
+// how it ended, and the child is reaped.
 //
 // PR_SET_PDEATHSIG follows the *thread* that launched: launch from a thread that
 // lives as long as the procs should (ProcessProcManager uses its loop thread).

@@ -14,6 +14,8 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -59,7 +61,14 @@ absl::Status Errno(const std::string& what) {
 class ProcessHandle final : public ProcHandleBase, public std::enable_shared_from_this<ProcessHandle> {
  public:
   ProcessHandle(ProcessProcManager* mgr, proc::ProcId id, std::string command)
-      : ProcHandleBase(std::move(id)), mgr_(mgr), command_(std::move(command)) {}
+      : ProcHandleBase(std::move(id)), mgr_(mgr), loop_thread_(mgr->loop_thread_), command_(std::move(command)) {}
+
+  // On the manager's loop thread (a watcher that Kills or Terminates its proc) the
+  // exit monitor cannot run while this waits, so the exit is observed right here.
+  absl::StatusOr<ProcStatus> Wait(absl::Time deadline) override {
+    if (std::this_thread::get_id() == loop_thread_ && exit_watch_ != nullptr) ObserveExitHere(deadline);
+    return ProcHandleBase::Wait(deadline);
+  }
 
   // Set by Spawn before the launch (which orders it before any use on the loop).
   void set_cgroup_dir(std::string dir) { cgroup_dir_ = std::move(dir); }
@@ -119,17 +128,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // still holds it never waits forever.
   void ReleaseWithManager() {
     if (exit_watch_ != nullptr) {
-      const int pidfd = exit_watch_->native_handle();
-      ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-      pollfd exited{pidfd, POLLIN, 0};
-      for (absl::Time give_up = absl::Now() + kKillWait; absl::Now() < give_up;) {
-        int ready = ::poll(&exited, 1, static_cast<int>(absl::ToInt64Milliseconds(give_up - absl::Now())) + 1);
-        if (ready > 0 || (ready < 0 && errno != EINTR)) break;
-      }
-      siginfo_t info{};
-      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
-        OnExit({});
-      } else {
+      ::syscall(SYS_pidfd_send_signal, exit_watch_->native_handle(), SIGKILL, nullptr, 0);
+      if (!ObserveExitHere(absl::Now() + kKillWait)) {
         base::Log().warn("proc {} (pid {}) did not end after SIGKILL; its manager is going without it",
                          proc_id().ToString(), status().pid);
       }
@@ -220,6 +220,27 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     ready_problem_ = std::move(problem);
   }
 
+  // Loop thread, instead of the monitor: waits until the leader exits or `deadline`,
+  // then handles the exit as the monitor would. True if it exited.
+  bool ObserveExitHere(absl::Time deadline) {
+    const int pidfd = exit_watch_->native_handle();
+    pollfd exited{pidfd, POLLIN, 0};
+    while (true) {
+      absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+      int ms = left == absl::InfiniteDuration() ? -1 : static_cast<int>(std::min<int64_t>(
+                                                            absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
+                                                            std::numeric_limits<int>::max()));
+      int ready = ::poll(&exited, 1, ms);
+      if (ready > 0 || ms == 0 || (ready < 0 && errno != EINTR)) break;
+    }
+    siginfo_t info{};
+    if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
+      return false;
+    }
+    OnExit({});
+    return true;
+  }
+
   // Loop thread: waits for the leader's pidfd to become readable, then looks at its
   // exit without reaping it (OnExit does, once the rest of its group is killed). The
   // wait may complete with no exit behind it (epoll can report a stale readiness,
@@ -303,6 +324,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // Loop-thread code runs only while the manager exists; other threads reach it
   // only through RequestStop, which checks mgr_gone_.
   ProcessProcManager* const mgr_;
+  const std::thread::id loop_thread_;  // the manager's loop's
   absl::Mutex mgr_mu_;
   bool mgr_gone_ ABSL_GUARDED_BY(mgr_mu_) = false;
   const std::string command_;
@@ -358,6 +380,7 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   mgr->loop_ = channel::EventLoop::Start("procs");
   ProcessProcManager* raw = mgr.get();
   mgr->loop_->RunSync([raw] {
+    raw->loop_thread_ = std::this_thread::get_id();
     raw->reaper_ = std::make_unique<OrphanReaper>(raw->loop_->context(),
                                                   raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
                                                   raw->janitor_pid());

@@ -30,6 +30,11 @@
 // The environment is explicit: SpawnSpec::env, the inherit_env names copied from
 // this process, and the HOSTD_* bootstrap variables (proc/bootstrap.h).
 //
+// Watchers see Ready and the end on the manager's loop thread. Kill, Wait and
+// Terminate called there (from a watcher) observe the exit themselves, since the
+// monitor cannot run meanwhile; they hold the loop while they wait, so a Terminate
+// there cannot send its stop request: it goes on to SIGTERM after grace/2.
+//
 // Destroying the manager kills every proc it still has and waits for each (each
 // within ProcHandleBase::kKillWait), even if its loop was busy meanwhile. Handles
 // may outlive it: each is left terminal (Failed if its exit could not be observed)
@@ -39,6 +44,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
@@ -90,6 +96,7 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   ProcRegistry procs_;
   // Loop thread only (created and destroyed there): the procs' orphans' reaper.
   std::unique_ptr<OrphanReaper> reaper_;
+  std::thread::id loop_thread_;  // set once by Create
   mutable absl::Mutex mu_;
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are
   // released before it goes, even if a caller still holds the handle.

@@ -415,6 +415,44 @@ TEST_F(ProcessProcManagerTest, WatchersMayUnwatchAndKillFromTheirCallback) {
   EXPECT_EQ(end->signal, SIGKILL);
 }
 
+// Ready is published on the manager's loop thread, so a watcher that sees it runs
+// there, where the exit monitor cannot run while the watcher waits: Kill must still
+// observe the exit and return the terminal status.
+TEST_F(ProcessProcManagerTest, AWatcherOnTheManagersLoopMayKillItsProc) {
+  ASSERT_EQ(::mkfifo(h_.dir().Join("go").c_str(), 0600), 0);
+  SpawnSpec spec;
+  spec.program = "/bin/sh";
+  spec.args = {"-c", "read x < go; echo 'READY unix:@hostd-test-nobody' >&3; exec sleep 30"};
+  absl::StatusOr<std::shared_ptr<ProcHandle>> spawned = absl::UnknownError("not spawned");
+  std::thread spawner([&] { spawned = h_.manager().Spawn(h_.Id("vetoed"), h_.backend(), spec); });
+  std::shared_ptr<ProcHandle> h;
+  for (absl::Time guard = Guard(); h == nullptr && absl::Now() < guard; absl::SleepFor(absl::Milliseconds(1))) {
+    for (auto& p : h_.manager().Procs()) h = p;
+  }
+  ASSERT_NE(h, nullptr);
+  absl::Mutex mu;
+  absl::StatusOr<proc::ProcStatus> end = absl::UnknownError("the watcher did not kill");
+  std::thread::id killer;
+  h->Watch([&, weak = std::weak_ptr<ProcHandle>(h)](const proc::ProcStatus& s) {
+    if (s.state != ProcState::kReady) return;
+    auto self = weak.lock();
+    absl::StatusOr<proc::ProcStatus> r = self->Kill();
+    absl::MutexLock lock(&mu);
+    end = r;
+    killer = std::this_thread::get_id();
+  });
+  { std::ofstream(h_.dir().Join("go")) << "go\n"; }
+  spawner.join();
+  ASSERT_THAT(spawned, IsOk()) << "it was ready";
+  ASSERT_THAT(h->Wait(Guard()), IsOk());
+  absl::MutexLock lock(&mu);
+  EXPECT_NE(killer, std::this_thread::get_id()) << "the watcher ran on the manager's loop";
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled) << *end;
+  EXPECT_EQ(end->signal, SIGKILL);
+  EXPECT_EQ(*end, h->status());
+}
+
 TEST(ProcessProcManagerCgroupTest, TwoManagersInOneProcessKeepTheirProcsApart) {
   testing::TempDir d1, d2;
   auto m1 = ProcessProcManager::Create({.state_dir = d1.path()});
@@ -553,13 +591,6 @@ TEST(ProcessGroupSignalsTest, NoSignalToTheGroupOfALeaderReapedByAnother) {
   EXPECT_EQ(info.si_pid, 0) << "the innocent in the reused group was killed";
   ::syscall(SYS_pidfd_send_signal, innocent->pidfd.get(), SIGKILL, nullptr, 0);
   ::waitid(P_PIDFD, static_cast<id_t>(innocent->pidfd.get()), &info, WEXITED);
-}
-
-TEST(LauncherTest, ResolveProgramSearchesPath) {
-  absl::StatusOr<std::string> sh = ResolveProgram("sh", "/nonexistent:/bin");
-  ASSERT_THAT(sh, IsOk());
-  EXPECT_EQ(*sh, "/bin/sh");
-  EXPECT_THAT(ResolveProgram("", "/bin"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -1,0 +1,83 @@
+// The launcher (manager/launcher.h): how a child that does not reach exec is reported.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "manager/launcher.h"
+#include "manager_test_util.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace hostd::manager {
+namespace {
+
+using ::hostd::testing::IsOk;
+using ::hostd::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+TEST(LauncherTest, ResolveProgramSearchesPath) {
+  absl::StatusOr<std::string> sh = ResolveProgram("sh", "/nonexistent:/bin");
+  ASSERT_THAT(sh, IsOk());
+  EXPECT_EQ(*sh, "/bin/sh");
+  EXPECT_THAT(ResolveProgram("", "/bin"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(LauncherTest, ExecFailureIsReportedWithItsErrno) {
+  LaunchRequest req;
+  req.path = "/nonexistent/hostd-program";
+  req.argv = {req.path};
+  absl::StatusOr<Launched> l = Launch(req);
+  EXPECT_THAT(l, StatusIs(absl::StatusCode::kNotFound,
+                          AllOf(HasSubstr("exec /nonexistent/hostd-program"), HasSubstr("No such file"))));
+}
+
+// A child that dies between clone and exec (a signal) wrote nothing: that is not
+// an exec. The child is held before exec by opening a fifo nobody reads (as its
+// cgroup.procs) and SIGKILLed there.
+TEST(LauncherTest, ChildKilledBeforeExecIsAnErrorAndReaped) {
+  testing::TempDir dir;
+  std::string fifo = dir.Join("hold");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  LaunchRequest req;
+  req.path = "/bin/true";
+  req.argv = {"true"};
+  req.cgroup_procs = fifo;
+  std::atomic<pid_t> launcher_tid{0};
+  absl::StatusOr<Launched> launched = absl::UnknownError("not launched");
+  absl::Notification done;
+  std::thread launcher([&] {
+    launcher_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    launched = Launch(req);
+    done.Notify();
+  });
+  // The child is the launching thread's only child.
+  pid_t child = 0;
+  for (absl::Time guard = Guard(); child == 0 && absl::Now() < guard; absl::SleepFor(absl::Milliseconds(1))) {
+    if (launcher_tid == 0) continue;
+    std::string children = ReadFile(absl::StrCat("/proc/self/task/", launcher_tid.load(), "/children"));
+    int pid = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(children), &pid)) child = pid;
+  }
+  ASSERT_NE(child, 0) << "no child appeared";
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(done.WaitForNotificationWithDeadline(Guard()));
+  launcher.join();
+  EXPECT_THAT(launched, StatusIs(absl::StatusCode::kInternal,
+                                 AllOf(HasSubstr("starting /bin/true"), HasSubstr("killed by SIGKILL before exec"))));
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat("/proc/", child))) << "the child is reaped";
+}
+
+}  // namespace
+}  // namespace hostd::manager
