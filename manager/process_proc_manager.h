@@ -10,7 +10,12 @@
 // process becomes a child subreaper, so descendants that lose their parent come
 // back to it rather than escaping to init. The exit monitor waits on the leader's
 // pidfd on the loop and reaps it by that pidfd, never blocking and never
-// waitpid(-1); a wake-up with no exit behind it just waits again. When a proc's main
+// waitpid(-1); a wake-up with no exit behind it just waits again. (Boost.Process
+// v2's basic_process was the monitor first and is not used: its pidfd async_wait
+// follows the descriptor wait with a blocking waitpid(pid, 0), and a wake-up with
+// no exit behind it then stalled this loop, and every spawn in flight, for the
+// whole ready timeout: 16 of 1000 spawns through hostd, 8 of 200 in the tests.)
+// When a proc's main
 // process ends, the rest of its cgroup (or, without cgroups, its process group)
 // is killed and reaped before the terminal status is published, so Wait()
 // returning means nothing of the proc is left. Without cgroups a descendant that
