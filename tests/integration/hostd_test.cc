@@ -390,6 +390,44 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
+// All of a StreamLogs stream.
+std::pair<grpc::Status, std::string> ReadLogs(Hostd& h, const v1::StreamLogsRequest& req) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Seconds(60)));
+  auto reader = h.api().StreamLogs(&ctx, req);
+  std::string all;
+  v1::LogChunk chunk;
+  while (reader->Read(&chunk)) all += chunk.data();
+  return {reader->Finish(), all};
+}
+
+TEST(HostdTest, StreamLogsTailsAndFollowsUntilTheProcEnds) {
+  Hostd h;
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("logger", {"--flood-stdout=300000", "--exit-after-ms=300"}), &spawned).ok());
+  v1::StreamLogsRequest req;
+  req.set_name("logger");
+  req.set_tail_bytes(1000);
+  auto [s, tail] = ReadLogs(h, req);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(tail.size(), 1000u);
+  // Following returns everything and ends once the proc has ended.
+  req.set_tail_bytes(0);
+  req.set_follow(true);
+  auto [fs, all] = ReadLogs(h, req);
+  ASSERT_TRUE(fs.ok()) << fs.error_message();
+  EXPECT_EQ(all.size(), 300000u);
+  v1::WaitProcRequest wait;
+  wait.set_name("logger");
+  v1::Proc p;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(h.api().WaitProc(&ctx, wait, &p).ok());
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_STOPPED);
+  req.set_name("ghost");
+  EXPECT_EQ(ReadLogs(h, req).first.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
+}
+
 TEST(HostdTest, SigtermWithAHundredProcsTerminatesThemAllAndExitsZero) {
   Hostd h;
   v1::SpawnProcsRequest req;
