@@ -11,7 +11,7 @@
 //      hostd = TerminateAll. And procs that ignore SIGTERM with grace G: the
 //      overshoot over G.
 //
-//   build/default/bench/spawn_bench [--quick] [--filter=1.|2.|3.]
+//   build/default/bench/spawn_bench [--quick] [--filter=1.|2.|3.] [--threads=N]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -145,9 +145,13 @@ SpawnFigures RawSpawns(int n, int threads, int reps) {
   return f;
 }
 
-SpawnFigures HostdSpawns(Hostd& h, int n, int threads, int reps) {
+SpawnFigures HostdSpawns(Hostd& h, int n, int threads, int reps, bool exec_readiness = false) {
   SpawnFigures f;
   manager::SpawnSpec spec = h.Spec();
+  if (exec_readiness) {  // no proc runtime in the child: hostd's own share of a spawn
+    spec.args = {"--plain"};
+    spec.readiness = manager::ReadinessMode::kExec;
+  }
   for (int rep = 0; rep < reps; ++rep) {
     Run r = Concurrently(n, threads, [&](int i) { return h.Spawn(absl::StrCat("s", rep, "-", i), spec); });
     AddRun(f, r, n);
@@ -243,7 +247,10 @@ int main(int argc, char** argv) {
   const std::string filter = FilterArg(argc, argv);  // "1.", "2." or "3.": one scenario
   auto want = [&](const char* prefix) { return filter.empty() || filter == prefix; };
   const int n = quick ? 8 : 200;
-  const int threads = 8;
+  int threads = 8;  // --threads=N: spawns at once in scenarios 1-2
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) threads = std::max(1, std::atoi(argv[i] + 10));
+  }
   const int reps = quick ? 1 : 5;
   signal(SIGPIPE, SIG_IGN);
 
@@ -263,6 +270,9 @@ int main(int argc, char** argv) {
         lib.p50.Median() / raw.p50.Median(), "<= 1.3x", lib.p50.Median() <= 1.3 * raw.p50.Median());
     Row("1. spawn via gRPC SpawnProcs: throughput", Spread(raw.rate, "/s"), Spread(rpc.rate, "/s"),
         rpc.rate.Median() / raw.rate.Median(), ">= 0.6x", rpc.rate.Median() >= 0.6 * raw.rate.Median());
+    SpawnFigures exec = HostdSpawns(h, n, threads, reps, /*exec_readiness=*/true);
+    Row("1. (context) spawn with exec readiness, no proc runtime in the child: p50", Ms(raw.p50.Median()),
+        Ms(exec.p50.Median()), exec.p50.Median() / raw.p50.Median(), "-", true);
   }
 
   // 2. The same with 1 GiB of touched heap.
