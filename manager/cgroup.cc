@@ -1,5 +1,7 @@
 #include "manager/cgroup.h"
 
+#include "base/small_file.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,12 +12,12 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/small_file.h"
 #include "absl/time/clock.h"
 
 namespace hostd::manager {
@@ -23,12 +25,12 @@ namespace {
 
 // The mount point of the cgroup2 hierarchy, from /proc/self/mountinfo.
 std::string Cgroup2Mount() {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
+  absl::StatusOr<std::string> text = base::ReadSmallFile("/proc/self/mountinfo");
+  if (!text.ok()) return "";
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     // ... mount-point ... - fstype source options
     size_t dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
+    if (dash == absl::string_view::npos) continue;
     std::vector<std::string> after = absl::StrSplit(line.substr(dash + 3), ' ');
     if (after.empty() || after[0] != "cgroup2") continue;
     std::vector<std::string> before = absl::StrSplit(line.substr(0, dash), ' ');
@@ -39,20 +41,15 @@ std::string Cgroup2Mount() {
 
 // This process's cgroup v2 path ("0::/path" in /proc/self/cgroup).
 std::string OwnCgroup() {
-  std::ifstream in("/proc/self/cgroup");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  absl::StatusOr<std::string> text = base::ReadSmallFile("/proc/self/cgroup");
+  if (!text.ok()) return "";
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    if (absl::ConsumePrefix(&line, "0::")) return std::string(line);
   }
   return "";
 }
 
-bool WriteFile(const std::string& path, const std::string& value) {
-  std::ofstream out(path);
-  out << value;
-  out.flush();
-  return static_cast<bool>(out);
-}
+bool WriteFile(const std::string& path, const std::string& value) { return base::WriteSmallFile(path, value).ok(); }
 
 }  // namespace
 
@@ -92,9 +89,9 @@ absl::StatusOr<std::string> CgroupTree::CreateChild(const std::string& name) {
 
 std::vector<pid_t> CgroupTree::Pids(const std::string& dir) {
   std::vector<pid_t> pids;
-  std::ifstream in(dir + "/cgroup.procs");
-  std::string line;
-  while (std::getline(in, line)) {
+  absl::StatusOr<std::string> text = base::ReadSmallFile(dir + "/cgroup.procs");
+  if (!text.ok()) return pids;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
     int pid = 0;
     if (absl::SimpleAtoi(line, &pid) && pid > 0) pids.push_back(pid);
   }

@@ -3,7 +3,6 @@
 #include <sys/wait.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "boost/asio/post.hpp"
+#include "base/small_file.h"
 #include "manager/cgroup.h"
 
 namespace hostd::manager {
@@ -22,17 +22,21 @@ std::vector<pid_t> OwnChildren() {
   std::vector<pid_t> out;
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream in(task.path() / "children");
-    int pid;
-    while (in >> pid) out.push_back(pid);
+    absl::StatusOr<std::string> text = base::ReadSmallFile(task.path() / "children");
+    if (!text.ok()) continue;  // the thread ended
+    for (absl::string_view word : absl::StrSplit(*text, ' ', absl::SkipEmpty())) {
+      int pid = 0;
+      if (absl::SimpleAtoi(word, &pid)) out.push_back(pid);
+    }
   }
   return out;
 }
 
 // State letter and process group from /proc/<pid>/stat.
 bool StatOf(pid_t pid, char* state, pid_t* pgrp) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<std::string> text = base::ReadSmallFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!text.ok()) return false;  // gone (or going: ESRCH)
+  const std::string& s = *text;
   size_t close = s.rfind(')');
   if (close == std::string::npos || close + 2 >= s.size()) return false;
   std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(s).substr(close + 2), ' ');
@@ -114,11 +118,11 @@ bool OrphanReaper::Attributable(pid_t zombie) const {
   if (groups_.contains(pgrp)) return true;
   if (cgroup_parent_.empty()) return false;
   // A setsid() orphan left its group but not its cgroup.
-  std::ifstream in(absl::StrCat("/proc/", zombie, "/cgroup"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("0::", 0) == 0) {
-      return absl::StrContains(absl::StrCat(CgroupTree::MountPoint(), line.substr(3), "/"), cgroup_parent_ + "/");
+  absl::StatusOr<std::string> text = base::ReadSmallFile(absl::StrCat("/proc/", zombie, "/cgroup"));
+  if (!text.ok()) return false;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    if (absl::ConsumePrefix(&line, "0::")) {
+      return absl::StrContains(absl::StrCat(CgroupTree::MountPoint(), line, "/"), cgroup_parent_ + "/");
     }
   }
   return false;

@@ -12,13 +12,13 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/small_file.h"
 #include "channel/event_loop.h"
 #include "channel/listener.h"
 #include "manager/launcher.h"
@@ -117,8 +117,7 @@ inline std::vector<pid_t> ChildrenOfThisProcess() {
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     int pid = 0;
     if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::string s = base::ReadSmallFile(entry.path() / "stat").value_or("");
     size_t close = s.rfind(')');
     if (close == std::string::npos) continue;
     std::vector<std::string> fields = absl::StrSplit(s.substr(close + 2), ' ');
@@ -139,18 +138,14 @@ inline bool NoChildrenLeft(pid_t except = 0) {
 // True when `pid` is gone (or a zombie: it ran nothing any more).
 inline bool ProcessGone(pid_t pid) {
   if (::kill(pid, 0) != 0) return errno == ESRCH;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  absl::StatusOr<std::string> stat = base::ReadSmallFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return true;  // it went away while we looked
+  const std::string& s = *stat;
   size_t close = s.rfind(')');
   return close != std::string::npos && close + 2 < s.size() && s[close + 2] == 'Z';
 }
 
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+inline std::string ReadFile(const std::string& path) { return base::ReadSmallFile(path, 64 << 20).value_or(""); }
 
 // Runs the test `name` of this binary again as pid 1 of a private pid namespace
 // (with its own /proc), where pids can be steered through ns_last_pid; returns
