@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every benchmark and prints one table: scenario, baseline, hostd,
 # ratio, goal. Each hostd figure is measured next to its baseline in the same run.
-#   bench/run.sh           the full run (about 10 minutes on 2 cores)
+#   bench/run.sh           the full run (about 2 minutes on 2 cores)
 #   bench/run.sh --quick   each scenario tiny: checks the benchmarks work, not their numbers
 set -euo pipefail
 cd "$(dirname "$0")/.."
