@@ -180,6 +180,25 @@ inline absl::StatusOr<std::string> RunAsPidOneOfANewNamespace(const std::string&
   return text;
 }
 
+// For tests that must own the pid space: in the test process, reruns test `self`
+// as pid 1 of a private pid namespace, checks that it passed there (or skips the
+// test where namespaces are not allowed) and returns false: the caller returns. In
+// the rerun it returns true: the caller runs the body.
+inline bool RunningAsPidOne(const std::string& self) {
+  if (::getpid() == 1) return true;
+  testing::TempDir dir;
+  absl::StatusOr<std::string> out = RunAsPidOneOfANewNamespace(self, dir);
+  if (absl::IsUnavailable(out.status())) {
+    [&] { GTEST_SKIP() << "no private pid namespace here: " << out.status(); }();
+    return false;
+  }
+  EXPECT_TRUE(out.ok()) << out.status();
+  if (out.ok()) {
+    EXPECT_NE(out->find("[       OK ] " + self), std::string::npos) << *out;
+  }
+  return false;
+}
+
 }  // namespace hostd::manager
 
 #endif  // HOSTD_TESTS_MANAGER_MANAGER_TEST_UTIL_H_

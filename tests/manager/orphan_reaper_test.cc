@@ -149,14 +149,7 @@ TEST(OrphanReapingSignalsTest, TheEmbeddersSigchldHandlerStaysInstalled) {
 // is an orphan like any other and must be reaped while its proc still runs.
 TEST(OrphanPidReuseTest, OrphanWithAnEndedLeadersPidIsReaped) {
   const std::string self = "OrphanPidReuseTest.OrphanWithAnEndedLeadersPidIsReaped";
-  if (::getpid() != 1) {
-    testing::TempDir dir;
-    absl::StatusOr<std::string> out = RunAsPidOneOfANewNamespace(self, dir);
-    if (absl::IsUnavailable(out.status())) GTEST_SKIP() << "no private pid namespace here: " << out.status();
-    ASSERT_THAT(out, IsOk());
-    EXPECT_THAT(*out, HasSubstr("[       OK ] " + self)) << *out;
-    return;
-  }
+  if (!RunningAsPidOne(self)) return;
   // Pid 1 of a private pid namespace: nothing else here takes pids.
   ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
   auto first = h.manager().Spawn(h.Id("first"), h.backend(), Shell("exit 0"));

@@ -539,14 +539,7 @@ TEST(ProcessProcManagerLifetimeTest, DestroyedWhileItsLoopIsBusyLeavesEveryHandl
 // be handed to an innocent process on purpose through ns_last_pid.
 TEST(ProcessGroupSignalsTest, NoSignalToTheGroupOfALeaderReapedByAnother) {
   const std::string self = "ProcessGroupSignalsTest.NoSignalToTheGroupOfALeaderReapedByAnother";
-  if (::getpid() != 1) {
-    testing::TempDir dir;
-    absl::StatusOr<std::string> out = RunAsPidOneOfANewNamespace(self, dir);
-    if (absl::IsUnavailable(out.status())) GTEST_SKIP() << "no private pid namespace here: " << out.status();
-    ASSERT_THAT(out, IsOk());
-    EXPECT_THAT(*out, HasSubstr("[       OK ] " + self)) << *out;
-    return;
-  }
+  if (!RunningAsPidOne(self)) return;
   ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
   ASSERT_EQ(::mkfifo(h.dir().Join("end-victim").c_str(), 0600), 0);
   ASSERT_EQ(::mkfifo(h.dir().Join("end-holder").c_str(), 0600), 0);
