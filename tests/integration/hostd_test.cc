@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -466,6 +467,21 @@ TEST(HostdTest, ASecondSignalDuringShutdownKillsEverythingAtOnce) {
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
   for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
+}
+
+TEST(HostdTest, ReadsAConfigFile) {
+  testing::TempDir cfg_dir;
+  std::string cfg = cfg_dir.Join("hostd.toml");
+  {
+    std::ofstream out(cfg);
+    out << "# hostd's options, by their long names\nmanager = \"local\"\nlog-format = \"json\"\n";
+  }
+  Hostd h({"--config", cfg});
+  v1::HostInfo info;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());
+  EXPECT_EQ(info.manager(), "local");
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
 TEST(HostdTest, SigkillOfHostdLeavesNoProc) {
