@@ -5,12 +5,11 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/log.h"
-#include "boost/asio/steady_timer.hpp"
 #include "base/status_macros.h"
+#include "daemon/host_route.h"
 
 namespace hostd::daemon {
 namespace {
@@ -20,8 +19,6 @@ using channel::ReturnReason;
 
 constexpr size_t kMaxLabels = 32;
 constexpr size_t kMaxLabelBytes = 256;
-// Mailbox names start with '_', which no proc name can (proc/proc_id.h).
-constexpr char kMailboxPrefix[] = "_host.";
 
 absl::Status ValidateLabels(const Labels& labels) {
   if (labels.size() > kMaxLabels) {
@@ -38,26 +35,6 @@ absl::Status ValidateLabels(const Labels& labels) {
 }
 
 }  // namespace
-
-// The route of one proc name. Guarded by Host::mu_; `link` is used on the loop thread.
-struct Host::Route {
-  enum class State { kStarting, kReady, kNoAddress, kEnded };
-  std::string name;
-  uint64_t gen = 0;  // distinguishes successive procs of one name
-  State state = State::kStarting;
-  proc::ProcStatus status;
-  Labels labels;
-  std::string program;
-  std::vector<std::string> args;
-  absl::Time created_at;
-  std::shared_ptr<manager::ProcHandle> handle;
-  uint64_t watch_id = 0;
-  std::optional<channel::ChannelAddr> addr;  // kReady: the proc's backend address
-  std::shared_ptr<channel::Sender> link;       // kReady, dialed with the first message
-
-  std::deque<std::pair<Message, channel::Sender::Done>> buffer;  // kStarting, with their ack hooks
-  size_t buffered_bytes = 0;
-};
 
 // Lets handle watchers (on manager threads) post to the loop while the Host lives.
 struct Host::Gate {
@@ -415,220 +392,6 @@ void Host::Unsubscribe(uint64_t id) {
 HostCounters Host::counters() const {
   return {.forwarded = forwarded_.load(), .returned = returned_.load(), .dropped = dropped_.load(),
           .spawned = spawned_.load()};
-}
-
-// ---- Routing (loop thread) ---------------------------------------------------
-
-bool Host::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, bool from_frontend) {
-  absl::string_view dest = msg.dest();
-  size_t comma = dest.rfind(',');
-  if (comma == absl::string_view::npos) {
-    Return(std::move(msg), ReturnReason::kUnroutable,
-           absl::StrCat("destination \"", absl::CHexEscape(dest.substr(0, 200)), "\" is not <address>,<proc name>"));
-    return true;
-  }
-  absl::string_view addr = dest.substr(0, comma);
-  absl::string_view name = dest.substr(comma + 1);
-  if (addr == frontend_text_) return RouteLocal(msg, name, wake);
-  if (from_frontend || addr == backend_text_) {
-    Return(std::move(msg), ReturnReason::kUnroutable,
-           absl::StrCat("host ", frontend_text_, " routes only to its own procs, not to ", addr));
-    return true;
-  }
-  return RouteRemote(msg, addr, wake);
-}
-
-bool Host::RouteLocal(Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
-                      channel::Sender::Done* hook) {
-  if (absl::StartsWith(name, kMailboxPrefix)) {
-    auto it = mailboxes_.find(name);
-    if (it == mailboxes_.end()) {
-      // A late reply to an exchange that is over: nobody waits for it.
-      dropped_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      auto fn = it->second;  // it may unregister itself
-      fn(std::move(msg));
-    }
-    return true;
-  }
-  std::shared_ptr<channel::Sender> link;
-  uint64_t gen = 0;
-  std::string note;
-  ReturnReason reason = ReturnReason::kNone;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = routes_.find(name);
-    if (it == routes_.end()) {
-      reason = ReturnReason::kUnknownProc;
-      note = absl::StrCat("no proc named \"", name, "\" on host ", frontend_text_);
-    } else {
-      Route& r = *it->second;
-      switch (r.state) {
-        case Route::State::kStarting:
-          if (r.buffer.size() >= opts_.starting_buffer_messages ||
-              r.buffered_bytes + msg.wire_size() > opts_.starting_buffer_bytes) {
-            reason = ReturnReason::kBufferFull;
-            note = absl::StrFormat("proc \"%s\" is starting and %d messages (%d bytes) already wait for it",
-                                   name, r.buffer.size(), r.buffered_bytes);
-            break;
-          }
-          r.buffered_bytes += msg.wire_size();
-          r.buffer.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
-          return true;
-        case Route::State::kReady:
-          link = LinkOf(r);
-          gen = r.gen;
-          break;
-        case Route::State::kNoAddress:
-          reason = ReturnReason::kUnroutable;
-          note = absl::StrCat("proc \"", name, "\" takes no messages (it reported no address)");
-          break;
-        case Route::State::kEnded:
-          reason = ReturnReason::kProcExited;
-          note = absl::StrCat("proc \"", name, "\" has ended: ", r.status.ToString());
-          break;
-      }
-    }
-  }
-  if (link) return Forward(*link, msg, wake, std::string(name), gen, hook);
-  Return(std::move(msg), reason, note);
-  return true;
-}
-
-bool Host::RouteRemote(Message& msg, absl::string_view addr, const channel::Receiver::Wake& wake) {
-  auto it = remotes_.find(addr);
-  if (it == remotes_.end()) {
-    absl::StatusOr<channel::ChannelAddr> parsed = channel::ChannelAddr::Parse(addr);
-    if (!parsed.ok()) {
-      Return(std::move(msg), ReturnReason::kUnroutable, parsed.status().message());
-      return true;
-    }
-    it = remotes_.emplace(std::string(addr), channel::Sender::Dial(*loop_, *parsed, opts_.remote_link)).first;
-  }
-  return Forward(*it->second, msg, wake, "", 0);
-}
-
-bool Host::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake, std::string route_name,
-                   uint64_t gen, channel::Sender::Done* hook) {
-  size_t size = msg.wire_size();
-  channel::Sender::Done done;
-  if (hook != nullptr && *hook) {
-    done = std::move(*hook);
-  } else {
-    done = [this, route_name = std::move(route_name), gen](absl::Status s, Message m) {
-      if (!s.ok()) ForwardFailed(route_name, gen, s, std::move(m));
-    };
-  }
-  absl::Status posted = link.Post(std::move(msg), std::move(done), channel::WhenFull::kFail);
-  if (posted.ok()) {
-    forwarded_.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  if (absl::IsResourceExhausted(posted)) {
-    link.NotifyWhenRoom(size, wake);
-    return false;
-  }
-  Return(std::move(msg), absl::IsInvalidArgument(posted) ? ReturnReason::kTooLarge : ReturnReason::kProcExited,
-         posted.message());
-  return true;
-}
-
-// Loop thread: a link handed a message back.
-void Host::ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, Message msg) {
-  if (closing_) return;
-  ReturnReason reason = channel::ReturnReasonOf(status);
-  std::string note(status.message());
-  if (!name.empty()) {
-    absl::MutexLock lock(&mu_);
-    auto it = routes_.find(name);
-    // The link closed because the proc ended: say so, with its status.
-    if (it == routes_.end() || (gen != 0 && it->second->gen != gen) || it->second->state == Route::State::kEnded) {
-      reason = ReturnReason::kProcExited;
-      note = it != routes_.end() && it->second->state == Route::State::kEnded
-                 ? absl::StrCat("proc \"", name, "\" has ended: ", it->second->status.ToString())
-                 : absl::StrCat("proc \"", name, "\" has ended");
-    }
-  }
-  if (reason == ReturnReason::kNone) reason = ReturnReason::kUnroutable;
-  Return(std::move(msg), reason, note);
-}
-
-void Host::Return(Message msg, ReturnReason reason, absl::string_view note) {
-  if (closing_) return;
-  if (msg.kind() == Message::Kind::kReturned || msg.src().empty()) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    base::Log().debug("dropped undeliverable message to {} ({}): {}", msg.dest(), ReturnReasonName(reason), note);
-    return;
-  }
-  returned_.fetch_add(1, std::memory_order_relaxed);
-  Message back = msg.ToReturned(reason, note);
-  // A returned message that finds no room is dropped rather than waited for.
-  bool taken = RouteMessage(back, [] {}, /*from_frontend=*/false);
-  if (!taken) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    base::Log().debug("dropped returned message to {}: its link is full", back.dest());
-  }
-}
-
-// ---- Messages from the host itself ---------------------------------------------
-
-void Host::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
-                      absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {
-  struct Exchange {
-    absl::AnyInvocable<void(absl::StatusOr<Reply>)> done;
-    std::string mailbox;
-    std::unique_ptr<boost::asio::steady_timer> timer;
-  };
-  loop_->Post([this, name, port, payload = std::move(payload), timeout, reply_timeout,
-               done = std::move(done)]() mutable {
-    auto x = std::make_shared<Exchange>();
-    x->done = std::move(done);
-    x->mailbox = absl::StrCat(kMailboxPrefix, next_mailbox_++);
-    auto finish = [this, x](absl::StatusOr<Reply> r) {
-      if (!x->done) return;
-      mailboxes_.erase(x->mailbox);
-      x->timer->cancel();
-      auto fn = std::move(x->done);
-      x->done = nullptr;
-      fn(std::move(r));
-    };
-    absl::StatusOr<Message> msg =
-        Message::Create(absl::StrCat(frontend_text_, ",", name), port, absl::StrCat(frontend_text_, ",", x->mailbox),
-                        payload);
-    x->timer = std::make_unique<boost::asio::steady_timer>(loop_->context());
-    if (!msg.ok()) {
-      finish(msg.status());
-      return;
-    }
-    mailboxes_[x->mailbox] = [x, finish, name, reply_timeout](Message m) {
-      if (m.kind() == Message::Kind::kReturned) {
-        finish(absl::Status(m.reason() == ReturnReason::kUnknownProc ? absl::StatusCode::kNotFound
-                                                                     : absl::StatusCode::kFailedPrecondition,
-                            absl::StrCat("message to proc \"", name, "\" port \"", m.port(),
-                                         "\" came back (", ReturnReasonName(m.reason()), "): ", m.note())));
-        return;
-      }
-      if (reply_timeout > absl::ZeroDuration()) {
-        finish(Reply{.replied = true, .port = std::string(m.port()), .payload = std::string(m.payload())});
-      }
-    };
-    x->timer->expires_after(absl::ToChronoNanoseconds(timeout + reply_timeout));
-    x->timer->async_wait([finish, name](const boost::system::error_code& ec) {
-      if (ec) return;
-      finish(absl::DeadlineExceededError(absl::StrCat("no ", "delivery or reply from proc \"", name, "\" in time")));
-    });
-    // Routed like any message to the proc, with a hook on its acknowledgement.
-    channel::Sender::Done hook = [this, finish, name, reply_timeout](absl::Status s, Message m) {
-      if (!s.ok()) {
-        ForwardFailed(name, 0, s, std::move(m));  // comes back to the mailbox with the reason
-        return;
-      }
-      if (reply_timeout <= absl::ZeroDuration()) finish(Reply{});
-    };
-    if (!RouteLocal(*msg, name, [] {}, &hook)) {
-      finish(absl::ResourceExhaustedError(absl::StrCat("the link to proc \"", name, "\" is full; retry later")));
-    }
-  });
 }
 
 }  // namespace hostd::daemon
