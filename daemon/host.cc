@@ -321,10 +321,14 @@ absl::StatusOr<ProcInfo> Host::Get(absl::string_view name) const {
 
 std::vector<ProcInfo> Host::List() const {
   absl::MutexLock lock(&mu_);
+  // Sorted by name; the routes are sorted, not the (much bigger) infos.
+  std::vector<const Route*> sorted;
+  sorted.reserve(routes_.size());
+  for (const auto& [n, r] : routes_) sorted.push_back(r.get());
+  std::sort(sorted.begin(), sorted.end(), [](const Route* a, const Route* b) { return a->name < b->name; });
   std::vector<ProcInfo> out;
-  out.reserve(routes_.size());
-  for (const auto& [n, r] : routes_) out.push_back(InfoOf(*r));
-  std::sort(out.begin(), out.end(), [](const ProcInfo& a, const ProcInfo& b) { return a.name < b.name; });
+  out.reserve(sorted.size());
+  for (const Route* r : sorted) out.push_back(InfoOf(*r));
   return out;
 }
 
