@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake --preset default -DBUILD_TESTING=OFF >/dev/null
+cmake --preset default >/dev/null
 cmake --build --preset default --target hostd hostctl
 exec build/default/daemon/hostd "$@"
