@@ -64,6 +64,10 @@ inline std::string Si(double v) {
   return absl::StrFormat("%.1f", v);
 }
 
+// Seconds as "12.34 ms" / "56.7 us".
+inline std::string Ms(double secs) { return absl::StrFormat("%.2f ms", secs * 1e3); }
+inline std::string Us(double secs) { return absl::StrFormat("%.1f us", secs * 1e6); }
+
 // "median (min..max) unit" of throughput-like samples.
 inline std::string Spread(const Samples& s, const char* unit) {
   return absl::StrFormat("%s %s (%s..%s)", Si(s.Median()), unit, Si(s.Min()), Si(s.Max()));

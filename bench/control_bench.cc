@@ -168,7 +168,6 @@ std::pair<int64_t, int64_t> HostdMemory(int procs) {
   return {idle, loaded};
 }
 
-std::string Ms(double secs) { return absl::StrFormat("%.2f ms", secs * 1e3); }
 
 }  // namespace
 }  // namespace hostd::bench

@@ -284,7 +284,6 @@ Samples ZmqRoundTrips(void* ctx, const std::string& base, int n) {
   return out;
 }
 
-std::string Us(double secs) { return absl::StrFormat("%.1f us", secs * 1e6); }
 
 struct Size {
   const char* name;

@@ -236,7 +236,6 @@ Samples HostdSigtermOnly(Hostd& h, int n, int reps) {
   return s;
 }
 
-std::string Ms(double secs) { return absl::StrFormat("%.1f ms", secs * 1e3); }
 
 }  // namespace
 }  // namespace hostd::bench

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "CLI/CLI.hpp"
 #include "daemon/config.h"
+#include "daemon/proto_convert.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "hostd/v1/host.grpc.pb.h"
@@ -134,8 +135,7 @@ void PrintProc(const v1::Proc& p) {
 
 google::protobuf::Duration Secs(double s) {
   google::protobuf::Duration d;
-  d.set_seconds(static_cast<int64_t>(s));
-  d.set_nanos(static_cast<int32_t>((s - static_cast<double>(d.seconds())) * 1e9));
+  ToProto(absl::Seconds(s), &d);  // the server's own conversion (daemon/proto_convert.h)
   return d;
 }
 
