@@ -23,6 +23,13 @@
 // ResourceExhausted (WhenFull::kFail); a loop-thread caller must use kFail and may ask
 // NotifyWhenRoom. A message over the frame limit is refused with InvalidArgument.
 //
+// Control lane. PostControl queues a small urgent message (e.g. a signal to a proc)
+// ahead of every queued message not yet written to a connection; messages already
+// written keep their place, and so do earlier control messages. Everything posted
+// after it is delivered after it. It is not held back by a full queue, but counts
+// toward it. Only the sender's queue order changes: the listener sees an ordinary
+// message, and delivery stays exactly once and in (the new) order across reconnects.
+//
 // Thread-safe. `done` callbacks run on the loop thread and must not block; they may
 // run after Close() returns. The loop must outlive the Sender and keep running until
 // the callbacks have run: a callback still queued when the loop is destroyed is
@@ -77,6 +84,13 @@ class Sender {
   // Queues `msg`. On error (too large, queue full with kFail, closed) neither `msg`
   // nor `done` is consumed and `done` never runs.
   absl::Status Post(Message&& msg, Done done, WhenFull when_full = WhenFull::kWait);
+  // Queues `msg` on the control lane: ahead of every queued message not yet written
+  // to the connection (messages already written keep their place), behind earlier
+  // control messages. Every message posted after it is delivered after it. Not
+  // refused for a full queue (control messages may exceed the queue bounds); refused
+  // like Post for a message over the frame limit or a closed sender. Same `done`
+  // contract as Post. Never blocks.
+  absl::Status PostControl(Message&& msg, Done done);
   // Posts and waits for the acknowledgement. DeadlineExceeded if none by `deadline`
   // (the message then stays queued and may still be delivered). Not on the loop thread.
   absl::Status Send(Message msg, absl::Time deadline = absl::InfiniteFuture());
