@@ -31,7 +31,7 @@ const char* StepName(int step) {
     case kPdeathsig: return "arming the parent-death signal";
     case kParentGone: return "checking its parent";
     case kCgroup: return "joining its cgroup";
-    case kDescriptors: return "setting up stdin/stdout/stderr";
+    case kDescriptors: return "setting up its descriptors (stdio, readiness, state)";
     case kCloseRange: return "closing inherited descriptors";
     case kChdir: return "changing to its working directory";
     case kExec: return "exec";
@@ -40,14 +40,17 @@ const char* StepName(int step) {
   }
 }
 
+// The descriptor numbers a child may be given: stdio, kReadyFd, kStateFd.
+constexpr int kFdSlots = 5;
+static_assert(kReadyFd == 3 && kStateFd == 4, "fds[] below is indexed by the child's descriptor number");
+
 // Everything the child needs, prepared before clone: the child must not allocate.
 struct ChildArgs {
   const char* path;
   char* const* argv;
   char* const* envp;
   const char* cwd;  // nullptr: inherit
-  int fds[4];       // sources for 0, 1, 2 and kReadyFd (-1: none for 3)
-  int fd_count;
+  int fds[kFdSlots];  // sources for 0, 1, 2, kReadyFd and kStateFd (-1: nothing there)
   const char* cgroup_procs;  // nullptr: none
   pid_t parent;
   int error_pipe;
@@ -78,16 +81,20 @@ __attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
     ::close(fd);
   }
   // Move the sources out of the way first: one of them may sit on a target number.
-  int moved[4];
-  for (int i = 0; i < a->fd_count; ++i) {
-    moved[i] = ::fcntl(a->fds[i], F_DUPFD_CLOEXEC, 10);
-    if (moved[i] < 0) ChildFail(a, kDescriptors);
+  int moved[kFdSlots];
+  for (int i = 0; i < kFdSlots; ++i) {
+    moved[i] = a->fds[i] < 0 ? -1 : ::fcntl(a->fds[i], F_DUPFD_CLOEXEC, 10);
+    if (a->fds[i] >= 0 && moved[i] < 0) ChildFail(a, kDescriptors);
   }
-  for (int i = 0; i < a->fd_count; ++i) {
-    if (::dup2(moved[i], i) < 0) ChildFail(a, kDescriptors);  // dup2 clears close-on-exec
+  for (int i = 0; i < kFdSlots; ++i) {
+    if (moved[i] >= 0) {
+      if (::dup2(moved[i], i) < 0) ChildFail(a, kDescriptors);  // dup2 clears close-on-exec
+    } else {
+      ::fcntl(i, F_SETFD, FD_CLOEXEC);  // an empty slot: what the daemon has there must not cross exec
+    }
   }
   // Nothing else crosses exec. (The error pipe stays usable until exec closes it.)
-  if (int err = MarkCloseOnExecFrom(a->fd_count); err != 0) {
+  if (int err = MarkCloseOnExecFrom(kFdSlots); err != 0) {
     errno = err;
     ChildFail(a, kCloseRange);
   }
@@ -160,11 +167,8 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   args.fds[0] = req.stdin_fd >= 0 ? req.stdin_fd : dev_null.get();
   args.fds[1] = req.stdout_fd >= 0 ? req.stdout_fd : dev_null.get();
   args.fds[2] = req.stderr_fd >= 0 ? req.stderr_fd : dev_null.get();
-  args.fd_count = 3;
-  if (req.ready_fd >= 0) {
-    args.fds[kReadyFd] = req.ready_fd;
-    args.fd_count = 4;
-  }
+  args.fds[kReadyFd] = req.ready_fd;
+  args.fds[kStateFd] = req.state_fd;
   args.cgroup_procs = req.cgroup_procs.empty() ? nullptr : req.cgroup_procs.c_str();
   args.parent = ::getpid();
   args.error_pipe = err_write.get();

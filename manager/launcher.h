@@ -7,7 +7,7 @@
 // exec the child makes async-signal-safe system calls only, everything prepared
 // beforehand: default signal dispositions, its own process group, SIGKILL on the
 // death of the launching thread (re-checking the parent is still there), joining a
-// cgroup, stdin/stdout/stderr and one readiness descriptor in place, every other
+// cgroup, stdin/stdout/stderr, a readiness and a state descriptor in place, every other
 // descriptor marked close-on-exec (descriptors.h: close_range, or /proc/self/fd on
 // kernels before 5.11), chdir, an empty signal mask, execve. A failed
 // step reports which step and errno through a close-on-exec pipe and `_exit(127)`s;
@@ -33,6 +33,8 @@ namespace hostd::manager {
 
 // The descriptor number a proc finds its readiness pipe on.
 inline constexpr int kReadyFd = 3;
+// The descriptor number a proc finds its handed-over state on (HOSTD_STATE_FD).
+inline constexpr int kStateFd = 4;
 
 struct LaunchRequest {
   std::string path;               // what to execve (already resolved)
@@ -43,6 +45,7 @@ struct LaunchRequest {
   int stdout_fd = -1;             // -1: /dev/null
   int stderr_fd = -1;             // -1: /dev/null
   int ready_fd = -1;              // becomes kReadyFd in the child, if set
+  int state_fd = -1;              // becomes kStateFd in the child, if set
   std::string cgroup_procs;       // a cgroup.procs file to join, if set
 };
 

@@ -68,11 +68,16 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
     return absl::InvalidArgumentError(
         absl::StrCat("cannot spawn proc \"", name, "\": in-process procs support handshake readiness only"));
   }
+  if (spec.initial_state.has_value() && spec.initial_state->size() > proc::kMaxStateBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot spawn proc \"", name, "\": initial state is ",
+                                                   spec.initial_state->size(), " bytes; at most ",
+                                                   proc::kMaxStateBytes, " allowed"));
+  }
   auto handle = std::make_shared<LocalHandle>(this, id);
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   (void)handle->cell().Transition(ProcStatus::Running(0, absl::Now()));
   absl::StatusOr<std::unique_ptr<proc::ProcRuntime>> rt =
-      proc::ProcRuntime::Start(*loop_, {id, listen_, forwarder});
+      proc::ProcRuntime::Start(*loop_, {id, listen_, forwarder, spec.initial_state});
   absl::Status setup = rt.ok() ? absl::OkStatus() : rt.status();
   if (setup.ok() && spec.local_setup) setup = spec.local_setup(**rt);
   if (!setup.ok()) {

@@ -39,6 +39,13 @@ struct SpawnSpec {
   ReadinessMode readiness = ReadinessMode::kHandshake;
   // Launch plus readiness must finish within this; zero disables the deadline.
   absl::Duration ready_timeout = absl::Seconds(30);
+  // Handed to the proc at boot (ProcRuntime::initial_state()); at most
+  // proc::kMaxStateBytes, else the spawn fails with InvalidArgument (whatever the
+  // readiness mode). Both managers use it: a process gets it on a sealed memfd
+  // named by HOSTD_STATE_FD, which only the proc runtime's bootstrap reads, so with
+  // kExec or kNotify readiness it is ignored; an in-process proc gets it in
+  // ProcRuntime::Options.
+  std::optional<std::string> initial_state;
 
   // In-process procs: the body, run on the proc's own thread once its runtime
   // serves; its return value is the exit code. It should return soon after

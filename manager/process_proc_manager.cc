@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -52,6 +53,24 @@ std::string ReadTail(const std::string& path, size_t bytes) {
 
 absl::Status Errno(const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// The state for a proc's next incarnation, on a sealed memfd at offset 0: the proc
+// reads it as it is, and nothing else can change it.
+absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::string& state) {
+  base::UniqueFd fd(::memfd_create(absl::StrCat("hostd-state-", name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return Errno("memfd for the initial state");
+  for (size_t off = 0; off < state.size();) {
+    ssize_t n = ::write(fd.get(), state.data() + off, state.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("writing the initial state");
+    off += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    return Errno("sealing the initial state");
+  }
+  if (::lseek(fd.get(), 0, SEEK_SET) != 0) return Errno("rewinding the initial state");
+  return fd;
 }
 
 }  // namespace
@@ -442,6 +461,10 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     }
     env[k] = v;
   }
+  if (spec.initial_state.has_value() && spec.initial_state->size() > proc::kMaxStateBytes) {
+    return fail(absl::InvalidArgumentError(absl::StrCat("initial state is ", spec.initial_state->size(),
+                                                        " bytes; at most ", proc::kMaxStateBytes, " allowed")));
+  }
   std::string path_list = env.contains("PATH") ? env["PATH"] : kDefaultPath;
   absl::StatusOr<std::string> program = ResolveProgram(spec.program, path_list);
   if (!program.ok()) return fail(program.status());
@@ -465,13 +488,19 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   env[proc::kEnvProcId] = id.ToString();
   env[proc::kEnvHostBackend] = forwarder.ToString();
   env[proc::kEnvParentPid] = absl::StrCat(::getpid());
-  base::UniqueFd ready_read, ready_write, notify_sock;
+  base::UniqueFd ready_read, ready_write, notify_sock, state_fd;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) return abandon(fail(Errno("readiness pipe")));
     ready_read.reset(p[0]);
     ready_write.reset(p[1]);
     env[proc::kEnvReadyFd] = absl::StrCat(kReadyFd);
+    if (spec.initial_state.has_value()) {
+      absl::StatusOr<base::UniqueFd> memfd = StateMemfd(name, *spec.initial_state);
+      if (!memfd.ok()) return abandon(fail(memfd.status()));
+      state_fd = *std::move(memfd);
+      env[proc::kEnvStateFd] = absl::StrCat(kStateFd);
+    }
   } else if (spec.readiness == ReadinessMode::kNotify) {
     static std::atomic<uint64_t> serial{0};
     std::string abstract = absl::StrCat("hostd-notify-", ::getpid(), "-", ++serial);
@@ -513,6 +542,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   req.stdout_fd = out.get();
   req.stderr_fd = err.get();
   req.ready_fd = ready_write.get();
+  req.state_fd = state_fd.get();
   if (!cgroup_dir.empty()) req.cgroup_procs = cgroup_dir + "/cgroup.procs";
   absl::Status launched;
   // Launch from the loop thread: PR_SET_PDEATHSIG follows the launching thread.
@@ -528,6 +558,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     if (spec.readiness == ReadinessMode::kExec) handle->MarkReady(std::nullopt);
   });
   ready_write.reset();  // the child holds the only write end now
+  state_fd.reset();     // and the only copy of its state
   if (!launched.ok()) {
     return abandon(absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ",
                                                               command, "): ", launched.message())));

@@ -25,6 +25,9 @@ void InstallAgent(ProcRuntime& rt) {
       answer = absl::StrCat("running ", rt.id().ToString(), " pid=", getpid(),
                             " uptime_ms=", absl::ToInt64Milliseconds(absl::Now() - rt.started_at()),
                             " ports=", rt.port_count());
+    } else if (cmd == "handoff") {
+      absl::StatusOr<std::string> state = rt.HandOffState();
+      answer = state.ok() ? absl::StrCat("state\n", *state) : absl::StrCat("error: ", state.status().message());
     } else {
       answer = absl::StrCat("error: unknown agent command \"", cmd.substr(0, 64), "\"");
     }

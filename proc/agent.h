@@ -5,6 +5,12 @@
 //   "stop" | "stop <reason>"  -> RequestStop(reason); answers "stopping"
 //   "ping"                    -> answers "pong"
 //   "status"                  -> answers "running <proc id> pid=<pid> uptime_ms=<n> ports=<n>"
+//   "handoff"                 -> answers "state\n" followed by the blob the proc's
+//                                StateProvider returned (ProcRuntime::SetStateProvider),
+//                                for its next incarnation; or "error: <why>" when the
+//                                proc has none ("error: proc has no state provider"),
+//                                the provider failed (its message), or the blob is
+//                                over kMaxStateBytes
 //   anything else             -> answers "error: unknown agent command \"...\""
 #ifndef HOSTD_PROC_AGENT_H_
 #define HOSTD_PROC_AGENT_H_

@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "base/unique_fd.h"
 
 namespace hostd::proc {
 namespace {
@@ -54,6 +56,12 @@ absl::StatusOr<BootstrapEnv> ReadBootstrapEnv(const GetEnv& getenv) {
     if (fcntl(fd, F_GETFD) < 0) return BadVar(kEnvReadyFd, v, "not an open descriptor in this process");
     env.ready_fd = fd;
   }
+  if (const char* v = getenv(kEnvStateFd); v != nullptr && *v != '\0') {
+    int fd = -1;
+    if (!absl::SimpleAtoi(v, &fd) || fd < 0) return BadVar(kEnvStateFd, v, "not a descriptor number");
+    if (fcntl(fd, F_GETFD) < 0) return BadVar(kEnvStateFd, v, "not an open descriptor in this process");
+    env.state_fd = fd;
+  }
   if (const char* v = getenv(kEnvParentPid); v != nullptr && *v != '\0') {
     int pid = 0;
     if (!absl::SimpleAtoi(v, &pid) || pid <= 0) return BadVar(kEnvParentPid, v, "not a process id");
@@ -90,13 +98,42 @@ absl::Status ReportReady(int fd, const channel::ChannelAddr& addr) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ReadHandedOverState(int fd) {
+  base::UniqueFd owned(fd);
+  std::string state;
+  // One byte past the limit tells an oversize state from one exactly at it.
+  while (state.size() <= kMaxStateBytes) {
+    size_t have = state.size();
+    state.resize(std::min(have + 64 * 1024, kMaxStateBytes + 1));
+    ssize_t n = ::read(owned.get(), state.data() + have, state.size() - have);
+    if (n < 0 && errno == EINTR) {
+      state.resize(have);
+      continue;
+    }
+    if (n < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kEnvStateFd, "=", fd, ": cannot read the handed-over state: ", std::strerror(errno)));
+    }
+    state.resize(have + static_cast<size_t>(n));
+    if (n == 0) return state;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(kEnvStateFd, "=", fd, ": the handed-over state is over ",
+                                                 kMaxStateBytes, " bytes"));
+}
+
 absl::StatusOr<BootedProc> BootstrapProc(const std::function<absl::Status(ProcRuntime&)>& before_ready,
                                          const GetEnv& getenv) {
   HOSTD_ASSIGN_OR_RETURN(BootstrapEnv env, ReadBootstrapEnv(getenv));
+  base::UniqueFd state_fd(env.state_fd);  // closed on every path
   HOSTD_RETURN_IF_ERROR(ArmParentDeathSignal(env.parent_pid));
+  std::optional<std::string> initial_state;
+  if (state_fd.valid()) {
+    HOSTD_ASSIGN_OR_RETURN(initial_state, ReadHandedOverState(state_fd.release()));
+  }
   BootedProc proc;
   proc.loop = channel::EventLoop::Start("proc");
-  HOSTD_ASSIGN_OR_RETURN(proc.runtime, ProcRuntime::Start(*proc.loop, {env.id, env.listen, env.host_backend}));
+  HOSTD_ASSIGN_OR_RETURN(proc.runtime, ProcRuntime::Start(*proc.loop, {env.id, env.listen, env.host_backend,
+                                                                       std::move(initial_state)}));
   if (before_ready) HOSTD_RETURN_IF_ERROR(before_ready(*proc.runtime));
   if (env.ready_fd >= 0) HOSTD_RETURN_IF_ERROR(ReportReady(env.ready_fd, proc.runtime->addr()));
   return proc;

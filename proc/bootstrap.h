@@ -14,10 +14,13 @@
 //   HOSTD_LISTEN         where to serve; default "unix:" (any)    (optional)
 //   HOSTD_READY_FD       descriptor to report readiness on        (optional)
 //   HOSTD_PARENT_PID     the manager's pid, for the death re-check (optional)
+//   HOSTD_STATE_FD       descriptor holding the state the previous   (optional)
+//                        incarnation handed over (ProcRuntime::initial_state())
 // validates each (an error names the variable and the problem), arms SIGKILL on
 // the parent's death (then re-checks the parent is still the one that started it,
-// closing the race with a parent that died first), starts the runtime, and reports
-// readiness by writing "READY <addr>\n" to the ready descriptor and closing it.
+// closing the race with a parent that died first), reads the state descriptor to
+// EOF and closes it, starts the runtime, and reports readiness by writing
+// "READY <addr>\n" to the ready descriptor and closing it.
 #ifndef HOSTD_PROC_BOOTSTRAP_H_
 #define HOSTD_PROC_BOOTSTRAP_H_
 
@@ -25,6 +28,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "channel/event_loop.h"
@@ -38,6 +42,7 @@ inline constexpr char kEnvHostBackend[] = "HOSTD_HOST_BACKEND";
 inline constexpr char kEnvListen[] = "HOSTD_LISTEN";
 inline constexpr char kEnvReadyFd[] = "HOSTD_READY_FD";
 inline constexpr char kEnvParentPid[] = "HOSTD_PARENT_PID";
+inline constexpr char kEnvStateFd[] = "HOSTD_STATE_FD";
 
 struct BootstrapEnv {
   ProcId id;
@@ -45,6 +50,7 @@ struct BootstrapEnv {
   channel::ChannelAddr listen;
   int ready_fd = -1;
   pid_t parent_pid = 0;
+  int state_fd = -1;  // -1: no state handed over
 };
 
 using GetEnv = std::function<const char*(const char*)>;
@@ -62,8 +68,13 @@ struct BootedProc {
   std::unique_ptr<ProcRuntime> runtime;  // declared last: destroyed before the loop
 };
 
-// Reads the environment, arms the parent-death signal, starts the runtime, reports
-// readiness. `before_ready` (optional) runs after the runtime starts and before the
+// The state on `fd` (HOSTD_STATE_FD), read to EOF; the descriptor is closed
+// whatever happens. InvalidArgument naming the variable if it cannot be read or
+// holds more than kMaxStateBytes.
+absl::StatusOr<std::string> ReadHandedOverState(int fd);
+
+// Reads the environment, arms the parent-death signal, reads the handed-over
+// state, starts the runtime, reports readiness. `before_ready` (optional) runs after the runtime starts and before the
 // report: bind ports there so no message finds them missing.
 absl::StatusOr<BootedProc> BootstrapProc(const std::function<absl::Status(ProcRuntime&)>& before_ready = nullptr,
                                          const GetEnv& getenv = ::getenv);

@@ -25,14 +25,27 @@ class ProcRuntime::Dispatcher final : public channel::Receiver {
 };
 
 ProcRuntime::ProcRuntime(channel::EventLoop& loop, Options options)
-    : loop_(loop), id_(options.id), id_text_(options.id.ToString()), started_at_(absl::Now()) {}
+    : loop_(loop),
+      id_(options.id),
+      id_text_(options.id.ToString()),
+      started_at_(absl::Now()),
+      initial_state_(std::move(options.initial_state)) {}
 
 absl::StatusOr<std::unique_ptr<ProcRuntime>> ProcRuntime::Start(channel::EventLoop& loop, Options options) {
-  std::unique_ptr<ProcRuntime> rt(new ProcRuntime(loop, options));
+  if (options.initial_state.has_value() && options.initial_state->size() > kMaxStateBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("initial state of proc ", options.id.ToString(), " is ",
+                                                   options.initial_state->size(), " bytes; at most ", kMaxStateBytes,
+                                                   " allowed"));
+  }
+  const channel::ChannelAddr listen = options.listen;
+  const channel::ChannelAddr host_backend = options.host_backend;
+  std::unique_ptr<ProcRuntime> rt(new ProcRuntime(loop, std::move(options)));
   rt->dispatcher_ = std::make_unique<Dispatcher>(*rt);
-  HOSTD_ASSIGN_OR_RETURN(rt->listener_, channel::Listener::Serve(loop, options.listen, *rt->dispatcher_));
-  rt->host_ = channel::Sender::Dial(loop, options.host_backend);
+  HOSTD_ASSIGN_OR_RETURN(rt->listener_, channel::Listener::Serve(loop, listen, *rt->dispatcher_));
+  rt->host_ = channel::Sender::Dial(loop, host_backend);
   InstallAgent(*rt);
+  // Bound here, before anything can arrive, so no signal is ever bounced as kUnknownPort.
+  HOSTD_RETURN_IF_ERROR(rt->Bind(kSignalPort, [raw = rt.get()](Message m) { raw->DispatchSignal(m); }));
   return rt;
 }
 
@@ -101,6 +114,65 @@ absl::Status ProcRuntime::Reply(const Message& to, absl::string_view port, absl:
   }
   HOSTD_ASSIGN_OR_RETURN(Message reply, Message::Create(to.src(), port, id_text_, payload));
   return Send(std::move(reply));
+}
+
+void ProcRuntime::OnSignal(SignalHandler fn) {
+  absl::MutexLock lock(&mu_);
+  signal_handler_ = std::move(fn);
+}
+
+uint64_t ProcRuntime::signals_received() const {
+  absl::MutexLock lock(&mu_);
+  return signals_received_;
+}
+
+void ProcRuntime::DispatchSignal(const Message& msg) {
+  if (msg.kind() == Message::Kind::kReturned) return;  // not a signal: one of ours came back
+  SignalHandler handler;
+  {
+    absl::MutexLock lock(&mu_);
+    ++signals_received_;
+    handler = signal_handler_;
+  }
+  if (!handler) return;  // counted and dropped: a broadcast is not bounced
+  absl::string_view payload = msg.payload();
+  size_t nl = payload.find('\n');
+  if (nl == absl::string_view::npos) return handler(payload, absl::string_view());
+  handler(payload.substr(0, nl), payload.substr(nl + 1));
+}
+
+void ProcRuntime::SetStateProvider(StateProvider fn) {
+  absl::MutexLock lock(&mu_);
+  state_provider_ = std::move(fn);
+}
+
+absl::StatusOr<std::string> ProcRuntime::HandOffState() {
+  StateProvider provider;
+  {
+    absl::MutexLock lock(&mu_);
+    provider = state_provider_;
+  }
+  if (!provider) return absl::FailedPreconditionError("proc has no state provider");
+  absl::StatusOr<std::string> blob = provider();
+  if (!blob.ok()) return blob.status();
+  if (blob->size() > kMaxStateBytes) {
+    return absl::FailedPreconditionError(absl::StrCat("state of proc ", id_text_, " is ", blob->size(),
+                                                      " bytes; at most ", kMaxStateBytes, " may be handed over"));
+  }
+  return blob;
+}
+
+absl::Status ProcRuntime::SaveState(std::string blob) {
+  if (blob.size() > kMaxStateBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("state of proc ", id_text_, " is ", blob.size(), " bytes; at most ",
+                                                   kMaxStateBytes, " may be saved"));
+  }
+  HOSTD_ASSIGN_OR_RETURN(Message msg, Message::Create(absl::StrCat(id_.frontend().ToString(), ",_host.state"), "save",
+                                                      id_text_, blob));
+  // Nobody waits for the host's acknowledgement, so a failure is only logged.
+  return host_->Post(std::move(msg), [id = id_text_](absl::Status s, Message) {
+    if (!s.ok()) base::Log().warn("proc {}: its saved state did not reach the host: {}", id, s.message());
+  });
 }
 
 void ProcRuntime::RequestStop(std::string reason) {

@@ -18,7 +18,21 @@
 //   --plain                no runtime: just sleep (for exec readiness)
 //   --ready-byte           no runtime: write one byte to fd 3, then sleep (the raw
 //                          spawn baseline of bench/spawn_bench)
-// Grandchild pids are printed to stdout as "grandchild <pid>".
+//   --log-signals          print "signal <name>" to stdout for each signal received
+//   --log-data             bind port "data": print "data <payload>" to stdout for each message
+//   --state=TEXT           the proc's current state starts as TEXT; a state provider
+//                          hands the current state over (the agent's "handoff")
+//   --print-state          before ready, print "initial-state <state or NONE>" to stdout;
+//                          a handed-over state becomes the current state (so
+//                          handoffs chain across incarnations)
+//   --fail-handoff         the state provider refuses: "handoff refused by --fail-handoff"
+//   --save-state=TEXT      once ready, SaveState(TEXT) (the host keeps it)
+// Port "set-state" is always bound: a message there makes its payload the current
+// state (installing the provider if there was none) and is answered "ok" on port
+// "set-state.reply". Without --state, --fail-handoff, an adopted initial state or a
+// set-state, the proc has no state provider.
+// Grandchild pids are printed to stdout as "grandchild <pid>". Every stdout line is
+// flushed at once, so a test can read the log while the proc runs.
 #include <dirent.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -29,11 +43,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "proc/bootstrap.h"
 
@@ -51,6 +67,30 @@ absl::flat_hash_map<std::string, std::string> ParseFlags(int argc, char** argv) 
         eq == std::string::npos ? "" : a.substr(eq + 1);
   }
   return flags;
+}
+
+// The proc's state for --state, --print-state and port "set-state": set on the
+// main thread before the runtime runs, then read and written on its loop thread.
+class CurrentState {
+ public:
+  void Set(std::string state) {
+    absl::MutexLock lock(&mu_);
+    state_ = std::move(state);
+  }
+  std::optional<std::string> Get() const {
+    absl::MutexLock lock(&mu_);
+    return state_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::optional<std::string> state_ ABSL_GUARDED_BY(mu_);
+};
+
+// One line to stdout, flushed at once: tests read the log while the proc runs.
+void PrintLine(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
 }
 
 int IntFlag(const absl::flat_hash_map<std::string, std::string>& f, const std::string& name, int def) {
@@ -164,15 +204,54 @@ int main(int argc, char** argv) {
   }
   if (int late = IntFlag(flags, "ready-after-ms", 0); late > 0) absl::SleepFor(absl::Milliseconds(late));
 
+  CurrentState state;
+  if (auto it = flags.find("state"); it != flags.end()) state.Set(it->second);
   absl::StatusOr<hostd::proc::BootedProc> proc = hostd::proc::BootstrapProc([&](ProcRuntime& rt) -> absl::Status {
-    if (!has("echo")) return absl::OkStatus();
-    return rt.Bind("echo", [&rt](hostd::channel::Message m) {
-      if (m.kind() == hostd::channel::Message::Kind::kMessage) (void)rt.Reply(m, "echo.reply", m.payload());
+    using hostd::channel::Message;
+    if (has("echo")) {
+      absl::Status bound = rt.Bind("echo", [&rt](Message m) {
+        if (m.kind() == Message::Kind::kMessage) (void)rt.Reply(m, "echo.reply", m.payload());
+      });
+      if (!bound.ok()) return bound;
+    }
+    if (has("log-signals")) {
+      rt.OnSignal([](absl::string_view name, absl::string_view) { PrintLine(absl::StrCat("signal ", name)); });
+    }
+    if (has("log-data")) {
+      absl::Status bound = rt.Bind("data", [](Message m) {
+        if (m.kind() == Message::Kind::kMessage) PrintLine(absl::StrCat("data ", m.payload()));
+      });
+      if (!bound.ok()) return bound;
+    }
+    if (has("print-state")) {
+      const std::optional<std::string>& initial = rt.initial_state();
+      PrintLine(absl::StrCat("initial-state ", initial.has_value() ? *initial : "NONE"));
+      if (initial.has_value()) state.Set(*initial);
+    }
+    if (has("fail-handoff")) {
+      rt.SetStateProvider([]() -> absl::StatusOr<std::string> {
+        return absl::FailedPreconditionError("handoff refused by --fail-handoff");
+      });
+    } else if (state.Get().has_value()) {
+      rt.SetStateProvider([&state]() -> absl::StatusOr<std::string> { return *state.Get(); });
+    }
+    return rt.Bind("set-state", [&rt, &state, fail = has("fail-handoff")](Message m) {
+      if (m.kind() != Message::Kind::kMessage) return;
+      bool had = state.Get().has_value();
+      state.Set(std::string(m.payload()));
+      if (!had && !fail) rt.SetStateProvider([&state]() -> absl::StatusOr<std::string> { return *state.Get(); });
+      (void)rt.Reply(m, "set-state.reply", "ok");
     });
   });
   if (!proc.ok()) {
     std::fprintf(stderr, "hostd_test_proc: %s\n", std::string(proc.status().message()).c_str());
     return 2;
+  }
+  if (auto it = flags.find("save-state"); it != flags.end()) {
+    if (absl::Status saved = proc->runtime->SaveState(it->second); !saved.ok()) {
+      std::fprintf(stderr, "hostd_test_proc: --save-state: %s\n", std::string(saved.message()).c_str());
+      return 2;
+    }
   }
   if (has("crash")) std::abort();
   while (true) {

@@ -1,5 +1,6 @@
 // The launcher (manager/launcher.h): how a child that does not reach exec is reported.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -32,6 +33,26 @@ TEST(LauncherTest, ResolveProgramSearchesPath) {
   ASSERT_THAT(sh, IsOk());
   EXPECT_EQ(*sh, "/bin/sh");
   EXPECT_THAT(ResolveProgram("", "/bin"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(LauncherTest, StateDescriptorLandsOnItsNumberWithoutAReadinessPipe) {
+  testing::TempDir dir;
+  std::string out_path = dir.Join("out");
+  base::UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  base::UniqueFd state(::memfd_create("hostd-test-state", MFD_CLOEXEC));
+  ASSERT_TRUE(out.valid());
+  ASSERT_TRUE(state.valid());
+  LaunchRequest req;
+  req.path = HOSTD_TEST_PROC;
+  req.argv = {req.path, "--plain", "--list-fds", "--exit-after-ms=0"};
+  req.stdout_fd = out.get();
+  req.state_fd = state.get();
+  absl::StatusOr<Launched> l = Launch(req);
+  ASSERT_THAT(l, IsOk());
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PIDFD, static_cast<id_t>(l->pidfd.get()), &info, WEXITED), 0);
+  EXPECT_EQ(info.si_code, CLD_EXITED);
+  EXPECT_EQ(ReadFile(out_path), absl::StrCat("fds: 0 1 2 ", kStateFd, "\n")) << "nothing at kReadyFd";
 }
 
 TEST(LauncherTest, ExecFailureIsReportedWithItsErrno) {

@@ -1,8 +1,12 @@
 // The ProcHandle contract, run against both managers.
 #include <csignal>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manager_test_util.h"
@@ -13,6 +17,7 @@ namespace {
 
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using proc::ProcState;
@@ -166,6 +171,50 @@ TEST_P(ProcHandleContractTest, TerminateAllEndsEveryProcAndSummarises) {
     EXPECT_TRUE(o.result->terminal());
   }
   EXPECT_TRUE(h_.manager().Procs().empty());
+}
+
+TEST_P(ProcHandleContractTest, OversizeInitialStateFailsTheSpawnAndNothingRuns) {
+  SpawnSpec spec = h_.Spec({});
+  spec.initial_state = std::string(proc::kMaxStateBytes + 1, 'x');
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("bloated"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("\"bloated\""), HasSubstr("initial state"))));
+  EXPECT_TRUE(h_.manager().Procs().empty());
+  if (GetParam() == Kind::kProcess) {
+    EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
+  }
+  EXPECT_THAT(h_.Spawn("bloated"), IsOk()) << "the name is free";
+}
+
+TEST(LocalProcManagerTest, InitialStateReachesTheInProcessRuntime) {
+  LocalProcManager mgr;
+  auto loop = channel::EventLoop::Start("test-host");
+  channel::Inbox inbox;
+  auto backend = *channel::Listener::Serve(*loop, channel::ChannelAddr::Local(0), inbox);
+  absl::Mutex mu;
+  std::optional<std::string> in_setup, in_main;
+  absl::Notification main_saw;
+  SpawnSpec spec;
+  spec.initial_state = std::string("carried\0over", 12);
+  spec.local_setup = [&](proc::ProcRuntime& rt) {
+    absl::MutexLock lock(&mu);
+    in_setup = rt.initial_state();
+    return absl::OkStatus();
+  };
+  spec.local_main = [&](proc::ProcRuntime& rt, const absl::Notification&) {
+    {
+      absl::MutexLock lock(&mu);
+      in_main = rt.initial_state();
+    }
+    main_saw.Notify();
+    (void)rt.WaitForStopRequest(absl::InfiniteFuture());
+    return 0;
+  };
+  auto handle = mgr.Spawn(*proc::ProcId::Parse("unix:@fe,heir"), backend->addr(), spec);
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_TRUE(main_saw.WaitForNotificationWithDeadline(Guard()));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(in_setup, spec.initial_state);
+  EXPECT_EQ(in_main, spec.initial_state);
 }
 
 TEST(LocalProcManagerTest, ProcKilledDuringSetupFailsTheSpawn) {

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "manager/launcher.h"
 #include "manager_test_util.h"
+#include "proc/agent.h"
 #include "testing/status_matchers.h"
 
 namespace hostd::manager {
@@ -173,14 +174,115 @@ TEST_F(ProcessProcManagerTest, ChildSeesOnlyTheDescriptorsItWasMeantToGet) {
   ASSERT_THAT(handshake, IsOk());
   EXPECT_THAT(ReadFile(h_.process().LogPath("fds", false)), HasSubstr("fds: 0 1 2 3\n"))
       << "stdio and the readiness pipe";
+  SpawnSpec with_state = h_.Spec({.extra_args = {"--list-fds"}});
+  with_state.initial_state = "x";
+  ASSERT_THAT(h_.manager().Spawn(h_.Id("fds-state"), h_.backend(), with_state), IsOk());
+  EXPECT_THAT(ReadFile(h_.process().LogPath("fds-state", false)), HasSubstr("fds: 0 1 2 3 4\n"))
+      << "stdio, the readiness pipe and the state";
   SpawnSpec exec = h_.Spec({.extra_args = {"--plain", "--list-fds"}});
   exec.readiness = ReadinessMode::kExec;
+  exec.initial_state = "ignored without the handshake";
   auto plain = h_.manager().Spawn(h_.Id("fds-exec"), h_.backend(), exec);
   ASSERT_THAT(plain, IsOk());
   for (absl::Time guard = Guard(); ReadFile(h_.process().LogPath("fds-exec", false)).empty() && absl::Now() < guard;) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   EXPECT_EQ(ReadFile(h_.process().LogPath("fds-exec", false)), "fds: 0 1 2\n");
+}
+
+// Talks to a proc directly, as a client "unix:@test-frontend,client" whose answers
+// come back through the harness's host backend.
+class ProcClient {
+ public:
+  ProcClient(ManagerHarness& h, const ProcHandle& proc)
+      : h_(h), dest_(proc.proc_id().ToString()), to_proc_(channel::Sender::Dial(*loop_, *proc.addr())) {}
+
+  // Returns once the proc has dispatched it (the acknowledgement follows dispatch).
+  absl::Status Tell(absl::string_view port, absl::string_view payload) {
+    absl::StatusOr<channel::Message> m = channel::Message::Create(dest_, port, "unix:@test-frontend,client", payload);
+    if (!m.ok()) return m.status();
+    return to_proc_->Send(*std::move(m), Guard());
+  }
+
+  // The next message the host backend received: its port, '=', its payload.
+  std::string NextAtHost() {
+    absl::StatusOr<channel::Message> m = h_.host_inbox().Receive(Guard());
+    return m.ok() ? absl::StrCat(m->port(), "=", m->payload()) : std::string(m.status().message());
+  }
+
+  std::string Ask(absl::string_view port, absl::string_view payload) {
+    absl::Status told = Tell(port, payload);
+    return told.ok() ? NextAtHost() : std::string(told.message());
+  }
+
+ private:
+  ManagerHarness& h_;
+  const std::string dest_;
+  std::unique_ptr<channel::EventLoop> loop_ = channel::EventLoop::Start("test-client");
+  std::unique_ptr<channel::Sender> to_proc_;
+};
+
+TEST_F(ProcessProcManagerTest, InitialStateReachesTheProcAtBoot) {
+  SpawnSpec spec = h_.Spec({.extra_args = {"--print-state"}});
+  spec.initial_state = "generation=41";
+  auto handed = h_.manager().Spawn(h_.Id("heir"), h_.backend(), spec);
+  ASSERT_THAT(handed, IsOk());
+  // Printed before readiness was reported, so it is in the log now.
+  EXPECT_EQ(ReadFile(h_.process().LogPath("heir", false)), "initial-state generation=41\n");
+  // With --print-state the handed-over state becomes the proc's own: it hands it on.
+  ProcClient client(h_, **handed);
+  EXPECT_EQ(client.Ask(proc::kAgentPort, "handoff"), "agent.reply=state\ngeneration=41");
+
+  auto fresh = h_.Spawn("fresh", {.extra_args = {"--print-state"}});
+  ASSERT_THAT(fresh, IsOk());
+  EXPECT_EQ(ReadFile(h_.process().LogPath("fresh", false)), "initial-state NONE\n");
+}
+
+TEST_F(ProcessProcManagerTest, InitialStateAtTheLimitReachesTheProcWhole) {
+  SpawnSpec spec = h_.Spec({.extra_args = {"--print-state"}});
+  spec.initial_state = std::string(proc::kMaxStateBytes, 'x');
+  ASSERT_THAT(h_.manager().Spawn(h_.Id("full"), h_.backend(), spec), IsOk());
+  EXPECT_EQ(ReadFile(h_.process().LogPath("full", false)), "initial-state " + *spec.initial_state + "\n");
+}
+
+// The test proc's state flags, which the host's supervision tests build on.
+TEST_F(ProcessProcManagerTest, TestProcSavesHandsOverAndChangesItsState) {
+  auto a = h_.Spawn("stateful", {.extra_args = {"--state=first", "--save-state=saved early"}});
+  ASSERT_THAT(a, IsOk());
+  ProcClient client(h_, **a);
+  // Nothing else reaches the host before the client asks.
+  absl::StatusOr<channel::Message> saved = h_.host_inbox().Receive(Guard());
+  ASSERT_THAT(saved, IsOk());
+  EXPECT_EQ(saved->dest(), "unix:@test-frontend,_host.state");
+  EXPECT_EQ(saved->port(), "save");
+  EXPECT_EQ(saved->src(), "unix:@test-frontend,stateful");
+  EXPECT_EQ(saved->payload(), "saved early");
+  EXPECT_EQ(client.Ask(proc::kAgentPort, "handoff"), "agent.reply=state\nfirst");
+  EXPECT_EQ(client.Ask("set-state", "second"), "set-state.reply=ok");
+  EXPECT_EQ(client.Ask(proc::kAgentPort, "handoff"), "agent.reply=state\nsecond");
+
+  auto none = h_.Spawn("stateless");
+  ASSERT_THAT(none, IsOk());
+  ProcClient to_none(h_, **none);
+  EXPECT_EQ(to_none.Ask(proc::kAgentPort, "handoff"), "agent.reply=error: proc has no state provider");
+  EXPECT_EQ(to_none.Ask("set-state", "now"), "set-state.reply=ok");
+  EXPECT_EQ(to_none.Ask(proc::kAgentPort, "handoff"), "agent.reply=state\nnow") << "set-state installs a provider";
+
+  auto refuses = h_.Spawn("refuses", {.extra_args = {"--state=kept", "--fail-handoff"}});
+  ASSERT_THAT(refuses, IsOk());
+  ProcClient to_refuser(h_, **refuses);
+  EXPECT_EQ(to_refuser.Ask(proc::kAgentPort, "handoff"), "agent.reply=error: handoff refused by --fail-handoff");
+}
+
+TEST_F(ProcessProcManagerTest, TestProcLogsSignalsAndData) {
+  auto handle = h_.Spawn("listener", {.extra_args = {"--log-signals", "--log-data"}});
+  ASSERT_THAT(handle, IsOk());
+  ProcClient client(h_, **handle);
+  ASSERT_THAT(client.Tell(proc::kSignalPort, "reload\nwith data"), IsOk());
+  ASSERT_THAT(client.Tell("data", "hello"), IsOk());
+  ASSERT_THAT(client.Tell(proc::kSignalPort, "drain"), IsOk());
+  // Each was acknowledged after its handler printed and flushed.
+  EXPECT_EQ(ReadFile(h_.process().LogPath("listener", false)), "signal reload\ndata hello\nsignal drain\n");
 }
 
 TEST_F(ProcessProcManagerTest, ExplicitEnvironmentOnly) {
