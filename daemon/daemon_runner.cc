@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "base/log.h"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
@@ -138,6 +139,19 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
 
   absl::Duration grace = absl::Seconds(cfg.shutdown_grace_s);
   (*host)->StopSpawns("hostd is shutting down", absl::Now() + grace);
+  // Procs hear "conclude" on the control lane before any SIGTERM: each gets the
+  // signal acknowledged (or it comes back) before termination begins, bounded so
+  // that a proc that does not read cannot hold shutdown up.
+  auto concluded = std::make_shared<absl::Notification>();
+  (*host)->Broadcast("conclude", "hostd is shutting down", "", [concluded](absl::StatusOr<BroadcastResult> r) {
+    if (r.ok()) {
+      base::Log().info("conclude signal: targeted={} delivered={} failed={}", r->targeted, r->delivered, r->failed);
+    }
+    concluded->Notify();
+  });
+  if (!concluded->WaitForNotificationWithTimeout(std::min(grace / 2, absl::Seconds(2)))) {
+    base::Log().warn("conclude signal: not every proc acknowledged it in time; terminating anyway");
+  }
   manager::TerminateSummary summary =
       (*host)->TerminateChildren(grace, cfg.shutdown_max_in_flight, "hostd is shutting down");
   base::Log().info("procs terminated: attempted={} ok={} failed={}", summary.attempted, summary.ok, summary.failed);

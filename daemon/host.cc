@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "daemon/host_route.h"
+#include "daemon/worker_pool.h"
 
 namespace hostd::daemon {
 namespace {
@@ -36,15 +37,6 @@ absl::Status ValidateLabels(const Labels& labels) {
 
 }  // namespace
 
-// Lets handle watchers (on manager threads) post to the loop while the Host lives.
-struct Host::Gate {
-  absl::Mutex mu;
-  channel::EventLoop* loop ABSL_GUARDED_BY(mu) = nullptr;
-  void Post(absl::AnyInvocable<void()> fn) {
-    absl::MutexLock lock(&mu);
-    if (loop != nullptr) loop->Post(std::move(fn));
-  }
-};
 
 class Host::Router final : public channel::Receiver {
  public:
@@ -64,7 +56,9 @@ Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOpti
       loop_(channel::EventLoop::Start("host")),
       front_router_(std::make_unique<Router>(*this, true)),
       back_router_(std::make_unique<Router>(*this, false)),
-      gate_(std::make_shared<Gate>()) {
+      gate_(std::make_shared<Gate>()),
+      jobs_(std::make_unique<WorkerPool>(std::max(1, opts_.supervisor_threads), 1u << 16)) {
+  mailboxes_[kStateMailbox] = [this](Message m) { OnSavedState(std::move(m)); };
   absl::MutexLock lock(&gate_->mu);
   gate_->loop = loop_.get();
 }
@@ -84,6 +78,14 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Start(manager::ProcManager& manager,
 }
 
 Host::~Host() {
+  // Restart jobs first: they wake, see destroying_, and stop (a start already
+  // under way finishes and its proc is killed).
+  {
+    absl::MutexLock lock(&mu_);
+    destroying_ = true;
+    restarts_paused_ = true;
+  }
+  jobs_.reset();
   {
     absl::MutexLock lock(&gate_->mu);
     gate_->loop = nullptr;
@@ -134,16 +136,25 @@ proc::ProcId Host::IdOf(absl::string_view name) const {
 
 // ---- Spawning and the table -------------------------------------------------
 
-absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels) {
+absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                     Supervision supervision) {
   HOSTD_RETURN_IF_ERROR(proc::ProcId::ValidateName(name));
   HOSTD_RETURN_IF_ERROR(ValidateLabels(labels));
+  if (absl::Status s = manager::ValidateRestartPolicy(supervision.restart); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("proc \"", name, "\": ", s.message()));
+  }
   uint64_t gen;
   {
     absl::MutexLock lock(&mu_);
     if (!stopped_why_.empty()) {
       return absl::UnavailableError(absl::StrCat("host takes no new spawns: ", stopped_why_));
     }
+    HOSTD_RETURN_IF_ERROR(supervisor_.CheckJoin(supervision.group));
     auto it = routes_.find(name);
+    if (it != routes_.end() && it->second->state == Route::State::kRestarting) {
+      return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (restarting as incarnation ",
+                                                   it->second->incarnation + 1, "); pick another name"));
+    }
     if (it != routes_.end() && it->second->state != Route::State::kEnded) {
       // The exit monitor may know of the end before the loop applied it (a Kill
       // that just returned): the name is free then, and the old link goes.
@@ -160,19 +171,18 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
     r->labels = std::move(labels);
     r->program = spec.program;
     r->args = spec.args;
-    r->created_at = absl::Now();
+    r->created_at = r->incarnation_started = absl::Now();
+    r->spec = spec;
+    if (it != routes_.end()) {
+      saved_state_total_ -= it->second->saved_state ? it->second->saved_state->size() : 0;
+    }
     routes_[name] = std::move(r);
+    supervisor_.AddProc(name, supervision);
     ++spawns_in_flight_;
     Publish(HostEvent::Kind::kSpawned, name, proc::ProcStatus::Starting());
   }
 
-  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = manager_.Spawn(IdOf(name), backend(), spec);
-  if (handle.ok() && spec.readiness == manager::ReadinessMode::kHandshake && !(*handle)->addr().has_value()) {
-    // A proc that says it is ready but gives no address could never get a message.
-    (void)(*handle)->Kill();
-    handle = absl::FailedPreconditionError(
-        absl::StrCat("proc \"", name, "\" reported ready without an address; it was killed"));
-  }
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = SpawnChecked(name, spec);
   if (!handle.ok()) {
     loop_->RunSync([&] { Abandon(name, gen, handle.status()); });
     absl::MutexLock lock(&mu_);
@@ -201,16 +211,31 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
   return info;
 }
 
+absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Host::SpawnChecked(const std::string& name,
+                                                                        const manager::SpawnSpec& spec) {
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = manager_.Spawn(IdOf(name), backend(), spec);
+  if (handle.ok() && spec.readiness == manager::ReadinessMode::kHandshake && !(*handle)->addr().has_value()) {
+    // A proc that says it is ready but gives no address could never get a message.
+    (void)(*handle)->Kill();
+    handle = absl::FailedPreconditionError(
+        absl::StrCat("proc \"", name, "\" reported ready without an address; it was killed"));
+  }
+  return handle;
+}
+
 // Loop thread: the spawn failed; forget the route and return what waited for it.
 void Host::Abandon(const std::string& name, uint64_t gen, const absl::Status& why) {
-  std::deque<std::pair<Message, channel::Sender::Done>> held;
+  Held held;
   {
     absl::MutexLock lock(&mu_);
     auto it = routes_.find(name);
     if (it == routes_.end() || it->second->gen != gen) return;
     held = std::move(it->second->buffer);
+    Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed, .name = name,
+                      .status = proc::ProcStatus::Failed(std::string(why.message())), .incarnation = 1,
+                      .detail = std::string(why.message())});
     routes_.erase(it);
-    Publish(HostEvent::Kind::kSpawnFailed, name, proc::ProcStatus::Failed(std::string(why.message())));
+    supervisor_.RemoveProc(name);
   }
   std::string note = absl::StrCat("proc \"", name, "\" failed to start: ", why.message());
   for (auto& [m, hook] : held) Return(std::move(m), ReturnReason::kProcExited, note);
@@ -219,13 +244,14 @@ void Host::Abandon(const std::string& name, uint64_t gen, const absl::Status& wh
 // Loop thread: the proc is ready; open its link and flush what waited, in order.
 // Runs before any later message is routed (both on the loop), so order holds.
 void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manager::ProcHandle> handle) {
-  std::deque<std::pair<Message, channel::Sender::Done>> held;
+  Held held;
   std::shared_ptr<channel::Sender> link;
   {
     absl::MutexLock lock(&mu_);
     auto it = routes_.find(name);
     if (it == routes_.end() || it->second->gen != gen) return;
     Route& r = *it->second;
+    if (r.state != Route::State::kStarting && r.state != Route::State::kRestarting) return;
     r.handle = handle;
     r.status = handle->status();
     std::optional<channel::ChannelAddr> addr = handle->addr();
@@ -238,6 +264,7 @@ void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manag
     }
     held = std::move(r.buffer);
     r.buffered_bytes = 0;
+    r.buffer_front = 0;
     Publish(HostEvent::Kind::kTransition, name, r.status);
   }
   for (auto& [m, hook] : held) {
@@ -265,23 +292,29 @@ std::shared_ptr<channel::Sender> Host::LinkOf(Route& r) {
 void Host::OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status) {
   if (closing_) return;
   std::shared_ptr<channel::Sender> link;
+  Bounce bounce;
   {
     absl::MutexLock lock(&mu_);
     auto it = routes_.find(name);
     if (it == routes_.end() || it->second->gen != gen) return;
     Route& r = *it->second;
-    if (r.state == Route::State::kEnded || r.status == status) return;
+    if (r.state == Route::State::kEnded || r.state == Route::State::kRestarting || r.status == status) return;
     r.status = status;
-    if (status.terminal()) {
-      r.state = Route::State::kEnded;
-      link = std::move(r.link);
-      ended_order_.push_back(name);
-    }
     Publish(HostEvent::Kind::kTransition, name, status);
-    if (status.terminal()) ForgetEnded(opts_.ended_procs_kept);
+    if (status.terminal()) {
+      link = std::move(r.link);
+      OnEnd(r, &bounce);  // ended, or restarting
+      ForgetEnded(opts_.ended_procs_kept);
+    }
   }
-  // What is still queued comes back through ForwardFailed as kProcExited.
+  // What is still queued comes back through ForwardFailed: as kProcExited, or
+  // into the buffer of a restarting proc.
   if (link) link->Close();
+  BounceAll(std::move(bounce));
+}
+
+bool Host::Live(const Route& r) const {
+  return r.state == Route::State::kReady || r.state == Route::State::kNoAddress;
 }
 
 void Host::ForgetEnded(size_t keep) {
@@ -292,6 +325,8 @@ void Host::ForgetEnded(size_t keep) {
     auto it = routes_.find(ended_order_[i++]);
     if (it == routes_.end() || it->second->state != Route::State::kEnded) continue;
     Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
+    saved_state_total_ -= it->second->saved_state ? it->second->saved_state->size() : 0;
+    supervisor_.RemoveProc(it->first);
     routes_.erase(it);
     --ended;
   }
@@ -307,7 +342,13 @@ ProcInfo Host::InfoOf(const Route& r) const {
                   .program = r.program,
                   .args = r.args,
                   .created_at = r.created_at,
-                  .handle = r.handle};
+                  .handle = r.state == Route::State::kRestarting ? nullptr : r.handle,
+                  .incarnation = r.incarnation,
+                  .incarnation_started = r.incarnation_started,
+                  .supervision = supervisor_.SupervisionOf(r.name).value_or(Supervision{}),
+                  .groups = supervisor_.GroupPath(r.name),
+                  .restarting = r.state == Route::State::kRestarting,
+                  .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0};
 }
 
 absl::StatusOr<ProcInfo> Host::Get(absl::string_view name) const {
@@ -341,37 +382,110 @@ absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Host::Handle(absl::string_v
   if (!it->second->handle) {
     return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is still starting; retry once it is ready"));
   }
+  if (it->second->state == Route::State::kRestarting) {
+    return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is restarting; retry once it is ready"));
+  }
   return it->second->handle;
+}
+
+absl::StatusOr<proc::ProcStatus> Host::Terminate(absl::string_view name, absl::Duration grace,
+                                                 absl::string_view reason) {
+  return Stop(name, grace, reason, /*kill=*/false);
+}
+
+absl::StatusOr<proc::ProcStatus> Host::Kill(absl::string_view name) {
+  return Stop(name, absl::ZeroDuration(), "", /*kill=*/true);
+}
+
+absl::StatusOr<proc::ProcStatus> Host::Stop(absl::string_view name, absl::Duration grace, absl::string_view reason,
+                                            bool kill) {
+  std::shared_ptr<manager::ProcHandle> h;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(name);
+    if (it == routes_.end()) {
+      return absl::NotFoundError(absl::StrCat("no proc named \"", name, "\" on host ", frontend_text_));
+    }
+    Route& r = *it->second;
+    r.stop_requested = true;
+    if (r.state == Route::State::kEnded) return r.status;
+    if (r.state == Route::State::kRestarting) {
+      // No process to stop: it ends here (a start under way is killed by its job).
+      Bounce bounce;
+      EndRoute(r, &bounce);
+      Publish(HostEvent::Kind::kTerminated, r.name, r.status);
+      proc::ProcStatus status = r.status;
+      loop_->Post([this, bounce = std::move(bounce)]() mutable { BounceAll(std::move(bounce)); });
+      return status;
+    }
+    if (!r.handle) {
+      r.stop_requested = false;
+      return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is still starting; retry once it is ready"));
+    }
+    h = r.handle;
+  }
+  return kill ? h->Kill() : h->Terminate(grace, reason);
 }
 
 int Host::live_procs() const {
   absl::MutexLock lock(&mu_);
   int n = 0;
   for (const auto& [name, r] : routes_) n += r->state != Route::State::kEnded;
-  return n;
+  return n;  // restarting procs count: they will be live again
 }
 
 manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_in_flight,
                                                   absl::string_view reason) {
+  // No restart from here: waiting jobs wake and give up; a start under way is
+  // awaited (bounded by its ready deadline; one that outlives the wait is killed
+  // by its job when it returns).
+  {
+    absl::MutexLock lock(&mu_);
+    restarts_paused_ = true;
+    ++restart_epoch_;
+    for (auto& [n, r] : routes_) r->stop_requested = true;
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return restarts_in_flight_ == 0; };
+    mu_.AwaitWithTimeout(absl::Condition(&idle), grace + absl::Seconds(5));
+  }
   manager::TerminateSummary summary = bulk_.TerminateAll(grace, max_in_flight, reason);
   // Watchers have posted every terminal status by now; let the loop apply them.
-  loop_->RunSync([] {});
+  Bounce bounce;
+  loop_->RunSync([&] {
+    absl::MutexLock lock(&mu_);
+    for (auto& [n, r] : routes_) {
+      if (r->state == Route::State::kRestarting) EndRoute(*r, &bounce);
+    }
+  });
+  loop_->RunSync([&] { BounceAll(std::move(bounce)); });
   absl::MutexLock lock(&mu_);
   ForgetEnded(0);
+  restarts_paused_ = false;
   return summary;
 }
 
 bool Host::StopSpawns(std::string why, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   stopped_why_ = why.empty() ? "stopping" : std::move(why);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return spawns_in_flight_ == 0; };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return spawns_in_flight_ == 0 && restarts_in_flight_ == 0;
+  };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
 // ---- Events ------------------------------------------------------------------
 
 void Host::Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status) {
-  HostEvent e{.seq = ++event_seq_, .kind = kind, .name = name, .status = status, .at = absl::Now()};
+  Publish(HostEvent{.kind = kind, .name = name, .status = status});
+}
+
+void Host::Publish(HostEvent e) {
+  e.seq = ++event_seq_;
+  e.at = absl::Now();
+  if (!e.is_group) {
+    e.groups = supervisor_.GroupPath(e.name);
+    auto it = routes_.find(e.name);
+    if (e.incarnation == 0 && it != routes_.end()) e.incarnation = it->second->incarnation;
+  }
   for (auto& [id, fn] : subscribers_) fn(e);
 }
 
@@ -380,7 +494,7 @@ uint64_t Host::Subscribe(EventFn fn, bool snapshot) {
   if (snapshot) {
     for (const auto& [name, r] : routes_) {
       fn(HostEvent{.seq = event_seq_, .kind = HostEvent::Kind::kSnapshot, .name = name, .status = r->status,
-                   .at = absl::Now()});
+                   .at = absl::Now(), .incarnation = r->incarnation, .groups = supervisor_.GroupPath(name)});
     }
   }
   uint64_t id = next_subscriber_++;

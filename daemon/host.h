@@ -41,9 +41,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,7 @@
 #include "channel/event_loop.h"
 #include "channel/listener.h"
 #include "channel/sender.h"
+#include "daemon/supervisor.h"
 #include "manager/proc_manager.h"
 
 namespace hostd::daemon {
@@ -70,29 +73,87 @@ struct HostOptions {
   channel::ListenerOptions listener = {};
   channel::SenderOptions proc_link = {};    // to procs (a restarted proc's messages are returned)
   channel::SenderOptions remote_link = {};  // to other hosts' frontends
+  // Supervision: the grace each member gets when its group restarts or gives up,
+  // how many restarts run at once (more wait their turn), and the bytes of saved
+  // state (ProcRuntime::SaveState) kept for all procs together.
+  absl::Duration supervisor_stop_grace = absl::Seconds(5);
+  int supervisor_threads = 4;
+  size_t saved_state_bytes = 64u << 20;
 };
 
 using Labels = std::map<std::string, std::string>;
 
 // One proc as the host knows it.
 struct ProcInfo {
-  std::string name;
+  std::string name{};
   proc::ProcId id;
-  proc::ProcStatus status;
-  Labels labels;
-  std::string program;
-  std::vector<std::string> args;
-  absl::Time created_at;
-  std::shared_ptr<manager::ProcHandle> handle;  // null while starting
+  proc::ProcStatus status{};
+  Labels labels{};
+  std::string program{};
+  std::vector<std::string> args{};
+  absl::Time created_at{};
+  std::shared_ptr<manager::ProcHandle> handle{};  // null while starting or restarting
+  int incarnation = 1;               // 1, then +1 for each start after the first
+  absl::Time incarnation_started{};    // when the current incarnation began to start
+  Supervision supervision{};
+  std::vector<std::string> groups{};   // from the top-level group down to its own
+  bool restarting = false;           // ended; its next incarnation is on the way
+  size_t saved_state_bytes = 0;      // what its next incarnation would start with
 };
 
+// What happened. A proc's life: kSpawned, kTransition (Running, Ready, Stopping, and
+// its end, with the status), then either kTerminated (it was asked to stop), or
+// kRestarting (its supervisor starts it again: attempt, delay, why;
+// `start_failed` when the end was a start that never became ready), a
+// kSpawnFailed for a start that failed, kRestarted once the new incarnation is
+// ready, or kGaveUp (it stays ended). kGaveUp with `is_group` names a group that
+// went past its restart intensity. kRestartFailed: a requested restart could not
+// get the proc's state; the proc keeps running. kRemoved: the name was forgotten.
 struct HostEvent {
-  enum class Kind { kSnapshot, kSpawned, kTransition, kSpawnFailed, kRemoved };
+  enum class Kind {
+    kSnapshot, kSpawned, kTransition, kSpawnFailed, kRemoved,
+    kRestarting, kRestarted, kGaveUp, kRestartFailed, kTerminated,
+  };
   uint64_t seq = 0;
   Kind kind = Kind::kTransition;
+  std::string name{};  // the proc, or the group for a group's kGaveUp
+  proc::ProcStatus status{};
+  absl::Time at{};
+  int incarnation = 0;
+  std::vector<std::string> groups{};  // the proc's (or group's) groups, top-level first
+  bool is_group = false;
+  int attempt = 0;                  // kRestarting
+  absl::Duration delay{};           // kRestarting
+  bool start_failed = false;        // kRestarting, kSpawnFailed (of a restart)
+  std::string detail{};             // why, for kRestarting, kGaveUp, kRestartFailed, kSpawnFailed
+};
+
+// The supervision tree now (Host::Tree): groups and procs in start order.
+struct ProcUsage {
+  bool known = false;  // false for in-process procs and ended ones
+  double cpu_seconds = 0;
+  uint64_t rss_bytes = 0;
+};
+struct TreeNode {
+  bool is_group = false;
   std::string name;
-  proc::ProcStatus status;
-  absl::Time at;
+  GroupInfo group;  // is_group
+  std::optional<ProcInfo> proc;  // !is_group
+  ProcUsage usage;  // !is_group: the proc's leader, from /proc
+  std::vector<TreeNode> children;
+};
+
+struct RestartRequest {
+  bool handoff = true;  // ask the proc for its state and start the next incarnation with it
+  absl::Duration handoff_timeout = absl::Seconds(10);
+  absl::Duration grace = absl::Seconds(5);  // for stopping the running incarnation
+};
+
+struct BroadcastResult {
+  int targeted = 0;   // procs the signal was sent to (live or starting)
+  int delivered = 0;  // acknowledged by the proc's runtime
+  int queued = 0;     // waiting in the buffer of a starting or restarting proc
+  int failed = 0;     // came back (the proc ended, ...)
 };
 
 struct HostCounters {
@@ -117,10 +178,45 @@ class Host {
   absl::Time started_at() const { return started_at_; }
   proc::ProcId IdOf(absl::string_view name) const;
 
-  // Spawns `name` and waits until it is ready. InvalidArgument for a bad name or
-  // labels; AlreadyExists if a live (or starting) proc has the name; Unavailable
-  // after StopSpawns; otherwise the manager's error (nothing is left of the proc).
-  absl::StatusOr<ProcInfo> Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels = {});
+  // Spawns `name` and waits until it is ready. InvalidArgument for a bad name,
+  // labels or restart policy; AlreadyExists if a live (starting, restarting) proc
+  // has the name; NotFound or FailedPrecondition for its group (Supervisor::
+  // CheckJoin); Unavailable after StopSpawns; otherwise the manager's error
+  // (nothing is left of the proc). A first start that fails is not retried.
+  absl::StatusOr<ProcInfo> Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels = {},
+                                 Supervision supervision = {});
+  // Groups (daemon/supervisor.h). RemoveGroup: FailedPrecondition while it has members.
+  absl::Status CreateGroup(const std::string& name, const GroupSpec& spec);
+  absl::Status RemoveGroup(const std::string& name);
+
+  // Stops a proc for good: its supervisor does not restart it. A restarting proc
+  // ends at once (its waiting messages come back). NotFound; Unavailable while its
+  // first start is under way. Returns the terminal status.
+  absl::StatusOr<proc::ProcStatus> Terminate(absl::string_view name, absl::Duration grace, absl::string_view reason);
+  absl::StatusOr<proc::ProcStatus> Kill(absl::string_view name);
+
+  // Restarts a ready proc as its next incarnation, keeping name and address;
+  // messages sent meanwhile wait and go to the new incarnation. With handoff, the
+  // proc is first asked for its state (agent "handoff"); if it cannot give it, it
+  // keeps running, a kRestartFailed event says why and so does the error
+  // (FailedPrecondition). Without, the new incarnation starts with the last state
+  // the proc saved, if any. Returns once the new incarnation is ready (or why not).
+  // Not counted against the restart intensity.
+  absl::StatusOr<ProcInfo> Restart(absl::string_view name, const RestartRequest& request);
+
+  // Sends signal `name` (payload "<name>" or "<name>\n<data>", port "signal") to
+  // every live proc, or those in `group` and its subgroups, on each link's control
+  // lane: it overtakes data still queued for the proc, and whatever the host
+  // forwards to the proc after this call reaches it after the signal. Starting
+  // and restarting procs get it first when they are ready. `done` runs once, on
+  // the loop thread, when every signal is acknowledged or came back.
+  // InvalidArgument (to `done`) for a bad name (1-64 of [A-Za-z0-9_.-]) or data
+  // over 64 KiB; NotFound for an unknown group.
+  void Broadcast(const std::string& name, std::string data, const std::string& group,
+                 absl::AnyInvocable<void(absl::StatusOr<BroadcastResult>)> done);
+
+  // The supervision tree: top-level groups and procs, in the order they joined.
+  std::vector<TreeNode> Tree() const;
   // NotFound naming the proc when the host does not know it.
   absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
   std::vector<ProcInfo> List() const;
@@ -128,10 +224,10 @@ class Host {
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
 
   // Terminates every live proc (BulkTerminate::TerminateAll) and frees the names
-  // of all ended ones.
+  // of all ended ones. Restarts under way are cancelled: a restarting proc ends.
   manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
-  // Later spawns fail with Unavailable carrying `why`; returns once no spawn is in
-  // flight or at `deadline` (false then).
+  // Later spawns, and restarts, fail with Unavailable carrying `why`; returns once
+  // no spawn or restart is in flight or at `deadline` (false then).
   bool StopSpawns(std::string why, absl::Time deadline);
 
   // Sends `payload` to `name`'s port from a mailbox of the host itself. `done` runs
@@ -183,6 +279,31 @@ class Host {
 
   void Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(HostEvent e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Live(const Route& r) const;
+
+  // Supervision (host_supervision.cc). The loop thread decides, a job thread acts.
+  struct Job;
+  using Bounce = std::deque<std::pair<std::string, std::deque<std::pair<channel::Message, channel::Sender::Done>>>>;
+  // The incarnation of `r` ended on its own (loop thread).
+  void OnEnd(Route& r, Bounce* bounce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyPlan(const std::string& failed, const Supervisor::Plan& plan, bool start_failed, Bounce* bounce)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends `r` for good; what waited for it comes back (via `bounce`).
+  void EndRoute(Route& r, Bounce* bounce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BounceAll(Bounce bounce);
+  void Submit(Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunJob(const Job& job);
+  void StartIncarnation(const std::string& name, uint64_t epoch);
+  void OnStartFailed(const std::string& name, uint64_t gen, const absl::Status& why);
+  void OnSavedState(channel::Message msg);
+  bool Requeue(const std::string& name, channel::Message& msg);
+  bool Cancelled(uint64_t epoch) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // manager_.Spawn, and a handshake proc ready without an address is killed.
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> SpawnChecked(const std::string& name,
+                                                                    const manager::SpawnSpec& spec);
+  absl::StatusOr<proc::ProcStatus> Stop(absl::string_view name, absl::Duration grace, absl::string_view reason,
+                                        bool kill);
   void ForgetEnded(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ProcInfo InfoOf(const Route& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -214,6 +335,13 @@ class Host {
   uint64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_subscriber_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::pair<uint64_t, EventFn>> subscribers_ ABSL_GUARDED_BY(mu_);
+  Supervisor supervisor_ ABSL_GUARDED_BY(mu_);
+  uint64_t restart_epoch_ ABSL_GUARDED_BY(mu_) = 1;  // TerminateChildren cancels the jobs of earlier epochs
+  bool restarts_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool destroying_ ABSL_GUARDED_BY(mu_) = false;
+  int restarts_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t saved_state_total_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<class WorkerPool> jobs_;  // declared last but destroyed first (~Host)
 
   std::atomic<uint64_t> forwarded_{0};
   std::atomic<uint64_t> returned_{0};

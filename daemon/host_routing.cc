@@ -1,8 +1,10 @@
 // The Host's routing (daemon/host.h "Routing"): everything here runs on the
 // Host's loop thread.
+#include <algorithm>
 #include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +13,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "daemon/host.h"
 #include "daemon/host_route.h"
+#include "proc/proc_runtime.h"
 
 namespace hostd::daemon {
 
@@ -29,7 +32,7 @@ bool Host::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, bool 
   }
   absl::string_view addr = dest.substr(0, comma);
   absl::string_view name = dest.substr(comma + 1);
-  if (addr == frontend_text_) return RouteLocal(msg, name, wake);
+  if (addr == frontend_text_ && !(from_frontend && name == kStateMailbox)) return RouteLocal(msg, name, wake);
   if (from_frontend || addr == backend_text_) {
     Return(std::move(msg), ReturnReason::kUnroutable,
            absl::StrCat("host ", frontend_text_, " routes only to its own procs, not to ", addr));
@@ -65,11 +68,13 @@ bool Host::RouteLocal(Message& msg, absl::string_view name, const channel::Recei
       Route& r = *it->second;
       switch (r.state) {
         case Route::State::kStarting:
+        case Route::State::kRestarting:
           if (r.buffer.size() >= opts_.starting_buffer_messages ||
               r.buffered_bytes + msg.wire_size() > opts_.starting_buffer_bytes) {
             reason = ReturnReason::kBufferFull;
-            note = absl::StrFormat("proc \"%s\" is starting and %d messages (%d bytes) already wait for it",
-                                   name, r.buffer.size(), r.buffered_bytes);
+            note = absl::StrFormat("proc \"%s\" is %s and %d messages (%d bytes) already wait for it", name,
+                                   r.state == Route::State::kStarting ? "starting" : "restarting", r.buffer.size(),
+                                   r.buffered_bytes);
             break;
           }
           r.buffered_bytes += msg.wire_size();
@@ -136,6 +141,7 @@ bool Host::Forward(channel::Sender& link, Message& msg, const channel::Receiver:
 // Loop thread: a link handed a message back.
 void Host::ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, Message msg) {
   if (closing_) return;
+  if (!name.empty() && Requeue(name, msg)) return;
   ReturnReason reason = channel::ReturnReasonOf(status);
   std::string note(status.message());
   if (!name.empty()) {
@@ -228,6 +234,96 @@ void Host::SendToProc(const std::string& name, const std::string& port, std::str
     if (!RouteLocal(*msg, name, [] {}, &hook)) {
       finish(absl::ResourceExhaustedError(absl::StrCat("the link to proc \"", name, "\" is full; retry later")));
     }
+  });
+}
+
+// ---- Broadcast signals -----------------------------------------------------------
+
+namespace {
+
+absl::Status ValidateSignal(absl::string_view name, absl::string_view data) {
+  constexpr size_t kMaxData = 64 << 10;
+  bool ok = !name.empty() && name.size() <= 64;
+  for (char c : name) ok = ok && (absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-');
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid signal name \"", absl::CHexEscape(name.substr(0, 80)),
+                                                   "\": use 1-64 letters, digits, '_', '.' and '-'"));
+  }
+  if (data.size() > kMaxData) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("signal \"", name, "\": data is ", data.size(), " bytes; at most ", kMaxData));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void Host::Broadcast(const std::string& name, std::string data, const std::string& group,
+                     absl::AnyInvocable<void(absl::StatusOr<BroadcastResult>)> done) {
+  loop_->Post([this, name, data = std::move(data), group, done = std::move(done)]() mutable {
+    if (absl::Status s = ValidateSignal(name, data); !s.ok()) {
+      done(s);
+      return;
+    }
+    struct Tally {
+      BroadcastResult result;
+      int pending = 1;  // the loop below holds one
+      absl::AnyInvocable<void(absl::StatusOr<BroadcastResult>)> done;
+      void Settle() {
+        if (--pending == 0) done(result);
+      }
+    };
+    auto tally = std::make_shared<Tally>();
+    tally->done = std::move(done);
+    const std::string payload = data.empty() ? name : absl::StrCat(name, "\n", data);
+    const std::string src = absl::StrCat(frontend_text_, ",", kSignalMailbox);
+    std::vector<std::pair<std::shared_ptr<channel::Sender>, Message>> posts;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!group.empty() && supervisor_.PathOfGroup(group).empty()) {
+        tally->done(absl::NotFoundError(absl::StrCat("no group named \"", group, "\"")));
+        return;
+      }
+      for (auto& [n, r] : routes_) {
+        if (!group.empty()) {
+          std::vector<std::string> path = supervisor_.GroupPath(n);
+          if (std::find(path.begin(), path.end(), group) == path.end()) continue;
+        }
+        absl::StatusOr<Message> msg = Message::Create(absl::StrCat(frontend_text_, ",", n), proc::kSignalPort, src,
+                                                      payload);
+        if (!msg.ok()) continue;  // names and payload are validated: cannot happen
+        switch (r->state) {
+          case Route::State::kReady:
+            posts.emplace_back(LinkOf(*r), *std::move(msg));
+            break;
+          case Route::State::kStarting:
+          case Route::State::kRestarting:
+            // First once it is ready: ahead of what waits, behind earlier signals.
+            r->buffered_bytes += msg->wire_size();
+            r->buffer.emplace(r->buffer.begin() + static_cast<std::ptrdiff_t>(r->buffer_front++), *std::move(msg),
+                              nullptr);
+            ++tally->result.targeted;
+            ++tally->result.queued;
+            break;
+          case Route::State::kNoAddress:
+          case Route::State::kEnded:
+            break;
+        }
+      }
+    }
+    for (auto& [link, msg] : posts) {
+      ++tally->result.targeted;
+      ++tally->pending;
+      absl::Status posted = link->PostControl(std::move(msg), [tally](absl::Status s, Message) {
+        ++(s.ok() ? tally->result.delivered : tally->result.failed);
+        tally->Settle();
+      });
+      if (!posted.ok()) {
+        ++tally->result.failed;
+        --tally->pending;
+      }
+    }
+    tally->Settle();
   });
 }
 

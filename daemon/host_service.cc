@@ -107,6 +107,16 @@ grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp,
   return call;
 }
 
+absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
+  absl::StatusOr<manager::RestartPolicy> restart = FromProto(req.restart(), req.has_restart());
+  if (!restart.ok()) return restart.status();
+  if (!req.group().empty()) {
+    absl::Status valid = proc::ProcId::ValidateName(req.group());
+    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("group: ", valid.message()));
+  }
+  return Supervision{.restart = *restart, .group = req.group()};
+}
+
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> HandleFor(Host& host, absl::string_view name) {
   absl::Status valid = ValidateName(name);
   if (!valid.ok()) return valid;
@@ -139,12 +149,15 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
                                                  v1::SpawnProcResponse* resp) {
   absl::Status valid = ValidateName(req->name());
   absl::StatusOr<manager::SpawnSpec> spec = FromProto(req->spec());
+  absl::StatusOr<Supervision> sup = SupervisionFrom(*req);
   if (valid.ok() && !spec.ok()) valid = spec.status();
+  if (valid.ok() && !sup.ok()) valid = sup.status();
   if (!valid.ok()) return Answer<v1::SpawnProcResponse>(ctx, valid);
   Labels labels(req->labels().begin(), req->labels().end());
   return OnPool<v1::SpawnProcResponse>(
-      pool_, resp, [this, name = req->name(), spec = *std::move(spec), labels](v1::SpawnProcResponse& out) {
-        absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels);
+      pool_, resp,
+      [this, name = req->name(), spec = *std::move(spec), labels, sup = *sup](v1::SpawnProcResponse& out) {
+        absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels, sup);
         if (!p.ok()) return p.status();
         ToProto(*p, out.mutable_proc());
         return absl::OkStatus();
@@ -157,13 +170,16 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     std::string name;
     absl::StatusOr<manager::SpawnSpec> spec;
     Labels labels;
+    Supervision sup;
   };
   auto all = std::make_shared<std::vector<One>>();
   for (const v1::SpawnProcRequest& r : req->procs()) {
     absl::Status valid = ValidateName(r.name());
     absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
+    absl::StatusOr<Supervision> sup = SupervisionFrom(r);
+    if (!sup.ok()) spec = sup.status();
     if (!valid.ok()) spec = valid;
-    all->push_back({r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end())});
+    all->push_back({r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end()), sup.value_or(Supervision{})});
   }
   if (req->max_in_flight() < 0) {
     return Answer<v1::SpawnProcsResponse>(ctx, absl::InvalidArgumentError("max_in_flight: must not be negative"));
@@ -177,7 +193,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
         One& one = (*all)[i];
         v1::SpawnResult& r = results[i];
         r.set_name(one.name);
-        absl::StatusOr<ProcInfo> p = one.spec.ok() ? host_.Spawn(one.name, *one.spec, one.labels)
+        absl::StatusOr<ProcInfo> p = one.spec.ok() ? host_.Spawn(one.name, *one.spec, one.labels, one.sup)
                                                    : absl::StatusOr<ProcInfo>(one.spec.status());
         r.set_code(static_cast<int>(p.status().code()));
         if (p.ok()) {
@@ -273,12 +289,11 @@ grpc::ServerUnaryReactor* HostService::WaitProc(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* HostService::TerminateProc(grpc::CallbackServerContext* ctx,
                                                      const v1::TerminateProcRequest* req, v1::Proc* resp) {
   absl::StatusOr<absl::Duration> grace = FromProto(req->grace(), req->has_grace(), kDefaultGrace, "grace");
-  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle =
-      grace.ok() ? HandleFor(host_, req->name()) : grace.status();
-  if (!handle.ok()) return Answer<v1::Proc>(ctx, handle.status());
+  absl::Status valid = grace.ok() ? ValidateName(req->name()) : grace.status();
+  if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
   std::string reason = req->reason().empty() ? "terminated through the API" : req->reason();
-  return OnPool<v1::Proc>(pool_, resp, [this, h = *handle, g = *grace, reason, name = req->name()](v1::Proc& out) {
-    absl::StatusOr<proc::ProcStatus> s = h->Terminate(g, reason);
+  return OnPool<v1::Proc>(pool_, resp, [this, g = *grace, reason, name = req->name()](v1::Proc& out) {
+    absl::StatusOr<proc::ProcStatus> s = host_.Terminate(name, g, reason);
     if (!s.ok()) return s.status();
     FillProc(host_, name, *s, &out);
     return absl::OkStatus();
@@ -287,10 +302,10 @@ grpc::ServerUnaryReactor* HostService::TerminateProc(grpc::CallbackServerContext
 
 grpc::ServerUnaryReactor* HostService::KillProc(grpc::CallbackServerContext* ctx, const v1::KillProcRequest* req,
                                                 v1::Proc* resp) {
-  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = HandleFor(host_, req->name());
-  if (!handle.ok()) return Answer<v1::Proc>(ctx, handle.status());
-  return OnPool<v1::Proc>(pool_, resp, [this, h = *handle, name = req->name()](v1::Proc& out) {
-    absl::StatusOr<proc::ProcStatus> s = h->Kill();
+  absl::Status valid = ValidateName(req->name());
+  if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
+  return OnPool<v1::Proc>(pool_, resp, [this, name = req->name()](v1::Proc& out) {
+    absl::StatusOr<proc::ProcStatus> s = host_.Kill(name);
     if (!s.ok()) return s.status();
     FillProc(host_, name, *s, &out);
     return absl::OkStatus();
@@ -372,6 +387,70 @@ grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* 
   resp->set_pid(getpid());
   resp->set_cgroup_fallback(opts_.cgroup_fallback);
   return Answer<v1::HostInfo>(ctx, absl::OkStatus());
+}
+
+// ---- Supervision ----------------------------------------------------------------
+
+grpc::ServerUnaryReactor* HostService::CreateGroup(grpc::CallbackServerContext* ctx,
+                                                   const v1::CreateGroupRequest* req, v1::Group* resp) {
+  absl::StatusOr<GroupSpec> spec = FromProto(*req);
+  absl::Status s = spec.ok() ? host_.CreateGroup(req->name(), *spec) : spec.status();
+  if (s.ok()) {
+    GroupInfo g;
+    g.name = req->name();
+    g.spec = *spec;
+    ToProto(g, resp);
+  }
+  return Answer<v1::Group>(ctx, s);
+}
+
+grpc::ServerUnaryReactor* HostService::DeleteGroup(grpc::CallbackServerContext* ctx,
+                                                   const v1::DeleteGroupRequest* req, v1::DeleteGroupResponse*) {
+  return Answer<v1::DeleteGroupResponse>(ctx, host_.RemoveGroup(req->name()));
+}
+
+grpc::ServerUnaryReactor* HostService::RestartProc(grpc::CallbackServerContext* ctx,
+                                                   const v1::RestartProcRequest* req, v1::Proc* resp) {
+  RestartRequest r{.handoff = req->handoff()};
+  absl::Status valid = ValidateName(req->name());
+  for (auto [field, present, proto, out] :
+       {std::tuple{"handoff_timeout", req->has_handoff_timeout(), &req->handoff_timeout(), &r.handoff_timeout},
+        std::tuple{"grace", req->has_grace(), &req->grace(), &r.grace}}) {
+    absl::StatusOr<absl::Duration> d = FromProto(*proto, present, *out, field);
+    if (valid.ok() && !d.ok()) valid = d.status();
+    if (d.ok()) *out = *d;
+  }
+  if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
+  return OnPool<v1::Proc>(pool_, resp, [this, r, name = req->name()](v1::Proc& out) {
+    absl::StatusOr<ProcInfo> p = host_.Restart(name, r);
+    if (!p.ok()) return p.status();
+    ToProto(*p, &out);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* HostService::BroadcastSignal(grpc::CallbackServerContext*,
+                                                       const v1::BroadcastSignalRequest* req,
+                                                       v1::BroadcastSignalResponse* resp) {
+  auto* call = new UnaryCall<v1::BroadcastSignalResponse>(resp);
+  auto st = call->state();
+  host_.Broadcast(req->signal(), req->data(), req->group(), [st](absl::StatusOr<BroadcastResult> r) {
+    UnaryCall<v1::BroadcastSignalResponse>::Complete(st, r.status(), [&](v1::BroadcastSignalResponse& out) {
+      out.set_targeted(r->targeted);
+      out.set_delivered(r->delivered);
+      out.set_queued(r->queued);
+      out.set_failed(r->failed);
+    });
+  });
+  return call;
+}
+
+grpc::ServerUnaryReactor* HostService::GetTree(grpc::CallbackServerContext* ctx, const v1::GetTreeRequest*,
+                                               v1::Tree* resp) {
+  absl::Time now = absl::Now();
+  for (const TreeNode& n : host_.Tree()) ToProto(n, now, resp->add_roots());
+  ToProto(now, resp->mutable_at());
+  return Answer<v1::Tree>(ctx, absl::OkStatus());
 }
 
 }  // namespace hostd::daemon

@@ -63,6 +63,16 @@ class HostService final : public v1::HostService::CallbackService {
                                                      const v1::StreamLogsRequest* req) override;
   grpc::ServerUnaryReactor* SendMessage(grpc::CallbackServerContext* ctx, const v1::SendMessageRequest* req,
                                         v1::SendMessageResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext* ctx, const v1::CreateGroupRequest* req,
+                                        v1::Group* resp) override;
+  grpc::ServerUnaryReactor* DeleteGroup(grpc::CallbackServerContext* ctx, const v1::DeleteGroupRequest* req,
+                                        v1::DeleteGroupResponse* resp) override;
+  grpc::ServerUnaryReactor* RestartProc(grpc::CallbackServerContext* ctx, const v1::RestartProcRequest* req,
+                                        v1::Proc* resp) override;
+  grpc::ServerUnaryReactor* BroadcastSignal(grpc::CallbackServerContext* ctx, const v1::BroadcastSignalRequest* req,
+                                            v1::BroadcastSignalResponse* resp) override;
+  grpc::ServerUnaryReactor* GetTree(grpc::CallbackServerContext* ctx, const v1::GetTreeRequest* req,
+                                    v1::Tree* resp) override;
   grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest* req,
                                         v1::HostInfo* resp) override;
 

@@ -111,14 +111,16 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
         host_(host),
         loop_(loop),
         names_(req.names().begin(), req.names().end()),
+        group_(req.group()),
         sink_(std::make_shared<Sink>()) {
     {
       absl::MutexLock lock(&sink_->mu);
       sink_->stream = this;
     }
     sub_ = host_.Subscribe(
-        [sink = sink_, names = names_](const HostEvent& e) {
-          if (!names.empty() && !names.contains(e.name)) return;
+        [sink = sink_, names = names_, group = group_](const HostEvent& e) {
+          if (!names.empty() && (e.is_group || !names.contains(e.name))) return;
+          if (!group.empty() && std::find(e.groups.begin(), e.groups.end(), group) == e.groups.end()) return;
           v1::ProcEvent pe;
           ToProto(e, &pe);
           absl::MutexLock lock(&sink->mu);
@@ -141,6 +143,7 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
   Host& host_;
   channel::EventLoop& loop_;
   const absl::flat_hash_set<std::string> names_;
+  const std::string group_;
   std::shared_ptr<Sink> sink_;
   uint64_t sub_ = 0;
 };

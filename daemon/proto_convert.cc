@@ -73,6 +73,12 @@ void ToProto(const ProcInfo& p, v1::Proc* out) {
   out->set_program(p.program);
   for (const auto& a : p.args) out->add_args(a);
   ToProto(p.created_at, out->mutable_created_at());
+  out->set_incarnation(p.incarnation);
+  ToProto(p.incarnation_started, out->mutable_incarnation_started_at());
+  ToProto(p.supervision.restart, out->mutable_restart());
+  for (const auto& g : p.groups) out->add_groups(g);
+  out->set_restarting(p.restarting);
+  out->set_saved_state_bytes(p.saved_state_bytes);
 }
 
 void ToProto(const HostEvent& e, v1::ProcEvent* out) {
@@ -83,10 +89,129 @@ void ToProto(const HostEvent& e, v1::ProcEvent* out) {
     case HostEvent::Kind::kTransition: out->set_kind(v1::ProcEvent::KIND_TRANSITION); break;
     case HostEvent::Kind::kSpawnFailed: out->set_kind(v1::ProcEvent::KIND_SPAWN_FAILED); break;
     case HostEvent::Kind::kRemoved: out->set_kind(v1::ProcEvent::KIND_REMOVED); break;
+    case HostEvent::Kind::kRestarting: out->set_kind(v1::ProcEvent::KIND_RESTARTING); break;
+    case HostEvent::Kind::kRestarted: out->set_kind(v1::ProcEvent::KIND_RESTARTED); break;
+    case HostEvent::Kind::kGaveUp: out->set_kind(v1::ProcEvent::KIND_GAVE_UP); break;
+    case HostEvent::Kind::kRestartFailed: out->set_kind(v1::ProcEvent::KIND_RESTART_FAILED); break;
+    case HostEvent::Kind::kTerminated: out->set_kind(v1::ProcEvent::KIND_TERMINATED); break;
   }
   out->set_name(e.name);
-  ToProto(e.status, out->mutable_status());
+  if (!e.is_group) ToProto(e.status, out->mutable_status());
   ToProto(e.at, out->mutable_at());
+  out->set_incarnation(e.incarnation);
+  for (const auto& g : e.groups) out->add_groups(g);
+  out->set_is_group(e.is_group);
+  out->set_attempt(e.attempt);
+  if (e.kind == HostEvent::Kind::kRestarting) ToProto(e.delay, out->mutable_delay());
+  out->set_start_failed(e.start_failed);
+  out->set_detail(e.detail);
+}
+
+namespace {
+
+absl::StatusOr<manager::Backoff> BackoffFromProto(const v1::Backoff& b, absl::string_view field) {
+  manager::Backoff out;
+  auto initial = FromProto(b.initial(), b.has_initial(), out.initial, absl::StrCat(field, ".initial"));
+  if (!initial.ok()) return initial.status();
+  auto max = FromProto(b.max(), b.has_max(), out.max, absl::StrCat(field, ".max"));
+  if (!max.ok()) return max.status();
+  out.initial = *initial;
+  out.max = *max;
+  if (b.multiplier() != 0) out.multiplier = b.multiplier();
+  if (b.has_jitter()) out.jitter = b.jitter();
+  return out;
+}
+
+void BackoffToProto(const manager::Backoff& b, v1::Backoff* out) {
+  ToProto(b.initial, out->mutable_initial());
+  ToProto(b.max, out->mutable_max());
+  out->set_multiplier(b.multiplier);
+  out->set_jitter(b.jitter);
+}
+
+}  // namespace
+
+void ToProto(const manager::RestartPolicy& p, v1::RestartPolicy* out) {
+  switch (p.mode) {
+    case manager::RestartMode::kNever: out->set_mode(v1::RESTART_MODE_NEVER); break;
+    case manager::RestartMode::kOnFailure: out->set_mode(v1::RESTART_MODE_ON_FAILURE); break;
+    case manager::RestartMode::kAlways: out->set_mode(v1::RESTART_MODE_ALWAYS); break;
+  }
+  out->set_max_restarts(p.max_restarts);
+  ToProto(p.within, out->mutable_within());
+  BackoffToProto(p.backoff, out->mutable_backoff());
+}
+
+absl::StatusOr<manager::RestartPolicy> FromProto(const v1::RestartPolicy& p, bool present) {
+  manager::RestartPolicy out;
+  if (!present) return out;
+  switch (p.mode()) {
+    case v1::RESTART_MODE_UNSPECIFIED:
+    case v1::RESTART_MODE_NEVER: out.mode = manager::RestartMode::kNever; break;
+    case v1::RESTART_MODE_ON_FAILURE: out.mode = manager::RestartMode::kOnFailure; break;
+    case v1::RESTART_MODE_ALWAYS: out.mode = manager::RestartMode::kAlways; break;
+    default: return absl::InvalidArgumentError(absl::StrCat("restart.mode: unknown mode ", p.mode()));
+  }
+  if (p.has_max_restarts()) out.max_restarts = p.max_restarts();
+  auto within = FromProto(p.within(), p.has_within(), out.within, "restart.within");
+  if (!within.ok()) return within.status();
+  out.within = *within;
+  auto backoff = BackoffFromProto(p.backoff(), "restart.backoff");
+  if (!backoff.ok()) return backoff.status();
+  out.backoff = *backoff;
+  if (absl::Status s = manager::ValidateRestartPolicy(out); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<GroupSpec> FromProto(const v1::CreateGroupRequest& req) {
+  GroupSpec out;
+  out.parent = req.parent();
+  switch (req.strategy()) {
+    case v1::STRATEGY_UNSPECIFIED:
+    case v1::STRATEGY_ONE_FOR_ONE: out.strategy = Strategy::kOneForOne; break;
+    case v1::STRATEGY_ONE_FOR_ALL: out.strategy = Strategy::kOneForAll; break;
+    case v1::STRATEGY_REST_FOR_ONE: out.strategy = Strategy::kRestForOne; break;
+    default: return absl::InvalidArgumentError(absl::StrCat("strategy: unknown strategy ", req.strategy()));
+  }
+  if (req.has_max_restarts()) out.max_restarts = req.max_restarts();
+  auto within = FromProto(req.within(), req.has_within(), out.within, "within");
+  if (!within.ok()) return within.status();
+  out.within = *within;
+  auto backoff = BackoffFromProto(req.backoff(), "backoff");
+  if (!backoff.ok()) return backoff.status();
+  out.backoff = *backoff;
+  return out;
+}
+
+void ToProto(const GroupInfo& g, v1::Group* out) {
+  out->set_name(g.name);
+  out->set_parent(g.spec.parent);
+  switch (g.spec.strategy) {
+    case Strategy::kOneForOne: out->set_strategy(v1::STRATEGY_ONE_FOR_ONE); break;
+    case Strategy::kOneForAll: out->set_strategy(v1::STRATEGY_ONE_FOR_ALL); break;
+    case Strategy::kRestForOne: out->set_strategy(v1::STRATEGY_REST_FOR_ONE); break;
+  }
+  out->set_max_restarts(g.spec.max_restarts);
+  ToProto(g.spec.within, out->mutable_within());
+  out->set_restarts(g.restarts);
+  out->set_gave_up(g.gave_up);
+  out->set_why(g.why);
+}
+
+void ToProto(const TreeNode& n, absl::Time now, v1::TreeNode* out) {
+  if (n.is_group) {
+    ToProto(n.group, out->mutable_group());
+  } else if (n.proc) {
+    ToProto(*n.proc, out->mutable_proc());
+    if (n.usage.known) {
+      out->set_cpu_seconds(n.usage.cpu_seconds);
+      out->set_rss_bytes(n.usage.rss_bytes);
+    }
+    if (!n.proc->status.terminal() && !n.proc->restarting) {
+      out->set_uptime_seconds(absl::ToDoubleSeconds(now - n.proc->incarnation_started));
+    }
+  }
+  for (const TreeNode& c : n.children) ToProto(c, now, out->add_children());
 }
 
 absl::Status ValidateName(absl::string_view name) {

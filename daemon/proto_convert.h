@@ -34,6 +34,13 @@ void ToProto(const HostEvent& e, v1::ProcEvent* out);
 v1::ProcState ToProto(proc::ProcState s);
 
 absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec);
+
+// Supervision. Unset fields take the defaults the .proto states.
+void ToProto(const manager::RestartPolicy& p, v1::RestartPolicy* out);
+absl::StatusOr<manager::RestartPolicy> FromProto(const v1::RestartPolicy& p, bool present);
+absl::StatusOr<GroupSpec> FromProto(const v1::CreateGroupRequest& req);
+void ToProto(const GroupInfo& g, v1::Group* out);
+void ToProto(const TreeNode& n, absl::Time now, v1::TreeNode* out);
 absl::Status ValidateName(absl::string_view name);
 
 }  // namespace hostd::daemon

@@ -12,6 +12,7 @@
 #include "manager/local_proc_manager.h"
 #include "testing/fake_proc_manager.h"
 #include "testing/status_matchers.h"
+#include "tests/daemon/host_test_util.h"
 
 namespace hostd::daemon {
 namespace {
@@ -25,17 +26,6 @@ using proc::ProcState;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
 using ::testing::HasSubstr;
-
-absl::Time Guard() { return absl::Now() + absl::Seconds(60); }
-
-// A proc that answers every message on "echo" with the same payload on "echo.reply".
-SpawnSpec EchoSpec() {
-  SpawnSpec spec;
-  spec.local_setup = [](proc::ProcRuntime& rt) {
-    return rt.Bind("echo", [&rt](Message m) { (void)rt.Reply(m, "echo.reply", m.payload()); });
-  };
-  return spec;
-}
 
 // A proc that sends each payload it gets on "relay" to the proc named in the payload
 // before the first ':', port "echo", keeping the rest.
@@ -51,45 +41,6 @@ SpawnSpec RelaySpec() {
   };
   return spec;
 }
-
-// A client outside the host: its own listener (the return address) and a link to
-// the host's frontend.
-struct Client {
-  explicit Client(const ChannelAddr& host_frontend)
-      : to_host(channel::Sender::Dial(*loop, host_frontend)) {}
-  std::unique_ptr<channel::EventLoop> loop = channel::EventLoop::Start("client");
-  Inbox inbox;
-  std::unique_ptr<channel::Listener> listener = *channel::Listener::Serve(*loop, ChannelAddr::Local(0), inbox);
-  std::string me = listener->addr().ToString() + ",client";
-  std::unique_ptr<channel::Sender> to_host;
-
-  absl::Status Tell(absl::string_view dest, absl::string_view port, absl::string_view payload) {
-    return to_host->Send(*Message::Create(dest, port, me, payload), Guard());
-  }
-  Message Next() {
-    absl::StatusOr<Message> m = inbox.Receive(Guard());
-    EXPECT_THAT(m, IsOk());
-    return m.ok() ? *std::move(m) : *Message::Create("x,y", "none", "", "");
-  }
-};
-
-// Returns once `host` knows `name` (its spawn is in flight), from its events.
-void AwaitKnown(Host& host, const std::string& name) {
-  absl::Notification known;
-  uint64_t id = host.Subscribe(
-      [&](const HostEvent& e) {
-        if (e.name == name && !known.HasBeenNotified()) known.Notify();
-      },
-      /*snapshot=*/true);
-  EXPECT_TRUE(known.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  host.Unsubscribe(id);
-}
-
-struct LocalHost {
-  manager::LocalProcManager mgr;
-  std::unique_ptr<Host> host = *Host::Start(mgr, mgr, {});
-  std::string Dest(absl::string_view name) { return host->IdOf(name).ToString(); }
-};
 
 TEST(HostTest, ClientToEchoProcThroughTheFrontendAndBack) {
   LocalHost h;

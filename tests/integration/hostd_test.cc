@@ -545,6 +545,75 @@ TEST(HostdTest, HostctlEndToEnd) {
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
+// Issue 6 end to end, through hostctl, with real processes: a one-for-all group
+// restarts both procs when one is SIGKILLed; the tree shows them; a requested
+// restart hands the state over; a broadcast arrives before data sent after it.
+TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
+  Hostd h;
+  auto [rc, out] = Hostctl(h, "group create g --strategy one-for-all --max-restarts 5 --within 60");
+  ASSERT_EQ(rc, 0) << out;
+  const std::string fast = "--restart always --group g --backoff-initial 0.01 --backoff-max 0.1";
+  std::tie(rc, out) = Hostctl(h, absl::StrCat("spawn a ", kTestProc, " ", fast, " -- --echo"));
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Hostctl(
+      h, absl::StrCat("spawn b ", kTestProc, " ", fast, " -- --state=abc --print-state --log-signals --log-data"));
+  ASSERT_EQ(rc, 0) << out;
+  auto get = [&](const std::string& name) {
+    v1::GetProcRequest req;
+    req.set_name(name);
+    v1::Proc p;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(h.api().GetProc(&ctx, req, &p).ok());
+    return p;
+  };
+  pid_t a1 = get("a").status().pid(), b1 = get("b").status().pid();
+  ASSERT_EQ(kill(a1, SIGKILL), 0);
+  absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while ((get("a").incarnation() < 2 || get("b").incarnation() < 2 ||
+          get("b").status().state() != v1::PROC_STATE_READY) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(get("a").incarnation(), 2);
+  EXPECT_EQ(get("b").incarnation(), 2);
+  EXPECT_TRUE(AwaitGone(a1));
+  EXPECT_TRUE(AwaitGone(b1)) << "one-for-all stopped the sibling before starting it again";
+  EXPECT_NE(get("b").status().pid(), b1);
+
+  std::tie(rc, out) = Hostctl(h, "tree --json");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("\"name\":\"g\""));
+  EXPECT_THAT(out, HasSubstr("\"rss_bytes\""));
+  EXPECT_THAT(out, HasSubstr("\"incarnation\":2"));
+
+  std::tie(rc, out) = Hostctl(h, "restart b --handoff");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("incarnation 3"));
+  // a cannot hand over state (no --state): it keeps running, exit code 7.
+  std::tie(rc, out) = Hostctl(h, "restart a --handoff");
+  EXPECT_EQ(rc, 7) << out;
+  EXPECT_THAT(out, HasSubstr("keeps running"));
+  EXPECT_EQ(get("a").incarnation(), 2);
+
+  std::tie(rc, out) = Hostctl(h, "signal conclude --group g");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("2 procs, 2 delivered"));
+  std::tie(rc, out) = Hostctl(h, "send b data after-the-signal");
+  ASSERT_EQ(rc, 0) << out;
+  v1::StreamLogsRequest logs;
+  logs.set_name("b");
+  std::string text;
+  deadline = absl::Now() + absl::Seconds(60);
+  while (text.find("data after-the-signal") == std::string::npos && absl::Now() < deadline) {
+    text = ReadLogs(h, logs).second;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_THAT(text, HasSubstr("initial-state abc\n"));  // the third incarnation's log
+  size_t sig = text.find("signal conclude");
+  ASSERT_NE(sig, std::string::npos) << text;
+  EXPECT_LT(sig, text.find("data after-the-signal")) << text;
+}
+
 TEST(HostdTest, HostctlSaysWhereItLookedWhenHostdIsNotThere) {
   testing::TempDir dir;
   auto [rc, out] = RunShell(absl::StrCat(kHostctl, " --grpc unix:", dir.Join("none.sock"), " --timeout 2 list"));
