@@ -173,9 +173,7 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
     r->args = spec.args;
     r->created_at = r->incarnation_started = absl::Now();
     r->spec = spec;
-    if (it != routes_.end()) {
-      saved_state_total_ -= it->second->saved_state ? it->second->saved_state->size() : 0;
-    }
+    if (it != routes_.end()) SetSavedState(*it->second, std::nullopt);
     routes_[name] = std::move(r);
     supervisor_.AddProc(name, supervision);
     ++spawns_in_flight_;
@@ -191,11 +189,7 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
   }
   std::shared_ptr<manager::ProcHandle> h = *handle;
   loop_->RunSync([&] { Activate(name, gen, h); });
-  // From here the route follows the exit monitor. The gate drops what arrives
-  // after the Host began to close; OnStatus runs on the loop, which the Host owns.
-  uint64_t watch_id = h->Watch([this, gate = gate_, name, gen](const proc::ProcStatus& s) {
-    gate->Post([this, name, gen, s] { OnStatus(name, gen, s); });
-  });
+  uint64_t watch_id = WatchRoute(name, gen, *h);
   ProcInfo info{.name = name, .id = IdOf(name), .status = h->status(), .labels = {}, .program = {}, .args = {},
                 .created_at = absl::Now(), .handle = h};
   {
@@ -221,6 +215,14 @@ absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Host::SpawnChecked(const st
         absl::StrCat("proc \"", name, "\" reported ready without an address; it was killed"));
   }
   return handle;
+}
+
+// From here the route follows the exit monitor. The gate drops what arrives after
+// the Host began to close; OnStatus runs on the loop, which the Host owns.
+uint64_t Host::WatchRoute(const std::string& name, uint64_t gen, manager::ProcHandle& h) {
+  return h.Watch([this, gate = gate_, name, gen](const proc::ProcStatus& s) {
+    gate->Post([this, name, gen, s] { OnStatus(name, gen, s); });
+  });
 }
 
 // Loop thread: the spawn failed; forget the route and return what waited for it.
@@ -325,7 +327,7 @@ void Host::ForgetEnded(size_t keep) {
     auto it = routes_.find(ended_order_[i++]);
     if (it == routes_.end() || it->second->state != Route::State::kEnded) continue;
     Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
-    saved_state_total_ -= it->second->saved_state ? it->second->saved_state->size() : 0;
+    SetSavedState(*it->second, std::nullopt);
     supervisor_.RemoveProc(it->first);
     routes_.erase(it);
     --ended;
@@ -411,12 +413,9 @@ absl::StatusOr<proc::ProcStatus> Host::Stop(absl::string_view name, absl::Durati
     if (r.state == Route::State::kEnded) return r.status;
     if (r.state == Route::State::kRestarting) {
       // No process to stop: it ends here (a start under way is killed by its job).
-      Bounce bounce;
-      EndRoute(r, &bounce);
+      EndSoon(r);
       Publish(HostEvent::Kind::kTerminated, r.name, r.status);
-      proc::ProcStatus status = r.status;
-      loop_->Post([this, bounce = std::move(bounce)]() mutable { BounceAll(std::move(bounce)); });
-      return status;
+      return r.status;
     }
     if (!r.handle) {
       r.stop_requested = false;
@@ -449,14 +448,16 @@ manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_
   }
   manager::TerminateSummary summary = bulk_.TerminateAll(grace, max_in_flight, reason);
   // Watchers have posted every terminal status by now; let the loop apply them.
-  Bounce bounce;
   loop_->RunSync([&] {
-    absl::MutexLock lock(&mu_);
-    for (auto& [n, r] : routes_) {
-      if (r->state == Route::State::kRestarting) EndRoute(*r, &bounce);
+    Bounce bounce;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [n, r] : routes_) {
+        if (r->state == Route::State::kRestarting) EndRoute(*r, &bounce);
+      }
     }
+    BounceAll(std::move(bounce));
   });
-  loop_->RunSync([&] { BounceAll(std::move(bounce)); });
   absl::MutexLock lock(&mu_);
   ForgetEnded(0);
   restarts_paused_ = false;

@@ -292,6 +292,11 @@ class Host {
   // Ends `r` for good; what waited for it comes back (via `bounce`).
   void EndRoute(Route& r, Bounce* bounce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BounceAll(Bounce bounce);
+  // EndRoute, with the bounce posted to the loop (for callers off the loop).
+  void EndSoon(Route& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps saved_state_total_ in step.
+  void SetSavedState(Route& r, std::optional<std::string> state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t WatchRoute(const std::string& name, uint64_t gen, manager::ProcHandle& h);
   void Submit(Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunJob(const Job& job);
   void StartIncarnation(const std::string& name, uint64_t epoch);

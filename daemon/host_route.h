@@ -56,6 +56,11 @@ struct Host::Route {
   Held buffer;  // kStarting, kRestarting: with their ack hooks
   size_t buffered_bytes = 0;
   size_t buffer_front = 0;  // entries at the front placed out of arrival order (signals, requeued)
+  // Holds `m` ahead of what arrived in order, behind what was placed ahead before.
+  void HoldAhead(channel::Message m) {
+    buffered_bytes += m.wire_size();
+    buffer.emplace(buffer.begin() + static_cast<std::ptrdiff_t>(buffer_front++), std::move(m), nullptr);
+  }
 
   // Supervision (host_supervision.cc).
   manager::SpawnSpec spec;  // starts each incarnation

@@ -299,9 +299,7 @@ void Host::Broadcast(const std::string& name, std::string data, const std::strin
           case Route::State::kStarting:
           case Route::State::kRestarting:
             // First once it is ready: ahead of what waits, behind earlier signals.
-            r->buffered_bytes += msg->wire_size();
-            r->buffer.emplace(r->buffer.begin() + static_cast<std::ptrdiff_t>(r->buffer_front++), *std::move(msg),
-                              nullptr);
+            r->HoldAhead(*std::move(msg));
             ++tally->result.targeted;
             ++tally->result.queued;
             break;

@@ -122,6 +122,18 @@ void Host::EndRoute(Route& r, Bounce* bounce) {
   r.buffer_front = 0;
 }
 
+void Host::EndSoon(Route& r) {
+  Bounce bounce;
+  EndRoute(r, &bounce);
+  loop_->Post([this, bounce = std::move(bounce)]() mutable { BounceAll(std::move(bounce)); });
+}
+
+void Host::SetSavedState(Route& r, std::optional<std::string> state) {
+  saved_state_total_ -= r.saved_state ? r.saved_state->size() : 0;
+  r.saved_state = std::move(state);
+  saved_state_total_ += r.saved_state ? r.saved_state->size() : 0;
+}
+
 void Host::BounceAll(Bounce bounce) {
   for (auto& [note, held] : bounce) {
     for (auto& [m, hook] : held) Return(std::move(m), ReturnReason::kProcExited, note);
@@ -134,9 +146,7 @@ bool Host::Requeue(const std::string& name, Message& msg) {
   absl::MutexLock lock(&mu_);
   auto it = routes_.find(name);
   if (it == routes_.end() || it->second->state != Route::State::kRestarting) return false;
-  Route& r = *it->second;
-  r.buffered_bytes += msg.wire_size();
-  r.buffer.emplace(r.buffer.begin() + static_cast<std::ptrdiff_t>(r.buffer_front++), std::move(msg), nullptr);
+  it->second->HoldAhead(std::move(msg));
   return true;
 }
 
@@ -191,11 +201,7 @@ void Host::StartIncarnation(const std::string& name, uint64_t epoch) {
     if (it == routes_.end() || it->second->state != Route::State::kRestarting || it->second->spawning) return;
     Route& r = *it->second;
     if (Cancelled(epoch)) {
-      if (restart_epoch_ == epoch) {  // a later epoch (TerminateChildren) ends it itself
-        Bounce bounce;
-        EndRoute(r, &bounce);
-        loop_->Post([this, bounce = std::move(bounce)]() mutable { BounceAll(std::move(bounce)); });
-      }
+      if (restart_epoch_ == epoch) EndSoon(r);  // a later epoch (TerminateChildren) ends it itself
       return;
     }
     r.spawning = true;
@@ -216,9 +222,7 @@ void Host::StartIncarnation(const std::string& name, uint64_t epoch) {
   }
   std::shared_ptr<manager::ProcHandle> h = *handle;
   loop_->RunSync([&] { Activate(name, gen, h); });
-  uint64_t watch_id = h->Watch([this, gate = gate_, name, gen](const proc::ProcStatus& s) {
-    gate->Post([this, name, gen, s] { OnStatus(name, gen, s); });
-  });
+  uint64_t watch_id = WatchRoute(name, gen, *h);
   bool keep = false;
   {
     absl::MutexLock lock(&mu_);
@@ -334,8 +338,7 @@ absl::StatusOr<ProcInfo> Host::Restart(absl::string_view name_view, const Restar
     }
     Route& r = *it->second;
     if (state) {
-      saved_state_total_ = saved_state_total_ - (r.saved_state ? r.saved_state->size() : 0) + state->size();
-      r.saved_state = state;
+      SetSavedState(r, state);
       r.handoff_state = std::move(state);
     }
     r.fate = Route::Fate::kRequestedRestart;
@@ -389,8 +392,7 @@ void Host::OnSavedState(Message msg) {
         reason = ReturnReason::kBufferFull;
         note = absl::StrCat("the host keeps at most ", opts_.saved_state_bytes, " bytes of saved state for all procs");
       } else {
-        saved_state_total_ = saved_state_total_ - old + size;
-        r.saved_state = std::string(msg.payload());
+        SetSavedState(r, std::string(msg.payload()));
       }
     }
   }
