@@ -446,7 +446,8 @@ std::vector<TreeNode> Host::Tree() const {
     absl::flat_hash_map<std::string, GroupInfo> groups;
     for (GroupInfo& g : supervisor_.Groups()) groups.emplace(g.name, std::move(g));
     std::function<void(const std::vector<GroupInfo::Child>&, std::vector<TreeNode>*)> build =
-        [&](const std::vector<GroupInfo::Child>& children, std::vector<TreeNode>* out) {
+        [&](const std::vector<GroupInfo::Child>& children, std::vector<TreeNode>* out)
+            ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           for (const auto& c : children) {
             TreeNode node;
             node.is_group = c.is_group;

@@ -92,7 +92,7 @@ class EventLog {
   HostEvent Await(const std::function<bool(const HostEvent&)>& pred) {
     absl::MutexLock lock(&mu_);
     std::optional<HostEvent> found;
-    auto check = [&]() {
+    auto check = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       for (const HostEvent& e : events_) {
         if (pred(e)) {
           found = e;
