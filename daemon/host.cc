@@ -245,6 +245,8 @@ void Host::Abandon(const std::string& name, uint64_t gen, const absl::Status& wh
 
 // Loop thread: the proc is ready; open its link and flush what waited, in order.
 // Runs before any later message is routed (both on the loop), so order holds.
+// A proc may have ended already; its end is left to the watch that follows
+// (OnStatus), so that OnStatus does not take it for a status it has seen.
 void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manager::ProcHandle> handle) {
   Held held;
   std::shared_ptr<channel::Sender> link;
@@ -255,7 +257,8 @@ void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manag
     Route& r = *it->second;
     if (r.state != Route::State::kStarting && r.state != Route::State::kRestarting) return;
     r.handle = handle;
-    r.status = handle->status();
+    proc::ProcStatus now = handle->status();
+    if (!now.terminal()) r.status = now;
     std::optional<channel::ChannelAddr> addr = handle->addr();
     if (addr.has_value()) {
       r.addr = addr;
@@ -267,7 +270,7 @@ void Host::Activate(const std::string& name, uint64_t gen, std::shared_ptr<manag
     held = std::move(r.buffer);
     r.buffered_bytes = 0;
     r.buffer_front = 0;
-    Publish(HostEvent::Kind::kTransition, name, r.status);
+    if (!now.terminal()) Publish(HostEvent::Kind::kTransition, name, r.status);
   }
   for (auto& [m, hook] : held) {
     if (link == nullptr) {
@@ -350,6 +353,7 @@ ProcInfo Host::InfoOf(const Route& r) const {
                   .supervision = supervisor_.SupervisionOf(r.name).value_or(Supervision{}),
                   .groups = supervisor_.GroupPath(r.name),
                   .restarting = r.state == Route::State::kRestarting,
+                  .ended = r.state == Route::State::kEnded,
                   .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0};
 }
 

@@ -98,6 +98,9 @@ struct ProcInfo {
   Supervision supervision{};
   std::vector<std::string> groups{};   // from the top-level group down to its own
   bool restarting = false;           // ended; its next incarnation is on the way
+  // The Host has applied its end and will not start it again. (`status` may be
+  // terminal a moment before: a live handle's status is read directly.)
+  bool ended = false;
   size_t saved_state_bytes = 0;      // what its next incarnation would start with
 };
 

@@ -191,10 +191,12 @@ void Host::StartIncarnation(const std::string& name, uint64_t epoch) {
   uint64_t gen;
   {
     absl::MutexLock lock(&mu_);
-    // A member its group just stopped may not have been seen to end yet.
+    // A member its group just stopped may not have been seen to end yet; an
+    // incarnation that ended as soon as it was ready may still be finishing its
+    // start on another job's thread (`spawning`).
     auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       auto it = routes_.find(name);
-      return it == routes_.end() || !Live(*it->second) || Cancelled(epoch);
+      return it == routes_.end() || (!Live(*it->second) && !it->second->spawning) || Cancelled(epoch);
     };
     mu_.AwaitWithTimeout(absl::Condition(&settled), opts_.supervisor_stop_grace + absl::Seconds(5));
     auto it = routes_.find(name);

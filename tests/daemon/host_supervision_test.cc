@@ -154,6 +154,29 @@ TEST(HostSupervisionTest, ACrashLoopStopsAtTheIntensityAndGivesUp) {
   EXPECT_EQ(f.client.Next().reason(), ReturnReason::kProcExited);
 }
 
+// Procs that end the moment they are ready race the Host's own bookkeeping of
+// their start (the spawn and each restart): every end must still be seen, so each
+// of them goes through its restarts and gives up, none is left looking alive.
+TEST(HostSupervisionTest, ProcsEndingAsSoonAsReadyAreSeenToEndEveryTime) {
+  Fixture f;
+  constexpr int kProcs = 24;
+  for (int i = 0; i < kProcs; ++i) {
+    std::string name = absl::StrCat("brief", i);
+    SpawnSpec spec = Member(f.w, name);
+    spec.local_main = [](proc::ProcRuntime&, const absl::Notification&) { return 3; };
+    ASSERT_THAT(f.h.host->Spawn(name, spec, {}, Restart(RestartMode::kAlways, "", 2)), IsOk());
+  }
+  for (int i = 0; i < kProcs; ++i) {
+    std::string name = absl::StrCat("brief", i);
+    f.events.Await(Kind::kGaveUp, name);
+    EXPECT_EQ(f.w.Starts(name), 3) << name;
+    absl::StatusOr<ProcInfo> p = f.h.host->Get(name);
+    ASSERT_THAT(p, IsOk());
+    EXPECT_TRUE(p->ended) << name;
+    EXPECT_EQ(p->incarnation, 3) << name;
+  }
+}
+
 TEST(HostSupervisionTest, MessagesSentDuringARestartReachTheNewIncarnationInOrder) {
   Fixture f;
   Supervision s = Restart(RestartMode::kAlways);

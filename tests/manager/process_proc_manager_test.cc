@@ -386,7 +386,10 @@ TEST_F(ProcessProcManagerTest, TerminateAllOverTwoHundredMixedProcs) {
   for (int i = 0; i < kProcs; ++i) {
     proc::ProcStatus st = handles[i]->status();
     if (i % 2 == 0) {
-      EXPECT_EQ(st.state, ProcState::kStopped) << i << " " << st;
+      // The stop request, or SIGTERM at grace/2 if it was slow to act on it (a
+      // loaded machine, or ASan): never SIGKILL.
+      EXPECT_TRUE(st.state == ProcState::kStopped || (st.state == ProcState::kKilled && st.signal == SIGTERM))
+          << i << " " << st;
     } else {
       EXPECT_EQ(st.state, ProcState::kKilled) << i;
       EXPECT_EQ(st.signal, SIGKILL) << i << ": its own grace passed, then SIGKILL";
