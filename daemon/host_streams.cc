@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "absl/container/flat_hash_set.h"
@@ -149,7 +150,8 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
 };
 
 // StreamLogs: the file from an offset, then (following) what is appended until
-// the proc has ended and everything it wrote was sent.
+// the proc has ended for good (not restarting: the logs of a supervised proc hold
+// every incarnation's output) and everything it wrote was sent.
 class LogStream final : public QueuedWriter<v1::LogChunk> {
  public:
   struct Poll {
@@ -157,8 +159,9 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
     LogStream* stream ABSL_GUARDED_BY(mu) = nullptr;
   };
 
-  LogStream(channel::EventLoop& loop, base::UniqueFd fd, bool follow, std::shared_ptr<manager::ProcHandle> handle)
-      : QueuedWriter(2), loop_(loop), fd_(std::move(fd)), follow_(follow), handle_(std::move(handle)),
+  // `ended`: whether the proc has ended for good; any thread.
+  LogStream(channel::EventLoop& loop, base::UniqueFd fd, bool follow, std::function<bool()> ended)
+      : QueuedWriter(2), loop_(loop), fd_(std::move(fd)), follow_(follow), ended_(std::move(ended)),
         poll_(std::make_shared<Poll>()) {
     absl::MutexLock lock(&poll_->mu);
     poll_->stream = this;
@@ -180,7 +183,7 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
  private:
   void ReadMore() {
     // Whether it had ended is read before the file, so all it wrote is sent.
-    bool ended = handle_ == nullptr || handle_->status().terminal();
+    bool ended = ended_();
     v1::LogChunk chunk;
     std::string* data = chunk.mutable_data();
     data->resize(kLogChunk);
@@ -211,7 +214,7 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   channel::EventLoop& loop_;
   base::UniqueFd fd_;
   const bool follow_;
-  std::shared_ptr<manager::ProcHandle> handle_;
+  const std::function<bool()> ended_;
   std::shared_ptr<Poll> poll_;
 };
 
@@ -256,7 +259,13 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
     off_t end = lseek(fd.get(), 0, SEEK_END);
     (void)lseek(fd.get(), std::max<off_t>(0, end - req->tail_bytes()), SEEK_SET);
   }
-  auto* stream = new LogStream(*timers_, std::move(fd), req->follow(), info->handle);
+  // Ended for good, or gone (a proc spawned again under the name has another
+  // created_at).
+  auto ended = [host = &host_, name = req->name(), created = info->created_at] {
+    absl::StatusOr<ProcInfo> now = host->Get(name);
+    return !now.ok() || now->created_at != created || now->ended;
+  };
+  auto* stream = new LogStream(*timers_, std::move(fd), req->follow(), std::move(ended));
   stream->Start();
   return stream;
 }

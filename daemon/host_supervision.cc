@@ -213,6 +213,7 @@ void Host::StartIncarnation(const std::string& name, uint64_t epoch) {
     r.handle.reset();
     spec = r.spec;
     spec.initial_state = r.handoff_state ? r.handoff_state : r.saved_state;
+    spec.append_logs = true;  // the logs keep what every incarnation wrote
     ++spawns_in_flight_;
   }
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = SpawnChecked(name, spec);

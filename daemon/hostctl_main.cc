@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   auto* logs = app.add_subcommand("logs", "print a proc's stdout (or stderr)");
   logs->add_option("name", name)->required();
   logs->add_flag("--stderr", err_log, "stderr instead of stdout");
-  logs->add_flag("-f,--follow", follow, "keep printing until the proc ends");
+  logs->add_flag("-f,--follow", follow, "keep printing until the proc ends for good (across restarts)");
   logs->add_option("--tail", tail, "start this many bytes before the end");
 
   std::string port, payload;

@@ -46,6 +46,10 @@ struct SpawnSpec {
   // kExec or kNotify readiness it is ignored; an in-process proc gets it in
   // ProcRuntime::Options.
   std::optional<std::string> initial_state;
+  // Process procs: append to the proc's log files rather than truncate them. The
+  // Host sets it for a restarted incarnation, so the logs keep every incarnation's
+  // output; the terminal status's stderr tail is still this incarnation's only.
+  bool append_logs = false;
 
   // In-process procs: the body, run on the proc's own thread once its runtime
   // serves; its return value is the exit code. It should return soon after

@@ -40,11 +40,12 @@ namespace {
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
 constexpr size_t kMaxReadyReport = 4096;
 
-std::string ReadTail(const std::string& path, size_t bytes) {
+// The last `bytes` of the file, but nothing before offset `start`.
+std::string ReadTail(const std::string& path, off_t start, size_t bytes) {
   base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st {};
-  if (!fd.valid() || ::fstat(fd.get(), &st) != 0) return "";
-  off_t from = std::max<off_t>(0, st.st_size - static_cast<off_t>(bytes));
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size < start) return "";
+  off_t from = std::max<off_t>(start, st.st_size - static_cast<off_t>(bytes));
   std::string out(static_cast<size_t>(st.st_size - from), '\0');
   ssize_t n = ::pread(fd.get(), out.data(), out.size(), from);
   out.resize(n > 0 ? static_cast<size_t>(n) : 0);
@@ -91,6 +92,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 
   // Set by Spawn before the launch (which orders it before any use on the loop).
   void set_cgroup_dir(std::string dir) { cgroup_dir_ = std::move(dir); }
+  // Where this spawn's output begins in the stderr log (Spawn, before the launch).
+  void set_stderr_start(off_t offset) { stderr_start_ = offset; }
 
   const std::string& command() const { return command_; }
   const std::string& cgroup_dir() const { return cgroup_dir_; }
@@ -324,7 +327,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
     // Anything else of the proc's (a setsid() orphan's zombie) goes in a sweep soon.
     mgr_->reaper_->LeaderReaped(pid);
-    std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), mgr_->options_.stderr_tail_bytes);
+    std::string tail =
+        ReadTail(mgr_->LogPath(proc_id().name(), true), stderr_start_, mgr_->options_.stderr_tail_bytes);
     ProcStatus end;
     if (ec) {
       end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
@@ -348,6 +352,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   bool mgr_gone_ ABSL_GUARDED_BY(mgr_mu_) = false;
   const std::string command_;
   std::string cgroup_dir_;
+  off_t stderr_start_ = 0;
 
   mutable absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
@@ -517,11 +522,14 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::vector<std::string> envp;
   for (const auto& [k, v] : env) envp.push_back(absl::StrCat(k, "=", v));
 
-  base::UniqueFd out(::open(LogPath(name, false).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  base::UniqueFd err(::open(LogPath(name, true).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!out.valid() || !err.valid()) {
+  const int log_mode = O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append_logs ? O_APPEND : O_TRUNC);
+  base::UniqueFd out(::open(LogPath(name, false).c_str(), log_mode, 0640));
+  base::UniqueFd err(::open(LogPath(name, true).c_str(), log_mode, 0640));
+  struct stat err_stat {};
+  if (!out.valid() || !err.valid() || ::fstat(err.get(), &err_stat) != 0) {
     return abandon(fail(Errno(absl::StrCat("log files under ", options_.state_dir, "/logs"))));
   }
+  handle->set_stderr_start(err_stat.st_size);
   if (cgroups_ != nullptr) {
     absl::StatusOr<std::string> dir = cgroups_->CreateChild(name);
     if (!dir.ok()) return abandon(fail(dir.status()));

@@ -31,7 +31,8 @@
 // second while it has procs, and right after each proc's exit.
 //
 // stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (truncated at each
-// spawn); the last `stderr_tail_bytes` of stderr are kept in the terminal status.
+// spawn unless SpawnSpec::append_logs); the last `stderr_tail_bytes` of what this
+// spawn wrote to stderr are kept in the terminal status.
 // The environment is explicit: SpawnSpec::env, the inherit_env names copied from
 // this process, and the HOSTD_* bootstrap variables (proc/bootstrap.h).
 //

@@ -608,10 +608,43 @@ TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
     text = ReadLogs(h, logs).second;
     absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_THAT(text, HasSubstr("initial-state abc\n"));  // the third incarnation's log
+  // The log holds every incarnation's output, in order: two started without state,
+  // the third with the state handed over.
+  size_t none1 = text.find("initial-state NONE\n");
+  ASSERT_NE(none1, std::string::npos) << text;
+  size_t none2 = text.find("initial-state NONE\n", none1 + 1);
+  ASSERT_NE(none2, std::string::npos) << text;
+  size_t abc = text.find("initial-state abc\n");
+  ASSERT_NE(abc, std::string::npos) << text;
+  EXPECT_GT(abc, none2) << text;
   size_t sig = text.find("signal conclude");
   ASSERT_NE(sig, std::string::npos) << text;
   EXPECT_LT(sig, text.find("data after-the-signal")) << text;
+}
+
+// A supervised proc's log holds every incarnation's output, and a follower keeps
+// following across its restarts until it gives up.
+TEST(HostdTest, FollowedLogsSpanEveryIncarnationUntilTheProcGivesUp) {
+  Hostd h;
+  auto [rc, out] = Hostctl(h, absl::StrCat("spawn phoenix ", kTestProc,
+                                           " --restart on-failure --max-restarts 2 --within 60 --backoff-initial 0.01"
+                                           " --backoff-max 0.05 -- --print-state --exit-after-ms=200 --exit-code=1"));
+  ASSERT_EQ(rc, 0) << out;
+  v1::StreamLogsRequest req;
+  req.set_name("phoenix");
+  req.set_follow(true);
+  auto [s, all] = ReadLogs(h, req);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(all, "initial-state NONE\ninitial-state NONE\ninitial-state NONE\n");
+  v1::GetProcRequest get;
+  get.set_name("phoenix");
+  v1::Proc p;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(h.api().GetProc(&ctx, get, &p).ok());
+  EXPECT_EQ(p.incarnation(), 3);
+  EXPECT_EQ(p.status().exit_code(), 1);
+  EXPECT_FALSE(p.restarting());
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
 TEST(HostdTest, HostctlSaysWhereItLookedWhenHostdIsNotThere) {

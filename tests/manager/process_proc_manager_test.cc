@@ -30,6 +30,7 @@ using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using proc::ProcState;
 
 class ProcessProcManagerTest : public ::testing::Test {
@@ -75,6 +76,35 @@ TEST_F(ProcessProcManagerTest, ExitCodeAndStderrTailAreKept) {
   EXPECT_EQ(end->exit_code, 7);
   EXPECT_THAT(end->stderr_tail, HasSubstr("it went wrong"));
   EXPECT_THAT(ReadFile(h_.process().LogPath("seven", true)), HasSubstr("it went wrong"));
+}
+
+// A restarted incarnation appends: the log keeps both spawns' output, and each
+// terminal status carries only its own spawn's stderr.
+TEST_F(ProcessProcManagerTest, AppendedLogsKeepEarlierOutputButTheTailIsThisSpawns) {
+  auto first = h_.Spawn("again", {.exit_after_ms = 50, .exit_code = 3, .extra_args = {"--stderr=FIRST-RUN"}});
+  ASSERT_THAT(first, IsOk());
+  absl::StatusOr<proc::ProcStatus> end1 = (*first)->Wait(Guard());
+  ASSERT_THAT(end1, IsOk());
+  EXPECT_THAT(end1->stderr_tail, HasSubstr("FIRST-RUN"));
+
+  SpawnSpec spec = h_.Spec({.exit_after_ms = 50, .exit_code = 4, .extra_args = {"--stderr=SECOND-RUN"}});
+  spec.append_logs = true;
+  auto second = h_.manager().Spawn(h_.Id("again"), h_.backend(), spec);
+  ASSERT_THAT(second, IsOk());
+  absl::StatusOr<proc::ProcStatus> end2 = (*second)->Wait(Guard());
+  ASSERT_THAT(end2, IsOk());
+  EXPECT_EQ(end2->exit_code, 4);
+  EXPECT_THAT(end2->stderr_tail, HasSubstr("SECOND-RUN"));
+  EXPECT_THAT(end2->stderr_tail, Not(HasSubstr("FIRST-RUN")));
+  std::string log = ReadFile(h_.process().LogPath("again", true));
+  ASSERT_THAT(log, HasSubstr("FIRST-RUN"));
+  EXPECT_LT(log.find("FIRST-RUN"), log.find("SECOND-RUN"));
+
+  // Without append_logs a spawn starts its logs afresh.
+  auto third = h_.Spawn("again", {.exit_after_ms = 50, .exit_code = 0});
+  ASSERT_THAT(third, IsOk());
+  ASSERT_THAT((*third)->Wait(Guard()), IsOk());
+  EXPECT_THAT(ReadFile(h_.process().LogPath("again", true)), Not(HasSubstr("RUN")));
 }
 
 TEST_F(ProcessProcManagerTest, GracefulStopReasonReachesTheProc) {
