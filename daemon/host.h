@@ -132,17 +132,12 @@ struct HostEvent {
 };
 
 // The supervision tree now (Host::Tree): groups and procs in start order.
-struct ProcUsage {
-  bool known = false;  // false for in-process procs and ended ones
-  double cpu_seconds = 0;
-  uint64_t rss_bytes = 0;
-};
 struct TreeNode {
   bool is_group = false;
   std::string name;
   GroupInfo group;  // is_group
   std::optional<ProcInfo> proc;  // !is_group
-  ProcUsage usage;  // !is_group: the proc's leader, from /proc
+  manager::ProcUsage usage;  // !is_group: its processes' (ProcHandle::Usage)
   std::vector<TreeNode> children;
 };
 

@@ -7,17 +7,13 @@
 // Job does it on a thread of jobs_ and reports back through the loop. A route
 // keeps its name, ProcId and buffer across incarnations; `gen` changes with each.
 #include <algorithm>
-#include <unistd.h>
 
 #include <utility>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
-#include "base/small_file.h"
 #include "daemon/host.h"
 #include "daemon/host_route.h"
 #include "daemon/worker_pool.h"
@@ -414,34 +410,6 @@ absl::Status Host::RemoveGroup(const std::string& name) {
   return supervisor_.RemoveGroup(name);
 }
 
-namespace {
-
-// CPU time and resident size of one process, from /proc (Linux's proc(5)).
-ProcUsage ReadUsage(pid_t pid) {
-  ProcUsage u;
-  absl::StatusOr<std::string> stat = base::ReadSmallFile(absl::StrCat("/proc/", pid, "/stat"), 4096);
-  absl::StatusOr<std::string> statm = base::ReadSmallFile(absl::StrCat("/proc/", pid, "/statm"), 4096);
-  if (!stat.ok() || !statm.ok()) return u;
-  size_t paren = stat->rfind(')');
-  if (paren == std::string::npos) return u;
-  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(*stat).substr(paren + 2), ' ');
-  std::vector<absl::string_view> m = absl::StrSplit(*statm, ' ');
-  uint64_t utime = 0, stime = 0, pages = 0;
-  // After "(comm) ": state is field 3 of proc(5), so utime (14) and stime (15) are at 11, 12.
-  if (f.size() < 13 || m.size() < 2 || !absl::SimpleAtoi(f[11], &utime) || !absl::SimpleAtoi(f[12], &stime) ||
-      !absl::SimpleAtoi(m[1], &pages)) {
-    return u;
-  }
-  static const long kTicks = ::sysconf(_SC_CLK_TCK);
-  static const long kPage = ::sysconf(_SC_PAGESIZE);
-  u.known = true;
-  u.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(kTicks);
-  u.rss_bytes = pages * static_cast<uint64_t>(kPage);
-  return u;
-}
-
-}  // namespace
-
 std::vector<TreeNode> Host::Tree() const {
   std::vector<TreeNode> roots;
   {
@@ -473,8 +441,8 @@ std::vector<TreeNode> Host::Tree() const {
     for (TreeNode& n : *nodes) {
       if (n.is_group) {
         usage(&n.children);
-      } else if (n.proc && n.proc->status.pid > 0 && !n.proc->status.terminal() && !n.proc->restarting) {
-        n.usage = ReadUsage(n.proc->status.pid);
+      } else if (n.proc && n.proc->handle != nullptr) {
+        n.usage = n.proc->handle->Usage();
       }
     }
   };

@@ -39,8 +39,9 @@ void PrintNode(const v1::TreeNode& n, int depth) {
            g.restarts(), g.gave_up() ? absl::StrCat(", GAVE UP: ", g.why()).c_str() : "");
   } else {
     const v1::Proc& p = n.proc();
-    std::string usage = n.has_cpu_seconds() ? absl::StrFormat(" cpu %.2fs rss %s", n.cpu_seconds(),
-                                                              Bytes(n.rss_bytes()))
+    std::string usage = n.has_cpu_seconds() ? absl::StrFormat(" cpu %.2fs rss %s in %d process%s", n.cpu_seconds(),
+                                                              Bytes(n.rss_bytes()), n.processes(),
+                                                              n.processes() == 1 ? "" : "es")
                                             : "";
     std::string up = n.uptime_seconds() > 0 ? absl::StrFormat(" up %.0fs", n.uptime_seconds()) : "";
     printf("%s%-*s %-9s pid %-7d #%d%s%s%s\n", indent.c_str(), std::max(1, 24 - depth * 2), p.name().c_str(),

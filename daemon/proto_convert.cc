@@ -206,6 +206,7 @@ void ToProto(const TreeNode& n, absl::Time now, v1::TreeNode* out) {
     if (n.usage.known) {
       out->set_cpu_seconds(n.usage.cpu_seconds);
       out->set_rss_bytes(n.usage.rss_bytes);
+      out->set_processes(n.usage.processes);
     }
     if (!n.proc->status.terminal() && !n.proc->restarting) {
       out->set_uptime_seconds(absl::ToDoubleSeconds(now - n.proc->incarnation_started));

@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "channel/channel_addr.h"
+#include "manager/usage.h"
 #include "proc/proc_id.h"
 #include "proc/proc_runtime.h"
 #include "proc/proc_status.h"
@@ -87,6 +88,9 @@ class ProcHandle {
   virtual absl::StatusOr<proc::ProcStatus> Terminate(absl::Duration grace, absl::string_view reason) = 0;
   // SIGKILL to the group now; returns the terminal status.
   virtual absl::StatusOr<proc::ProcStatus> Kill() = 0;
+  // CPU and memory of the proc's processes now (manager/usage.h); unknown once it
+  // has ended, and for in-process procs, which share their manager's process.
+  virtual ProcUsage Usage() const { return {}; }
 };
 
 class ProcManager {

@@ -184,6 +184,14 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
     if (!cgroup_dir_.empty()) CgroupTree::KillAll(cgroup_dir_);
   }
 
+  // Its cgroup's processes, or its process group's. Read under mu_ so that the
+  // leader cannot be reaped meanwhile, which would free its pid (and group id).
+  ProcUsage Usage() const override {
+    absl::MutexLock lock(&mu_);
+    if (pid_ <= 0 || leader_exited_) return {};
+    return ReadUsage(cgroup_dir_.empty() ? ProcessGroupMembers(pid_) : CgroupTree::Pids(cgroup_dir_));
+  }
+
  private:
   // Until OnExit takes over, the leader is not reaped (at worst it is a zombie), so
   // the group's id is still its own: it cannot have been reused.

@@ -580,11 +580,18 @@ TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
   EXPECT_TRUE(AwaitGone(b1)) << "one-for-all stopped the sibling before starting it again";
   EXPECT_NE(get("b").status().pid(), b1);
 
+  // Outside the group, a proc of two processes (it forks a grandchild).
+  std::tie(rc, out) = Hostctl(h, absl::StrCat("spawn kids ", kTestProc, " -- --grandchild"));
+  ASSERT_EQ(rc, 0) << out;
   std::tie(rc, out) = Hostctl(h, "tree --json");
   ASSERT_EQ(rc, 0) << out;
   EXPECT_THAT(out, HasSubstr("\"name\":\"g\""));
   EXPECT_THAT(out, HasSubstr("\"rss_bytes\""));
   EXPECT_THAT(out, HasSubstr("\"incarnation\":2"));
+  EXPECT_THAT(out, HasSubstr("\"processes\":2")) << "kids: the leader and its grandchild";
+  std::tie(rc, out) = Hostctl(h, "tree");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("in 2 processes"));
 
   std::tie(rc, out) = Hostctl(h, "restart b --handoff");
   ASSERT_EQ(rc, 0) << out;
