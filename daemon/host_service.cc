@@ -135,6 +135,59 @@ void FillProc(Host& host, absl::string_view name, const proc::ProcStatus& status
   }
 }
 
+// Fails the wait with DEADLINE_EXCEEDED after `timeout` (none if infinite).
+void ArmWaitTimeout(channel::EventLoop& timers, const UnaryCall<v1::Proc>::StatePtr& st, absl::Duration timeout,
+                    std::string what) {
+  if (timeout == absl::InfiniteDuration()) return;
+  auto timer = std::make_shared<boost::asio::steady_timer>(timers.context());
+  timer->expires_after(absl::ToChronoNanoseconds(timeout));
+  timer->async_wait([st, what = std::move(what), timer](const boost::system::error_code& ec) {
+    if (ec) return;
+    UnaryCall<v1::Proc>::Complete(st, absl::DeadlineExceededError(what));
+  });
+  UnaryCall<v1::Proc>::OnDoneRun(st, [loop = &timers, timer] { loop->Post([timer] { timer->cancel(); }); });
+}
+
+// WaitProc with for_good: answers once the Host has ended the proc for good (it
+// will not be restarted), or forgotten it. Every event about the proc triggers a
+// look at it on `timers`, off the Host's locks (events are published under them,
+// after the Host has decided what the end means); one look follows the
+// subscription, so an end before it is not missed.
+grpc::ServerUnaryReactor* WaitForGood(Host& host, channel::EventLoop& timers, const std::string& name,
+                                      absl::Duration timeout, v1::Proc* resp) {
+  absl::StatusOr<ProcInfo> first = host.Get(name);
+  auto* call = new UnaryCall<v1::Proc>(resp);
+  auto st = call->state();
+  if (!first.ok()) {
+    UnaryCall<v1::Proc>::Complete(st, first.status());
+    return call;
+  }
+  // `removed`: the status the proc was forgotten with.
+  auto look = [&host, st, name, created = first->created_at](std::optional<proc::ProcStatus> removed) {
+    absl::StatusOr<ProcInfo> now = host.Get(name);
+    if (now.ok() && now->created_at == created) {
+      if (now->ended) UnaryCall<v1::Proc>::Complete(st, absl::OkStatus(), [&](v1::Proc& out) { ToProto(*now, &out); });
+    } else if (removed) {
+      UnaryCall<v1::Proc>::Complete(st, absl::OkStatus(), [&](v1::Proc& out) {
+        out.set_name(name);
+        ToProto(*removed, out.mutable_status());
+      });
+    }
+  };
+  uint64_t sub = host.Subscribe(
+      [&timers, name, look](const HostEvent& e) {
+        if (e.is_group || e.name != name) return;
+        std::optional<proc::ProcStatus> removed;
+        if (e.kind == HostEvent::Kind::kRemoved) removed = e.status;
+        timers.Post([look, removed] { look(removed); });
+      },
+      /*snapshot=*/false);
+  UnaryCall<v1::Proc>::OnDoneRun(st, [&host, sub] { host.Unsubscribe(sub); });
+  timers.Post([look] { look(std::nullopt); });
+  ArmWaitTimeout(timers, st, timeout, absl::StrCat("proc \"", name, "\" had not ended for good by the timeout"));
+  return call;
+}
+
 }  // namespace
 
 HostService::HostService(Host& host, HostServiceOptions options)
@@ -250,6 +303,11 @@ grpc::ServerUnaryReactor* HostService::WaitProc(grpc::CallbackServerContext* ctx
                                                 v1::Proc* resp) {
   absl::StatusOr<absl::Duration> timeout =
       FromProto(req->timeout(), req->has_timeout(), absl::InfiniteDuration(), "timeout");
+  if (timeout.ok() && req->for_good()) {
+    absl::Status valid = ValidateName(req->name());
+    if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
+    return WaitForGood(host_, *timers_, req->name(), *timeout, resp);
+  }
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle =
       timeout.ok() ? HandleFor(host_, req->name()) : timeout.status();
   if (!handle.ok()) {
@@ -271,18 +329,7 @@ grpc::ServerUnaryReactor* HostService::WaitProc(grpc::CallbackServerContext* ctx
   };
   uint64_t watch = h->Watch(on_status);
   UnaryCall<v1::Proc>::OnDoneRun(st, [h, watch] { h->Unwatch(watch); });
-  if (*timeout != absl::InfiniteDuration()) {
-    auto timer = std::make_shared<boost::asio::steady_timer>(timers_->context());
-    timer->expires_after(absl::ToChronoNanoseconds(*timeout));
-    timer->async_wait([st, name, timer](const boost::system::error_code& ec) {
-      if (ec) return;
-      UnaryCall<v1::Proc>::Complete(
-          st, absl::DeadlineExceededError(absl::StrCat("proc \"", name, "\" had not ended by the timeout")));
-    });
-    UnaryCall<v1::Proc>::OnDoneRun(st, [loop = timers_.get(), timer] {
-      loop->Post([timer] { timer->cancel(); });
-    });
-  }
+  ArmWaitTimeout(*timers_, st, *timeout, absl::StrCat("proc \"", name, "\" had not ended by the timeout"));
   return call;
 }
 

@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   auto* wait = app.add_subcommand("wait", "wait until a proc ends; exits 0 if it stopped with exit code 0");
   wait->add_option("name", name)->required();
   wait->add_option("--wait-timeout", wait_timeout, "seconds (0: no limit)");
+  bool for_good = false;
+  wait->add_flag("--for-good", for_good, "until it will not be restarted (not just its current incarnation's end)");
 
   double grace = 10;
   std::string reason;
@@ -215,6 +217,7 @@ int main(int argc, char** argv) {
       v1::WaitProcRequest req;
       req.set_name(name);
       if (wait_timeout > 0) *req.mutable_timeout() = Secs(wait_timeout);
+      req.set_for_good(for_good);
       c.Prepare(ctx, wait_timeout > 0 ? absl::Seconds(wait_timeout + g.timeout_s) : absl::InfiniteDuration());
       s = c.stub().WaitProc(&ctx, req, &resp);
     } else if (kill->parsed()) {

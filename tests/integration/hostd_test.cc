@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -630,19 +631,31 @@ TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
 }
 
 // A supervised proc's log holds every incarnation's output, and a follower keeps
-// following across its restarts until it gives up.
-TEST(HostdTest, FollowedLogsSpanEveryIncarnationUntilTheProcGivesUp) {
+// following across its restarts until it gives up; so does `wait --for-good`.
+TEST(HostdTest, FollowedLogsAndWaitForGoodSpanEveryIncarnationUntilTheProcGivesUp) {
   Hostd h;
   auto [rc, out] = Hostctl(h, absl::StrCat("spawn phoenix ", kTestProc,
                                            " --restart on-failure --max-restarts 2 --within 60 --backoff-initial 0.01"
                                            " --backoff-max 0.05 -- --print-state --exit-after-ms=200 --exit-code=1"));
   ASSERT_EQ(rc, 0) << out;
+  int wait_rc = -1;
+  std::string wait_out;
+  std::thread waiter([&] { std::tie(wait_rc, wait_out) = Hostctl(h, "wait phoenix --for-good --json"); });
   v1::StreamLogsRequest req;
   req.set_name("phoenix");
   req.set_follow(true);
   auto [s, all] = ReadLogs(h, req);
+  waiter.join();
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(all, "initial-state NONE\ninitial-state NONE\ninitial-state NONE\n");
+  EXPECT_EQ(wait_rc, 7) << wait_out;  // it ended with exit code 1
+  EXPECT_THAT(wait_out, HasSubstr("\"incarnation\":3")) << "the wait outlived the first two incarnations";
+  // A proc that runs on never ends for good: the wait times out and says so.
+  std::tie(rc, out) = Hostctl(h, absl::StrCat("spawn steady ", kTestProc, " --restart always -- --echo"));
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Hostctl(h, "wait steady --for-good --wait-timeout 0.3");
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("had not ended for good by the timeout"));
   v1::GetProcRequest get;
   get.set_name("phoenix");
   v1::Proc p;
