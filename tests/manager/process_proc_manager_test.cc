@@ -107,21 +107,26 @@ TEST_F(ProcessProcManagerTest, AppendedLogsKeepEarlierOutputButTheTailIsThisSpaw
   EXPECT_THAT(ReadFile(h_.process().LogPath("again", true)), Not(HasSubstr("RUN")));
 }
 
-// Usage counts every process of the proc (here its process group, or its cgroup):
-// the leader and the grandchild it forked; nothing once it has ended.
-TEST_F(ProcessProcManagerTest, UsageSumsTheProcsProcessesUntilItEnds) {
-  auto handle = h_.Spawn("family", {.extra_args = {"--grandchild"}});
-  ASSERT_THAT(handle, IsOk());
-  manager::ProcUsage u = (*handle)->Usage();
-  ASSERT_TRUE(u.known);
-  EXPECT_EQ(u.processes, 2);
-  manager::ProcUsage leader = manager::ReadUsage({(*handle)->status().pid});
-  ASSERT_TRUE(leader.known);
-  EXPECT_EQ(leader.processes, 1);
-  EXPECT_GT(u.rss_bytes, leader.rss_bytes) << "the grandchild's memory counts too";
-  EXPECT_GE(u.cpu_seconds, 0.0);
-  ASSERT_THAT((*handle)->Kill(), IsOk());
-  EXPECT_FALSE((*handle)->Usage().known);
+// Usage counts every process of the proc, found through its cgroup where the host
+// allows one, and through its process group without: the leader and the
+// grandchild it forked; nothing once it has ended.
+TEST(ProcessProcManagerUsageTest, UsageSumsTheProcsProcessesUntilItEnds) {
+  for (bool cgroups : {true, false}) {
+    SCOPED_TRACE(cgroups ? "cgroups (if the host allows)" : "process groups");
+    ManagerHarness h(Kind::kProcess, {.use_cgroups = cgroups});
+    auto handle = h.Spawn("family", {.extra_args = {"--grandchild"}});
+    ASSERT_THAT(handle, IsOk());
+    ProcUsage u = (*handle)->Usage();
+    ASSERT_TRUE(u.known);
+    EXPECT_EQ(u.processes, 2);
+    ProcUsage leader = ReadUsage({(*handle)->status().pid});
+    ASSERT_TRUE(leader.known);
+    EXPECT_EQ(leader.processes, 1);
+    EXPECT_GT(u.rss_bytes, leader.rss_bytes) << "the grandchild's memory counts too";
+    EXPECT_GE(u.cpu_seconds, 0.0);
+    ASSERT_THAT((*handle)->Kill(), IsOk());
+    EXPECT_FALSE((*handle)->Usage().known);
+  }
 }
 
 TEST_F(ProcessProcManagerTest, GracefulStopReasonReachesTheProc) {
