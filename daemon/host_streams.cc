@@ -181,9 +181,8 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   void OnDrained() override { ReadMore(); }
 
  private:
+  // One at a time: from Start, OnDrained or the poll timer.
   void ReadMore() {
-    // Whether it had ended is read before the file, so all it wrote is sent.
-    bool ended = ended_();
     v1::LogChunk chunk;
     std::string* data = chunk.mutable_data();
     data->resize(kLogChunk);
@@ -197,8 +196,16 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
       FinishOnce(grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("reading the log failed: ", strerror(errno))));
       return;
     }
-    if (!follow_ || ended) {
+    // At the end of the file. The proc is asked about only here (not per chunk);
+    // once it has ended, one more read takes what it wrote before, and then the
+    // stream is complete.
+    if (!follow_ || saw_end_) {
       FinishOnce(grpc::Status::OK);
+      return;
+    }
+    if (ended_()) {
+      saw_end_ = true;
+      ReadMore();
       return;
     }
     auto timer = std::make_shared<boost::asio::steady_timer>(loop_.context());
@@ -215,6 +222,7 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   base::UniqueFd fd_;
   const bool follow_;
   const std::function<bool()> ended_;
+  bool saw_end_ = false;
   std::shared_ptr<Poll> poll_;
 };
 
