@@ -2,6 +2,9 @@
 
 #include <pthread.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "absl/synchronization/notification.h"
 #include "boost/asio/post.hpp"
 
@@ -30,6 +33,13 @@ void EventLoop::Post(absl::AnyInvocable<void()> fn) {
   // Asio handlers must be copyable in Boost 1.81; the shared_ptr carries the move-only callable.
   auto shared = std::make_shared<absl::AnyInvocable<void()>>(std::move(fn));
   boost::asio::post(ctx_, [shared] { (*shared)(); });
+}
+
+void EventLoop::AssertInLoop(const char* where) const {
+  if (InLoopThread()) return;
+  std::fprintf(stderr, "hostd: %s runs only on loop \"%s\", but was called from another thread\n", where,
+               name_.c_str());
+  std::abort();
 }
 
 void EventLoop::RunSync(absl::AnyInvocable<void()> fn) {

@@ -32,6 +32,9 @@ class EventLoop {
   boost::asio::io_context& context() { return ctx_; }
   const std::string& name() const { return name_; }
   bool InLoopThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  // For methods that may run only on this loop: aborts with `where` named when
+  // called from another thread (a programmer error, so also in release builds).
+  void AssertInLoop(const char* where) const;
 
   void Post(absl::AnyInvocable<void()> fn);
   // Runs `fn` on the loop and waits for it; runs it inline when already on the loop.

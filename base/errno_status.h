@@ -1,0 +1,32 @@
+// ErrnoError: the one way hostd turns a failed system call into a Status.
+//
+//   if (::pipe2(fds, O_CLOEXEC) != 0) return base::ErrnoError(errno, "readiness pipe");
+//   -> "readiness pipe: Too many open files" with the code Abseil maps EMFILE to
+//
+// The code follows absl::ErrnoToStatusCode (ENOENT -> NOT_FOUND, EACCES ->
+// PERMISSION_DENIED, EMFILE -> RESOURCE_EXHAUSTED, ...). Where the caller knows
+// better what the failure means to its own caller (a missing program is not a
+// missing proc), it passes the code explicitly. `what` names the object and the
+// operation; the text of errno is appended. Thread-safe.
+#ifndef HOSTD_BASE_ERRNO_STATUS_H_
+#define HOSTD_BASE_ERRNO_STATUS_H_
+
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace hostd::base {
+
+inline absl::Status ErrnoError(int err, absl::string_view what) {
+  return absl::ErrnoToStatus(err, what);
+}
+
+inline absl::Status ErrnoError(absl::StatusCode code, int err, absl::string_view what) {
+  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err)));
+}
+
+}  // namespace hostd::base
+
+#endif  // HOSTD_BASE_ERRNO_STATUS_H_
