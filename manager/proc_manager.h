@@ -71,8 +71,10 @@ class ProcHandle {
   // The proc's backend address, once Ready (none in exec/notify readiness).
   virtual std::optional<channel::ChannelAddr> addr() const = 0;
   virtual proc::ProcStatus status() const = 0;
-  // `fn` sees the current status, then every transition in order (ProcStatusCell::Watch).
-  virtual uint64_t Watch(proc::ProcStatusCell::Watcher fn) = 0;
+  // `fn` sees the current status (kFirst: every status so far, oldest first), then
+  // every transition in order (ProcStatusCell::Watch).
+  virtual uint64_t Watch(proc::ProcStatusCell::Watcher fn, proc::WatchFrom from) = 0;
+  uint64_t Watch(proc::ProcStatusCell::Watcher fn) { return Watch(std::move(fn), proc::WatchFrom::kNow); }
   virtual void Unwatch(uint64_t id) = 0;
 
   // OK once Ready. FailedPrecondition carrying the terminal status if the proc ended

@@ -113,6 +113,7 @@ absl::Status ProcStatusCell::Transition(ProcStatus next) {
     if (next.state == ProcState::kReady && !next.was_ready()) next.ready_at = absl::Now();
     if (!next.was_ready()) next.ready_at = status_.ready_at;
     status_ = next;
+    history_.push_back(next);
     pending_.emplace_back(++applied_, std::move(next));
     if (delivering_) return absl::OkStatus();  // the active deliverer takes it, in order
     delivering_ = true;
@@ -144,9 +145,9 @@ void ProcStatusCell::Deliver() {
   }
 }
 
-uint64_t ProcStatusCell::Watch(Watcher fn) {
+uint64_t ProcStatusCell::Watch(Watcher fn, WatchFrom from) {
   auto shared = std::make_shared<Watcher>(std::move(fn));
-  ProcStatus now;
+  std::vector<ProcStatus> now;
   uint64_t id;
   bool nested;
   {
@@ -160,11 +161,15 @@ uint64_t ProcStatusCell::Watch(Watcher fn) {
       delivering_ = true;
       deliverer_ = std::this_thread::get_id();
     }
-    now = status_;
+    if (from == WatchFrom::kFirst) {
+      now = history_;
+    } else {
+      now.push_back(status_);
+    }
     id = next_watcher_++;
     watchers_.push_back({id, applied_, shared});
   }
-  (*shared)(now);
+  for (const ProcStatus& s : now) (*shared)(s);
   if (!nested) Deliver();  // what was applied meanwhile; ends the role
   return id;
 }

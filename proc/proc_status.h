@@ -36,6 +36,10 @@ absl::string_view ProcStateName(ProcState s);
 bool IsTerminal(ProcState s);
 bool IsLegalTransition(ProcState from, ProcState to);
 
+// Where a watcher starts: at the status now, or at the first one (Starting), so
+// that it sees every status the proc went through. A proc has at most five.
+enum class WatchFrom { kNow, kFirst };
+
 struct ProcStatus {
   ProcState state = ProcState::kStarting;
   pid_t pid = 0;                             // from Running (0 for in-process procs)
@@ -87,10 +91,11 @@ class ProcStatusCell {
   // unchanged.
   absl::Status Transition(ProcStatus next);
 
-  // `fn` is called with the current status now, then with every later one, in
-  // order. After Unwatch returns it is not called again, unless from a delivery
-  // already under way on another thread.
-  uint64_t Watch(Watcher fn);
+  // `fn` is called with the current status now (kFirst: with every status so far,
+  // oldest first), then with every later one, in order. After Unwatch returns it
+  // is not called again, unless from a delivery already under way on another
+  // thread.
+  uint64_t Watch(Watcher fn, WatchFrom from = WatchFrom::kNow);
   void Unwatch(uint64_t id);
 
   // Waits until `pred` holds or `deadline`; returns the status at that point and
@@ -108,6 +113,7 @@ class ProcStatusCell {
 
   mutable absl::Mutex mu_;
   ProcStatus status_ ABSL_GUARDED_BY(mu_);
+  std::vector<ProcStatus> history_ ABSL_GUARDED_BY(mu_) = {ProcStatus{}};  // every status applied, at most 5
   uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;    // sequence number of status_
   uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;  // highest sequence number every watcher has seen
   std::deque<std::pair<uint64_t, ProcStatus>> pending_ ABSL_GUARDED_BY(mu_);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "channel/listener.h"
 #include "gmock/gmock.h"
@@ -289,6 +290,39 @@ TEST(HostTest, WatchersSeeASnapshotThenEveryEventInOrder) {
   int removed = 0;
   for (const HostEvent& e : seen) removed += e.kind == HostEvent::Kind::kRemoved;
   EXPECT_EQ(removed, 2);
+}
+
+// A proc that ends the moment it is ready still shows every status it went
+// through, in order: the table watches each handle from its first status on.
+TEST(HostTest, EveryTransitionIsPublishedEvenForProcsThatEndAtOnce) {
+  LocalHost h;
+  EventLog log(*h.host);
+  constexpr int kProcs = 40;
+  SpawnSpec spec;
+  spec.local_main = [](proc::ProcRuntime&, const absl::Notification&) { return 3; };
+  for (int i = 0; i < kProcs; ++i) {
+    // The spawn may see it ready or already ended: both are fine here.
+    (void)h.host->Spawn(absl::StrCat("quick-", i), spec);
+  }
+  for (int i = 0; i < kProcs; ++i) {
+    std::string name = absl::StrCat("quick-", i);
+    log.Await([&](const HostEvent& e) {
+      return e.name == name && e.kind == HostEvent::Kind::kTransition && e.status.terminal();
+    });
+  }
+  std::vector<HostEvent> events = log.All();
+  for (int i = 0; i < kProcs; ++i) {
+    std::string name = absl::StrCat("quick-", i);
+    std::vector<ProcState> states;
+    for (const HostEvent& e : events) {
+      if (e.name == name && e.kind == HostEvent::Kind::kTransition) states.push_back(e.status.state);
+    }
+    ASSERT_GE(states.size(), 3u) << name;
+    EXPECT_EQ(states[0], ProcState::kRunning) << name;
+    EXPECT_EQ(states[1], ProcState::kReady) << name;
+    EXPECT_EQ(states.back(), ProcState::kStopped) << name;
+    for (size_t k = 2; k + 1 < states.size(); ++k) EXPECT_EQ(states[k], ProcState::kStopping) << name;
+  }
 }
 
 // Monarch's host scenarios, with scripted spawn outcomes.

@@ -88,6 +88,20 @@ TEST(ProcStatusTest, DisplayStrings) {
   EXPECT_EQ(ProcStatus::Failed("no exec").ToString(), "Failed(no exec)");
 }
 
+TEST(ProcStatusTest, AWatcherFromTheFirstStatusSeesTheWholeHistoryThenWhatFollows) {
+  ProcStatusCell cell;
+  ASSERT_THAT(cell.Transition(ProcStatus::Running(1, absl::Now())), IsOk());
+  ASSERT_THAT(cell.Transition(ProcStatus::Ready(channel::ChannelAddr::Local(1))), IsOk());
+  std::vector<ProcState> from_first;
+  std::vector<ProcState> from_now;
+  cell.Watch([&](const ProcStatus& s) { from_first.push_back(s.state); }, WatchFrom::kFirst);
+  cell.Watch([&](const ProcStatus& s) { from_now.push_back(s.state); });
+  ASSERT_THAT(cell.Transition(ProcStatus::Stopped(3)), IsOk());
+  EXPECT_THAT(from_first,
+              ElementsAre(ProcState::kStarting, ProcState::kRunning, ProcState::kReady, ProcState::kStopped));
+  EXPECT_THAT(from_now, ElementsAre(ProcState::kReady, ProcState::kStopped));
+}
+
 TEST(ProcStatusTest, WatchersSeeEveryTransitionInOrderUnderConcurrency) {
   ProcStatusCell cell;
   std::vector<ProcState> seen;

@@ -1,15 +1,15 @@
-// The supervision tree's decisions (daemon/supervisor.h): intensity, backoff,
+// The supervision tree's decisions (manager/supervisor.h): intensity, backoff,
 // strategies and escalation. The Host acting on them is tested in host_test.cc.
-#include "daemon/supervisor.h"
+#include "manager/supervisor.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
 
-namespace hostd::daemon {
+namespace hostd::manager {
 namespace {
 
-using manager::RestartMode;
+
 using proc::ProcStatus;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
@@ -188,4 +188,4 @@ TEST(SupervisorTest, GroupsAreValidated) {
 }
 
 }  // namespace
-}  // namespace hostd::daemon
+}  // namespace hostd::manager

@@ -1,4 +1,4 @@
-#include "daemon/supervisor.h"
+#include "manager/supervisor.h"
 
 #include <algorithm>
 #include <deque>
@@ -9,12 +9,12 @@
 #include "base/status_macros.h"
 #include "proc/proc_id.h"
 
-namespace hostd::daemon {
+namespace hostd::manager {
 namespace {
 
 // A group's intensity as a tracker: every failure of a child wants a restart.
-manager::RestartPolicy GroupPolicy(const GroupSpec& spec) {
-  return {.mode = manager::RestartMode::kAlways, .max_restarts = spec.max_restarts, .within = spec.within,
+RestartPolicy GroupPolicy(const GroupSpec& spec) {
+  return {.mode = RestartMode::kAlways, .max_restarts = spec.max_restarts, .within = spec.within,
           .backoff = spec.backoff};
 }
 
@@ -33,7 +33,7 @@ absl::Status Supervisor::AddGroup(const std::string& name, const GroupSpec& spec
   if (absl::Status s = proc::ProcId::ValidateName(name); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrReplaceAll(s.message(), {{"proc name", "group name"}}));
   }
-  absl::Status policy = manager::ValidateRestartPolicy(GroupPolicy(spec));
+  absl::Status policy = ValidateRestartPolicy(GroupPolicy(spec));
   if (!policy.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("group \"", name, "\": ",
                                                    absl::StrReplaceAll(policy.message(), {{"restart.", ""}})));
@@ -51,7 +51,7 @@ absl::Status Supervisor::AddGroup(const std::string& name, const GroupSpec& spec
   }
   Group g;
   g.spec = spec;
-  g.tracker = std::make_unique<manager::RestartTracker>(GroupPolicy(spec));
+  g.tracker = std::make_unique<RestartTracker>(GroupPolicy(spec));
   groups_.emplace(name, std::move(g));
   ChildrenOf(spec.parent).push_back({.is_group = true, .name = name});
   return absl::OkStatus();
@@ -88,7 +88,7 @@ void Supervisor::AddProc(const std::string& name, const Supervision& sup) {
   RemoveProc(name);
   Proc p;
   p.sup = sup;
-  p.tracker = std::make_unique<manager::RestartTracker>(sup.restart);
+  p.tracker = std::make_unique<RestartTracker>(sup.restart);
   procs_.emplace(name, std::move(p));
   ChildrenOf(sup.group).push_back({.is_group = false, .name = name});
 }
@@ -106,7 +106,7 @@ void Supervisor::RemoveProc(const std::string& name) {
 bool Supervisor::Supervises(const std::string& name) const {
   auto it = procs_.find(name);
   return it != procs_.end() &&
-         (it->second.sup.restart.mode != manager::RestartMode::kNever || !it->second.sup.group.empty());
+         (it->second.sup.restart.mode != RestartMode::kNever || !it->second.sup.group.empty());
 }
 
 std::vector<std::string> Supervisor::GroupPath(const std::string& proc) const {
@@ -144,7 +144,7 @@ void Supervisor::Reset(const std::string& group) {
   Group& g = groups_.at(group);
   g.gave_up = false;
   g.why.clear();
-  g.tracker = std::make_unique<manager::RestartTracker>(GroupPolicy(g.spec));
+  g.tracker = std::make_unique<RestartTracker>(GroupPolicy(g.spec));
   for (const auto& c : g.children) {
     if (c.is_group) Reset(c.name);
   }
@@ -158,11 +158,11 @@ Supervisor::Plan Supervisor::OnExit(const std::string& proc, const proc::ProcSta
   Proc& p = pit->second;
   const std::string what = absl::StrCat("proc \"", proc, "\" ", start_failed ? "failed to start: " : "ended ",
                                         end.ToString(), start_failed || end.was_ready() ? "" : " before it was ready");
-  if (!manager::WantsRestart(p.sup.restart.mode, end)) {
-    plan.why = absl::StrCat(what, "; its restart policy is ", manager::RestartModeName(p.sup.restart.mode));
+  if (!WantsRestart(p.sup.restart.mode, end)) {
+    plan.why = absl::StrCat(what, "; its restart policy is ", RestartModeName(p.sup.restart.mode));
     return plan;
   }
-  manager::RestartDecision d = p.tracker->OnEnd(end, now);
+  RestartDecision d = p.tracker->OnEnd(end, now);
   plan.why = what;
   plan.delay = d.delay;
   plan.attempt = d.attempt;
@@ -192,7 +192,7 @@ Supervisor::Plan Supervisor::OnExit(const std::string& proc, const proc::ProcSta
     }
     Group& g = groups_.at(group);
     if (!failing) {
-      manager::RestartDecision gd = g.tracker->OnEnd(proc::ProcStatus::Failed(why), now);
+      RestartDecision gd = g.tracker->OnEnd(proc::ProcStatus::Failed(why), now);
       if (gd.restart) {
         ++g.restarts;
         auto pos = std::find_if(g.children.begin(), g.children.end(), [&](const auto& c) {
@@ -211,7 +211,7 @@ Supervisor::Plan Supervisor::OnExit(const std::string& proc, const proc::ProcSta
         }
         for (const std::string& n : flat) {
           Proc& member = procs_.at(n);
-          if (n != proc && member.sup.restart.mode == manager::RestartMode::kNever) {
+          if (n != proc && member.sup.restart.mode == RestartMode::kNever) {
             plan.end.push_back(n);
           } else {
             plan.restart.push_back(n);
@@ -266,4 +266,4 @@ std::vector<GroupInfo> Supervisor::Groups() const {
 
 std::vector<GroupInfo::Child> Supervisor::TopLevel() const { return top_; }
 
-}  // namespace hostd::daemon
+}  // namespace hostd::manager

@@ -1,5 +1,6 @@
-// Supervisor: the supervision tree of one Host (DESIGN.md "Supervision"). It
-// decides; the Host acts (stops, waits, starts, bounces) and calls back.
+// Supervisor: the supervision tree of one host, as pure decisions. It decides;
+// its owner (daemon/supervision_controller.h) acts (stops, waits, starts) and
+// calls back. No threads, no clock of its own, no processes: it is tested alone.
 //
 // A supervised proc has a restart policy (manager/restart_policy.h) and may belong
 // to a group. Groups form a forest: each has a strategy, a restart intensity (at
@@ -20,10 +21,10 @@
 //     one child (the same rules, one level up; a group that restarts starts afresh).
 //     A top-level group that gives up ends its procs for good; the host keeps
 //     running and reports it (GroupInfo::gave_up, and the Plan's gave_up_groups).
-// A proc that ended is restarted only through a Plan. Thread-compatible: the Host
+// A proc that ended is restarted only through a Plan. Thread-compatible: its owner
 // guards it with its lock.
-#ifndef HOSTD_DAEMON_SUPERVISOR_H_
-#define HOSTD_DAEMON_SUPERVISOR_H_
+#ifndef HOSTD_MANAGER_SUPERVISOR_H_
+#define HOSTD_MANAGER_SUPERVISOR_H_
 
 #include <memory>
 #include <optional>
@@ -36,7 +37,7 @@
 #include "manager/restart_policy.h"
 #include "proc/proc_status.h"
 
-namespace hostd::daemon {
+namespace hostd::manager {
 
 enum class Strategy { kOneForOne, kOneForAll, kRestForOne };
 absl::string_view StrategyName(Strategy s);
@@ -46,12 +47,12 @@ struct GroupSpec {
   Strategy strategy = Strategy::kOneForOne;
   int max_restarts = 3;
   absl::Duration within = absl::Seconds(5);
-  manager::Backoff backoff = {};  // between restarts of several members
+  Backoff backoff = {};  // between restarts of several members
 };
 
 // How a proc is supervised (HostSpawn options).
 struct Supervision {
-  manager::RestartPolicy restart = {};  // mode kNever by default: not restarted
+  RestartPolicy restart = {};  // mode kNever by default: not restarted
   std::string group;                    // empty: in no group
 };
 
@@ -115,11 +116,11 @@ class Supervisor {
  private:
   struct Proc {
     Supervision sup;
-    std::unique_ptr<manager::RestartTracker> tracker;
+    std::unique_ptr<RestartTracker> tracker;
   };
   struct Group {
     GroupSpec spec;
-    std::unique_ptr<manager::RestartTracker> tracker;
+    std::unique_ptr<RestartTracker> tracker;
     std::vector<GroupInfo::Child> children;
     int restarts = 0;
     bool gave_up = false;
@@ -135,6 +136,6 @@ class Supervisor {
   std::vector<GroupInfo::Child> top_;
 };
 
-}  // namespace hostd::daemon
+}  // namespace hostd::manager
 
-#endif  // HOSTD_DAEMON_SUPERVISOR_H_
+#endif  // HOSTD_MANAGER_SUPERVISOR_H_

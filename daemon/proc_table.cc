@@ -1,0 +1,390 @@
+#include "daemon/proc_table.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "daemon/supervision_controller.h"
+
+namespace hostd::daemon {
+
+// Lets handle watchers (on manager threads) post to the loop while the table lives.
+struct ProcTable::Gate {
+  absl::Mutex mu;
+  channel::EventLoop* loop ABSL_GUARDED_BY(mu) = nullptr;
+  void Post(absl::AnyInvocable<void()> fn) {
+    absl::MutexLock lock(&mu);
+    if (loop != nullptr) loop->Post(std::move(fn));
+  }
+};
+
+ProcTable::ProcTable(manager::ProcManager& manager, manager::BulkTerminate& bulk, channel::EventLoop& loop,
+                     Router& router, Options options)
+    : manager_(manager),
+      bulk_(bulk),
+      loop_(loop),
+      router_(router),
+      opts_(std::move(options)),
+      gate_(std::make_shared<Gate>()) {
+  absl::MutexLock lock(&gate_->mu);
+  gate_->loop = &loop_;
+}
+
+ProcTable::~ProcTable() { Shutdown(); }
+
+void ProcTable::SetIdentity(std::function<proc::ProcId(absl::string_view)> id_of, channel::ChannelAddr backend,
+                            std::string host_name) {
+  id_of_ = std::move(id_of);
+  backend_ = std::move(backend);
+  host_name_ = std::move(host_name);
+}
+
+void ProcTable::Shutdown() {
+  {
+    absl::MutexLock lock(&gate_->mu);
+    gate_->loop = nullptr;
+  }
+  std::vector<std::pair<std::shared_ptr<manager::ProcHandle>, uint64_t>> watched;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    for (auto& [name, r] : records_) {
+      if (r->handle) watched.emplace_back(r->handle, r->watch_id);
+    }
+  }
+  for (auto& [h, id] : watched) h->Unwatch(id);
+}
+
+void ProcTable::ToRouter(absl::AnyInvocable<void(Router&)> fn) {
+  loop_.Post([&router = router_, fn = std::move(fn)]() mutable { fn(router); });
+}
+
+absl::Status ProcTable::NotFound(absl::string_view name) const {
+  return absl::NotFoundError(absl::StrCat("no proc named \"", name, "\" on host ", host_name_));
+}
+
+ProcRecord* ProcTable::Find(absl::string_view name, uint64_t gen) {
+  auto it = records_.find(name);
+  return it == records_.end() || it->second->gen != gen ? nullptr : it->second.get();
+}
+
+// ---- Spawning -----------------------------------------------------------------------
+
+absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                          Supervision supervision) {
+  uint64_t gen;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_why_.empty()) {
+      return absl::UnavailableError(absl::StrCat("host takes no new spawns: ", stopped_why_));
+    }
+    if (absl::Status s = supervisor_.CheckJoin(supervision.group); !s.ok()) return s;
+    auto it = records_.find(name);
+    if (it != records_.end() && it->second->state == ProcRecord::State::kRestarting) {
+      return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (restarting as incarnation ",
+                                                   it->second->incarnation + 1, "); pick another name"));
+    }
+    if (it != records_.end() && it->second->state != ProcRecord::State::kEnded) {
+      // The exit monitor may know of the end before the loop applied it (a Kill
+      // that just returned): the name is free then.
+      ProcRecord& old = *it->second;
+      if (old.handle == nullptr || !old.handle->status().terminal()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("proc \"", name, "\" already exists (", old.status.ToString(), "); pick another name"));
+      }
+    }
+    if (it != records_.end()) controller_->SetSavedState(*it->second, std::nullopt);
+    auto r = std::make_unique<ProcRecord>();
+    r->name = name;
+    r->gen = gen = next_gen_++;
+    r->labels = std::move(labels);
+    r->created_at = r->incarnation_started = absl::Now();
+    r->spec = spec;
+    records_[name] = std::move(r);
+    supervisor_.AddProc(name, supervision);
+    ++spawns_in_flight_;
+    ToRouter([name, gen](Router& router) { router.Open(name, gen); });
+    Publish(HostEvent::Kind::kSpawned, name, proc::ProcStatus::Starting());
+  }
+
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = SpawnChecked(name, spec);
+  if (!handle.ok()) {
+    absl::MutexLock lock(&mu_);
+    --spawns_in_flight_;
+    if (Find(name, gen) != nullptr) {
+      std::string why(handle.status().message());
+      Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed, .name = name,
+                        .status = proc::ProcStatus::Failed(why), .incarnation = 1, .detail = why});
+      records_.erase(name);
+      supervisor_.RemoveProc(name);
+      ToRouter([name, gen, note = absl::StrCat("proc \"", name, "\" failed to start: ", why)](Router& router) {
+        router.Abandon(name, gen, note);
+      });
+    }
+    return handle.status();
+  }
+  std::shared_ptr<manager::ProcHandle> h = *handle;
+  bool activated;
+  {
+    absl::MutexLock lock(&mu_);
+    ProcRecord* r = Find(name, gen);
+    activated = r != nullptr && Activate(*r, h);
+  }
+  if (!activated) {
+    (void)h->Kill();
+    absl::MutexLock lock(&mu_);
+    --spawns_in_flight_;
+    return absl::AbortedError(absl::StrCat("proc \"", name, "\" was stopped while it started"));
+  }
+  // Watch calls back at once, taking the handle's delivery role: not under mu_.
+  uint64_t watch_id = WatchHandle(name, gen, *h);
+  spawned_.fetch_add(1, std::memory_order_relaxed);
+  // The statuses so far are posted; once applied, the spawn's result, Get and an
+  // event snapshot agree.
+  loop_.RunSync([] {});
+  absl::MutexLock lock(&mu_);
+  --spawns_in_flight_;
+  if (ProcRecord* r = Find(name, gen)) {
+    r->watch_id = watch_id;
+    return InfoOf(*r);
+  }
+  h->Unwatch(watch_id);  // ended and its name taken again meanwhile
+  return ProcInfo{.name = name, .id = id_of_(name), .status = h->status(), .program = spec.program,
+                  .args = spec.args, .handle = h};
+}
+
+absl::StatusOr<std::shared_ptr<manager::ProcHandle>> ProcTable::SpawnChecked(const std::string& name,
+                                                                             const manager::SpawnSpec& spec) {
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = manager_.Spawn(id_of_(name), backend_, spec);
+  if (handle.ok() && spec.readiness == manager::ReadinessMode::kHandshake && !(*handle)->addr().has_value()) {
+    // A proc that says it is ready but gives no address could never get a message.
+    (void)(*handle)->Kill();
+    handle = absl::FailedPreconditionError(
+        absl::StrCat("proc \"", name, "\" reported ready without an address; it was killed"));
+  }
+  return handle;
+}
+
+bool ProcTable::Activate(ProcRecord& r, std::shared_ptr<manager::ProcHandle> handle) {
+  if (r.state != ProcRecord::State::kStarting && r.state != ProcRecord::State::kRestarting) return false;
+  r.handle = handle;
+  r.state = ProcRecord::State::kLive;
+  ToRouter([name = r.name, gen = r.gen, addr = handle->addr()](Router& router) { router.Activate(name, gen, addr); });
+  return true;
+}
+
+// The gate drops what arrives after the table shut down; OnStatus runs on the loop.
+uint64_t ProcTable::WatchHandle(const std::string& name, uint64_t gen, manager::ProcHandle& h) {
+  return h.Watch(
+      [this, gate = gate_, name, gen](const proc::ProcStatus& s) {
+        gate->Post([this, name, gen, s] { OnStatus(name, gen, s); });
+      },
+      proc::WatchFrom::kFirst);
+}
+
+void ProcTable::OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status) {
+  loop_.AssertInLoop("ProcTable::OnStatus");
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return;
+  ProcRecord* r = Find(name, gen);
+  // Starting was published as kSpawned (or kRestarting); an ended or restarting
+  // record has applied this incarnation's end already.
+  if (r == nullptr || status.state == proc::ProcState::kStarting || r->status == status ||
+      r->state == ProcRecord::State::kEnded || r->state == ProcRecord::State::kRestarting) {
+    return;
+  }
+  r->status = status;
+  Publish(HostEvent::Kind::kTransition, name, status);
+  if (status.state == proc::ProcState::kReady && std::exchange(r->announce_restart, false)) {
+    Publish(HostEvent::Kind::kRestarted, name, status);
+  }
+  if (status.terminal()) {
+    controller_->OnEnd(*r);  // ends it, or it restarts
+    ForgetEnded(opts_.ended_procs_kept);
+  }
+}
+
+void ProcTable::EndRecord(ProcRecord& r) {
+  r.state = ProcRecord::State::kEnded;
+  r.fate = ProcRecord::Fate::kNone;
+  r.announce_restart = false;
+  ended_order_.push_back(r.name);
+  ToRouter([name = r.name, note = absl::StrCat("proc \"", r.name, "\" has ended: ", r.status.ToString())](
+               Router& router) mutable { router.End(name, std::move(note)); });
+}
+
+void ProcTable::ForgetEnded(size_t keep) {
+  size_t ended = 0;
+  for (const auto& [n, r] : records_) ended += r->state == ProcRecord::State::kEnded;
+  size_t i = 0;
+  while (ended > keep && i < ended_order_.size()) {
+    auto it = records_.find(ended_order_[i++]);
+    if (it == records_.end() || it->second->state != ProcRecord::State::kEnded) continue;
+    Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
+    controller_->SetSavedState(*it->second, std::nullopt);
+    supervisor_.RemoveProc(it->first);
+    ToRouter([name = it->first](Router& router) { router.Forget(name); });
+    records_.erase(it);
+    --ended;
+  }
+  ended_order_.erase(ended_order_.begin(), ended_order_.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
+// ---- Reading ------------------------------------------------------------------------
+
+ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
+  // A live proc's handle is fresher than the last status the loop applied.
+  bool ended = r.state == ProcRecord::State::kEnded;
+  bool restarting = r.state == ProcRecord::State::kRestarting;
+  return ProcInfo{.name = r.name,
+                  .id = id_of_(r.name),
+                  .status = r.handle && !ended && !restarting ? r.handle->status() : r.status,
+                  .labels = r.labels,
+                  .program = r.spec.program,
+                  .args = r.spec.args,
+                  .created_at = r.created_at,
+                  .handle = restarting ? nullptr : r.handle,
+                  .incarnation = r.incarnation,
+                  .incarnation_started = r.incarnation_started,
+                  .supervision = supervisor_.SupervisionOf(r.name).value_or(Supervision{}),
+                  .groups = supervisor_.GroupPath(r.name),
+                  .restarting = restarting,
+                  .ended = ended,
+                  .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0};
+}
+
+absl::StatusOr<ProcInfo> ProcTable::Get(absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = records_.find(name);
+  if (it == records_.end()) return NotFound(name);
+  return InfoOf(*it->second);
+}
+
+std::vector<ProcInfo> ProcTable::List() const {
+  absl::MutexLock lock(&mu_);
+  // Sorted by name; the records are sorted, not the (much bigger) infos.
+  std::vector<const ProcRecord*> sorted;
+  sorted.reserve(records_.size());
+  for (const auto& [n, r] : records_) sorted.push_back(r.get());
+  std::sort(sorted.begin(), sorted.end(), [](const ProcRecord* a, const ProcRecord* b) { return a->name < b->name; });
+  std::vector<ProcInfo> out;
+  out.reserve(sorted.size());
+  for (const ProcRecord* r : sorted) out.push_back(InfoOf(*r));
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<manager::ProcHandle>> ProcTable::Handle(absl::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = records_.find(name);
+  if (it == records_.end()) return NotFound(name);
+  if (!it->second->handle) {
+    return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is still starting; retry once it is ready"));
+  }
+  if (it->second->state == ProcRecord::State::kRestarting) {
+    return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is restarting; retry once it is ready"));
+  }
+  return it->second->handle;
+}
+
+int ProcTable::live_procs() const {
+  absl::MutexLock lock(&mu_);
+  int n = 0;
+  for (const auto& [name, r] : records_) n += r->state != ProcRecord::State::kEnded;
+  return n;  // restarting procs count: they will be live again
+}
+
+// ---- Stopping -----------------------------------------------------------------------
+
+absl::StatusOr<proc::ProcStatus> ProcTable::Stop(absl::string_view name, absl::Duration grace,
+                                                 absl::string_view reason, bool kill) {
+  std::shared_ptr<manager::ProcHandle> h;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = records_.find(name);
+    if (it == records_.end()) return NotFound(name);
+    ProcRecord& r = *it->second;
+    if (r.state == ProcRecord::State::kEnded) {
+      r.stop_requested = true;
+      return r.status;
+    }
+    if (r.state == ProcRecord::State::kRestarting) {
+      // No process to stop: it ends here (a start under way is killed by its job).
+      r.stop_requested = true;
+      EndRecord(r);
+      Publish(HostEvent::Kind::kTerminated, r.name, r.status);
+      return r.status;
+    }
+    if (r.state == ProcRecord::State::kStarting) {
+      return absl::UnavailableError(absl::StrCat("proc \"", name, "\" is still starting; retry once it is ready"));
+    }
+    r.stop_requested = true;
+    h = r.handle;
+  }
+  return kill ? h->Kill() : h->Terminate(grace, reason);
+}
+
+manager::TerminateSummary ProcTable::TerminateChildren(absl::Duration grace, int max_in_flight,
+                                                       absl::string_view reason) {
+  // No restart from here: waiting jobs wake and give up; a start under way is
+  // awaited (bounded by its ready deadline; one that outlives the wait is killed
+  // by its job when it returns).
+  controller_->PauseRestarts(grace + absl::Seconds(5));
+  manager::TerminateSummary summary = bulk_.TerminateAll(grace, max_in_flight, reason);
+  // Watchers have posted every terminal status by now; let the loop apply them.
+  loop_.RunSync([] {});
+  absl::MutexLock lock(&mu_);
+  for (auto& [n, r] : records_) {
+    if (r->state == ProcRecord::State::kRestarting) EndRecord(*r);
+  }
+  ForgetEnded(0);
+  controller_->ResumeRestarts();
+  return summary;
+}
+
+bool ProcTable::StopSpawns(std::string why, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  stopped_why_ = why.empty() ? "stopping" : std::move(why);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return spawns_in_flight_ == 0 && controller_->idle();
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+// ---- Events -------------------------------------------------------------------------
+
+void ProcTable::Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status) {
+  Publish(HostEvent{.kind = kind, .name = name, .status = status});
+}
+
+void ProcTable::Publish(HostEvent e) {
+  e.seq = ++event_seq_;
+  e.at = absl::Now();
+  if (!e.is_group) {
+    e.groups = supervisor_.GroupPath(e.name);
+    auto it = records_.find(e.name);
+    if (e.incarnation == 0 && it != records_.end()) e.incarnation = it->second->incarnation;
+  }
+  for (auto& [id, fn] : subscribers_) fn(e);
+}
+
+uint64_t ProcTable::Subscribe(EventFn fn, bool snapshot) {
+  absl::MutexLock lock(&mu_);
+  if (snapshot) {
+    for (const auto& [name, r] : records_) {
+      fn(HostEvent{.seq = event_seq_, .kind = HostEvent::Kind::kSnapshot, .name = name, .status = r->status,
+                   .at = absl::Now(), .incarnation = r->incarnation, .groups = supervisor_.GroupPath(name)});
+    }
+  }
+  uint64_t id = next_subscriber_++;
+  subscribers_.emplace_back(id, std::move(fn));
+  return id;
+}
+
+void ProcTable::Unsubscribe(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  std::erase_if(subscribers_, [id](const auto& s) { return s.first == id; });
+}
+
+}  // namespace hostd::daemon

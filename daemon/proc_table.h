@@ -1,0 +1,179 @@
+// ProcTable: the procs of a Host and their lifecycle. It spawns (one transaction:
+// the route opens, the manager launches, the proc is ready or nothing is left),
+// stops, follows each proc's exit monitor, keeps ended procs' names for a while,
+// and publishes every change as a HostEvent to subscribers, in order.
+//
+// Contracts:
+//   - Spawn: one deadline (SpawnSpec::ready_timeout) covers launch and readiness;
+//     on failure nothing is left registered or running. A live (starting,
+//     restarting) name is AlreadyExists. A handshake proc that is ready without an
+//     address is killed and the spawn fails.
+//   - Events: every status a proc goes through is published, in order, even when
+//     it ends the moment it is ready (the table watches each handle from its
+//     first status on). Subscribe with a snapshot takes both under one lock.
+//   - Names: ended procs stay (their status is reported, messages to them bounce
+//     with it) until the name is spawned again, TerminateChildren frees it, or
+//     more than `ended_procs_kept` have ended.
+//   - Routes: every change the table makes to a proc's route is posted to the
+//     Router on the loop while the table's lock is held, so the router applies
+//     them in the order the table decided them, and anyone who saw a change (an
+//     event, a Get) sends after the router knows of it.
+//
+// Threading: thread-safe; one mutex (`mu()`) guards the records, the events and
+// the Supervisor. Exit-monitor statuses are applied on the Host's loop thread.
+// The SupervisionController works on the records under the same lock.
+// Subscribers' functions run under the lock: they must not block or call back.
+#ifndef HOSTD_DAEMON_PROC_TABLE_H_
+#define HOSTD_DAEMON_PROC_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "channel/event_loop.h"
+#include "daemon/host_types.h"
+#include "daemon/router.h"
+#include "manager/proc_manager.h"
+
+namespace hostd::daemon {
+
+class SupervisionController;
+
+// One proc name as the table knows it. Guarded by ProcTable::mu().
+struct ProcRecord {
+  // kLive: ready (with or without an address). kRestarting: the last incarnation
+  // ended and the next is on the way.
+  enum class State { kStarting, kLive, kRestarting, kEnded };
+  // What becomes of the live incarnation when it ends, decided before (a group
+  // restart or give-up stopping it, a requested restart).
+  enum class Fate { kNone, kRestart, kEnd, kRequestedRestart };
+
+  std::string name;
+  uint64_t gen = 0;  // distinguishes successive incarnations of one name
+  State state = State::kStarting;
+  proc::ProcStatus status;  // the last the table applied
+  Labels labels;
+  absl::Time created_at;
+  manager::SpawnSpec spec;  // starts each incarnation
+  std::shared_ptr<manager::ProcHandle> handle;
+  uint64_t watch_id = 0;
+  int incarnation = 1;
+  absl::Time incarnation_started;
+
+  // Supervision (daemon/supervision_controller.h).
+  Fate fate = Fate::kNone;
+  bool stop_requested = false;     // Terminate/Kill/TerminateChildren: no restart
+  bool restart_requested = false;  // a Restart call is under way
+  bool spawning = false;           // kRestarting: a job is starting the next incarnation
+  bool announce_restart = false;   // publish kRestarted once this incarnation's Ready is applied
+  std::optional<std::string> handoff_state;  // for the next incarnation, from a requested restart
+  std::optional<std::string> saved_state;    // the last ProcRuntime::SaveState
+
+  bool live() const { return state == State::kLive; }
+};
+
+class ProcTable {
+ public:
+  struct Options {
+    size_t ended_procs_kept = 4096;
+  };
+  // `router` and `loop` belong to the Host and outlive the table.
+  ProcTable(manager::ProcManager& manager, manager::BulkTerminate& bulk, channel::EventLoop& loop, Router& router,
+            Options options);
+  ~ProcTable();
+  ProcTable(const ProcTable&) = delete;
+  ProcTable& operator=(const ProcTable&) = delete;
+
+  // Set once by the Host, before the first Spawn.
+  void SetController(SupervisionController* controller) { controller_ = controller; }
+  // How ProcIds are made, where procs send (the backend), and the host's name in
+  // messages (its frontend address).
+  void SetIdentity(std::function<proc::ProcId(absl::string_view)> id_of, channel::ChannelAddr backend,
+                   std::string host_name);
+
+  // Validated input (the Host facade checks name, labels and policy).
+  absl::StatusOr<ProcInfo> Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                 Supervision supervision);
+  absl::StatusOr<proc::ProcStatus> Stop(absl::string_view name, absl::Duration grace, absl::string_view reason,
+                                        bool kill);
+  absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
+  std::vector<ProcInfo> List() const;
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
+  manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
+  bool StopSpawns(std::string why, absl::Time deadline);
+  int live_procs() const;
+  uint64_t spawned() const { return spawned_.load(std::memory_order_relaxed); }
+
+  using EventFn = std::function<void(const HostEvent&)>;
+  uint64_t Subscribe(EventFn fn, bool snapshot);
+  void Unsubscribe(uint64_t id);
+
+  // Before the Host goes: no more statuses are applied, watches end, restarts stop.
+  void Shutdown();
+
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(mu_) { return mu_; }
+
+ private:
+  friend class SupervisionController;
+  struct Gate;
+
+  // manager_.Spawn, and a handshake proc ready without an address is killed.
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> SpawnChecked(const std::string& name,
+                                                                    const manager::SpawnSpec& spec);
+  // `r`'s incarnation is ready: the route activates. False when the record is not
+  // starting or restarting any more (the caller then kills the handle). The
+  // caller then watches the handle (WatchHandle), outside the lock.
+  bool Activate(ProcRecord& r, std::shared_ptr<manager::ProcHandle> handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // From here the record follows the exit monitor, from the handle's first status.
+  uint64_t WatchHandle(const std::string& name, uint64_t gen, manager::ProcHandle& h);
+  // Loop thread: a status from the exit monitor.
+  void OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status);
+  // Ends `r` for good: its route bounces what waits and what comes.
+  void EndRecord(ProcRecord& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetEnded(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ProcInfo InfoOf(const ProcRecord& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ProcRecord* Find(absl::string_view name, uint64_t gen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status NotFound(absl::string_view name) const;
+  void Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(HostEvent e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `fn` on the loop after what the table posted before (under mu_: in order).
+  void ToRouter(absl::AnyInvocable<void(Router&)> fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  manager::ProcManager& manager_;
+  manager::BulkTerminate& bulk_;
+  channel::EventLoop& loop_;
+  Router& router_;
+  const Options opts_;
+  SupervisionController* controller_ = nullptr;
+  std::function<proc::ProcId(absl::string_view)> id_of_;
+  channel::ChannelAddr backend_ = channel::ChannelAddr::Local(0);
+  std::string host_name_;
+  std::shared_ptr<Gate> gate_;  // lets handle watchers reach the loop while the table lives
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> ended_order_ ABSL_GUARDED_BY(mu_);  // oldest first (may hold stale names)
+  uint64_t next_gen_ ABSL_GUARDED_BY(mu_) = 1;
+  int spawns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string stopped_why_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_subscriber_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::pair<uint64_t, EventFn>> subscribers_ ABSL_GUARDED_BY(mu_);
+  Supervisor supervisor_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> spawned_{0};
+};
+
+}  // namespace hostd::daemon
+
+#endif  // HOSTD_DAEMON_PROC_TABLE_H_

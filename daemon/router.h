@@ -1,0 +1,174 @@
+// Router: the message path of a Host. It owns the route table (proc name -> how
+// to reach that proc now), the links to procs and to other hosts, and the host's
+// own mailboxes, and it forwards every message the host's listeners receive.
+//
+// Threading: the Router belongs to the Host's loop thread. Every method below,
+// except SendToProc and counters(), runs only there (each asserts it), so the
+// message path takes no lock. The proc table changes routes by posting to the
+// loop (in the order it decides them), never by locking the router.
+//
+// Routing. A message is routed by its `dest`, `<addr>,<name>`, read from the
+// envelope; the frame body is forwarded as it arrived, never re-encoded.
+//   - `<addr>` is this host's frontend (compared as text with the frontend's
+//     ToString()): to the route `<name>`.
+//       starting, restarting: held in a bounded buffer (Options) and flushed in
+//         order once the proc is ready; kBufferFull when the buffer is full;
+//       ready: posted on the proc's link, dialed with the first message;
+//       ready without an address (exec/notify readiness): kUnroutable;
+//       ended: kProcExited with its terminal status; no such route: kUnknownProc.
+//   - Any other `<addr>`, arriving on the backend: forwarded to that host's
+//     frontend over a cached dialed link. Arriving on the frontend: kUnroutable (a
+//     frontend serves only its own procs, so messages cannot circle).
+//   - Names starting with '_' are the host's own mailboxes (kMailboxPrefix).
+// Undeliverable messages go back to their `src` with the reason; a returned
+// message that cannot be delivered is dropped and counted, never returned again.
+// Backpressure: a proc link with a full queue makes Deliver return false, so the
+// listener stops reading the link the message came on until there is room.
+// A message a restarting proc's old link hands back waits for the next
+// incarnation, ahead of what arrived since.
+#ifndef HOSTD_DAEMON_ROUTER_H_
+#define HOSTD_DAEMON_ROUTER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "channel/event_loop.h"
+#include "channel/message.h"
+#include "channel/receiver.h"
+#include "channel/sender.h"
+#include "daemon/host_types.h"
+
+namespace hostd::daemon {
+
+// Mailbox names start with '_', which no proc name can (proc/proc_id.h).
+inline constexpr char kMailboxPrefix[] = "_host.";
+// Where procs send ProcRuntime::SaveState; where broadcast signals come from.
+inline constexpr char kStateMailbox[] = "_host.state";
+inline constexpr char kSignalMailbox[] = "_host.signal";
+
+class Router {
+ public:
+  struct Options {
+    size_t starting_buffer_messages = 1024;  // per starting or restarting proc
+    size_t starting_buffer_bytes = 16u << 20;
+    channel::SenderOptions proc_link = {};    // to procs
+    channel::SenderOptions remote_link = {};  // to other hosts' frontends
+  };
+  struct Counters {
+    uint64_t forwarded = 0;
+    uint64_t returned = 0;
+    uint64_t dropped = 0;
+  };
+  using Mailbox = std::function<void(channel::Message)>;
+
+  Router(channel::EventLoop& loop, Options options);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // Set once, before the listeners that use the receivers serve.
+  void SetAddresses(std::string frontend, std::string backend);
+  channel::Receiver& frontend_receiver();
+  channel::Receiver& backend_receiver();
+
+  // ---- The route table (loop thread) --------------------------------------------
+  // `gen` tells successive incarnations of one name apart: what an older
+  // incarnation's link hands back is not mistaken for the current one's.
+  // A proc is starting: messages wait. Replaces an ended route of the same name.
+  void Open(const std::string& name, uint64_t gen);
+  // It is ready (at `addr`; none: it takes no messages): what waited is flushed in
+  // order, ahead of anything routed later. Ignored unless starting or restarting.
+  void Activate(const std::string& name, uint64_t gen, std::optional<channel::ChannelAddr> addr);
+  // Its incarnation ended and the next is on the way: its link closes, and what the
+  // link hands back and what arrives meanwhile waits for the next one.
+  void Restart(const std::string& name);
+  // Ended for good: what waited, and later messages, come back with `note`.
+  void End(const std::string& name, std::string note);
+  // A first start failed: what waited comes back with `note`; the name is unknown.
+  void Abandon(const std::string& name, uint64_t gen, std::string note);
+  // The name is forgotten (an ended route whose name was freed).
+  void Forget(const std::string& name);
+
+  // Signals `payload` (port proc::kSignalPort, from kSignalMailbox) on each named
+  // route's control lane: it overtakes data queued for the proc; a starting or
+  // restarting proc gets it first when ready. `done` gets the tally once every
+  // signal was acknowledged or came back. Loop thread.
+  void Signal(const std::vector<std::string>& names, const std::string& payload,
+              absl::AnyInvocable<void(BroadcastResult)> done);
+  // Every routed name now (loop thread).
+  std::vector<std::string> Names() const;
+
+  // A mailbox of the host (`name` starts with kMailboxPrefix). Loop thread.
+  void AddMailbox(std::string name, Mailbox fn);
+  // Sends a message back to its src (loop thread).
+  void Return(channel::Message msg, channel::ReturnReason reason, absl::string_view note);
+
+  // Sends `payload` to `name`'s port from a fresh mailbox. Any thread; `done` runs
+  // once, on the loop: OK with no reply when the proc's link acknowledged it and
+  // `reply_timeout` is zero; OK with the reply when one came within
+  // `reply_timeout`; otherwise why not (the return reason in the text). The whole
+  // exchange is bounded by `timeout` (+ reply_timeout).
+  struct Reply {
+    bool replied = false;
+    std::string port;
+    std::string payload;
+  };
+  void SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
+                  absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done);
+
+  // Closes every link; from here on nothing is returned (loop thread).
+  void Close();
+
+  Counters counters() const;  // any thread
+
+ private:
+  class Entrance;
+  struct Route;
+  using Held = std::deque<std::pair<channel::Message, channel::Sender::Done>>;
+
+  bool RouteMessage(channel::Message& msg, const channel::Receiver::Wake& wake, bool from_frontend);
+  // `hook`, when given, replaces the default ack callback (and is consumed if the
+  // message is taken).
+  bool RouteLocal(channel::Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
+                  channel::Sender::Done* hook = nullptr);
+  bool RouteRemote(channel::Message& msg, absl::string_view addr, const channel::Receiver::Wake& wake);
+  // Posts on `link`; false (and `wake` armed) when its queue is full.
+  bool Forward(channel::Sender& link, channel::Message& msg, const channel::Receiver::Wake& wake,
+               std::string route_name, uint64_t gen, channel::Sender::Done* hook = nullptr);
+  void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
+  std::shared_ptr<channel::Sender> LinkOf(Route& r);
+  void Bounce(Held held, channel::ReturnReason reason, const std::string& note);
+
+  channel::EventLoop& loop_;
+  const Options opts_;
+  std::unique_ptr<Entrance> front_;
+  std::unique_ptr<Entrance> back_;
+  std::string frontend_text_;
+  std::string backend_text_;
+
+  // Loop thread only.
+  bool closing_ = false;
+  absl::flat_hash_map<std::string, std::unique_ptr<Route>> routes_;
+  absl::flat_hash_map<std::string, std::unique_ptr<channel::Sender>> remotes_;
+  absl::flat_hash_map<std::string, Mailbox> mailboxes_;
+  uint64_t next_mailbox_ = 1;
+
+  std::atomic<uint64_t> forwarded_{0};
+  std::atomic<uint64_t> returned_{0};
+  std::atomic<uint64_t> dropped_{0};
+};
+
+}  // namespace hostd::daemon
+
+#endif  // HOSTD_DAEMON_ROUTER_H_
