@@ -1,4 +1,4 @@
-// control_bench: hostd's control plane and memory (issue 5, scenarios 8-9).
+// control_bench: hostd's control plane and memory (scenarios 8-9 of bench/README.md).
 //
 //   8. gRPC SpawnProc latency (p50, sequential) against the library call
 //      Host::Spawn on the same manager; ListProcs with 1000 procs: its server time

@@ -1,5 +1,5 @@
 // forward_bench: the host's data plane against baselines measured in the same run
-// (issue 5, scenarios 4-7).
+// (scenarios 4-7 of bench/README.md).
 //
 //   4. Throughput: client -> proc directly vs client -> host frontend -> proc, on
 //      unix and tcp; 64 B posted back to back (the link batches), 64 B one Send

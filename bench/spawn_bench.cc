@@ -1,5 +1,5 @@
 // spawn_bench: spawning and terminating real processes, hostd against a raw
-// baseline measured in the same run (issue 5, scenarios 1-3).
+// baseline measured in the same run (scenarios 1-3 of bench/README.md).
 //
 //   1. Spawn to ready, same child binary (hostd_test_proc), same concurrency:
 //      raw = posix_spawn (vfork-class in glibc) + the child writes one byte on an

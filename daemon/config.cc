@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "channel/channel_addr.h"
+#include "CLI/CLI.hpp"
 
 namespace hostd::daemon {
 namespace {

@@ -1,6 +1,7 @@
 // DaemonConfig: everything hostd can be told, with an embedded default so that
 // `hostd` runs with no arguments at all. Flags and a config file (INI/TOML, the
-// same names as the long flags) are parsed by CLI11 (AddDaemonFlags).
+// same names as the long flags) are parsed by CLI11 (AddDaemonFlags); CLI11 stays
+// out of this header: a caller that builds the CLI::App includes CLI/CLI.hpp.
 //
 // Defaults, for a user without root:
 //   runtime dir  $HOSTD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hostd, else /run/hostd
@@ -16,7 +17,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "CLI/CLI.hpp"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace hostd::daemon {
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "base/log.h"
+#include "CLI/CLI.hpp"
 #include "daemon/config.h"
 #include "daemon/daemon_runner.h"
 

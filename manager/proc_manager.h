@@ -1,5 +1,5 @@
-// The proc manager contract shared by every manager (DESIGN.md "Procs and their
-// lifecycle"): ProcManager spawns, ProcHandle observes and stops one proc,
+// The proc manager contract shared by every manager (docs/architecture.md,
+// "Lifecycle contracts"): ProcManager spawns, ProcHandle observes and stops one proc,
 // BulkTerminate stops them all.
 #ifndef HOSTD_MANAGER_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROC_MANAGER_H_

@@ -546,7 +546,7 @@ TEST(HostdTest, HostctlEndToEnd) {
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
-// Issue 6 end to end, through hostctl, with real processes: a one-for-all group
+// Supervision end to end, through hostctl, with real processes: a one-for-all group
 // restarts both procs when one is SIGKILLed; the tree shows them; a requested
 // restart hands the state over; a broadcast arrives before data sent after it.
 TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
