@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "CLI/CLI.hpp"
+#include "channel/grpc_target.h"
 #include "daemon/config.h"
 #include "daemon/proto_convert.h"
 #include "google/protobuf/util/json_util.h"
@@ -64,7 +65,7 @@ inline int ExitCodeOf(grpc::StatusCode code) {
 class Client {
  public:
   explicit Client(const Globals& g) : g_(g) {
-    absl::StatusOr<std::string> target = GrpcTarget(g.grpc);
+    absl::StatusOr<std::string> target = channel::GrpcTarget(g.grpc);
     target_ = target.ok() ? *target : g.grpc;
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(80 << 20);

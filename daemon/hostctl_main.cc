@@ -1,6 +1,7 @@
 // hostctl: the command-line client of hostd's gRPC API, one subcommand per RPC.
 // `hostctl --help` and `hostctl <command> --help` describe them; exit codes are
 // listed in kExitCodes (daemon/hostctl_client.h) and in the README.
+#include "base/default_paths.h"
 #include "daemon/hostctl_client.h"
 #include "daemon/hostctl_supervision.h"
 
@@ -10,7 +11,7 @@ int main(int argc, char** argv) {
   namespace v1 = hostd::v1;
   Globals g;
   const char* env_addr = getenv("HOSTD_GRPC");
-  g.grpc = env_addr != nullptr && env_addr[0] != '\0' ? env_addr : DefaultGrpcAddr();
+  g.grpc = env_addr != nullptr && env_addr[0] != '\0' ? env_addr : hostd::base::DefaultGrpcAddr();
 
   CLI::App app{"hostctl: control hostd (spawn, inspect, stop procs; send them messages)"};
   app.footer(kExitCodes);
