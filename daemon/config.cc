@@ -1,41 +1,12 @@
 #include "daemon/config.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdlib>
-
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/default_paths.h"
 #include "channel/channel_addr.h"
 #include "CLI/CLI.hpp"
+#include "channel/grpc_target.h"
 
 namespace hostd::daemon {
-namespace {
-
-std::string Env(const char* name) {
-  const char* v = getenv(name);
-  return v == nullptr ? "" : v;
-}
-
-}  // namespace
-
-std::string DefaultRuntimeDir() {
-  if (std::string d = Env("HOSTD_RUNTIME_DIR"); !d.empty()) return d;
-  if (std::string d = Env("XDG_RUNTIME_DIR"); !d.empty()) return d + "/hostd";
-  if (geteuid() == 0) return "/run/hostd";
-  return absl::StrCat("/tmp/hostd-", geteuid());
-}
-
-std::string DefaultStateDir() {
-  if (std::string d = Env("HOSTD_STATE_DIR"); !d.empty()) return d;
-  if (std::string d = Env("XDG_STATE_HOME"); !d.empty()) return d + "/hostd";
-  if (geteuid() == 0) return "/var/lib/hostd";
-  if (std::string h = Env("HOME"); !h.empty()) return h + "/.local/state/hostd";
-  return absl::StrCat("/tmp/hostd-", geteuid(), "/state");
-}
-
-std::string DefaultGrpcAddr() { return absl::StrCat("unix:", DefaultRuntimeDir(), "/hostd.sock"); }
 
 void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.set_config("--config", "", "read options from this file (INI/TOML; keys are the long option names)");
@@ -45,7 +16,7 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
       ->default_str("unix:<runtime dir>/frontend.sock");
   app.add_option("--backend", cfg.backend, "where procs send everything else")
       ->default_str("unix:<runtime dir>/backend.sock");
-  app.add_option("--state-dir", cfg.state_dir, "proc logs go under <dir>/logs")->default_str(DefaultStateDir());
+  app.add_option("--state-dir", cfg.state_dir, "proc logs go under <dir>/logs")->default_str(base::DefaultStateDir());
   app.add_option("--manager", cfg.manager, "process: procs are processes; local: in-process procs")
       ->check(CLI::IsMember({"process", "local"}))
       ->capture_default_str();
@@ -64,30 +35,18 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
 }
 
 absl::Status FinishConfig(DaemonConfig& cfg) {
-  std::string run = DefaultRuntimeDir();
-  if (cfg.grpc.empty()) cfg.grpc = absl::StrCat("unix:", run, "/hostd.sock");
+  std::string run = base::DefaultRuntimeDir();
+  if (cfg.grpc.empty()) cfg.grpc = base::DefaultGrpcAddr();
   if (cfg.frontend.empty()) cfg.frontend = absl::StrCat("unix:", run, "/frontend.sock");
   if (cfg.backend.empty()) cfg.backend = absl::StrCat("unix:", run, "/backend.sock");
-  if (cfg.state_dir.empty()) cfg.state_dir = DefaultStateDir();
+  if (cfg.state_dir.empty()) cfg.state_dir = base::DefaultStateDir();
   for (auto [flag, value] : {std::pair{"--frontend", &cfg.frontend}, std::pair{"--backend", &cfg.backend}}) {
     absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(*value);
     if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", a.status().message()));
   }
-  absl::StatusOr<std::string> target = GrpcTarget(cfg.grpc);
+  absl::StatusOr<std::string> target = channel::GrpcTarget(cfg.grpc);
   if (!target.ok()) return target.status();
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> GrpcTarget(const std::string& addr) {
-  absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(addr);
-  if (!a.ok() || a->transport() == channel::Transport::kLocal || a->is_any()) {
-    return absl::InvalidArgumentError(absl::StrCat("gRPC address \"", addr,
-                                                   "\" is not unix:/path, unix:@name or tcp:host:port"));
-  }
-  if (a->transport() == channel::Transport::kUnix) {
-    return a->is_abstract() ? absl::StrCat("unix-abstract:", a->host().substr(1)) : absl::StrCat("unix:", a->host());
-  }
-  return a->is_ipv6() ? absl::StrCat("[", a->host(), "]:", a->port()) : absl::StrCat(a->host(), ":", a->port());
 }
 
 }  // namespace hostd::daemon

@@ -3,13 +3,11 @@
 // same names as the long flags) are parsed by CLI11 (AddDaemonFlags); CLI11 stays
 // out of this header: a caller that builds the CLI::App includes CLI/CLI.hpp.
 //
-// Defaults, for a user without root:
-//   runtime dir  $HOSTD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/hostd, else /run/hostd
-//                (root), else /tmp/hostd-<uid>; created mode 0700
+// Defaults (the directories and the gRPC address come from base/default_paths.h):
+//   runtime dir  created mode 0700
 //   gRPC         unix:<runtime dir>/hostd.sock, mode 0600
 //   frontend     unix:<runtime dir>/frontend.sock; backend unix:<runtime dir>/backend.sock
-//   state dir    $HOSTD_STATE_DIR, else $XDG_STATE_HOME/hostd, else /var/lib/hostd
-//                (root), else ~/.local/state/hostd; proc logs under <state dir>/logs
+//   state dir    proc logs under <state dir>/logs
 #ifndef HOSTD_DAEMON_CONFIG_H_
 #define HOSTD_DAEMON_CONFIG_H_
 
@@ -37,19 +35,11 @@ struct DaemonConfig {
   std::string log_format = "text";
 };
 
-std::string DefaultRuntimeDir();
-std::string DefaultStateDir();
-// The gRPC address hostd listens on by default, and hostctl dials.
-std::string DefaultGrpcAddr();
-
 // Registers the flags (and --config) on `app`, writing into `cfg`.
 void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg);
 // Fills the unset addresses with the defaults and checks the values; errors name
 // the option.
 absl::Status FinishConfig(DaemonConfig& cfg);
-
-// A gRPC target for `addr` (unix:/path stays; tcp:host:port becomes host:port).
-absl::StatusOr<std::string> GrpcTarget(const std::string& addr);
 
 }  // namespace hostd::daemon
 

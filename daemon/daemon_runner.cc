@@ -12,7 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "base/default_paths.h"
 #include "base/log.h"
+#include "channel/grpc_target.h"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
 #include "daemon/sd_notify.h"
@@ -60,7 +62,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(addr);
     if (a.ok() && a->transport() == channel::Transport::kUnix && !a->is_abstract() && !a->host().empty()) {
       std::string dir = std::filesystem::path(a->host()).parent_path();
-      if (dir == DefaultRuntimeDir()) {
+      if (dir == base::DefaultRuntimeDir()) {
         if (absl::Status s = MakeDir(dir, 0700); !s.ok()) return s;
       }
     }
@@ -99,7 +101,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  std::string target = *GrpcTarget(cfg.grpc);
+  std::string target = *channel::GrpcTarget(cfg.grpc);
   int port = 0;
   builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);

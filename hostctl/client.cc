@@ -1,0 +1,75 @@
+#include "hostctl/client.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/status/statusor.h"
+#include "base/default_paths.h"
+#include "channel/grpc_target.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpcpp/create_channel.h"
+
+namespace hostd::hostctl {
+namespace {
+
+constexpr int kMaxGrpcMessage = 80 << 20;
+
+}  // namespace
+
+void AddGlobalOptions(CLI::App& app, GlobalOptions& g) {
+  const char* env_addr = getenv("HOSTD_GRPC");
+  g.grpc = env_addr != nullptr && env_addr[0] != '\0' ? env_addr : base::DefaultGrpcAddr();
+  app.add_option("--grpc", g.grpc, "hostd's control address (also $HOSTD_GRPC)")->capture_default_str();
+  app.add_flag("--json", g.json, "machine-readable output (one JSON object per result or event)");
+  app.add_option("--timeout", g.timeout_s, "seconds to wait for hostd on quick calls")->capture_default_str();
+}
+
+int ExitCodeOf(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return 0;
+    case grpc::StatusCode::NOT_FOUND: return 3;
+    case grpc::StatusCode::ALREADY_EXISTS: return 4;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return 5;
+    case grpc::StatusCode::UNAVAILABLE: return 6;
+    case grpc::StatusCode::FAILED_PRECONDITION: return 7;
+    case grpc::StatusCode::INVALID_ARGUMENT: return 8;
+    default: return 1;
+  }
+}
+
+google::protobuf::Duration SecondsToProto(double seconds) {
+  return google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(absl::Seconds(seconds)));
+}
+
+Client::Client(const GlobalOptions& g) : g_(g) {
+  // An address hostd would not accept goes to gRPC as it is, which then reports it.
+  absl::StatusOr<std::string> target = channel::GrpcTarget(g.grpc);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxGrpcMessage);
+  args.SetMaxSendMessageSize(kMaxGrpcMessage);
+  stub_ = v1::HostService::NewStub(
+      grpc::CreateCustomChannel(target.ok() ? *target : g.grpc, grpc::InsecureChannelCredentials(), args));
+}
+
+void Client::Prepare(grpc::ClientContext& ctx, absl::Duration timeout) {
+  if (timeout != absl::InfiniteDuration()) ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+void Client::Prepare(grpc::ClientContext& ctx) { Prepare(ctx, absl::Seconds(g_.timeout_s)); }
+
+int Client::Fail(const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      (s.error_message().find("connect") != std::string::npos ||
+       s.error_message().find("No such file") != std::string::npos)) {
+    fprintf(stderr,
+            "hostctl: cannot reach hostd at %s (%s)\n"
+            "  is hostd running? start it with `hostd`, or point hostctl at it with --grpc ADDR or "
+            "HOSTD_GRPC=ADDR\n",
+            g_.grpc.c_str(), s.error_message().c_str());
+  } else {
+    fprintf(stderr, "hostctl: %s\n", s.error_message().c_str());
+  }
+  return ExitCodeOf(s.error_code());
+}
+
+}  // namespace hostd::hostctl

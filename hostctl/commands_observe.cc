@@ -1,0 +1,111 @@
+#include "hostctl/commands_observe.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hostctl/output.h"
+
+namespace hostd::hostctl {
+namespace {
+
+struct WatchOptions {
+  std::vector<std::string> names;
+  bool snapshot = false;
+  std::string group;
+};
+
+struct LogsOptions {
+  std::string name;
+  bool err_log = false, follow = false;
+  int64_t tail = 0;
+};
+
+struct InfoOptions {};
+
+int Watch(Client& c, const WatchOptions& o) {
+  v1::WatchProcsRequest req;
+  for (const auto& n : o.names) req.add_names(n);
+  req.set_snapshot(o.snapshot);
+  req.set_group(o.group);
+  grpc::ClientContext ctx;
+  auto reader = c.stub().WatchProcs(&ctx, req);
+  v1::ProcEvent e;
+  while (reader->Read(&e)) {
+    if (c.options().json) {
+      PrintJson(e);
+    } else {
+      PrintEvent(e);
+    }
+    fflush(stdout);
+  }
+  grpc::Status s = reader->Finish();
+  return s.ok() ? 0 : c.Fail(s);
+}
+
+int Logs(Client& c, const LogsOptions& o) {
+  v1::StreamLogsRequest req;
+  req.set_name(o.name);
+  req.set_stderr(o.err_log);
+  req.set_follow(o.follow);
+  req.set_tail_bytes(o.tail);
+  grpc::ClientContext ctx;
+  auto reader = c.stub().StreamLogs(&ctx, req);
+  v1::LogChunk chunk;
+  while (reader->Read(&chunk)) {
+    fwrite(chunk.data().data(), 1, chunk.data().size(), stdout);
+    fflush(stdout);
+  }
+  grpc::Status s = reader->Finish();
+  return s.ok() ? 0 : c.Fail(s);
+}
+
+int Info(Client& c, const InfoOptions&) {
+  v1::HostInfo resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx);
+  grpc::Status s = c.stub().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &resp);
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    printf("frontend:    %s\nbackend:     %s\nversion:     %s\nincarnation: %016llx\nuptime:      %llds\n"
+           "procs:       %d live, %d ended, %lld spawned\nmanager:     %s\npid:         %d\n",
+           resp.frontend_addr().c_str(), resp.backend_addr().c_str(), resp.version().c_str(),
+           static_cast<unsigned long long>(resp.incarnation()), static_cast<long long>(resp.uptime().seconds()),
+           resp.live_procs(), resp.ended_procs(), static_cast<long long>(resp.spawned_total()),
+           resp.manager().c_str(), resp.pid());
+    if (!resp.cgroup_fallback().empty()) printf("cgroups:     off (%s)\n", resp.cgroup_fallback().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Subcommand AddWatch(CLI::App& app) {
+  auto o = std::make_unique<WatchOptions>();
+  CLI::App* cli = app.add_subcommand("watch", "print lifecycle events as they happen (Ctrl-C stops)");
+  cli->add_option("names", o->names, "only these procs");
+  cli->add_flag("--snapshot", o->snapshot, "start with every proc's current state");
+  cli->add_option("--group", o->group, "only procs of this group (and its subgroups), and its own events");
+  return MakeSubcommand(cli, std::move(o), Watch);
+}
+
+Subcommand AddLogs(CLI::App& app) {
+  auto o = std::make_unique<LogsOptions>();
+  CLI::App* cli = app.add_subcommand("logs", "print a proc's stdout (or stderr)");
+  cli->add_option("name", o->name)->required();
+  cli->add_flag("--stderr", o->err_log, "stderr instead of stdout");
+  cli->add_flag("-f,--follow", o->follow, "keep printing until the proc ends for good (across restarts)");
+  cli->add_option("--tail", o->tail, "start this many bytes before the end");
+  return MakeSubcommand(cli, std::move(o), Logs);
+}
+
+Subcommand AddInfo(CLI::App& app) {
+  CLI::App* cli = app.add_subcommand("info", "show hostd's addresses, version and counts");
+  return MakeSubcommand(cli, std::make_unique<InfoOptions>(), Info);
+}
+
+}  // namespace hostd::hostctl

@@ -1,0 +1,374 @@
+#include "hostctl/commands_procs.h"
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "hostctl/commands_supervision.h"
+#include "hostctl/output.h"
+#include "hostctl/progress.h"
+
+namespace hostd::hostctl {
+namespace {
+
+struct SpawnOptions {
+  std::string name, program, readiness = "handshake", cwd;
+  std::vector<std::string> args, env, labels, inherit;
+  double ready_timeout = 30;
+  int count = 0;
+  RestartOptions restart;
+};
+
+struct ListOptions {
+  std::vector<std::string> states, labels;
+  bool live_only = false;
+};
+
+struct NameOptions {
+  std::string name;
+};
+
+struct WaitOptions {
+  std::string name;
+  double wait_timeout = 0;
+  bool for_good = false;
+};
+
+struct TerminateOptions {
+  std::string name, reason;
+  double grace = 10;
+};
+
+struct TerminateAllOptions {
+  double grace = 10;
+  int max_in_flight = 64;
+  std::string reason;
+};
+
+struct SendOptions {
+  std::string name, port, payload;
+  double reply_timeout = 0;
+};
+
+// KEY=VALUE items into `out`; false (after saying which item, naming `what`) on a malformed one.
+bool ParseKeyValues(const std::vector<std::string>& items, const char* what, std::map<std::string, std::string>& out) {
+  for (const std::string& item : items) {
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      fprintf(stderr, "hostctl: %s \"%s\" is not KEY=VALUE\n", what, item.c_str());
+      return false;
+    }
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return true;
+}
+
+// The reply of a call on one proc: JSON, or its name and status.
+void PrintProcReply(const Client& c, const v1::Proc& resp) {
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    printf("%s %s\n", resp.name().c_str(), resp.status().display().c_str());
+  }
+}
+
+int Spawn(Client& c, const SpawnOptions& o) {
+  v1::SpawnProcRequest one;
+  v1::ProcSpec* spec = one.mutable_spec();
+  spec->set_program(o.program);
+  for (const auto& a : o.args) spec->add_args(a);
+  std::map<std::string, std::string> env_map, label_map;
+  if (!ParseKeyValues(o.env, "--env", env_map) || !ParseKeyValues(o.labels, "--label", label_map)) return kExitUsage;
+  for (const auto& [k, v] : env_map) {
+    auto* e = spec->add_env();
+    e->set_name(k);
+    e->set_value(v);
+  }
+  for (const auto& i : o.inherit) spec->add_inherit_env(i);
+  spec->set_cwd(o.cwd);
+  spec->set_readiness(o.readiness == "exec"     ? v1::READINESS_MODE_EXEC
+                      : o.readiness == "notify" ? v1::READINESS_MODE_NOTIFY
+                                                : v1::READINESS_MODE_HANDSHAKE);
+  *spec->mutable_ready_timeout() = SecondsToProto(o.ready_timeout);
+  one.mutable_labels()->insert(label_map.begin(), label_map.end());
+  FillRestart(o.restart, one);
+  absl::Duration limit = o.ready_timeout > 0
+                             ? absl::Seconds(o.ready_timeout) + absl::Seconds(c.options().timeout_s)
+                             : absl::InfiniteDuration();
+  grpc::ClientContext ctx;
+  if (o.count <= 0) {
+    one.set_name(o.name);
+    v1::SpawnProcResponse resp;
+    c.Prepare(ctx, limit);
+    grpc::Status s = c.stub().SpawnProc(&ctx, one, &resp);
+    if (!s.ok()) return c.Fail(s);
+    if (c.options().json) {
+      PrintJson(resp.proc());
+    } else {
+      printf("%s %s pid %d\n", resp.proc().proc_id().c_str(), resp.proc().status().display().c_str(),
+             resp.proc().status().pid());
+    }
+    return 0;
+  }
+  v1::SpawnProcsRequest bulk;
+  for (int i = 0; i < o.count; ++i) {
+    v1::SpawnProcRequest* r = bulk.add_procs();
+    *r = one;
+    r->set_name(absl::StrCat(o.name, "-", i));
+  }
+  v1::SpawnProcsResponse resp;
+  c.Prepare(ctx, limit == absl::InfiniteDuration() ? limit : limit * (1 + o.count / 16));
+  grpc::Status s;
+  {
+    Progress progress(c, "ready", o.count, [&](const v1::ProcEvent& e) {
+      return e.status().state() == v1::PROC_STATE_READY && absl::StartsWith(e.name(), o.name + "-");
+    });
+    s = c.stub().SpawnProcs(&ctx, bulk, &resp);
+  }
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    for (const auto& r : resp.results()) {
+      if (r.code() != 0) fprintf(stderr, "%s: %s\n", r.name().c_str(), r.error().c_str());
+    }
+    printf("spawned %d, failed %d\n", resp.ok(), resp.failed());
+  }
+  return resp.failed() == 0 ? 0 : kExitPartlyFailed;
+}
+
+int List(Client& c, const ListOptions& o) {
+  v1::ListProcsRequest req;
+  std::map<std::string, std::string> label_map;
+  if (!ParseKeyValues(o.labels, "--label", label_map)) return kExitUsage;
+  req.mutable_labels()->insert(label_map.begin(), label_map.end());
+  req.set_live_only(o.live_only);
+  for (const std::string& st : o.states) {
+    v1::ProcState parsed;
+    if (!v1::ProcState_Parse("PROC_STATE_" + absl::AsciiStrToUpper(st), &parsed)) {
+      fprintf(stderr, "hostctl: --state \"%s\" is not starting, running, ready, stopping, stopped, killed or failed\n",
+              st.c_str());
+      return kExitUsage;
+    }
+    req.add_states(parsed);
+  }
+  v1::ListProcsResponse resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx);
+  grpc::Status s = c.stub().ListProcs(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    PrintProcTable(resp.procs());
+  }
+  return 0;
+}
+
+int Get(Client& c, const NameOptions& o) {
+  v1::GetProcRequest req;
+  req.set_name(o.name);
+  v1::Proc resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx);
+  grpc::Status s = c.stub().GetProc(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    PrintProc(resp);
+  }
+  return 0;
+}
+
+int Wait(Client& c, const WaitOptions& o) {
+  v1::WaitProcRequest req;
+  req.set_name(o.name);
+  if (o.wait_timeout > 0) *req.mutable_timeout() = SecondsToProto(o.wait_timeout);
+  req.set_for_good(o.for_good);
+  v1::Proc resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx, o.wait_timeout > 0 ? absl::Seconds(o.wait_timeout + c.options().timeout_s)
+                                    : absl::InfiniteDuration());
+  grpc::Status s = c.stub().WaitProc(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  PrintProcReply(c, resp);
+  bool clean = resp.status().state() == v1::PROC_STATE_STOPPED && resp.status().exit_code() == 0;
+  return clean ? 0 : kExitProcFailed;
+}
+
+int Terminate(Client& c, const TerminateOptions& o) {
+  v1::TerminateProcRequest req;
+  req.set_name(o.name);
+  *req.mutable_grace() = SecondsToProto(o.grace);
+  req.set_reason(o.reason);
+  v1::Proc resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx, absl::Seconds(o.grace + c.options().timeout_s));
+  grpc::Status s = c.stub().TerminateProc(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  PrintProcReply(c, resp);
+  return 0;
+}
+
+int Kill(Client& c, const NameOptions& o) {
+  v1::KillProcRequest req;
+  req.set_name(o.name);
+  v1::Proc resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx);
+  grpc::Status s = c.stub().KillProc(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  PrintProcReply(c, resp);
+  return 0;
+}
+
+int TerminateAll(Client& c, const TerminateAllOptions& o) {
+  v1::TerminateAllRequest req;
+  *req.mutable_grace() = SecondsToProto(o.grace);
+  req.set_max_in_flight(o.max_in_flight);
+  req.set_reason(o.reason);
+  v1::ListProcsRequest lreq;
+  lreq.set_live_only(true);
+  v1::ListProcsResponse live;
+  {
+    grpc::ClientContext lctx;
+    c.Prepare(lctx);
+    grpc::Status s = c.stub().ListProcs(&lctx, lreq, &live);
+    if (!s.ok()) return c.Fail(s);
+  }
+  v1::TerminateAllResponse resp;
+  grpc::Status s;
+  {
+    Progress progress(c, "terminated", live.procs_size(), [](const v1::ProcEvent& e) {
+      v1::ProcState st = e.status().state();
+      return e.kind() == v1::ProcEvent::KIND_TRANSITION &&
+             (st == v1::PROC_STATE_STOPPED || st == v1::PROC_STATE_KILLED || st == v1::PROC_STATE_FAILED);
+    });
+    grpc::ClientContext ctx;
+    c.Prepare(ctx, absl::InfiniteDuration());
+    s = c.stub().TerminateAll(&ctx, req, &resp);
+  }
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    for (const auto& out : resp.outcomes()) {
+      printf("%-24s %s\n", out.name().c_str(), out.ok() ? out.status().display().c_str() : out.error().c_str());
+    }
+    printf("attempted %d, ok %d, failed %d\n", resp.attempted(), resp.ok(), resp.failed());
+  }
+  return resp.failed() == 0 ? 0 : kExitPartlyFailed;
+}
+
+int Send(Client& c, const SendOptions& o) {
+  v1::SendMessageRequest req;
+  req.set_name(o.name);
+  req.set_port(o.port);
+  req.set_payload(o.payload);
+  if (o.reply_timeout > 0) *req.mutable_reply_timeout() = SecondsToProto(o.reply_timeout);
+  v1::SendMessageResponse resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx, absl::Seconds(c.options().timeout_s + o.reply_timeout + 10));
+  grpc::Status s = c.stub().SendMessage(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else if (resp.replied()) {
+    printf("%s\n", resp.reply_payload().c_str());
+  } else {
+    printf("delivered\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+Subcommand AddSpawn(CLI::App& app) {
+  auto o = std::make_unique<SpawnOptions>();
+  CLI::App* cli = app.add_subcommand(
+      "spawn", "spawn a proc (or --count N of them: NAME-0 .. NAME-N-1) and wait until ready");
+  cli->add_option("name", o->name, "proc name ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})")->required();
+  cli->add_option("program", o->program, "program to run (path or name in PATH)")->required();
+  cli->add_option("args", o->args, "its arguments (put -- before arguments that start with -)");
+  cli->add_option("--env", o->env, "NAME=VALUE for the proc's environment (repeatable)");
+  cli->add_option("--inherit-env", o->inherit, "a variable copied from hostd's environment (repeatable)");
+  cli->add_option("--label", o->labels, "KEY=VALUE label (repeatable)");
+  cli->add_option("--cwd", o->cwd, "working directory");
+  cli->add_option("--readiness", o->readiness, "handshake, exec or notify")
+      ->check(CLI::IsMember({"handshake", "exec", "notify"}))
+      ->capture_default_str();
+  cli->add_option("--ready-timeout", o->ready_timeout, "seconds for launch + readiness (0: none)")
+      ->capture_default_str();
+  cli->add_option("--count", o->count, "spawn this many concurrently, named NAME-<i>");
+  AddRestartOptions(cli, o->restart);
+  return MakeSubcommand(cli, std::move(o), Spawn);
+}
+
+Subcommand AddList(CLI::App& app) {
+  auto o = std::make_unique<ListOptions>();
+  CLI::App* cli = app.add_subcommand("list", "list procs");
+  cli->add_option("--state", o->states, "only procs in this state (repeatable): starting, running, ready, ...");
+  cli->add_option("--label", o->labels, "only procs with KEY=VALUE (repeatable)");
+  cli->add_flag("--live", o->live_only, "only procs that have not ended");
+  return MakeSubcommand(cli, std::move(o), List);
+}
+
+Subcommand AddGet(CLI::App& app) {
+  auto o = std::make_unique<NameOptions>();
+  CLI::App* cli = app.add_subcommand("get", "show one proc");
+  cli->add_option("name", o->name)->required();
+  return MakeSubcommand(cli, std::move(o), Get);
+}
+
+Subcommand AddWait(CLI::App& app) {
+  auto o = std::make_unique<WaitOptions>();
+  CLI::App* cli = app.add_subcommand("wait", "wait until a proc ends; exits 0 if it stopped with exit code 0");
+  cli->add_option("name", o->name)->required();
+  cli->add_option("--wait-timeout", o->wait_timeout, "seconds (0: no limit)");
+  cli->add_flag("--for-good", o->for_good, "until it will not be restarted (not just its current incarnation's end)");
+  return MakeSubcommand(cli, std::move(o), Wait);
+}
+
+Subcommand AddTerminate(CLI::App& app) {
+  auto o = std::make_unique<TerminateOptions>();
+  CLI::App* cli = app.add_subcommand("terminate", "stop a proc: agent stop, SIGTERM, then SIGKILL after the grace");
+  cli->add_option("name", o->name)->required();
+  cli->add_option("--grace", o->grace, "seconds before SIGKILL")->capture_default_str();
+  cli->add_option("--reason", o->reason, "told to the proc");
+  return MakeSubcommand(cli, std::move(o), Terminate);
+}
+
+Subcommand AddKill(CLI::App& app) {
+  auto o = std::make_unique<NameOptions>();
+  CLI::App* cli = app.add_subcommand("kill", "SIGKILL a proc now");
+  cli->add_option("name", o->name)->required();
+  return MakeSubcommand(cli, std::move(o), Kill);
+}
+
+Subcommand AddTerminateAll(CLI::App& app) {
+  auto o = std::make_unique<TerminateAllOptions>();
+  CLI::App* cli = app.add_subcommand("terminate-all", "terminate every proc");
+  cli->add_option("--grace", o->grace, "seconds each proc gets before SIGKILL")->capture_default_str();
+  cli->add_option("--max-in-flight", o->max_in_flight, "terminations at once")->capture_default_str();
+  cli->add_option("--reason", o->reason, "told to the procs");
+  return MakeSubcommand(cli, std::move(o), TerminateAll);
+}
+
+Subcommand AddSend(CLI::App& app) {
+  auto o = std::make_unique<SendOptions>();
+  CLI::App* cli = app.add_subcommand("send", "deliver a message to a proc's port (and print its reply)");
+  cli->add_option("name", o->name)->required();
+  cli->add_option("port", o->port)->required();
+  cli->add_option("payload", o->payload, "bytes to send");
+  cli->add_option("--reply-timeout", o->reply_timeout, "also wait this many seconds for a reply");
+  return MakeSubcommand(cli, std::move(o), Send);
+}
+
+}  // namespace hostd::hostctl
