@@ -83,12 +83,6 @@ void ProcessHandle::WatchNotify(base::UniqueFd sock) {
   AwaitNotify();
 }
 
-void ProcessHandle::KillWithoutWaiting() {
-  if (status().terminal()) return;
-  (void)cell().Transition(ProcStatus::Stopping());
-  SignalKill();
-}
-
 void ProcessHandle::DetachFromManager() {
   absl::MutexLock lock(&mgr_mu_);
   mgr_gone_ = true;

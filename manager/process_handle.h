@@ -91,9 +91,6 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // Loop thread: Ready, with the proc's address if it reported one.
   void MarkReady(std::optional<channel::ChannelAddr> addr);
 
-  // SIGKILL now, if it has not ended, without waiting: its exit is observed by the
-  // monitor (or, when the manager goes, by ReleaseWithManager).
-  void KillWithoutWaiting();
   // The manager's destructor, before it releases the handle on the loop: from now on
   // calls from other threads do not reach the manager (they find the proc ended).
   void DetachFromManager();

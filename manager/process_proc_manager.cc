@@ -133,6 +133,8 @@ TerminateSummary ProcessProcManager::TerminateAll(absl::Duration grace, int max_
   return TerminateHandles(Procs(), grace, max_in_flight, reason);
 }
 
+TerminateSummary ProcessProcManager::KillAll(absl::Time deadline) { return KillHandles(Procs(), deadline); }
+
 absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc::ProcId& id,
                                                                       const channel::ChannelAddr& forwarder,
                                                                       const SpawnSpec& spec) {

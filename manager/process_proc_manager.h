@@ -76,6 +76,7 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
                                                     const SpawnSpec& spec) override;
   std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
+  TerminateSummary KillAll(absl::Time deadline) override;
 
   bool cgroups_enabled() const { return cgroups_ != nullptr; }
   // Why cgroups are not used (empty when they are).

@@ -218,6 +218,45 @@ TEST_F(ProcessProcManagerTest, GrandchildrenAreGoneAfterTerminate) {
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid())) << "reparented grandchildren are reaped too";
 }
 
+TEST_F(ProcessProcManagerTest, KillAllEndsEveryProcAtOnceEvenThoseIgnoringSigtermAndLeavesNoProcess) {
+  auto stubborn = h_.Spawn("stubborn", {.ignore_stop = true, .ignore_sigterm = true, .extra_args = {"--grandchild"}});
+  auto deaf = h_.Spawn("deaf", {.ignore_stop = true, .ignore_sigterm = true});
+  auto plain = h_.Spawn("plain");
+  ASSERT_THAT(stubborn, IsOk());
+  ASSERT_THAT(deaf, IsOk());
+  ASSERT_THAT(plain, IsOk());
+  std::vector<pid_t> everyone = Grandchildren(h_.process().LogPath("stubborn", false));
+  ASSERT_EQ(everyone.size(), 1u) << ReadFile(h_.process().LogPath("stubborn", false));
+  for (const auto& h : {*stubborn, *deaf, *plain}) everyone.push_back(h->status().pid);
+  for (pid_t p : everyone) ASSERT_FALSE(ProcessGone(p)) << p;
+
+  TerminateSummary s = h_.process().KillAll(Guard());
+  EXPECT_EQ(s.attempted, 3);
+  EXPECT_EQ(s.ok, 3);
+  EXPECT_EQ(s.failed, 0);
+  for (const auto& o : s.outcomes) {
+    ASSERT_THAT(o.result, IsOk()) << o.proc_id;
+    EXPECT_EQ(o.result->state, ProcState::kKilled) << o.proc_id;
+    EXPECT_EQ(o.result->signal, SIGKILL) << o.proc_id << ": no stop request, no SIGTERM first";
+  }
+  for (pid_t p : everyone) EXPECT_TRUE(ProcessGone(p)) << "process " << p << " outlived KillAll";
+  EXPECT_TRUE(h_.manager().Procs().empty());
+  EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
+}
+
+TEST_F(ProcessProcManagerTest, KillAllWithAPastDeadlineSignalsWithoutWaiting) {
+  auto stubborn = h_.Spawn("stubborn", {.ignore_stop = true, .ignore_sigterm = true});
+  ASSERT_THAT(stubborn, IsOk());
+  TerminateSummary s = h_.process().KillAll(absl::InfinitePast());
+  EXPECT_EQ(s.attempted, 1);
+  EXPECT_EQ(s.ok + s.failed, 1);  // seen ended already, or not yet: it did not wait
+  // The SIGKILL went out all the same.
+  absl::StatusOr<proc::ProcStatus> end = (*stubborn)->Wait(Guard());
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled);
+  EXPECT_EQ(end->signal, SIGKILL);
+}
+
 TEST_F(ProcessProcManagerTest, ChildSeesOnlyTheDescriptorsItWasMeantToGet) {
   // A descriptor the daemon opened without O_CLOEXEC must not leak either.
   base::UniqueFd leaky(::open("/dev/null", O_RDONLY));
