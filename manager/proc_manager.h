@@ -1,6 +1,5 @@
-// The proc manager contract shared by every manager (DESIGN.md "Procs and their
-// lifecycle"): ProcManager spawns, ProcHandle observes and stops one proc,
-// BulkTerminate stops them all.
+// The proc manager contract shared by every manager: ProcManager spawns, ProcHandle
+// observes and stops one proc, BulkTerminate stops (or kills) them all.
 #ifndef HOSTD_MANAGER_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROC_MANAGER_H_
 

@@ -17,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/errno_status.h"
 #include "base/log.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
@@ -31,25 +32,21 @@ namespace {
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
 
-absl::Status Errno(const std::string& what) {
-  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
-}
-
 // The state for a proc's next incarnation, on a sealed memfd at offset 0: the proc
 // reads it as it is, and nothing else can change it.
 absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::string& state) {
   base::UniqueFd fd(::memfd_create(absl::StrCat("hostd-state-", name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid()) return Errno("memfd for the initial state");
+  if (!fd.valid()) return LaunchError(errno, "memfd for the initial state");
   for (size_t off = 0; off < state.size();) {
     ssize_t n = ::write(fd.get(), state.data() + off, state.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Errno("writing the initial state");
+    if (n < 0) return LaunchError(errno, "writing the initial state");
     off += static_cast<size_t>(n);
   }
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    return Errno("sealing the initial state");
+    return LaunchError(errno, "sealing the initial state");
   }
-  if (::lseek(fd.get(), 0, SEEK_SET) != 0) return Errno("rewinding the initial state");
+  if (::lseek(fd.get(), 0, SEEK_SET) != 0) return LaunchError(errno, "rewinding the initial state");
   return fd;
 }
 
@@ -66,7 +63,10 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
         absl::StrCat("cannot create state directory ", options.state_dir, "/logs: ", ec.message()));
   }
   // Orphaned descendants of procs come back to us instead of escaping to init.
-  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Errno("prctl(PR_SET_CHILD_SUBREAPER)");
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    // Only a kernel without subreapers fails here: not the caller's argument's fault.
+    return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, "prctl(PR_SET_CHILD_SUBREAPER)");
+  }
   std::unique_ptr<ProcessProcManager> mgr(new ProcessProcManager(std::move(options)));
   if (mgr->options_.use_cgroups) {
     absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create();
@@ -186,7 +186,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   base::UniqueFd ready_read, ready_write, notify_sock, state_fd;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return abandon(fail(Errno("readiness pipe")));
+    if (::pipe2(p, O_CLOEXEC) != 0) return abandon(fail(LaunchError(errno, "readiness pipe")));
     ready_read.reset(p[0]);
     ready_write.reset(p[1]);
     env[proc::kEnvReadyFd] = absl::StrCat(kReadyFd);
@@ -205,7 +205,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     std::memcpy(sa.sun_path + 1, abstract.data(), abstract.size());
     socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstract.size());
     if (!notify_sock.valid() || ::bind(notify_sock.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
-      return abandon(fail(Errno("notify socket")));
+      return abandon(fail(LaunchError(errno, "notify socket")));
     }
     env["NOTIFY_SOCKET"] = absl::StrCat("@", abstract);
   }
@@ -217,7 +217,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   base::UniqueFd err(::open(LogPath(name, true).c_str(), log_mode, 0640));
   struct stat err_stat {};
   if (!out.valid() || !err.valid() || ::fstat(err.get(), &err_stat) != 0) {
-    return abandon(fail(Errno(absl::StrCat("log files under ", options_.state_dir, "/logs"))));
+    const int err = errno;
+    return abandon(fail(LaunchError(err, absl::StrCat("log files under ", options_.state_dir, "/logs"))));
   }
   handle->set_stderr_start(err_stat.st_size);
   if (cgroups_ != nullptr) {

@@ -140,11 +140,11 @@ TEST_F(ProcessProcManagerTest, MissingOrNonExecutableProgramIsAClearErrorAndLeav
   SpawnSpec spec;
   spec.program = "/nonexistent/bin/worker";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kNotFound, AllOf(HasSubstr("/nonexistent/bin/worker"),
-                                                          HasSubstr("No such file or directory"))));
+              StatusIs(absl::StatusCode::kFailedPrecondition, AllOf(HasSubstr("/nonexistent/bin/worker"),
+                                                                    HasSubstr("No such file or directory"))));
   spec.program = "no-such-program-hostd";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("not found in PATH=")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not found in PATH=")));
   std::string text = h_.dir().Join("not-executable");
   { std::ofstream(text) << "#!/bin/sh\n"; }
   spec.program = text;
@@ -406,7 +406,7 @@ TEST_F(ProcessProcManagerTest, WorkingDirectoryIsSetOrTheSpawnSaysWhyNot) {
   EXPECT_EQ(ReadFile(h_.dir().Join("work/where.txt")), spec.cwd + "\n");
   spec.cwd = "/nonexistent/dir";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("nocwd"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kNotFound,
+              StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("changing to its working directory /nonexistent/dir"), HasSubstr("command: /bin/sh"))));
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
 }
