@@ -21,7 +21,8 @@
 // proc is left. Never waitpid(-1). Called on the loop thread itself (a watcher
 // that Kills), Wait observes the exit there, since the monitor cannot run.
 //
-// Where a proc can be killed, each place with why (and nowhere else in hostd):
+// Where a proc can be killed, each place with why (and nowhere else in hostd: code
+// outside manager/, the daemon's second stop signal included, asks the manager):
 //   - ProcessHandle::SignalTerm / SignalKill: Terminate, Kill, the manager's
 //     KillAll and destructor (KillWithoutWaiting): the one path for callers.
 //   - ProcessHandle::OnExit: what the proc left behind after its leader exited.
