@@ -12,6 +12,15 @@
 //      overshoot over G.
 //
 //   build/default/bench/spawn_bench [--quick] [--filter=1.|2.|3.] [--threads=N]
+//
+// And, only on request (not part of bench/run.sh), why hostd launches with its own
+// launcher rather than Boost.Process v2's: N launches of /bin/true, one at a time,
+// each timed until the child has exec'd (both launchers wait for that), by
+// boost::process::v2's default launcher (fork) and by manager::Launch (clone with
+// CLONE_VM | CLONE_VFORK), first with this process small, then holding M MiB of
+// touched heap (fork copies the page tables of all of it):
+//
+//   build/default/bench/spawn_bench --launchers [--launches=N] [--heap-mib=M]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,10 +36,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
+// Boost 1.81's process/v2 headers are not self-contained with
+// BOOST_PROCESS_USE_STD_FS (CMake sets it): they still name these.
+#include "boost/optional.hpp"
+#include "boost/type_traits/is_constructible.hpp"
+#include "boost/type_traits/remove_pointer.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/process/v2/process.hpp"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/server_builder.h"
+#include "manager/launcher.h"
 #include "manager/process_proc_manager.h"
 #include "testing/temp_dir.h"
 
@@ -236,6 +253,68 @@ Samples HostdSigtermOnly(Hostd& h, int n, int reps) {
   return s;
 }
 
+// ---- launchers --------------------------------------------------------------
+
+constexpr char kTrue[] = "/bin/true";
+
+// Seconds per launch (until exec), each child reaped before the next launch.
+Samples BoostLaunches(int n) {
+  boost::asio::io_context ctx;
+  Samples s;
+  for (int i = 0; i < n; ++i) {
+    boost::system::error_code ec;
+    absl::Time t0 = absl::Now();
+    boost::process::v2::process child =
+        boost::process::v2::default_process_launcher()(ctx, ec, kTrue, std::vector<std::string>{});
+    s.Add(absl::ToDoubleSeconds(absl::Now() - t0));
+    if (ec) {
+      std::fprintf(stderr, "boost::process::v2 launch of %s: %s\n", kTrue, ec.message().c_str());
+      return s;
+    }
+    child.wait(ec);
+  }
+  return s;
+}
+
+Samples HostdLaunches(int n) {
+  manager::LaunchRequest req;
+  req.path = kTrue;
+  req.argv = {kTrue};
+  req.envp = {"PATH=/usr/bin:/bin"};
+  Samples s;
+  for (int i = 0; i < n; ++i) {
+    absl::Time t0 = absl::Now();
+    absl::StatusOr<manager::Launched> child = manager::Launch(req);
+    s.Add(absl::ToDoubleSeconds(absl::Now() - t0));
+    if (!child.ok()) {
+      std::fprintf(stderr, "hostd launch of %s: %s\n", kTrue, child.status().ToString().c_str());
+      return s;
+    }
+    siginfo_t info{};
+    ::waitid(P_PIDFD, static_cast<id_t>(child->pidfd.get()), &info, WEXITED);
+  }
+  return s;
+}
+
+// Both launchers in the same run, small and with `heap_mib` of touched heap; one
+// row per heap size: baseline = Boost.Process v2 (fork), hostd = manager::Launch.
+void CompareLaunchers(int n, int heap_mib) {
+  auto row = [n](const std::string& heap, const Samples& boost, const Samples& hostd) {
+    Row(absl::StrFormat("launch %d x %s, one at a time, %s: p50 until exec", n, kTrue, heap), Ms(boost.Median()),
+        Ms(hostd.Median()), hostd.Median() / boost.Median(), "-", true);
+  };
+  Samples boost_small = BoostLaunches(n);
+  Samples hostd_small = HostdLaunches(n);
+  row("small heap", boost_small, hostd_small);
+  const size_t bytes = static_cast<size_t>(heap_mib) << 20;
+  std::unique_ptr<char[]> heap(new char[bytes]);
+  std::memset(heap.get(), 1, bytes);
+  Samples boost_big = BoostLaunches(n);
+  Samples hostd_big = HostdLaunches(n);
+  row(absl::StrFormat("%d MiB touched heap", heap_mib), boost_big, hostd_big);
+  volatile char sink = heap[bytes / 2];
+  (void)sink;
+}
 
 }  // namespace
 }  // namespace hostd::bench
@@ -252,6 +331,18 @@ int main(int argc, char** argv) {
   }
   const int reps = quick ? 1 : 5;
   signal(SIGPIPE, SIG_IGN);
+  bool launchers = false;
+  int launches = 200;
+  int heap_mib = 1024;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--launchers") == 0) launchers = true;
+    if (std::strncmp(argv[i], "--launches=", 11) == 0) launches = std::max(1, std::atoi(argv[i] + 11));
+    if (std::strncmp(argv[i], "--heap-mib=", 11) == 0) heap_mib = std::max(1, std::atoi(argv[i] + 11));
+  }
+  if (launchers) {
+    CompareLaunchers(launches, heap_mib);
+    return 0;
+  }
 
   Hostd h;
   // 1. Spawn to ready.

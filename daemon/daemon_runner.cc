@@ -4,15 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <atomic>
 #include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "base/default_paths.h"
+#include "base/errno_status.h"
 #include "base/log.h"
 #include "channel/grpc_target.h"
 #include "daemon/host.h"
@@ -30,13 +31,16 @@ namespace {
 
 // gRPC's default 4 MiB would refuse SendMessage payloads the data plane takes.
 constexpr int kMaxGrpcMessage = 80 << 20;
+// After a second stop signal, how long hostd waits to see its SIGKILLed procs end
+// before it exits anyway (the janitor and PR_SET_PDEATHSIG cover the rest).
+constexpr absl::Duration kSecondSignalKillWait = absl::Seconds(1);
 
 absl::Status MakeDir(const std::string& path, mode_t mode) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create directory ", path, ": ", ec.message()));
   if (mode != 0 && chmod(path.c_str(), mode) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot chmod ", path, ": ", strerror(errno)));
+    return base::ErrnoError(errno, absl::StrCat("cannot chmod ", path));
   }
   return absl::OkStatus();
 }
@@ -127,15 +131,16 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   (void)SdNotify("STOPPING=1");
   server->GetHealthCheckService()->SetServingStatus(false);
 
-  // A second signal: no more grace.
+  // A second signal: no more grace. The manager SIGKILLs every proc at once; the
+  // short wait only lets the summary say whether each was seen gone.
   std::atomic<bool> finished{false};
-  std::thread second([&stop_signals, &finished, h = host->get()] {
+  std::thread second([&stop_signals, &finished, bulk] {
     int again = WaitForSignal(stop_signals);
     if (finished.load()) return;  // woken by the normal path below
     base::Log().warn("signal={} again: killing every proc now", strsignal(again));
-    for (const ProcInfo& p : h->List()) {
-      if (p.status.pid > 0 && !p.status.terminal()) kill(-p.status.pid, SIGKILL);
-    }
+    manager::TerminateSummary killed = bulk->KillAll(absl::Now() + kSecondSignalKillWait);
+    base::Log().warn("procs killed: attempted={} seen_ended={} not_seen_ended={}", killed.attempted, killed.ok,
+                     killed.failed);
     _exit(128 + again);
   });
 

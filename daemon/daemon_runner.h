@@ -9,8 +9,9 @@
 //   4. On the first SIGTERM/SIGINT: STOPPING=1, health NOT_SERVING, no new spawns,
 //      every proc terminated within the grace (each gets its own), the summary
 //      logged, the server drained; returns OK (exit 0).
-//      A second signal meanwhile: every proc's process group gets SIGKILL and the
-//      process exits at once with 128+signal (the janitor kills what is left).
+//      A second signal meanwhile: the manager SIGKILLs every proc at once
+//      (BulkTerminate::KillAll) and the process exits with 128+signal as soon as
+//      each is seen ended, within a second (the janitor kills what is left).
 // If hostd is SIGKILLed, its procs die with it (PR_SET_PDEATHSIG and the janitor,
 // manager/janitor.h).
 #ifndef HOSTD_DAEMON_DAEMON_RUNNER_H_

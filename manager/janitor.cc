@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "base/log.h"
 #include "manager/descriptors.h"
 
@@ -131,7 +132,7 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
 absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return absl::InternalError(absl::StrCat("janitor socketpair: ", std::strerror(errno)));
+    return base::ErrnoError(errno, "janitor socketpair");
   }
   base::UniqueFd ours(sv[0]), theirs(sv[1]);
   std::string kill_path = cgroup_parent.empty() ? "" : cgroup_parent + "/cgroup.kill";
@@ -140,7 +141,8 @@ absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgrou
                    kill_path.empty() ? nullptr : kill_path.c_str(), table.data()};
   // A real fork, once: the janitor must outlive us, so it cannot share our memory.
   pid_t pid = ::fork();
-  if (pid < 0) return absl::InternalError(absl::StrCat("janitor fork: ", std::strerror(errno)));
+  // fork fails only for want of memory or processes (ENOMEM, EAGAIN).
+  if (pid < 0) return base::ErrnoError(absl::StatusCode::kResourceExhausted, errno, "janitor fork");
   if (pid == 0) JanitorMain(args);
   return std::unique_ptr<Janitor>(new Janitor(pid, std::move(ours)));
 }

@@ -9,12 +9,21 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/errno_status.h"
 #include "manager/descriptors.h"
+// Boost 1.81's process/v2/environment.hpp is not self-contained: with
+// BOOST_PROCESS_USE_STD_FS (set for this library in CMake; Debian ships no
+// libboost_filesystem 1.81) it still names boost::optional and Boost's type traits.
+#include "boost/optional.hpp"
+#include "boost/type_traits/is_constructible.hpp"
+#include "boost/type_traits/remove_pointer.hpp"
+#include "boost/process/v2/environment.hpp"
 
 namespace hostd::manager {
 namespace {
@@ -118,45 +127,43 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   return out;
 }
 
-absl::Status ErrnoError(int err, const std::string& what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+}  // namespace
+
+absl::Status LaunchError(int err, absl::string_view what) {
   switch (err) {
-    case ENOENT: return absl::NotFoundError(msg);
-    case EACCES:
-    case EPERM: return absl::PermissionDeniedError(msg);
-    case ENOEXEC:
-    case ENOTDIR:
-    case EISDIR: return absl::FailedPreconditionError(msg);
-    case EAGAIN:
-    case ENOMEM:
-    case EMFILE:
-    case ENFILE: return absl::ResourceExhaustedError(msg);
-    default: return absl::InternalError(msg);
+    case ENOENT:
+    case ENOEXEC: return base::ErrnoError(absl::StatusCode::kFailedPrecondition, err, what);
+    case EAGAIN: return base::ErrnoError(absl::StatusCode::kResourceExhausted, err, what);
+    default: return base::ErrnoError(err, what);
   }
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list) {
   if (program.empty()) return absl::InvalidArgumentError("program is empty");
   if (program.find('/') != std::string::npos) {
-    if (::access(program.c_str(), X_OK) != 0) return ErrnoError(errno, absl::StrCat("program ", program));
+    if (::access(program.c_str(), X_OK) != 0) {
+      const int err = errno;
+      return LaunchError(err, absl::StrCat("program ", program));
+    }
     return program;
   }
-  for (absl::string_view dir : absl::StrSplit(path_list, ':', absl::SkipEmpty())) {
-    std::string candidate = absl::StrCat(dir, "/", program);
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  namespace environment = boost::process::v2::environment;
+  const std::vector<environment::key_value_pair> env = {
+      {"PATH", absl::StrJoin(absl::StrSplit(path_list, ':', absl::SkipEmpty()), ":")}};
+  std::filesystem::path found = environment::find_executable(program, env);
+  if (found.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("program \"", program, "\" not found in PATH=", path_list));
   }
-  return absl::NotFoundError(absl::StrCat("program \"", program, "\" not found in PATH=", path_list));
+  return found.string();
 }
 
 absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   std::vector<char*> argv = CStrings(req.argv);
   std::vector<char*> envp = CStrings(req.envp);
   base::UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (!dev_null.valid()) return ErrnoError(errno, "open /dev/null");
+  if (!dev_null.valid()) return LaunchError(errno, "open /dev/null");
   int err_pipe[2];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoError(errno, "pipe for exec errors");
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return LaunchError(errno, "pipe for exec errors");
   base::UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
 
   ChildArgs args{};
@@ -183,7 +190,7 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
                       &pidfd);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) return ErrnoError(clone_errno, absl::StrCat("clone for ", req.path));
+  if (pid < 0) return LaunchError(clone_errno, absl::StrCat("clone for ", req.path));
   Launched out{pid, base::UniqueFd(pidfd)};
 
   // Until EOF (exec closed the pipe, or the child is gone): the child writes
@@ -217,7 +224,7 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   std::string what = failure[0] == kExec ? absl::StrCat("exec ", req.path)
                                          : absl::StrCat("starting ", req.path, ": ", StepName(failure[0]));
   if (failure[0] == kChdir) absl::StrAppend(&what, " ", req.cwd);
-  return ErrnoError(failure[1], what);
+  return LaunchError(failure[1], what);
 }
 
 }  // namespace hostd::manager

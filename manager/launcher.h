@@ -1,5 +1,7 @@
 // Launcher: starts a program as a child of the calling thread without fork()ing
-// the daemon (whose fork cost grows with its memory, NOTES.md).
+// the daemon: fork() copies the page tables of the whole daemon, so its cost grows
+// with the daemon's memory, while this launch costs the same at any heap size (the
+// Boost.Process row of README's dependency table has the measurement).
 //
 // clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) runs the child on a stack of its own
 // until it calls execve; the parent is suspended meanwhile, all signals blocked so
@@ -16,6 +18,8 @@
 // that report means it died before exec (a signal): that is an error too, saying
 // how it ended, and the child is reaped.
 //
+// Errors are LaunchError's (below).
+//
 // PR_SET_PDEATHSIG follows the *thread* that launched: launch from a thread that
 // lives as long as the procs should (ProcessProcManager uses its loop thread).
 #ifndef HOSTD_MANAGER_LAUNCHER_H_
@@ -27,6 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/unique_fd.h"
 
 namespace hostd::manager {
@@ -56,8 +61,18 @@ struct Launched {
 
 absl::StatusOr<Launched> Launch(const LaunchRequest& request);
 
+// A failed system call while starting a proc, as a Status whose code says what it
+// means to whoever asked for the proc: a missing program, interpreter, working
+// directory or log directory (ENOENT), or an unrunnable format (ENOEXEC), is
+// FailedPrecondition, since NotFound reads as "no such proc"; EAGAIN (the process
+// limit) is ResourceExhausted, since Unavailable reads as "hostd is unreachable";
+// the rest follow base::ErrnoError. `what` names the object and the step.
+absl::Status LaunchError(int err, absl::string_view what);
+
 // The program to run: `program` itself if it has a '/', else the first executable
-// match in the ':'-separated `path_list`. NotFound / PermissionDenied name it.
+// regular file named `program` in the ':'-separated `path_list` (empty entries are
+// skipped: they would mean this process's working directory, not the proc's).
+// FailedPrecondition (missing) / PermissionDenied name it.
 absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list);
 
 }  // namespace hostd::manager

@@ -60,6 +60,8 @@ TerminateSummary LocalProcManager::TerminateAll(absl::Duration grace, int max_in
   return TerminateHandles(Procs(), grace, max_in_flight, reason);
 }
 
+TerminateSummary LocalProcManager::KillAll(absl::Time deadline) { return KillHandles(Procs(), deadline); }
+
 absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::ProcId& id,
                                                                     const channel::ChannelAddr& forwarder,
                                                                     const SpawnSpec& spec) {

@@ -36,6 +36,7 @@ class LocalProcManager final : public ProcManager, public BulkTerminate {
                                                     const SpawnSpec& spec) override;
   std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
+  TerminateSummary KillAll(absl::Time deadline) override;
 
  private:
   friend class LocalHandle;

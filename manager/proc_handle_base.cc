@@ -61,10 +61,15 @@ absl::StatusOr<ProcStatus> ProcHandleBase::Terminate(absl::Duration grace, absl:
   return s;
 }
 
-absl::StatusOr<ProcStatus> ProcHandleBase::Kill() {
-  if (ProcStatus s = cell_.Get(); s.terminal()) return s;
+void ProcHandleBase::KillWithoutWaiting() {
+  if (cell_.Get().terminal()) return;
   (void)cell_.Transition(ProcStatus::Stopping());
   SignalKill();
+}
+
+absl::StatusOr<ProcStatus> ProcHandleBase::Kill() {
+  if (ProcStatus s = cell_.Get(); s.terminal()) return s;
+  KillWithoutWaiting();
   absl::StatusOr<ProcStatus> s = Wait(absl::Now() + kKillWait);
   if (!s.ok()) return NotEnded("after SIGKILL");
   return s;
@@ -111,6 +116,20 @@ TerminateSummary TerminateHandles(const std::vector<std::shared_ptr<ProcHandle>>
   }
   for (auto& t : threads) t.join();
   for (const auto& o : summary.outcomes) (o.result.ok() ? summary.ok : summary.failed)++;
+  return summary;
+}
+
+TerminateSummary KillHandles(const std::vector<std::shared_ptr<ProcHandle>>& handles, absl::Time deadline) {
+  // Every signal goes out before the first wait: the procs die together.
+  for (const auto& h : handles) static_cast<ProcHandleBase&>(*h).KillWithoutWaiting();
+  TerminateSummary summary;
+  summary.attempted = static_cast<int>(handles.size());
+  summary.outcomes.reserve(handles.size());
+  for (const auto& h : handles) {
+    absl::StatusOr<ProcStatus> end = h->Wait(deadline);
+    (end.ok() ? summary.ok : summary.failed)++;
+    summary.outcomes.push_back({h->proc_id(), std::move(end)});
+  }
   return summary;
 }
 

@@ -36,6 +36,8 @@ class ProcHandleBase : public ProcHandle {
   absl::StatusOr<proc::ProcStatus> Wait(absl::Time deadline) override;
   absl::StatusOr<proc::ProcStatus> Terminate(absl::Duration grace, absl::string_view reason) override;
   absl::StatusOr<proc::ProcStatus> Kill() override;
+  // Kill's signal without its wait: Stopping, then SignalKill, unless it has ended.
+  void KillWithoutWaiting();
 
   proc::ProcStatusCell& cell() { return cell_; }
 
@@ -67,6 +69,10 @@ class ProcHandleBase : public ProcHandle {
   absl::Mutex agent_mu_;
   std::unique_ptr<channel::Sender> agent_ ABSL_GUARDED_BY(agent_mu_);
 };
+
+// BulkTerminate::KillAll for a manager whose handles are all ProcHandleBase (every
+// manager in hostd): KillWithoutWaiting on each, then Wait on each until `deadline`.
+TerminateSummary KillHandles(const std::vector<std::shared_ptr<ProcHandle>>& handles, absl::Time deadline);
 
 }  // namespace hostd::manager
 

@@ -1,6 +1,6 @@
 // The proc manager contract shared by every manager (docs/architecture.md,
-// "Lifecycle contracts"): ProcManager spawns, ProcHandle observes and stops one proc,
-// BulkTerminate stops them all.
+// "Lifecycle contracts"): ProcManager spawns, ProcHandle observes and stops one
+// proc, BulkTerminate stops (or kills) them all.
 #ifndef HOSTD_MANAGER_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROC_MANAGER_H_
 
@@ -131,6 +131,14 @@ class BulkTerminate {
   // Terminates every live proc, at most `max_in_flight` at a time, each with its own
   // `grace` from when its termination starts.
   virtual TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) = 0;
+  // SIGKILLs every live proc at once (a process proc's whole process group and
+  // cgroup; an in-process proc is abandoned as ProcHandle::Kill does): no stop
+  // request, no SIGTERM, no grace. Then waits until each is seen ended, but never
+  // past `deadline`; absl::InfinitePast() signals without waiting. ok counts the
+  // procs seen ended by then; each other outcome is DeadlineExceeded (its SIGKILL
+  // was sent all the same). The way for hostd to kill everything now, e.g. on a
+  // second stop signal: every kill of a proc goes through its manager.
+  virtual TerminateSummary KillAll(absl::Time deadline) = 0;
 };
 
 // Runs Terminate on each handle, at most `max_in_flight` at once (a shared helper

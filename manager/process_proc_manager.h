@@ -8,19 +8,13 @@
 // in its own process group and, where the host allows, its own cgroup v2 (see
 // cgroups_enabled()); it gets SIGKILL if the manager's loop thread dies. This
 // process becomes a child subreaper, so descendants that lose their parent come
-// back to it rather than escaping to init. The exit monitor waits on the leader's
-// pidfd on the loop and reaps it by that pidfd, never blocking and never
-// waitpid(-1); a wake-up with no exit behind it just waits again. (Boost.Process
-// v2's basic_process was the monitor first and is not used: its pidfd async_wait
-// follows the descriptor wait with a blocking waitpid(pid, 0), and a wake-up with
-// no exit behind it then stalled this loop, and every spawn in flight, for the
-// whole ready timeout: 16 of 1000 spawns through hostd, 8 of 200 in the tests.)
-// When a proc's main
-// process ends, the rest of its cgroup (or, without cgroups, its process group)
-// is killed and reaped before the terminal status is published, so Wait()
-// returning means nothing of the proc is left. Without cgroups a descendant that
-// called setsid() and lost its parent is outside every group hostd knows: it is
-// not found (a known limit of the fallback; run with cgroups to contain it).
+// back to it rather than escaping to init. Each proc's handle (process_handle.h)
+// watches its leader's pidfd on the loop, signals its process group and cgroup,
+// and, when the leader exits, kills and reaps the rest of the proc before the
+// terminal status is published, so Wait() returning means nothing of the proc is
+// left. Without cgroups a descendant that called setsid() and lost its parent is
+// outside every group hostd knows: it is not found (a known limit of the
+// fallback; run with cgroups to contain it).
 // If this process dies without destroying the manager (even by SIGKILL), the procs
 // get PR_SET_PDEATHSIG and the janitor kills everything they left (janitor.h).
 // As a subreaper this process inherits the procs' orphans (a daemonising double
@@ -62,6 +56,8 @@
 
 namespace hostd::manager {
 
+class ProcessHandle;
+
 struct ProcessProcManagerOptions {
   std::string state_dir = {};     // required; logs go under <state_dir>/logs
   bool use_cgroups = true;        // false: process groups only
@@ -70,8 +66,6 @@ struct ProcessProcManagerOptions {
   bool janitor = true;
   size_t stderr_tail_bytes = 4096;
 };
-
-class ProcessHandle;
 
 class ProcessProcManager final : public ProcManager, public BulkTerminate {
  public:
@@ -82,6 +76,7 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
                                                     const SpawnSpec& spec) override;
   std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
+  TerminateSummary KillAll(absl::Time deadline) override;
 
   bool cgroups_enabled() const { return cgroups_ != nullptr; }
   // Why cgroups are not used (empty when they are).

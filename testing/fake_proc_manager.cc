@@ -58,6 +58,10 @@ manager::TerminateSummary FakeProcManager::TerminateAll(absl::Duration grace, in
   return manager::TerminateHandles(Procs(), grace, max_in_flight, reason);
 }
 
+manager::TerminateSummary FakeProcManager::KillAll(absl::Time deadline) {
+  return manager::KillHandles(Procs(), deadline);
+}
+
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> FakeProcManager::Spawn(const proc::ProcId& id,
                                                                           const channel::ChannelAddr&,
                                                                           const manager::SpawnSpec& spec) {

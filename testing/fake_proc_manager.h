@@ -55,6 +55,7 @@ class FakeProcManager final : public manager::ProcManager, public manager::BulkT
                                                              const manager::SpawnSpec& spec) override;
   std::vector<std::shared_ptr<manager::ProcHandle>> Procs() const override;
   manager::TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
+  manager::TerminateSummary KillAll(absl::Time deadline) override;
 
  private:
   friend class FakeHandle;

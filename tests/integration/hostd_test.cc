@@ -202,7 +202,8 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
   v1::SpawnProcRequest missing = h.EchoRequest("missing");
   missing.mutable_spec()->set_program("/no/such/program");
   grpc::Status s = h.Spawn(missing, &spawned);
-  EXPECT_FALSE(s.ok());
+  // Not NOT_FOUND: that would tell hostctl there is no such proc.
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("/no/such/program"));
   v1::SpawnProcRequest slow = h.EchoRequest("slow", {"--never-ready"});
   slow.mutable_spec()->mutable_ready_timeout()->set_nanos(200000000);

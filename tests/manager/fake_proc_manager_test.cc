@@ -71,6 +71,22 @@ TEST_F(FakeProcManagerTest, StopsAndSignalsEndFakeProcs) {
   EXPECT_EQ(mgr_.spawn_count(), 2);
 }
 
+TEST_F(FakeProcManagerTest, KillAllEndsEveryFakeProcKilledBySigkill) {
+  mgr_.Script("deaf", {.ignores_stop = true});
+  auto deaf = Spawn("deaf");
+  auto plain = Spawn("plain");
+  ASSERT_THAT(deaf, IsOk());
+  ASSERT_THAT(plain, IsOk());
+  manager::TerminateSummary s = mgr_.KillAll(absl::Now() + absl::Seconds(30));
+  EXPECT_EQ(s.attempted, 2);
+  EXPECT_EQ(s.ok, 2);
+  for (const auto& h : {*deaf, *plain}) {
+    EXPECT_EQ(h->status().state, ProcState::kKilled);
+    EXPECT_EQ(h->status().signal, SIGKILL);
+  }
+  EXPECT_TRUE(mgr_.Procs().empty());
+}
+
 TEST_F(FakeProcManagerTest, AWatcherMayKillOrTerminateItsHandle) {
   for (bool kill : {true, false}) {
     auto h = Spawn(kill ? "killed-by-watcher" : "terminated-by-watcher");

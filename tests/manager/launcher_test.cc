@@ -35,6 +35,20 @@ TEST(LauncherTest, ResolveProgramSearchesPath) {
   EXPECT_THAT(ResolveProgram("", "/bin"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(LauncherTest, ResolveProgramSkipsDirectoriesEmptyEntriesAndMissingPrograms) {
+  testing::TempDir dir;
+  // A directory with the program's name and the x bit is not the program.
+  std::filesystem::create_directories(dir.Join("a/sh"));
+  absl::StatusOr<std::string> sh = ResolveProgram("sh", absl::StrCat(dir.Join("a"), "::/bin"));
+  ASSERT_THAT(sh, IsOk());
+  EXPECT_EQ(*sh, "/bin/sh");
+  EXPECT_THAT(ResolveProgram("no-such-program-hostd", "/bin:/usr/bin"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("program \"no-such-program-hostd\" not found in PATH=/bin:/usr/bin")));
+  EXPECT_THAT(ResolveProgram("/nonexistent/hostd-program", "/bin"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("program /nonexistent/hostd-program")));
+}
+
 TEST(LauncherTest, StateDescriptorLandsOnItsNumberWithoutAReadinessPipe) {
   testing::TempDir dir;
   std::string out_path = dir.Join("out");
@@ -60,7 +74,8 @@ TEST(LauncherTest, ExecFailureIsReportedWithItsErrno) {
   req.path = "/nonexistent/hostd-program";
   req.argv = {req.path};
   absl::StatusOr<Launched> l = Launch(req);
-  EXPECT_THAT(l, StatusIs(absl::StatusCode::kNotFound,
+  // FailedPrecondition, not NotFound: to a client NotFound means "no such proc".
+  EXPECT_THAT(l, StatusIs(absl::StatusCode::kFailedPrecondition,
                           AllOf(HasSubstr("exec /nonexistent/hostd-program"), HasSubstr("No such file"))));
 }
 

@@ -173,6 +173,25 @@ TEST_P(ProcHandleContractTest, TerminateAllEndsEveryProcAndSummarises) {
   EXPECT_TRUE(h_.manager().Procs().empty());
 }
 
+TEST_P(ProcHandleContractTest, KillAllKillsEveryProcWithoutAskingFirst) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_THAT(h_.Spawn(absl::StrCat("k", i), {.ignore_stop = true}), IsOk());
+  }
+  TerminateSummary s = h_.bulk().KillAll(Guard());
+  EXPECT_EQ(s.attempted, 4);
+  EXPECT_EQ(s.ok, 4);
+  EXPECT_EQ(s.failed, 0);
+  for (const auto& o : s.outcomes) {
+    ASSERT_THAT(o.result, IsOk()) << o.proc_id;
+    EXPECT_EQ(o.result->state, ProcState::kKilled) << o.proc_id;
+    EXPECT_EQ(o.result->signal, SIGKILL) << o.proc_id;
+  }
+  EXPECT_TRUE(h_.manager().Procs().empty());
+  if (GetParam() == Kind::kProcess) {
+    EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
+  }
+}
+
 TEST_P(ProcHandleContractTest, OversizeInitialStateFailsTheSpawnAndNothingRuns) {
   SpawnSpec spec = h_.Spec({});
   spec.initial_state = std::string(proc::kMaxStateBytes + 1, 'x');

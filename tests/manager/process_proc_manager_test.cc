@@ -140,11 +140,11 @@ TEST_F(ProcessProcManagerTest, MissingOrNonExecutableProgramIsAClearErrorAndLeav
   SpawnSpec spec;
   spec.program = "/nonexistent/bin/worker";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kNotFound, AllOf(HasSubstr("/nonexistent/bin/worker"),
-                                                          HasSubstr("No such file or directory"))));
+              StatusIs(absl::StatusCode::kFailedPrecondition, AllOf(HasSubstr("/nonexistent/bin/worker"),
+                                                                    HasSubstr("No such file or directory"))));
   spec.program = "no-such-program-hostd";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("not found in PATH=")));
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not found in PATH=")));
   std::string text = h_.dir().Join("not-executable");
   { std::ofstream(text) << "#!/bin/sh\n"; }
   spec.program = text;
@@ -216,6 +216,45 @@ TEST_F(ProcessProcManagerTest, GrandchildrenAreGoneAfterTerminate) {
   ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
   for (pid_t p : grandchildren) EXPECT_TRUE(ProcessGone(p)) << "grandchild " << p << " outlived its proc";
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid())) << "reparented grandchildren are reaped too";
+}
+
+TEST_F(ProcessProcManagerTest, KillAllEndsEveryProcAtOnceEvenThoseIgnoringSigtermAndLeavesNoProcess) {
+  auto stubborn = h_.Spawn("stubborn", {.ignore_stop = true, .ignore_sigterm = true, .extra_args = {"--grandchild"}});
+  auto deaf = h_.Spawn("deaf", {.ignore_stop = true, .ignore_sigterm = true});
+  auto plain = h_.Spawn("plain");
+  ASSERT_THAT(stubborn, IsOk());
+  ASSERT_THAT(deaf, IsOk());
+  ASSERT_THAT(plain, IsOk());
+  std::vector<pid_t> everyone = Grandchildren(h_.process().LogPath("stubborn", false));
+  ASSERT_EQ(everyone.size(), 1u) << ReadFile(h_.process().LogPath("stubborn", false));
+  for (const auto& h : {*stubborn, *deaf, *plain}) everyone.push_back(h->status().pid);
+  for (pid_t p : everyone) ASSERT_FALSE(ProcessGone(p)) << p;
+
+  TerminateSummary s = h_.process().KillAll(Guard());
+  EXPECT_EQ(s.attempted, 3);
+  EXPECT_EQ(s.ok, 3);
+  EXPECT_EQ(s.failed, 0);
+  for (const auto& o : s.outcomes) {
+    ASSERT_THAT(o.result, IsOk()) << o.proc_id;
+    EXPECT_EQ(o.result->state, ProcState::kKilled) << o.proc_id;
+    EXPECT_EQ(o.result->signal, SIGKILL) << o.proc_id << ": no stop request, no SIGTERM first";
+  }
+  for (pid_t p : everyone) EXPECT_TRUE(ProcessGone(p)) << "process " << p << " outlived KillAll";
+  EXPECT_TRUE(h_.manager().Procs().empty());
+  EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
+}
+
+TEST_F(ProcessProcManagerTest, KillAllWithAPastDeadlineSignalsWithoutWaiting) {
+  auto stubborn = h_.Spawn("stubborn", {.ignore_stop = true, .ignore_sigterm = true});
+  ASSERT_THAT(stubborn, IsOk());
+  TerminateSummary s = h_.process().KillAll(absl::InfinitePast());
+  EXPECT_EQ(s.attempted, 1);
+  EXPECT_EQ(s.ok + s.failed, 1);  // seen ended already, or not yet: it did not wait
+  // The SIGKILL went out all the same.
+  absl::StatusOr<proc::ProcStatus> end = (*stubborn)->Wait(Guard());
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, ProcState::kKilled);
+  EXPECT_EQ(end->signal, SIGKILL);
 }
 
 TEST_F(ProcessProcManagerTest, ChildSeesOnlyTheDescriptorsItWasMeantToGet) {
@@ -367,7 +406,7 @@ TEST_F(ProcessProcManagerTest, WorkingDirectoryIsSetOrTheSpawnSaysWhyNot) {
   EXPECT_EQ(ReadFile(h_.dir().Join("work/where.txt")), spec.cwd + "\n");
   spec.cwd = "/nonexistent/dir";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("nocwd"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kNotFound,
+              StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("changing to its working directory /nonexistent/dir"), HasSubstr("command: /bin/sh"))));
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
 }

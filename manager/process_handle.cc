@@ -1,0 +1,294 @@
+#include "manager/process_handle.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "base/log.h"
+#include "manager/cgroup.h"
+#include "manager/process_proc_manager.h"
+
+namespace hostd::manager {
+
+namespace asio = boost::asio;
+using proc::ProcStatus;
+
+namespace {
+
+constexpr size_t kMaxReadyReport = 4096;
+
+// The last `bytes` of the file, but nothing before offset `start`.
+std::string ReadTail(const std::string& path, off_t start, size_t bytes) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size < start) return "";
+  off_t from = std::max<off_t>(start, st.st_size - static_cast<off_t>(bytes));
+  std::string out(static_cast<size_t>(st.st_size - from), '\0');
+  ssize_t n = ::pread(fd.get(), out.data(), out.size(), from);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+}  // namespace
+
+ProcessHandle::ProcessHandle(ProcessProcManager* mgr, proc::ProcId id, std::string command)
+    : ProcHandleBase(std::move(id)), mgr_(mgr), loop_thread_(mgr->loop_thread_), command_(std::move(command)) {}
+
+// On the manager's loop thread (a watcher that Kills or Terminates its proc) the
+// exit monitor cannot run while this waits, so the exit is observed right here.
+absl::StatusOr<ProcStatus> ProcessHandle::Wait(absl::Time deadline) {
+  if (std::this_thread::get_id() == loop_thread_ && exit_watch_ != nullptr) ObserveExitHere(deadline);
+  return ProcHandleBase::Wait(deadline);
+}
+
+std::string ProcessHandle::ready_problem() const {
+  absl::MutexLock lock(&mu_);
+  return ready_problem_;
+}
+
+void ProcessHandle::Started(pid_t pid, base::UniqueFd pidfd) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::Started");
+  {
+    absl::MutexLock lock(&mu_);
+    pid_ = pid;
+  }
+  if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
+  mgr_->reaper_->LeaderStarted(pid);
+  (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
+  exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
+  AwaitExit();
+}
+
+void ProcessHandle::WatchHandshake(base::UniqueFd read_end) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::WatchHandshake");
+  ready_pipe_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), read_end.release());
+  ReadReport();
+}
+
+void ProcessHandle::WatchNotify(base::UniqueFd sock) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::WatchNotify");
+  notify_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), sock.release());
+  AwaitNotify();
+}
+
+void ProcessHandle::DetachFromManager() {
+  absl::MutexLock lock(&mgr_mu_);
+  mgr_gone_ = true;
+}
+
+void ProcessHandle::ReleaseWithManager() {
+  mgr_->loop_->AssertInLoop("ProcessHandle::ReleaseWithManager");
+  if (exit_watch_ != nullptr) {
+    ::syscall(SYS_pidfd_send_signal, exit_watch_->native_handle(), SIGKILL, nullptr, 0);
+    if (!ObserveExitHere(absl::Now() + kKillWait)) {
+      base::Log().warn("proc {} (pid {}) did not end after SIGKILL; its manager is going without it",
+                       proc_id().ToString(), status().pid);
+    }
+  }
+  exit_watch_.reset();
+  ready_pipe_.reset();
+  notify_.reset();
+  ReleaseAgentLink();
+  (void)cell().Transition(ProcStatus::Failed("its manager was destroyed before its exit was observed"));
+}
+
+void ProcessHandle::MarkReady(std::optional<channel::ChannelAddr> addr) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::MarkReady");
+  ProcStatus ready;
+  ready.state = proc::ProcState::kReady;
+  ready.addr = std::move(addr);
+  (void)cell().Transition(std::move(ready));
+}
+
+bool ProcessHandle::RequestStop(absl::string_view reason) {
+  absl::ReaderMutexLock lock(&mgr_mu_);
+  if (mgr_gone_) return false;  // its loop is gone: no agent to ask
+  return SendAgentStop(*mgr_->loop_, reason);
+}
+
+void ProcessHandle::SignalTerm() { Signal(SIGTERM); }
+
+void ProcessHandle::SignalKill() {
+  Signal(SIGKILL);
+  if (!cgroup_dir_.empty()) CgroupTree::KillAll(cgroup_dir_);
+}
+
+// Read under mu_ so that the leader cannot be reaped meanwhile, which would free its
+// pid (and group id).
+ProcUsage ProcessHandle::Usage() const {
+  absl::MutexLock lock(&mu_);
+  if (pid_ <= 0 || leader_exited_) return {};
+  return ReadUsage(cgroup_dir_.empty() ? ProcessGroupMembers(pid_) : CgroupTree::Pids(cgroup_dir_));
+}
+
+// Until OnExit takes over, the leader is not reaped (at worst it is a zombie), so
+// the group's id is still its own: it cannot have been reused.
+void ProcessHandle::Signal(int sig) {
+  absl::MutexLock lock(&mu_);
+  if (pid_ > 0 && !leader_exited_) ::kill(-pid_, sig);
+}
+
+void ProcessHandle::ReadReport() {
+  ready_buf_.resize(kMaxReadyReport);
+  auto self = shared_from_this();
+  ready_pipe_->async_read_some(
+      asio::buffer(ready_buf_.data() + ready_len_, ready_buf_.size() - ready_len_),
+      [self](boost::system::error_code ec, size_t n) {
+        if (ec == asio::error::operation_aborted || !self->ready_pipe_) return;  // the proc ended first
+        self->ready_len_ += n;
+        absl::string_view got(self->ready_buf_.data(), self->ready_len_);
+        size_t nl = got.find('\n');
+        if (nl == absl::string_view::npos && !ec && self->ready_len_ < kMaxReadyReport) return self->ReadReport();
+        self->ready_pipe_->close();
+        if (nl == absl::string_view::npos) {
+          if (self->ready_len_ > 0) self->SetReadyProblem(absl::StrCat("incomplete readiness report \"", got, "\""));
+          return;  // EOF without a report: the exit monitor says what happened
+        }
+        absl::string_view line = got.substr(0, nl);
+        if (!absl::ConsumePrefix(&line, "READY ")) {
+          return self->SetReadyProblem(absl::StrCat("malformed readiness report \"", line, "\""));
+        }
+        absl::StatusOr<channel::ChannelAddr> addr = channel::ChannelAddr::Parse(line);
+        if (!addr.ok()) return self->SetReadyProblem(absl::StrCat("readiness report: ", addr.status().message()));
+        self->MarkReady(*addr);
+      });
+}
+
+void ProcessHandle::AwaitNotify() {
+  auto self = shared_from_this();
+  notify_->async_wait(asio::posix::descriptor_base::wait_read, [self](boost::system::error_code ec) {
+    if (ec || !self->notify_) return;
+    char buf[4096];
+    while (true) {
+      ssize_t n = ::recv(self->notify_->native_handle(), buf, sizeof(buf), MSG_DONTWAIT);
+      if (n < 0) break;
+      for (absl::string_view line : absl::StrSplit(absl::string_view(buf, static_cast<size_t>(n)), '\n')) {
+        if (line == "READY=1") {
+          self->notify_->close();
+          return self->MarkReady(std::nullopt);
+        }
+      }
+    }
+    self->AwaitNotify();
+  });
+}
+
+void ProcessHandle::SetReadyProblem(std::string problem) {
+  absl::MutexLock lock(&mu_);
+  ready_problem_ = std::move(problem);
+}
+
+bool ProcessHandle::ObserveExitHere(absl::Time deadline) {
+  const int pidfd = exit_watch_->native_handle();
+  pollfd exited{pidfd, POLLIN, 0};
+  while (true) {
+    absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    int ms = left == absl::InfiniteDuration() ? -1 : static_cast<int>(std::min<int64_t>(
+                                                          absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
+                                                          std::numeric_limits<int>::max()));
+    int ready = ::poll(&exited, 1, ms);
+    if (ready > 0 || ms == 0 || (ready < 0 && errno != EINTR)) break;
+  }
+  siginfo_t info{};
+  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
+    return false;
+  }
+  OnExit({});
+  return true;
+}
+
+// Loop thread: waits for the leader's pidfd to become readable, then looks at its
+// exit without reaping it (OnExit does, once the rest of its group is killed). The
+// wait may complete with no exit behind it (epoll can report a stale readiness,
+// e.g. for a descriptor recycled while a launched child still held a copy of the
+// one closed): then it waits again. A blocking wait here would stall the loop, and
+// every spawn with it, until that proc ended.
+void ProcessHandle::AwaitExit() {
+  auto self = shared_from_this();
+  exit_watch_->async_wait(asio::posix::descriptor_base::wait_read, [self](boost::system::error_code ec) {
+    if (ec == asio::error::operation_aborted || self->exit_watch_ == nullptr) return;  // released by the manager
+    if (!ec) {
+      siginfo_t info{};
+      const int pidfd = self->exit_watch_->native_handle();
+      if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        ec = boost::system::error_code(errno, boost::system::system_category());
+      } else if (info.si_pid == 0) {
+        return self->AwaitExit();  // still running
+      }
+    }
+    self->OnExit(ec);
+  });
+}
+
+// Loop thread: the leader has exited and is not reaped yet (or the wait failed:
+// `ec`). Its zombie keeps its process group's id from being reused while the rest
+// of the proc is killed; only then is it reaped.
+void ProcessHandle::OnExit(boost::system::error_code ec) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::OnExit");
+  pid_t pid;
+  {
+    absl::MutexLock lock(&mu_);
+    leader_exited_ = true;  // from here on this alone signals the group
+    pid = pid_;
+  }
+  const int pidfd = exit_watch_->native_handle();
+  // What the proc leaves behind goes too, before anyone is told it ended.
+  std::vector<pid_t> rest;
+  if (!cgroup_dir_.empty()) {
+    rest = CgroupTree::Pids(cgroup_dir_);
+    CgroupTree::KillAll(cgroup_dir_);
+  } else if (!ec) {
+    ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
+  }
+  siginfo_t leader{};
+  if (!ec && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+  }
+  exit_watch_.reset();
+  siginfo_t member{};
+  if (!cgroup_dir_.empty()) {
+    for (pid_t p : rest) {
+      ::waitid(P_PID, static_cast<id_t>(p), &member, WEXITED);  // ECHILD unless it was reparented to us
+    }
+    // Its group's zombies that had come back to us (cgroup.procs lists no zombie).
+    while (!ec && ::waitid(P_PGID, static_cast<id_t>(pid), &member, WEXITED | WNOHANG) == 0 && member.si_pid != 0) {
+      member = {};
+    }
+    if (absl::Status s = CgroupTree::Remove(cgroup_dir_); !s.ok()) base::Log().warn("{}", s.message());
+  } else if (!ec) {
+    while (::waitid(P_PGID, static_cast<id_t>(pid), &member, WEXITED) == 0) {
+    }
+  }
+  if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
+  // Anything else of the proc's (a setsid() orphan's zombie) goes in a sweep soon.
+  mgr_->reaper_->LeaderReaped(pid);
+  std::string tail =
+      ReadTail(mgr_->LogPath(proc_id().name(), true), stderr_start_, mgr_->options_.stderr_tail_bytes);
+  ProcStatus end;
+  if (ec) {
+    end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
+  } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
+    end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
+  } else {
+    end = ProcStatus::Stopped(leader.si_status, std::move(tail));
+  }
+  if (ready_pipe_) ready_pipe_->close();
+  if (notify_) notify_->close();
+  ReleaseAgentLink();
+  mgr_->procs_.Remove(proc_id().name(), this);
+  (void)cell().Transition(std::move(end));
+}
+
+}  // namespace hostd::manager
