@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "base/small_file.h"
 #include "base/unique_fd.h"
+#include "base/unix_addr.h"
 #include "bench/bench_util.h"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
@@ -123,10 +123,8 @@ std::pair<int64_t, int64_t> HostdMemory(int procs) {
   testing::TempDir dir;
   std::string notify = dir.Join("notify");
   base::UniqueFd nfd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify.c_str());
-  bind(nfd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(notify);
+  if (sa.ok()) bind(nfd.get(), sa->get(), sa->size());
   std::string grpc = "unix:" + dir.Join("h.sock");
   pid_t pid = fork();
   if (pid == 0) {

@@ -51,8 +51,8 @@ class Listener::Impl : public std::enable_shared_from_this<Listener::Impl> {
   }
 
   void Start();
-  void Close();          // loop thread
-  void SweepSessions();  // loop thread
+  void Close();
+  void SweepSessions();
   void ConnEnded(const std::shared_ptr<ServerConn>& conn);
 
   EventLoop& loop;
@@ -372,6 +372,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
 }  // namespace
 
 void Listener::Impl::Start() {
+  loop.AssertInLoop("Listener::Impl::Start");
   std::weak_ptr<Impl> weak = weak_from_this();
   acceptor->Start([weak](Socket sock) {
     auto self = weak.lock();
@@ -385,6 +386,7 @@ void Listener::Impl::Start() {
 }
 
 void Listener::Impl::SweepSessions() {
+  loop.AssertInLoop("Listener::Impl::SweepSessions");
   absl::Time now = absl::Now();
   absl::erase_if(sessions, [&](const auto& kv) { return kv.second.idle_since + opts.session_linger < now; });
   sweep_timer.expires_after(ToChrono(std::clamp(opts.session_linger, absl::Seconds(1), absl::Seconds(30))));
@@ -395,11 +397,13 @@ void Listener::Impl::SweepSessions() {
 }
 
 void Listener::Impl::ConnEnded(const std::shared_ptr<ServerConn>& conn) {
+  loop.AssertInLoop("Listener::Impl::ConnEnded");
   conns.erase(conn);
   if (closed && conns.empty() && on_all_closed) std::exchange(on_all_closed, nullptr)();
 }
 
 void Listener::Impl::Close() {
+  loop.AssertInLoop("Listener::Impl::Close");
   if (!closed) {
     closed = true;
     acceptor->Close();

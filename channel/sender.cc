@@ -195,6 +195,7 @@ uint64_t Sender::Impl::NewSessionId() {
 }
 
 void Sender::Impl::Mutate(absl::AnyInvocable<void()> op) {
+  loop_.AssertInLoop("Sender::Impl::Mutate");
   if (writing_) {
     deferred_.push_back(std::move(op));
     return;
@@ -203,6 +204,7 @@ void Sender::Impl::Mutate(absl::AnyInvocable<void()> op) {
 }
 
 void Sender::Impl::AdmitControls() {
+  loop_.AssertInLoop("Sender::Impl::AdmitControls");
   absl::MutexLock lock(&mu_);
   entries_in_flight_ = false;
   for (Entry& e : pending_controls_) InsertControl(std::move(e));
@@ -210,6 +212,7 @@ void Sender::Impl::AdmitControls() {
 }
 
 void Sender::Impl::RunDeferred() {
+  loop_.AssertInLoop("Sender::Impl::RunDeferred");
   std::vector<absl::AnyInvocable<void()>> work;
   work.swap(deferred_);
   for (auto& w : work) w();
@@ -221,10 +224,12 @@ uint64_t Sender::Impl::CurrentGen() const {
 }
 
 void Sender::Impl::ReapAcked() {
+  loop_.AssertInLoop("Sender::Impl::ReapAcked");
   Mutate([this, gen = CurrentGen(), upto = acked_seq_] { Reap(gen, upto); });
 }
 
 void Sender::Impl::Reap(uint64_t gen, uint64_t upto) {
+  loop_.AssertInLoop("Sender::Impl::Reap");
   std::vector<Entry> done;
   std::vector<std::function<void()>> waiters;
   {
@@ -261,6 +266,7 @@ std::vector<std::function<void()>> Sender::Impl::TakeRoomWaiters() {
 }
 
 void Sender::Impl::RestartNumbering(uint64_t gen) {
+  loop_.AssertInLoop("Sender::Impl::RestartNumbering");
   absl::MutexLock lock(&mu_);
   uint64_t next = Renumber(0, gen, 1);
   // A later generation (the session was abandoned since) numbers its own entries.
@@ -268,6 +274,7 @@ void Sender::Impl::RestartNumbering(uint64_t gen) {
 }
 
 void Sender::Impl::FailAll(absl::Status why) {
+  loop_.AssertInLoop("Sender::Impl::FailAll");
   uint64_t gen;
   {
     absl::MutexLock lock(&mu_);
@@ -278,6 +285,7 @@ void Sender::Impl::FailAll(absl::Status why) {
 }
 
 void Sender::Impl::Fail(const absl::Status& why, uint64_t gen, uint64_t max_seq) {
+  loop_.AssertInLoop("Sender::Impl::Fail");
   std::vector<Entry> failed;
   std::vector<std::function<void()>> waiters;
   {

@@ -28,6 +28,7 @@ constexpr size_t kMaxBatchBytes = 1u << 20;
 }  // namespace
 
 void Sender::Impl::Close() {
+  loop_.AssertInLoop("Sender::Impl::Close");
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
@@ -56,6 +57,7 @@ void Sender::Impl::Close() {
 }
 
 void Sender::Impl::Kick() {
+  loop_.AssertInLoop("Sender::Impl::Kick");
   {
     absl::MutexLock lock(&mu_);
     kick_posted_ = false;
@@ -66,6 +68,7 @@ void Sender::Impl::Kick() {
 }
 
 void Sender::Impl::Connect() {
+  loop_.AssertInLoop("Sender::Impl::Connect");
   state_ = State::kConnecting;
   uint64_t attempt = ++attempt_id_;
   connect_timer_.expires_after(ToChrono(opts_.connect_timeout));
@@ -90,6 +93,7 @@ void Sender::Impl::Connect() {
 }
 
 void Sender::Impl::OnConnected(Socket sock) {
+  loop_.AssertInLoop("Sender::Impl::OnConnected");
   conn_ = std::make_shared<Conn>(std::move(sock));
   EncodedHeader h = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(kHelloSize), 0});
   conn_->hello.assign(h.data(), h.size());
@@ -100,6 +104,7 @@ void Sender::Impl::OnConnected(Socket sock) {
 }
 
 void Sender::Impl::StartRead() {
+  loop_.AssertInLoop("Sender::Impl::StartRead");
   std::shared_ptr<Conn> conn = conn_;
   if (conn == nullptr || conn->reading) return;
   conn->reading = true;
@@ -113,6 +118,7 @@ void Sender::Impl::StartRead() {
 }
 
 void Sender::Impl::OnRead(boost::system::error_code ec, size_t n) {
+  loop_.AssertInLoop("Sender::Impl::OnRead");
   if (ec) {
     if (conn_->write_failed && ec == asio::error::eof) {
       return ConnectionLost("listener closed the connection while we were writing");
@@ -132,6 +138,7 @@ void Sender::Impl::OnRead(boost::system::error_code ec, size_t n) {
 }
 
 void Sender::Impl::HandleFrame(Frame f) {
+  loop_.AssertInLoop("Sender::Impl::HandleFrame");
   if (state_ == State::kHandshaking) {
     if (f.header.type == FrameType::kClose) return PeerClosed(f.body);
     if (f.header.type != FrameType::kWelcome) {
@@ -157,6 +164,7 @@ void Sender::Impl::HandleFrame(Frame f) {
 }
 
 void Sender::Impl::OnWelcome(const Welcome& w) {
+  loop_.AssertInLoop("Sender::Impl::OnWelcome");
   connect_timer_.cancel();
   backoff_attempts_ = 0;
   bool restarted = incarnation_ != 0 && w.incarnation != incarnation_;
@@ -200,6 +208,7 @@ void Sender::Impl::OnWelcome(const Welcome& w) {
 }
 
 void Sender::Impl::PeerClosed(absl::string_view reason) {
+  loop_.AssertInLoop("Sender::Impl::PeerClosed");
   base::Log().debug("link to {}: listener closed: {}", addr_.ToString(), reason);
   Disconnect();
   ResetSession();
@@ -210,6 +219,7 @@ void Sender::Impl::PeerClosed(absl::string_view reason) {
 }
 
 void Sender::Impl::ResetSession() {
+  loop_.AssertInLoop("Sender::Impl::ResetSession");
   session_id_ = NewSessionId();
   session_established_ = false;
   acked_seq_ = 0;
@@ -219,6 +229,7 @@ void Sender::Impl::ResetSession() {
 }
 
 void Sender::Impl::ConnectionLost(absl::string_view why) {
+  loop_.AssertInLoop("Sender::Impl::ConnectionLost");
   if (state_ == State::kClosed) return;
   base::Log().debug("link to {}: {}", addr_.ToString(), why);
   Disconnect();
@@ -226,6 +237,7 @@ void Sender::Impl::ConnectionLost(absl::string_view why) {
 }
 
 void Sender::Impl::Disconnect() {
+  loop_.AssertInLoop("Sender::Impl::Disconnect");
   ++attempt_id_;
   connect_timer_.cancel();
   if (conn_ != nullptr) {
@@ -236,6 +248,7 @@ void Sender::Impl::Disconnect() {
 }
 
 void Sender::Impl::ScheduleRetry() {
+  loop_.AssertInLoop("Sender::Impl::ScheduleRetry");
   if (state_ == State::kClosed) return;
   if (QueueEmpty()) {
     state_ = State::kIdle;  // reconnect lazily, when there is something to send
@@ -254,6 +267,7 @@ void Sender::Impl::ScheduleRetry() {
 }
 
 void Sender::Impl::WriteMore() {
+  loop_.AssertInLoop("Sender::Impl::WriteMore");
   if (writing_ || conn_ == nullptr || conn_->write_failed) return;
   std::shared_ptr<Conn> conn = conn_;
   std::vector<asio::const_buffer> bufs;
@@ -301,6 +315,7 @@ void Sender::Impl::WriteMore() {
 // ---- the delivery timeout ----
 
 void Sender::Impl::ArmDeliveryTimer() {
+  loop_.AssertInLoop("Sender::Impl::ArmDeliveryTimer");
   if (delivery_timer_armed_ || state_ == State::kClosed) return;
   absl::Time oldest;
   {
@@ -318,6 +333,7 @@ void Sender::Impl::ArmDeliveryTimer() {
 }
 
 void Sender::Impl::CheckDeliveryTimeout() {
+  loop_.AssertInLoop("Sender::Impl::CheckDeliveryTimeout");
   bool expired;
   {
     absl::MutexLock lock(&mu_);

@@ -87,7 +87,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   absl::Status Flush(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
   SenderStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // ---- sender_connection.cc: loop thread ----
+  // ---- sender_connection.cc: on the loop (each asserts it) ----
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -113,7 +113,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   uint64_t CurrentGen() const ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<std::function<void()>> TakeRoomWaiters() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Queue mutations, loop thread. They run in the order they are requested, but
+  // Queue mutations, each asserting it runs on the loop. They run in the order they are requested, but
   // never while a write is in flight: its buffers point into the queue. Each op
   // captures the values it needs (ack level, session generation) when requested, so
   // a later reset cannot change what an earlier ack meant.
@@ -134,7 +134,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   // Returns the oldest messages while they belong to generation <= gen and seq <= max_seq.
   void Fail(const absl::Status& why, uint64_t gen, uint64_t max_seq) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // ---- sender_connection.cc: the connection, loop thread ----
+  // ---- sender_connection.cc: the connection; each method asserts it runs on the loop ----
   void Kick() ABSL_LOCKS_EXCLUDED(mu_);
   void Connect();
   void OnConnected(Socket sock);
@@ -170,7 +170,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   std::vector<Entry> pending_controls_ ABSL_GUARDED_BY(mu_);  // posted while entries_in_flight_
   SenderStats stats_ ABSL_GUARDED_BY(mu_);
 
-  // Loop thread only.
+  // Touched only by the methods above that assert they run on the loop.
   State state_ = State::kIdle;
   std::shared_ptr<Conn> conn_;
   uint64_t attempt_id_ = 0;

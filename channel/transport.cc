@@ -14,9 +14,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/errno_status.h"
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
+#include "base/unix_addr.h"
 #include "boost/asio/basic_socket_acceptor.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -28,28 +30,6 @@ namespace asio = boost::asio;
 using generic_stream = asio::generic::stream_protocol;
 using base::UniqueFd;
 using Acceptor = asio::basic_socket_acceptor<generic_stream>;
-
-absl::Status ErrnoStatus(int err, absl::string_view what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  switch (err) {
-    case ECONNREFUSED:
-    case ENOENT:
-    case ECONNRESET:
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ENETUNREACH: return absl::UnavailableError(msg);
-    case EADDRINUSE: return absl::AlreadyExistsError(msg);
-    case EACCES:
-    case EPERM: return absl::PermissionDeniedError(msg);
-    case EADDRNOTAVAIL:
-    case EINVAL: return absl::InvalidArgumentError(msg);
-    case EMFILE:
-    case ENFILE:
-    case ENOBUFS:
-    case ENOMEM: return absl::ResourceExhaustedError(msg);
-    default: return absl::InternalError(msg);
-  }
-}
 
 struct SockAddr {
   sockaddr_storage storage{};
@@ -79,20 +59,11 @@ SockAddr ToSockAddr(const ChannelAddr& addr) {
     out.family = out.get()->sa_family;
     return out;
   }
-  auto* sa = reinterpret_cast<sockaddr_un*>(&out.storage);
-  sa->sun_family = AF_UNIX;
+  // ChannelAddr has checked the name against the same limits.
+  base::UnixAddr ua = addr.host().empty() ? base::UnixAddr::Autobind() : *base::UnixAddr::Create(addr.host());
+  std::memcpy(&out.storage, ua.get(), ua.size());
+  out.len = ua.size();
   out.family = AF_UNIX;
-  const std::string& path = addr.host();
-  if (path.empty()) {
-    out.len = sizeof(sa_family_t);  // Linux autobind: the kernel picks an abstract name
-  } else if (path[0] == '@') {
-    sa->sun_path[0] = '\0';
-    std::memcpy(sa->sun_path + 1, path.data() + 1, path.size() - 1);
-    out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-  } else {
-    std::memcpy(sa->sun_path, path.data(), path.size());
-    out.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-  }
   return out;
 }
 
@@ -100,7 +71,7 @@ absl::StatusOr<ChannelAddr> BoundAddr(int fd, const ChannelAddr& requested) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("getsockname for ", requested.ToString()));
+    return base::ErrnoError(errno, absl::StrCat("getsockname for ", requested.ToString()));
   }
   if (requested.transport() == Transport::kTcp) {
     uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
@@ -108,10 +79,8 @@ absl::StatusOr<ChannelAddr> BoundAddr(int fd, const ChannelAddr& requested) {
     return ChannelAddr::Tcp(requested.host(), port);
   }
   if (!requested.host().empty()) return requested;
-  auto* sa = reinterpret_cast<sockaddr_un*>(&ss);
-  size_t name_len = len - offsetof(sockaddr_un, sun_path);
   // Autobind names are five hex digits after the leading NUL.
-  return ChannelAddr::Unix(absl::StrCat("@", absl::string_view(sa->sun_path + 1, name_len - 1)));
+  return ChannelAddr::Unix(base::UnixAddr::FromKernel(*reinterpret_cast<sockaddr_un*>(&ss), len).name());
 }
 
 void TuneSocket(int fd, int family) {
@@ -224,7 +193,7 @@ bool UnixPathLive(const SockAddr& sa) {
 absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx, const ChannelAddr& addr) {
   SockAddr sa = ToSockAddr(addr);
   UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
-  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("socket for ", addr.ToString()));
+  if (!fd.valid()) return base::ErrnoError(errno, absl::StrCat("socket for ", addr.ToString()));
   if (sa.family != AF_UNIX) {
     int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -238,16 +207,19 @@ absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx
       ::unlink(addr.host().c_str());
       if (::bind(fd.get(), sa.get(), sa.len) != 0) err = errno; else err = 0;
     }
-    if (err != 0) {
-      absl::Status s = ErrnoStatus(err, absl::StrCat("cannot listen on ", addr.ToString()));
-      if (err == EADDRINUSE) {
-        return absl::AlreadyExistsError(absl::StrCat("cannot listen on ", addr.ToString(),
-                                                     ": another listener is serving it"));
-      }
-      return s;
+    if (err == EADDRINUSE) {
+      return absl::AlreadyExistsError(absl::StrCat("cannot listen on ", addr.ToString(),
+                                                   ": another listener is serving it"));
     }
+    // errno's own code for EADDRNOTAVAIL is AlreadyExists; here it means the caller
+    // named an address this host does not have.
+    if (err == EADDRNOTAVAIL) {
+      return base::ErrnoError(absl::StatusCode::kInvalidArgument, err,
+                              absl::StrCat("cannot listen on ", addr.ToString()));
+    }
+    if (err != 0) return base::ErrnoError(err, absl::StrCat("cannot listen on ", addr.ToString()));
   }
-  if (::listen(fd.get(), SOMAXCONN) != 0) return ErrnoStatus(errno, absl::StrCat("listen on ", addr.ToString()));
+  if (::listen(fd.get(), SOMAXCONN) != 0) return base::ErrnoError(errno, absl::StrCat("listen on ", addr.ToString()));
   HOSTD_ASSIGN_OR_RETURN(ChannelAddr bound, BoundAddr(fd.get(), addr));
   struct stat st {};
   if (filesystem_path) stat(addr.host().c_str(), &st);
@@ -377,7 +349,7 @@ void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::function<
     if (ep == nullptr) return fail(absl::UnavailableError(absl::StrCat("nothing listens at ", addr.ToString())));
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0) {
-      return fail(ErrnoStatus(errno, absl::StrCat("socketpair for ", addr.ToString())));
+      return fail(base::ErrnoError(errno, absl::StrCat("socketpair for ", addr.ToString())));
     }
     DeliverLocal(ep, UniqueFd(fds[1]));
     auto sock = std::make_shared<Socket>(Adopt(ctx, UniqueFd(fds[0]), AF_UNIX, 0));
@@ -386,12 +358,19 @@ void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::function<
   }
   SockAddr sa = ToSockAddr(addr);
   UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
-  if (!fd.valid()) return fail(ErrnoStatus(errno, absl::StrCat("socket for ", addr.ToString())));
+  if (!fd.valid()) return fail(base::ErrnoError(errno, absl::StrCat("socket for ", addr.ToString())));
   auto sock = std::make_shared<Socket>(Adopt(ctx, std::move(fd), sa.family, sa.protocol));
   generic_stream::endpoint ep(sa.get(), sa.len, sa.protocol);
   sock->async_connect(ep, [sock, done, name = addr.ToString()](boost::system::error_code ec) {
     if (ec) {
-      done(ErrnoStatus(ec.value(), absl::StrCat("cannot connect to ", name)), Socket(sock->get_executor()));
+      // Nobody listening there (or the path gone) is Unavailable: the caller dials
+      // again later; errno alone would say NotFound or DeadlineExceeded for some.
+      int err = ec.value();
+      bool nobody_there = err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == ETIMEDOUT ||
+                          err == EHOSTUNREACH || err == ENETUNREACH;
+      std::string what = absl::StrCat("cannot connect to ", name);
+      done(nobody_there ? base::ErrnoError(absl::StatusCode::kUnavailable, err, what) : base::ErrnoError(err, what),
+           Socket(sock->get_executor()));
       return;
     }
     done(absl::OkStatus(), std::move(*sock));

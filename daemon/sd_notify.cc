@@ -1,33 +1,30 @@
 #include "daemon/sd_notify.h"
 
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "base/unique_fd.h"
+#include "base/unix_addr.h"
 
 namespace hostd::daemon {
 
 absl::Status SdNotify(absl::string_view state) {
   const char* path = getenv("NOTIFY_SOCKET");
   if (path == nullptr || path[0] == '\0') return absl::OkStatus();
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  size_t len = strlen(path);
-  if ((path[0] != '/' && path[0] != '@') || len >= sizeof(sa.sun_path)) {
+  if (path[0] != '/' && path[0] != '@') {
     return absl::InvalidArgumentError(absl::StrCat("NOTIFY_SOCKET \"", path, "\" is not a unix socket path"));
   }
-  memcpy(sa.sun_path, path, len);
-  if (path[0] == '@') sa.sun_path[0] = '\0';
+  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create(path);
+  if (!addr.ok()) return absl::InvalidArgumentError(absl::StrCat("NOTIFY_SOCKET: ", addr.status().message()));
   base::UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return absl::InternalError(absl::StrCat("notify socket: ", strerror(errno)));
-  socklen_t sa_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
-  if (sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa), sa_len) < 0) {
-    return absl::UnavailableError(absl::StrCat("sending to NOTIFY_SOCKET ", path, ": ", strerror(errno)));
+  if (!fd.valid()) return base::ErrnoError(errno, "notify socket");
+  if (sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, addr->get(), addr->size()) < 0) {
+    // Unavailable whatever errno says (ENOENT, ECONNREFUSED): nobody listens there.
+    return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("sending to NOTIFY_SOCKET ", path));
   }
   return absl::OkStatus();
 }

@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/errno_status.h"
 #include "base/small_file.h"
 #include "absl/time/clock.h"
 
@@ -68,7 +69,8 @@ absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create() {
   static std::atomic<uint64_t> managers{0};
   std::string parent = absl::StrCat(mount, own, "/hostd-", getpid(), "-", ++managers);
   if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
-    return absl::UnavailableError(absl::StrCat("cannot create cgroup ", parent, ": ", std::strerror(errno)));
+    // Unavailable whatever errno says: the manager then falls back to process groups.
+    return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("cannot create cgroup ", parent));
   }
   if (::access((parent + "/cgroup.procs").c_str(), W_OK) != 0) {
     ::rmdir(parent.c_str());
@@ -82,7 +84,7 @@ CgroupTree::~CgroupTree() { ::rmdir(parent_.c_str()); }
 absl::StatusOr<std::string> CgroupTree::CreateChild(const std::string& name) {
   std::string dir = absl::StrCat(parent_, "/", name, "-", ++serial_);
   if (::mkdir(dir.c_str(), 0755) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create cgroup ", dir, ": ", std::strerror(errno)));
+    return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("cannot create cgroup ", dir));
   }
   return dir;
 }
@@ -110,7 +112,7 @@ absl::Status CgroupTree::Remove(const std::string& dir) {
   while (::rmdir(dir.c_str()) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
     if (errno != EBUSY || absl::Now() > deadline) {
-      return absl::InternalError(absl::StrCat("cannot remove cgroup ", dir, ": ", std::strerror(errno)));
+      return base::ErrnoError(errno, absl::StrCat("cannot remove cgroup ", dir));
     }
     // Members are still exiting: wait for the kernel to report the cgroup empty
     // ("populated 0" in cgroup.events, signalled to poll() as POLLPRI).

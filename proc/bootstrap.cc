@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 
@@ -72,7 +73,7 @@ absl::StatusOr<BootstrapEnv> ReadBootstrapEnv(const GetEnv& getenv) {
 
 absl::Status ArmParentDeathSignal(pid_t expected_parent) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    return absl::InternalError(absl::StrCat("prctl(PR_SET_PDEATHSIG): ", std::strerror(errno)));
+    return base::ErrnoError(absl::StatusCode::kInternal, errno, "prctl(PR_SET_PDEATHSIG)");
   }
   // The parent may have died before the signal was armed; then nothing will come.
   if (expected_parent != 0 && getppid() != expected_parent) {
@@ -90,7 +91,10 @@ absl::Status ReportReady(int fd, const channel::ChannelAddr& addr) {
     if (n <= 0) {
       int err = errno;
       ::close(fd);
-      return absl::UnavailableError(absl::StrCat("readiness report on fd ", fd, ": ", std::strerror(err)));
+      // n == 0 leaves errno unset; a pipe that takes nothing is one nobody reads.
+      if (n == 0) err = EPIPE;
+      // Unavailable: the parent that waited for the report is gone or stopped listening.
+      return base::ErrnoError(absl::StatusCode::kUnavailable, err, absl::StrCat("readiness report on fd ", fd));
     }
     off += static_cast<size_t>(n);
   }
@@ -111,8 +115,9 @@ absl::StatusOr<std::string> ReadHandedOverState(int fd) {
       continue;
     }
     if (n < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(kEnvStateFd, "=", fd, ": cannot read the handed-over state: ", std::strerror(errno)));
+      // InvalidArgument: the environment named a descriptor that cannot be read.
+      return base::ErrnoError(absl::StatusCode::kInvalidArgument, errno,
+                              absl::StrCat(kEnvStateFd, "=", fd, ": cannot read the handed-over state"));
     }
     state.resize(have + static_cast<size_t>(n));
     if (n == 0) return state;

@@ -35,7 +35,6 @@
 // flushed at once, so a test can read the log while the proc runs.
 #include <dirent.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +50,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/unix_addr.h"
 #include "proc/bootstrap.h"
 
 namespace {
@@ -153,15 +153,11 @@ void ListFds() {
 int Notify() {
   const char* path = std::getenv("NOTIFY_SOCKET");
   if (path == nullptr) return 3;
+  absl::StatusOr<hostd::base::UnixAddr> sa = hostd::base::UnixAddr::Create(path);
+  if (!sa.ok()) return 3;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  size_t n = std::strlen(path);
-  std::memcpy(sa.sun_path, path, n);
-  if (path[0] == '@') sa.sun_path[0] = '\0';
   const char msg[] = "STATUS=starting\nREADY=1\n";
-  sendto(fd, msg, sizeof(msg) - 1, 0, reinterpret_cast<sockaddr*>(&sa),
-         static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n));
+  sendto(fd, msg, sizeof(msg) - 1, 0, sa->get(), sa->size());
   return 0;
 }
 
@@ -189,6 +185,7 @@ int main(int argc, char** argv) {
       if (::write(3, "R", 1) != 1) return 3;
       ::close(3);
     }
+    // Staying alive until --exit-after-ms is the behaviour asked for.
     while (absl::Now() < until) absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
     return exit_code;
   }
@@ -202,6 +199,7 @@ int main(int argc, char** argv) {
     }
     while (true) pause();
   }
+  // Being slow to get ready is the behaviour asked for.
   if (int late = IntFlag(flags, "ready-after-ms", 0); late > 0) absl::SleepFor(absl::Milliseconds(late));
 
   CurrentState state;

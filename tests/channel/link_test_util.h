@@ -13,11 +13,11 @@
 #include "channel/receiver.h"
 #include "channel/sender.h"
 #include "gtest/gtest.h"
+#include "testing/eventually.h"
 
 namespace hostd::channel {
 
-// Generous: only guards against hangs.
-inline absl::Time HangGuard() { return absl::Now() + absl::Seconds(60); }
+using ::hostd::testing::HangGuard;
 
 inline Message Numbered(uint64_t i, const std::string& pad = "") {
   return *Message::Create("local:1,dest", "port", "local:2,src", absl::StrCat(i, pad));

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,12 +18,14 @@
 #include "absl/synchronization/notification.h"
 #include "absl/strings/str_split.h"
 #include "base/unique_fd.h"
+#include "base/unix_addr.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "hostd/v1/host.grpc.pb.h"
+#include "testing/eventually.h"
 #include "testing/temp_dir.h"
 
 namespace hostd {
@@ -45,13 +46,13 @@ google::protobuf::Duration Secs(int64_t s) {
   return d;
 }
 
-// Waits (up to 30 s) until `pid` has exited; true if it did. Works for any pid,
+// Waits (up to the hang guard) until `pid` has exited; true if it did. Works for any pid,
 // not only children: a pidfd becomes readable when its process ends.
 bool AwaitGone(pid_t pid) {
   base::UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!fd.valid()) return errno == ESRCH;
   pollfd p{fd.get(), POLLIN, 0};
-  return poll(&p, 1, 30000) == 1;
+  return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(testing::kHangGuard))) == 1;
 }
 
 // hostd running in a temp dir, with READY=1 awaited on a notify socket.
@@ -61,10 +62,11 @@ class Hostd {
     notify_path_ = dir_.Join("notify");
     notify_ = base::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     base::UniqueFd& notify = notify_;
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify_path_.c_str());
-    EXPECT_EQ(bind(notify.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(notify_path_);
+    EXPECT_TRUE(sa.ok()) << sa.status();
+    if (sa.ok()) {
+      EXPECT_EQ(bind(notify.get(), sa->get(), sa->size()), 0);
+    }
     grpc_ = "unix:" + dir_.Join("hostd.sock");
     std::vector<std::string> args = {kHostd,
                                      "--grpc", grpc_,
@@ -129,7 +131,7 @@ class Hostd {
 
   grpc::Status Spawn(const v1::SpawnProcRequest& req, v1::SpawnProcResponse* resp) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(In(absl::Seconds(60)));
+    ctx.set_deadline(In(testing::kHangGuard));
     return api().SpawnProc(&ctx, req, resp);
   }
 
@@ -396,7 +398,7 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
 // All of a StreamLogs stream.
 std::pair<grpc::Status, std::string> ReadLogs(Hostd& h, const v1::StreamLogsRequest& req) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(In(absl::Seconds(60)));
+  ctx.set_deadline(In(testing::kHangGuard));
   auto reader = h.api().StreamLogs(&ctx, req);
   std::string all;
   v1::LogChunk chunk;
@@ -570,12 +572,10 @@ TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
   };
   pid_t a1 = get("a").status().pid(), b1 = get("b").status().pid();
   ASSERT_EQ(kill(a1, SIGKILL), 0);
-  absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while ((get("a").incarnation() < 2 || get("b").incarnation() < 2 ||
-          get("b").status().state() != v1::PROC_STATE_READY) &&
-         absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  testing::Eventually([&] {
+    return get("a").incarnation() >= 2 && get("b").incarnation() >= 2 &&
+           get("b").status().state() == v1::PROC_STATE_READY;
+  });
   EXPECT_EQ(get("a").incarnation(), 2);
   EXPECT_EQ(get("b").incarnation(), 2);
   EXPECT_TRUE(AwaitGone(a1));
@@ -612,11 +612,10 @@ TEST(HostdTest, SupervisionThroughHostctlWithRealProcs) {
   v1::StreamLogsRequest logs;
   logs.set_name("b");
   std::string text;
-  deadline = absl::Now() + absl::Seconds(60);
-  while (text.find("data after-the-signal") == std::string::npos && absl::Now() < deadline) {
+  testing::Eventually([&] {
     text = ReadLogs(h, logs).second;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+    return text.find("data after-the-signal") != std::string::npos;
+  });
   // The log holds every incarnation's output, in order: two started without state,
   // the third with the state handed over.
   size_t none1 = text.find("initial-state NONE\n");

@@ -100,15 +100,14 @@ TEST(LauncherTest, ChildKilledBeforeExecIsAnErrorAndReaped) {
   });
   // The child is the launching thread's only child.
   pid_t child = 0;
-  for (absl::Time guard = Guard(); child == 0 && absl::Now() < guard; absl::SleepFor(absl::Milliseconds(1))) {
-    if (launcher_tid == 0) continue;
+  Eventually([&] {
+    if (launcher_tid == 0) return false;
     std::string children = ReadFile(absl::StrCat("/proc/self/task/", launcher_tid.load(), "/children"));
-    int pid = 0;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(children), &pid)) child = pid;
-  }
+    return absl::SimpleAtoi(absl::StripAsciiWhitespace(children), &child) && child != 0;
+  });
   ASSERT_NE(child, 0) << "no child appeared";
   ASSERT_EQ(::kill(child, SIGKILL), 0);
-  ASSERT_TRUE(done.WaitForNotificationWithDeadline(Guard()));
+  ASSERT_TRUE(done.WaitForNotificationWithDeadline(HangGuard()));
   launcher.join();
   EXPECT_THAT(launched, StatusIs(absl::StatusCode::kInternal,
                                  AllOf(HasSubstr("starting /bin/true"), HasSubstr("killed by SIGKILL before exec"))));

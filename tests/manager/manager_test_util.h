@@ -25,11 +25,13 @@
 #include "manager/local_proc_manager.h"
 #include "manager/process_proc_manager.h"
 #include "gtest/gtest.h"
+#include "testing/eventually.h"
 #include "testing/temp_dir.h"
 
 namespace hostd::manager {
 
-inline absl::Time Guard() { return absl::Now() + absl::Seconds(60); }
+using ::hostd::testing::Eventually;
+using ::hostd::testing::HangGuard;
 
 // What a test proc does, in either manager.
 struct Behaviour {

@@ -12,7 +12,9 @@
 #include <functional>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
@@ -44,15 +46,6 @@ SpawnSpec Shell(const std::string& script) {
   return spec;
 }
 
-// Waits (bounded) for `pred`; the reaper sweeps asynchronously, on the manager's loop.
-template <typename Pred>
-bool Eventually(Pred pred) {
-  for (absl::Time guard = Guard(); absl::Now() < guard; absl::SleepFor(absl::Milliseconds(5))) {
-    if (pred()) return true;
-  }
-  return pred();
-}
-
 class OrphanReapingTest : public ::testing::TestWithParam<bool> {};
 INSTANTIATE_TEST_SUITE_P(CgroupsOnOff, OrphanReapingTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Cgroups" : "ProcessGroups"; });
@@ -61,11 +54,19 @@ TEST_P(OrphanReapingTest, DaemonisedOrphansAreReapedWhileTheProcRunsAndAfter) {
   ManagerHarness h(Kind::kProcess, {.use_cgroups = GetParam()});
   pid_t janitor = h.process().janitor_pid();
   // The subshell forks `sleep` and exits: the orphan comes back to this process,
-  // which must reap it when it exits, while the proc still runs.
-  auto handle = h.manager().Spawn(h.Id("daemonizer"), h.backend(), Shell("(sleep 0.1 &); exec sleep 30"));
+  // which must reap it when it exits, while the proc still runs. The reaper sweeps
+  // asynchronously, on the manager's loop.
+  const std::string pid_file = h.dir().Join("orphan.pid");
+  auto handle = h.manager().Spawn(h.Id("daemonizer"), h.backend(),
+                                  Shell("(sleep 0.1 & echo $! > " + pid_file + "); exec sleep 30"));
   ASSERT_THAT(handle, IsOk());
-  absl::SleepFor(absl::Milliseconds(300));  // the orphan has exited by now
-  EXPECT_TRUE(Eventually([&] { return ZombieChildren(janitor).empty(); })) << "zombie while the proc runs";
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(ReadFile(pid_file), "\n"); }));
+  int orphan = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(pid_file)), &orphan));
+  // Reaped, not merely exited: a zombie stays listed in /proc.
+  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(absl::StrCat("/proc/", orphan)); }))
+      << "orphan " << orphan << " left a zombie while the proc runs";
+  EXPECT_TRUE(ZombieChildren(janitor).empty()) << "zombie while the proc runs";
   ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
   EXPECT_TRUE(NoChildrenLeft(janitor));
 }
@@ -75,7 +76,7 @@ TEST_P(OrphanReapingTest, ChildTheProcNeverReapedIsReapedWhenItEnds) {
   // sh forks `sleep 0.1`, then execs `sleep 0.5`, which never reaps it.
   auto handle = h.manager().Spawn(h.Id("zparent"), h.backend(), Shell("sleep 0.1 & exec sleep 0.5"));
   ASSERT_THAT(handle, IsOk());
-  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  ASSERT_THAT((*handle)->Wait(HangGuard()), IsOk());
   EXPECT_TRUE(Eventually([&] { return NoChildrenLeft(h.process().janitor_pid()); }));
 }
 
@@ -98,7 +99,7 @@ TEST(OrphanReapingSignalsTest, OrphansExitingDoNotInterruptOtherThreadsSystemCal
   };
   int eintr = 0;
   auto poll_until = [&](const std::function<bool()>& done) {
-    for (absl::Time guard = Guard(); !done() && absl::Now() < guard;) {
+    for (absl::Time guard = HangGuard(); !done() && absl::Now() < guard;) {
       if (::poll(nullptr, 0, 10) < 0 && errno == EINTR) ++eintr;
     }
     return done();
@@ -134,14 +135,12 @@ TEST(OrphanReapingSignalsTest, TheEmbeddersSigchldHandlerStaysInstalled) {
     EXPECT_EQ(handler_now(), &CountSigchld) << "after the manager was created";
     auto handle = h.Spawn("child", {.exit_after_ms = 0});
     ASSERT_THAT(handle, IsOk());
-    ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+    ASSERT_THAT((*handle)->Wait(HangGuard()), IsOk());
     EXPECT_EQ(handler_now(), &CountSigchld) << "after a proc ended";
   }
   EXPECT_EQ(handler_now(), &CountSigchld) << "after the manager was destroyed";
-  for (absl::Time guard = Guard(); embedder_sigchlds.load() == 0 && absl::Now() < guard;) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  EXPECT_GT(embedder_sigchlds.load(), 0) << "the proc's exit reached the embedder's handler";
+  EXPECT_TRUE(Eventually([] { return embedder_sigchlds.load() > 0; }))
+      << "the proc's exit reached the embedder's handler";
   ::sigaction(SIGCHLD, &saved, nullptr);
 }
 
@@ -154,7 +153,7 @@ TEST(OrphanPidReuseTest, OrphanWithAnEndedLeadersPidIsReaped) {
   ManagerHarness h(Kind::kProcess, {.use_cgroups = false});
   auto first = h.manager().Spawn(h.Id("first"), h.backend(), Shell("exit 0"));
   ASSERT_THAT(first, IsOk());
-  ASSERT_THAT((*first)->Wait(Guard()), IsOk());
+  ASSERT_THAT((*first)->Wait(HangGuard()), IsOk());
   const pid_t ended_leader = (*first)->status().pid;
   ASSERT_EQ(::mkfifo(h.dir().Join("go").c_str(), 0600), 0);
   // A subshell that, once told to go, forks `sleep` and exits: `sleep` is orphaned

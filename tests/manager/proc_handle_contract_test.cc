@@ -37,7 +37,7 @@ TEST_P(ProcHandleContractTest, ReadyWithManyWaiters) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 8; ++i) {
     waiters.emplace_back([&] {
-      if ((*handle)->Ready(Guard()).ok()) ++ok;
+      if ((*handle)->Ready(HangGuard()).ok()) ++ok;
     });
   }
   for (auto& t : waiters) t.join();
@@ -50,7 +50,7 @@ TEST_P(ProcHandleContractTest, ReadyWithManyWaiters) {
 TEST_P(ProcHandleContractTest, WaitReturnsTheRealTerminalStatus) {
   auto handle = h_.Spawn("exits", {.exit_after_ms = 100, .exit_code = 3});
   ASSERT_THAT(handle, IsOk());
-  absl::StatusOr<proc::ProcStatus> end = (*handle)->Wait(Guard());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Wait(HangGuard());
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kStopped);
   EXPECT_EQ(end->exit_code, 3);
@@ -77,7 +77,7 @@ TEST_P(ProcHandleContractTest, GracefulTerminateStopsWithExitZero) {
 TEST_P(ProcHandleContractTest, TerminateOfAnEndedProcReturnsItsStatus) {
   auto handle = h_.Spawn("ended", {.exit_after_ms = 0, .exit_code = 4});
   ASSERT_THAT(handle, IsOk());
-  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  ASSERT_THAT((*handle)->Wait(HangGuard()), IsOk());
   absl::StatusOr<proc::ProcStatus> end = (*handle)->Terminate(absl::Seconds(1), "again");
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kStopped);
@@ -143,7 +143,7 @@ TEST_P(ProcHandleContractTest, AWatcherMayKillItsHandle) {
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kKilled) << *end;
   EXPECT_EQ(end->signal, SIGKILL);
-  ASSERT_THAT(h->Wait(Guard()), IsOk());
+  ASSERT_THAT(h->Wait(HangGuard()), IsOk());
   absl::MutexLock lock(&mu);
   EXPECT_THAT(seen, ElementsAre(ProcState::kReady, ProcState::kStopping, ProcState::kKilled));
   EXPECT_TRUE(h_.manager().Procs().empty());
@@ -230,7 +230,7 @@ TEST(LocalProcManagerTest, InitialStateReachesTheInProcessRuntime) {
   };
   auto handle = mgr.Spawn(*proc::ProcId::Parse("unix:@fe,heir"), backend->addr(), spec);
   ASSERT_THAT(handle, IsOk());
-  ASSERT_TRUE(main_saw.WaitForNotificationWithDeadline(Guard()));
+  ASSERT_TRUE(main_saw.WaitForNotificationWithDeadline(HangGuard()));
   absl::MutexLock lock(&mu);
   EXPECT_EQ(in_setup, spec.initial_state);
   EXPECT_EQ(in_main, spec.initial_state);
@@ -279,7 +279,7 @@ TEST(LocalProcManagerTest, ProcKilledAsItsReadinessIsDeliveredFailsTheSpawn) {
     delete raw;
     destroyed->Notify();
   }).detach();
-  if (!destroyed->WaitForNotificationWithDeadline(Guard())) {
+  if (!destroyed->WaitForNotificationWithDeadline(HangGuard())) {
     ADD_FAILURE() << "~LocalProcManager hangs";
     // Its proc still talks to the backend: leave everything it may touch alive.
     (void)loop.release();

@@ -70,7 +70,7 @@ TEST_F(ProcessProcManagerTest, ProcDeafToStopEndsOnSigterm) {
 TEST_F(ProcessProcManagerTest, ExitCodeAndStderrTailAreKept) {
   auto handle = h_.Spawn("seven", {.exit_after_ms = 50, .exit_code = 7, .extra_args = {"--stderr=it went wrong"}});
   ASSERT_THAT(handle, IsOk());
-  absl::StatusOr<proc::ProcStatus> end = (*handle)->Wait(Guard());
+  absl::StatusOr<proc::ProcStatus> end = (*handle)->Wait(HangGuard());
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kStopped);
   EXPECT_EQ(end->exit_code, 7);
@@ -83,7 +83,7 @@ TEST_F(ProcessProcManagerTest, ExitCodeAndStderrTailAreKept) {
 TEST_F(ProcessProcManagerTest, AppendedLogsKeepEarlierOutputButTheTailIsThisSpawns) {
   auto first = h_.Spawn("again", {.exit_after_ms = 50, .exit_code = 3, .extra_args = {"--stderr=FIRST-RUN"}});
   ASSERT_THAT(first, IsOk());
-  absl::StatusOr<proc::ProcStatus> end1 = (*first)->Wait(Guard());
+  absl::StatusOr<proc::ProcStatus> end1 = (*first)->Wait(HangGuard());
   ASSERT_THAT(end1, IsOk());
   EXPECT_THAT(end1->stderr_tail, HasSubstr("FIRST-RUN"));
 
@@ -91,7 +91,7 @@ TEST_F(ProcessProcManagerTest, AppendedLogsKeepEarlierOutputButTheTailIsThisSpaw
   spec.append_logs = true;
   auto second = h_.manager().Spawn(h_.Id("again"), h_.backend(), spec);
   ASSERT_THAT(second, IsOk());
-  absl::StatusOr<proc::ProcStatus> end2 = (*second)->Wait(Guard());
+  absl::StatusOr<proc::ProcStatus> end2 = (*second)->Wait(HangGuard());
   ASSERT_THAT(end2, IsOk());
   EXPECT_EQ(end2->exit_code, 4);
   EXPECT_THAT(end2->stderr_tail, HasSubstr("SECOND-RUN"));
@@ -103,7 +103,7 @@ TEST_F(ProcessProcManagerTest, AppendedLogsKeepEarlierOutputButTheTailIsThisSpaw
   // Without append_logs a spawn starts its logs afresh.
   auto third = h_.Spawn("again", {.exit_after_ms = 50, .exit_code = 0});
   ASSERT_THAT(third, IsOk());
-  ASSERT_THAT((*third)->Wait(Guard()), IsOk());
+  ASSERT_THAT((*third)->Wait(HangGuard()), IsOk());
   EXPECT_THAT(ReadFile(h_.process().LogPath("again", true)), Not(HasSubstr("RUN")));
 }
 
@@ -275,9 +275,7 @@ TEST_F(ProcessProcManagerTest, ChildSeesOnlyTheDescriptorsItWasMeantToGet) {
   exec.initial_state = "ignored without the handshake";
   auto plain = h_.manager().Spawn(h_.Id("fds-exec"), h_.backend(), exec);
   ASSERT_THAT(plain, IsOk());
-  for (absl::Time guard = Guard(); ReadFile(h_.process().LogPath("fds-exec", false)).empty() && absl::Now() < guard;) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  EXPECT_TRUE(Eventually([&] { return !ReadFile(h_.process().LogPath("fds-exec", false)).empty(); }));
   EXPECT_EQ(ReadFile(h_.process().LogPath("fds-exec", false)), "fds: 0 1 2\n");
 }
 
@@ -292,12 +290,12 @@ class ProcClient {
   absl::Status Tell(absl::string_view port, absl::string_view payload) {
     absl::StatusOr<channel::Message> m = channel::Message::Create(dest_, port, "unix:@test-frontend,client", payload);
     if (!m.ok()) return m.status();
-    return to_proc_->Send(*std::move(m), Guard());
+    return to_proc_->Send(*std::move(m), HangGuard());
   }
 
   // The next message the host backend received: its port, '=', its payload.
   std::string NextAtHost() {
-    absl::StatusOr<channel::Message> m = h_.host_inbox().Receive(Guard());
+    absl::StatusOr<channel::Message> m = h_.host_inbox().Receive(HangGuard());
     return m.ok() ? absl::StrCat(m->port(), "=", m->payload()) : std::string(m.status().message());
   }
 
@@ -342,7 +340,7 @@ TEST_F(ProcessProcManagerTest, TestProcSavesHandsOverAndChangesItsState) {
   ASSERT_THAT(a, IsOk());
   ProcClient client(h_, **a);
   // Nothing else reaches the host before the client asks.
-  absl::StatusOr<channel::Message> saved = h_.host_inbox().Receive(Guard());
+  absl::StatusOr<channel::Message> saved = h_.host_inbox().Receive(HangGuard());
   ASSERT_THAT(saved, IsOk());
   EXPECT_EQ(saved->dest(), "unix:@test-frontend,_host.state");
   EXPECT_EQ(saved->port(), "save");
@@ -385,7 +383,7 @@ TEST_F(ProcessProcManagerTest, ExplicitEnvironmentOnly) {
   spec.readiness = ReadinessMode::kExec;
   auto handle = h_.manager().Spawn(h_.Id("env"), h_.backend(), spec);
   ASSERT_THAT(handle, IsOk());
-  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  ASSERT_THAT((*handle)->Wait(HangGuard()), IsOk());
   std::string env = ReadFile(h_.dir().Join("env.txt"));
   EXPECT_THAT(env, HasSubstr("GREETING=hello"));
   EXPECT_THAT(env, HasSubstr("HOSTD_PROC_ID=unix:@test-frontend,env"));
@@ -402,7 +400,7 @@ TEST_F(ProcessProcManagerTest, WorkingDirectoryIsSetOrTheSpawnSaysWhyNot) {
   std::filesystem::create_directories(spec.cwd);
   auto handle = h_.manager().Spawn(h_.Id("cwd"), h_.backend(), spec);
   ASSERT_THAT(handle, IsOk());
-  ASSERT_THAT((*handle)->Wait(Guard()), IsOk());
+  ASSERT_THAT((*handle)->Wait(HangGuard()), IsOk());
   EXPECT_EQ(ReadFile(h_.dir().Join("work/where.txt")), spec.cwd + "\n");
   spec.cwd = "/nonexistent/dir";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("nocwd"), h_.backend(), spec),
@@ -436,7 +434,7 @@ TEST_F(ProcessProcManagerTest, SpawnsStayCorrectWhileOtherThreadsKeepAsioBusy) {
   int ok = 0;
   for (int i = 0; i < kSpawns; ++i) {
     auto handle = h_.manager().Spawn(h_.Id(absl::StrCat("s", i)), h_.backend(), spec);
-    absl::Status s = handle.ok() ? (*handle)->Wait(Guard()).status() : handle.status();
+    absl::Status s = handle.ok() ? (*handle)->Wait(HangGuard()).status() : handle.status();
     if (s.ok()) {
       ++ok;
     } else if (ok + 5 > i) {
@@ -494,7 +492,7 @@ TEST_F(ProcessProcManagerTest, CrashAfterReadyIsKilledBySignal) {
   auto handle = h_.Spawn("crasher", {.extra_args = {"--crash"}});
   // It may crash before Spawn sees it ready; either way the monitor reports the signal.
   absl::StatusOr<proc::ProcStatus> end =
-      handle.ok() ? (*handle)->Wait(Guard()) : absl::StatusOr<proc::ProcStatus>(handle.status());
+      handle.ok() ? (*handle)->Wait(HangGuard()) : absl::StatusOr<proc::ProcStatus>(handle.status());
   if (handle.ok()) {
     ASSERT_THAT(end, IsOk());
     EXPECT_EQ(end->state, ProcState::kKilled);
@@ -537,14 +535,15 @@ TEST(ProcessProcManagerOwnerTest, OwnerKilledTakesEveryChildAndGrandchildWithIt)
   req.stdout_fd = out.get();
   absl::StatusOr<Launched> owner = Launch(req);
   ASSERT_THAT(owner, IsOk());
-  while (ReadFile(out_path).find("ready\n") == std::string::npos && absl::Now() < Guard()) {
+  bool owner_exited = false;
+  ASSERT_TRUE(Eventually([&] {
     siginfo_t info{};
     info.si_pid = 0;
-    if (::waitid(P_PIDFD, owner->pidfd.get(), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
-      FAIL() << "owner exited early: " << ReadFile(out_path);
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+    owner_exited =
+        ::waitid(P_PIDFD, owner->pidfd.get(), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+    return owner_exited || ReadFile(out_path).find("ready\n") != std::string::npos;
+  })) << "owner not ready: " << ReadFile(out_path);
+  ASSERT_FALSE(owner_exited) << "owner exited early: " << ReadFile(out_path);
   std::vector<pid_t> everyone;
   for (absl::string_view line : absl::StrSplit(ReadFile(out_path), '\n')) {
     int pid = 0;
@@ -566,10 +565,10 @@ TEST(ProcessProcManagerOwnerTest, OwnerKilledTakesEveryChildAndGrandchildWithIt)
   siginfo_t info{};
   ASSERT_EQ(::waitid(P_PIDFD, owner->pidfd.get(), &info, WEXITED), 0);
   std::vector<pid_t> survivors = everyone;
-  while (!survivors.empty() && absl::Now() < Guard()) {
+  Eventually([&] {
     std::erase_if(survivors, [](pid_t p) { return ProcessGone(p); });
-    if (!survivors.empty()) absl::SleepFor(absl::Milliseconds(5));
-  }
+    return survivors.empty();
+  });
   EXPECT_TRUE(survivors.empty()) << survivors.size() << " of " << everyone.size() << " outlived their owner";
   // Reported, not asserted: timing belongs to benchmarks.
   std::printf("all %zu processes gone %s after the owner's SIGKILL\n", everyone.size(),
@@ -605,8 +604,8 @@ TEST_F(ProcessProcManagerTest, WatchersMayUnwatchAndKillFromTheirCallback) {
     ha->Unwatch(id->load());
     std::thread([hb] { (void)hb->Kill(); }).detach();
   }));
-  ASSERT_THAT(ha->Wait(Guard()), IsOk());
-  absl::StatusOr<proc::ProcStatus> end = hb->Wait(Guard());
+  ASSERT_THAT(ha->Wait(HangGuard()), IsOk());
+  absl::StatusOr<proc::ProcStatus> end = hb->Wait(HangGuard());
   ASSERT_THAT(end, IsOk()) << "the loop is still serving exits";
   EXPECT_EQ(end->signal, SIGKILL);
 }
@@ -622,9 +621,10 @@ TEST_F(ProcessProcManagerTest, AWatcherOnTheManagersLoopMayKillItsProc) {
   absl::StatusOr<std::shared_ptr<ProcHandle>> spawned = absl::UnknownError("not spawned");
   std::thread spawner([&] { spawned = h_.manager().Spawn(h_.Id("vetoed"), h_.backend(), spec); });
   std::shared_ptr<ProcHandle> h;
-  for (absl::Time guard = Guard(); h == nullptr && absl::Now() < guard; absl::SleepFor(absl::Milliseconds(1))) {
+  Eventually([&] {
     for (auto& p : h_.manager().Procs()) h = p;
-  }
+    return h != nullptr;
+  });
   ASSERT_NE(h, nullptr);
   absl::Mutex mu;
   absl::StatusOr<proc::ProcStatus> end = absl::UnknownError("the watcher did not kill");
@@ -640,7 +640,7 @@ TEST_F(ProcessProcManagerTest, AWatcherOnTheManagersLoopMayKillItsProc) {
   { std::ofstream(h_.dir().Join("go")) << "go\n"; }
   spawner.join();
   ASSERT_THAT(spawned, IsOk()) << "it was ready";
-  ASSERT_THAT(h->Wait(Guard()), IsOk());
+  ASSERT_THAT(h->Wait(HangGuard()), IsOk());
   absl::MutexLock lock(&mu);
   EXPECT_NE(killer, std::this_thread::get_id()) << "the watcher ran on the manager's loop";
   ASSERT_THAT(end, IsOk());
@@ -703,12 +703,10 @@ TEST(ProcessProcManagerLifetimeTest, DestroyedWhileItsLoopIsBusyLeavesEveryHandl
       proc::ProcStatus now = h->status();
       return (now.state == ProcState::kStopping && ProcessGone(now.pid)) || now.terminal();
     };
-    for (absl::Time guard = Guard(); !std::all_of(long_procs.begin(), long_procs.end(), stopping) && absl::Now() < guard;) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    Eventually([&] { return std::all_of(long_procs.begin(), long_procs.end(), stopping); });
   });
   { std::ofstream(fifo) << "go\n"; }
-  ASSERT_TRUE(loop_held.WaitForNotificationWithDeadline(Guard()));
+  ASSERT_TRUE(loop_held.WaitForNotificationWithDeadline(HangGuard()));
   mgr->reset();
 
   EXPECT_EQ((*short_proc)->status().state, ProcState::kStopped) << (*short_proc)->status();
@@ -754,10 +752,10 @@ TEST(ProcessGroupSignalsTest, NoSignalToTheGroupOfALeaderReapedByAnother) {
   (*holder)->Watch([&](const proc::ProcStatus& s) {
     if (!s.terminal()) return;
     loop_held.Notify();
-    release.WaitForNotificationWithDeadline(Guard());
+    release.WaitForNotificationWithDeadline(HangGuard());
   });
   { std::ofstream(h.dir().Join("end-holder")) << "go\n"; }
-  ASSERT_TRUE(loop_held.WaitForNotificationWithDeadline(Guard()));
+  ASSERT_TRUE(loop_held.WaitForNotificationWithDeadline(HangGuard()));
   { std::ofstream(h.dir().Join("end-victim")) << "go\n"; }
   siginfo_t reaped{};
   ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(victim_pid), &reaped, WEXITED), 0) << "the embedder reaps it";
@@ -771,7 +769,7 @@ TEST(ProcessGroupSignalsTest, NoSignalToTheGroupOfALeaderReapedByAnother) {
   ASSERT_EQ(innocent->pid, victim_pid) << "the innocent must reuse the victim's pid for this test to mean anything";
   release.Notify();
 
-  absl::StatusOr<proc::ProcStatus> end = (*victim)->Wait(Guard());
+  absl::StatusOr<proc::ProcStatus> end = (*victim)->Wait(HangGuard());
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kFailed) << *end << ": its exit status went to the embedder";
   siginfo_t info{};

@@ -22,6 +22,7 @@
 #include "proc/agent.h"
 #include "proc/bootstrap.h"
 #include "proc/proc_runtime.h"
+#include "testing/eventually.h"
 #include "testing/status_matchers.h"
 
 namespace hostd::proc {
@@ -36,7 +37,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-absl::Time Guard() { return absl::Now() + absl::Seconds(60); }
+using ::hostd::testing::HangGuard;
 
 // A proc runtime with a fake host backend: everything the proc sends lands in `host`.
 struct RuntimeFixture {
@@ -52,7 +53,7 @@ struct RuntimeFixture {
   std::unique_ptr<channel::Sender> to_proc;
 
   absl::Status Tell(absl::string_view port, absl::string_view payload, absl::string_view dest = "") {
-    return to_proc->Send(*Message::Create(dest.empty() ? id.ToString() : dest, port, "unix:@fe,client", payload), Guard());
+    return to_proc->Send(*Message::Create(dest.empty() ? id.ToString() : dest, port, "unix:@fe,client", payload), HangGuard());
   }
 };
 
@@ -61,7 +62,7 @@ TEST(ProcRuntimeTest, DispatchesToBoundPortsAndRepliesThroughTheHost) {
   ASSERT_THAT(f.rt->Bind("echo", [&](Message m) { (void)f.rt->Reply(m, "echo.reply", m.payload()); }), IsOk());
   EXPECT_THAT(f.rt->Bind("echo", [](Message) {}), StatusIs(absl::StatusCode::kAlreadyExists));
   ASSERT_THAT(f.Tell("echo", "hi"), IsOk());
-  absl::StatusOr<Message> reply = f.host.Receive(Guard());
+  absl::StatusOr<Message> reply = f.host.Receive(HangGuard());
   ASSERT_THAT(reply, IsOk());
   EXPECT_EQ(reply->dest(), "unix:@fe,client");
   EXPECT_EQ(reply->src(), "unix:@fe,worker");
@@ -72,7 +73,7 @@ TEST(ProcRuntimeTest, DispatchesToBoundPortsAndRepliesThroughTheHost) {
 TEST(ProcRuntimeTest, UnknownPortAndWrongDestinationGoBackToTheSender) {
   RuntimeFixture f;
   ASSERT_THAT(f.Tell("nope", "x"), IsOk());
-  absl::StatusOr<Message> back = f.host.Receive(Guard());
+  absl::StatusOr<Message> back = f.host.Receive(HangGuard());
   ASSERT_THAT(back, IsOk());
   EXPECT_EQ(back->kind(), Message::Kind::kReturned);
   EXPECT_EQ(back->reason(), channel::ReturnReason::kUnknownPort);
@@ -80,7 +81,7 @@ TEST(ProcRuntimeTest, UnknownPortAndWrongDestinationGoBackToTheSender) {
   EXPECT_THAT(back->note(), HasSubstr("has no port \"nope\""));
 
   ASSERT_THAT(f.Tell("echo", "x", "unix:@fe,other"), IsOk());
-  back = f.host.Receive(Guard());
+  back = f.host.Receive(HangGuard());
   ASSERT_THAT(back, IsOk());
   EXPECT_EQ(back->reason(), channel::ReturnReason::kUnroutable);
 }
@@ -93,7 +94,7 @@ TEST(ProcRuntimeTest, MessagesToItselfAreDispatchedLocally) {
     got.Notify();
   }), IsOk());
   ASSERT_THAT(f.rt->Send(*Message::Create(f.id.ToString(), "self", "", "loop")), IsOk());
-  EXPECT_TRUE(got.WaitForNotificationWithDeadline(Guard()));
+  EXPECT_TRUE(got.WaitForNotificationWithDeadline(HangGuard()));
   EXPECT_EQ(f.host.size(), 0u);
 }
 
@@ -111,7 +112,7 @@ TEST(ProcRuntimeTest, SignalsReachTheLatestHandlerWithNameAndDataApart) {
   ASSERT_THAT(f.Tell(kSignalPort, "empty-data\n"), IsOk());
   absl::MutexLock lock(&mu);
   auto all_arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return got.size() == 3; };
-  ASSERT_TRUE(mu.AwaitWithDeadline(absl::Condition(&all_arrived), Guard()));
+  ASSERT_TRUE(mu.AwaitWithDeadline(absl::Condition(&all_arrived), HangGuard()));
   EXPECT_EQ(got[0], std::make_pair(std::string("reload"), std::string("config=v2\nmore")));
   EXPECT_EQ(got[1], std::make_pair(std::string("drain"), std::string()));
   EXPECT_EQ(got[2], std::make_pair(std::string("empty-data"), std::string()));
@@ -124,7 +125,7 @@ TEST(ProcRuntimeTest, SignalWithoutAHandlerIsCountedAndNotReturned) {
   EXPECT_EQ(f.rt->signals_received(), 1u);
   // A bounce would have reached the host before the answer to this ping.
   ASSERT_THAT(f.Tell(kAgentPort, "ping"), IsOk());
-  absl::StatusOr<Message> first = f.host.Receive(Guard());
+  absl::StatusOr<Message> first = f.host.Receive(HangGuard());
   ASSERT_THAT(first, IsOk());
   EXPECT_EQ(first->kind(), Message::Kind::kMessage);
   EXPECT_EQ(first->port(), kAgentReplyPort);
@@ -153,7 +154,7 @@ TEST(ProcRuntimeTest, SaveStateSendsTheBlobToTheHostsStateAddress) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unix:@fe,worker")));
   std::string blob("snap\nshot\0!", 11);
   ASSERT_THAT(f.rt->SaveState(blob), IsOk());
-  absl::StatusOr<Message> saved = f.host.Receive(Guard());
+  absl::StatusOr<Message> saved = f.host.Receive(HangGuard());
   ASSERT_THAT(saved, IsOk());
   EXPECT_EQ(saved->kind(), Message::Kind::kMessage);
   EXPECT_EQ(saved->dest(), "unix:@fe,_host.state");
@@ -161,7 +162,7 @@ TEST(ProcRuntimeTest, SaveStateSendsTheBlobToTheHostsStateAddress) {
   EXPECT_EQ(saved->src(), "unix:@fe,worker");
   EXPECT_EQ(saved->payload(), blob) << "the oversize blob was not sent";
   ASSERT_THAT(f.rt->SaveState(std::string(kMaxStateBytes, 'y')), IsOk()) << "the limit itself is allowed";
-  saved = f.host.Receive(Guard());
+  saved = f.host.Receive(HangGuard());
   ASSERT_THAT(saved, IsOk());
   EXPECT_EQ(saved->payload().size(), kMaxStateBytes);
 }
@@ -169,7 +170,7 @@ TEST(ProcRuntimeTest, SaveStateSendsTheBlobToTheHostsStateAddress) {
 // The agent's "handoff", answered on agent.reply.
 std::string Handoff(RuntimeFixture& f) {
   EXPECT_THAT(f.Tell(kAgentPort, "handoff"), IsOk());
-  absl::StatusOr<Message> a = f.host.Receive(Guard());
+  absl::StatusOr<Message> a = f.host.Receive(HangGuard());
   EXPECT_THAT(a, IsOk());
   if (!a.ok()) return "";
   EXPECT_EQ(a->port(), kAgentReplyPort);
@@ -214,7 +215,7 @@ TEST(AgentTest, PingStatusStopAndUnknownCommands) {
   std::map<std::string, std::string> answers;
   for (const char* cmd : {"ping", "status", "dance", "stop draining"}) {
     ASSERT_THAT(f.Tell(kAgentPort, cmd), IsOk());
-    absl::StatusOr<Message> a = f.host.Receive(Guard());
+    absl::StatusOr<Message> a = f.host.Receive(HangGuard());
     ASSERT_THAT(a, IsOk());
     EXPECT_EQ(a->port(), kAgentReplyPort);
     answers[cmd] = std::string(a->payload());
@@ -223,7 +224,7 @@ TEST(AgentTest, PingStatusStopAndUnknownCommands) {
   EXPECT_THAT(answers["status"], StartsWith("running unix:@fe,worker pid="));
   EXPECT_THAT(answers["dance"], HasSubstr("unknown agent command \"dance\""));
   EXPECT_EQ(answers["stop draining"], "stopping");
-  absl::StatusOr<std::string> reason = f.rt->WaitForStopRequest(Guard());
+  absl::StatusOr<std::string> reason = f.rt->WaitForStopRequest(HangGuard());
   ASSERT_THAT(reason, IsOk());
   EXPECT_EQ(*reason, "draining");
 }

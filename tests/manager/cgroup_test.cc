@@ -1,0 +1,102 @@
+#include "manager/cgroup.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+
+namespace hostd::manager {
+namespace {
+
+using ::hostd::testing::IsOk;
+using ::hostd::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+
+// A CgroupTree under this process's own cgroup, or a skip saying why there is none.
+class CgroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<CgroupTree>> tree = CgroupTree::Create();
+    if (!tree.ok()) GTEST_SKIP() << "cgroup v2 is not usable here: " << tree.status();
+    tree_ = *std::move(tree);
+  }
+
+  std::unique_ptr<CgroupTree> tree_;
+};
+
+// `sleep 300`, started without any cgroup setup.
+pid_t StartSleeper() {
+  pid_t pid = 0;
+  char arg0[] = "sleep", arg1[] = "300";
+  char* argv[] = {arg0, arg1, nullptr};
+  char* envp[] = {nullptr};
+  EXPECT_EQ(::posix_spawn(&pid, "/bin/sleep", nullptr, nullptr, argv, envp), 0);
+  return pid;
+}
+
+TEST_F(CgroupTest, TreeLivesUnderTheMountAndIsRemovedWithIt) {
+  std::string parent = tree_->parent();
+  EXPECT_THAT(parent, HasSubstr(CgroupTree::MountPoint()));
+  EXPECT_THAT(parent, HasSubstr(absl::StrCat("/hostd-", ::getpid(), "-")));
+  EXPECT_TRUE(std::filesystem::exists(parent + "/cgroup.procs"));
+  tree_.reset();
+  EXPECT_FALSE(std::filesystem::exists(parent)) << "the destructor removes the empty parent";
+}
+
+TEST_F(CgroupTest, ChildGetsAProcessKilledThroughItAndIsRemoved) {
+  absl::StatusOr<std::string> dir = tree_->CreateChild("worker");
+  ASSERT_THAT(dir, IsOk());
+  EXPECT_THAT(*dir, HasSubstr(tree_->parent() + "/worker-"));
+  EXPECT_TRUE(CgroupTree::Pids(*dir).empty()) << "a new cgroup is empty";
+
+  pid_t child = StartSleeper();
+  ASSERT_GT(child, 0);
+  { std::ofstream(*dir + "/cgroup.procs") << child << "\n"; }
+  EXPECT_THAT(CgroupTree::Pids(*dir), Contains(child));
+
+  CgroupTree::KillAll(*dir);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+
+  ASSERT_THAT(CgroupTree::Remove(*dir), IsOk());
+  EXPECT_FALSE(std::filesystem::exists(*dir));
+  EXPECT_THAT(CgroupTree::Remove(*dir), IsOk()) << "removing a removed cgroup is done already";
+}
+
+TEST_F(CgroupTest, EachChildIsANewCgroup) {
+  absl::StatusOr<std::string> a = tree_->CreateChild("same");
+  absl::StatusOr<std::string> b = tree_->CreateChild("same");
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_NE(*a, *b);
+  EXPECT_THAT(CgroupTree::Remove(*a), IsOk());
+  EXPECT_THAT(CgroupTree::Remove(*b), IsOk());
+}
+
+TEST_F(CgroupTest, ChildThatCannotBeCreatedIsUnavailableNamingIt) {
+  absl::StatusOr<std::string> bad = tree_->CreateChild("no/such/dir");
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kUnavailable,
+                            AllOf(HasSubstr("cannot create cgroup " + tree_->parent() + "/no/such/dir"),
+                                  HasSubstr("No such file or directory"))));
+}
+
+TEST_F(CgroupTest, PidsOfAMissingCgroupAreNone) {
+  EXPECT_TRUE(CgroupTree::Pids(tree_->parent() + "/missing").empty());
+}
+
+}  // namespace
+}  // namespace hostd::manager
