@@ -108,12 +108,9 @@ grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp,
 }
 
 absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
+  // Host::Spawn checks the policy's limits and the group's name.
   absl::StatusOr<manager::RestartPolicy> restart = FromProto(req.restart(), req.has_restart());
   if (!restart.ok()) return restart.status();
-  if (!req.group().empty()) {
-    absl::Status valid = proc::ProcId::ValidateName(req.group());
-    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("group: ", valid.message()));
-  }
   return Supervision{.restart = *restart, .group = req.group()};
 }
 
@@ -200,11 +197,11 @@ HostService::~HostService() = default;
 
 grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ctx, const v1::SpawnProcRequest* req,
                                                  v1::SpawnProcResponse* resp) {
-  absl::Status valid = ValidateName(req->name());
+  // The name, labels and policy are Host::Spawn's to check; here only what the
+  // request's fields must be to convert.
   absl::StatusOr<manager::SpawnSpec> spec = FromProto(req->spec());
   absl::StatusOr<Supervision> sup = SupervisionFrom(*req);
-  if (valid.ok() && !spec.ok()) valid = spec.status();
-  if (valid.ok() && !sup.ok()) valid = sup.status();
+  absl::Status valid = spec.ok() ? sup.status() : spec.status();
   if (!valid.ok()) return Answer<v1::SpawnProcResponse>(ctx, valid);
   Labels labels(req->labels().begin(), req->labels().end());
   return OnPool<v1::SpawnProcResponse>(
@@ -227,11 +224,9 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
   };
   auto all = std::make_shared<std::vector<One>>();
   for (const v1::SpawnProcRequest& r : req->procs()) {
-    absl::Status valid = ValidateName(r.name());
     absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
     absl::StatusOr<Supervision> sup = SupervisionFrom(r);
     if (!sup.ok()) spec = sup.status();
-    if (!valid.ok()) spec = valid;
     all->push_back({r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end()), sup.value_or(Supervision{})});
   }
   if (req->max_in_flight() < 0) {

@@ -1,4 +1,4 @@
-// Restart policies (DESIGN.md "Supervision", issue 6): when an ended proc is
+// Restart policies (used by manager/supervisor.h): when an ended proc is
 // started again, after what delay, and when its supervisor gives up.
 //
 //   RestartTracker t({.mode = RestartMode::kOnFailure, .max_restarts = 3, .within = absl::Seconds(5)});

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/default_paths.h"
+#include "CLI/CLI.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -15,6 +17,9 @@
 namespace hostd::daemon {
 namespace {
 
+using ::hostd::base::DefaultGrpcAddr;
+using ::hostd::base::DefaultRuntimeDir;
+using ::hostd::base::DefaultStateDir;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
 using ::hostd::testing::TempDir;
@@ -176,14 +181,6 @@ TEST(DaemonConfigTest, BadAddressesAreRefusedNamingTheOption) {
                        "gRPC address \"local:3\" is not unix:/path, unix:@name or tcp:host:port"));
   EXPECT_THAT(Parse({"--grpc", "tcp:127.0.0.1:0"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gRPC address \"tcp:127.0.0.1:0\"")));
-}
-
-TEST(DaemonConfigTest, GrpcTargetSpeaksGrpcsAddressForms) {
-  EXPECT_EQ(*GrpcTarget("unix:/run/h.sock"), "unix:/run/h.sock");
-  EXPECT_EQ(*GrpcTarget("unix:@h"), "unix-abstract:h");
-  EXPECT_EQ(*GrpcTarget("tcp:127.0.0.1:50"), "127.0.0.1:50");
-  EXPECT_EQ(*GrpcTarget("tcp:[::1]:50"), "[::1]:50");
-  EXPECT_THAT(GrpcTarget("unix:"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -133,10 +133,10 @@ TEST(HostTest, MessagesToAStartingProcArriveInOrderOnceReady) {
                                 [](absl::Status s, Message) { EXPECT_THAT(s, IsOk()); }),
                 IsOk());
   }
-  ASSERT_THAT(c.to_host->Flush(Guard()), IsOk());  // the host holds them all now
+  ASSERT_THAT(c.to_host->Flush(HangGuard()), IsOk());  // the host holds them all now
   release.Notify();
   spawner.join();
-  ASSERT_TRUE(all.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(all.WaitForNotificationWithTimeout(kHangGuard));
   {
     absl::MutexLock lock(&mu);
     for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i], std::to_string(i));
@@ -235,7 +235,7 @@ TEST(HostTest, TerminateChildrenReturnsTheSummaryAndFreesTheNames) {
 
 TEST(HostTest, StopSpawnsRefusesNewSpawns) {
   LocalHost h;
-  EXPECT_TRUE(h.host->StopSpawns("shutting down", Guard()));
+  EXPECT_TRUE(h.host->StopSpawns("shutting down", HangGuard()));
   EXPECT_THAT(h.host->Spawn("late", EchoSpec()), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
 }
 
@@ -249,7 +249,7 @@ TEST(HostTest, SendToProcReportsDeliveryRepliesAndBounces) {
       out = std::move(r);
       done.Notify();
     });
-    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(kHangGuard));
     return out;
   };
   absl::StatusOr<Host::Reply> r = send("echo", "echo", absl::Seconds(30));
@@ -323,6 +323,24 @@ TEST(HostTest, EveryTransitionIsPublishedEvenForProcsThatEndAtOnce) {
     EXPECT_EQ(states.back(), ProcState::kStopped) << name;
     for (size_t k = 2; k + 1 < states.size(); ++k) EXPECT_EQ(states[k], ProcState::kStopping) << name;
   }
+}
+
+// What a spawn asks for is checked in one place, the Host, for gRPC and
+// embedders alike; nothing is left registered.
+TEST(HostTest, BadSpawnInputIsRefusedOnceAtTheHost) {
+  LocalHost h;
+  Supervision bad;
+  bad.restart.mode = manager::RestartMode::kOnFailure;
+  bad.restart.backoff.multiplier = 0.5;
+  EXPECT_THAT(h.host->Spawn("p", EchoSpec(), {}, bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("restart.backoff.multiplier")));
+  EXPECT_THAT(h.host->Spawn("bad name", EchoSpec()), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name: ")));
+  Supervision bad_group;
+  bad_group.group = "no/slash";
+  EXPECT_THAT(h.host->Spawn("p", EchoSpec(), {}, bad_group),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("group: ")));
+  EXPECT_THAT(h.host->Spawn("p", EchoSpec(), {{"", "v"}}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(h.host->List().empty());
 }
 
 // Monarch's host scenarios, with scripted spawn outcomes.

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manager/local_proc_manager.h"
+#include "testing/eventually.h"
 #include "testing/status_matchers.h"
 
 namespace hostd::daemon {
@@ -23,9 +24,10 @@ using channel::ChannelAddr;
 using channel::Inbox;
 using channel::Message;
 using manager::SpawnSpec;
+using ::hostd::testing::Eventually;
+using ::hostd::testing::HangGuard;
 using ::hostd::testing::IsOk;
-
-inline absl::Time Guard() { return absl::Now() + absl::Seconds(60); }
+using ::hostd::testing::kHangGuard;
 
 inline // A proc that answers every message on "echo" with the same payload on "echo.reply".
 SpawnSpec EchoSpec() {
@@ -48,10 +50,10 @@ struct Client {
   std::unique_ptr<channel::Sender> to_host;
 
   absl::Status Tell(absl::string_view dest, absl::string_view port, absl::string_view payload) {
-    return to_host->Send(*Message::Create(dest, port, me, payload), Guard());
+    return to_host->Send(*Message::Create(dest, port, me, payload), HangGuard());
   }
   Message Next() {
-    absl::StatusOr<Message> m = inbox.Receive(Guard());
+    absl::StatusOr<Message> m = inbox.Receive(HangGuard());
     EXPECT_THAT(m, IsOk());
     return m.ok() ? *std::move(m) : *Message::Create("x,y", "none", "", "");
   }
@@ -65,7 +67,7 @@ inline void AwaitKnown(Host& host, const std::string& name) {
         if (e.name == name && !known.HasBeenNotified()) known.Notify();
       },
       /*snapshot=*/true);
-  EXPECT_TRUE(known.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  EXPECT_TRUE(known.WaitForNotificationWithTimeout(kHangGuard));
   host.Unsubscribe(id);
 }
 
@@ -101,7 +103,7 @@ class EventLog {
       }
       return false;
     };
-    mu_.AwaitWithTimeout(absl::Condition(&check), absl::Seconds(60));
+    mu_.AwaitWithTimeout(absl::Condition(&check), kHangGuard);
     EXPECT_TRUE(found.has_value()) << "no such event in 60 s";
     return found.value_or(HostEvent{});
   }

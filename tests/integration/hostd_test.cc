@@ -1,5 +1,6 @@
 // The real hostd binary on temp sockets, driven by the generated gRPC client and
-// by the real hostctl binary.
+// by the real hostctl binary. One file over 500 lines on purpose: every scenario
+// shares the same daemon fixture, and one test binary keeps links few.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>

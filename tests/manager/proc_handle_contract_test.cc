@@ -177,7 +177,7 @@ TEST_P(ProcHandleContractTest, KillAllKillsEveryProcWithoutAskingFirst) {
   for (int i = 0; i < 4; ++i) {
     ASSERT_THAT(h_.Spawn(absl::StrCat("k", i), {.ignore_stop = true}), IsOk());
   }
-  TerminateSummary s = h_.bulk().KillAll(Guard());
+  TerminateSummary s = h_.bulk().KillAll(HangGuard());
   EXPECT_EQ(s.attempted, 4);
   EXPECT_EQ(s.ok, 4);
   EXPECT_EQ(s.failed, 0);

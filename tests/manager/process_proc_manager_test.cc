@@ -1,4 +1,6 @@
-// ProcessProcManager against real processes (hostd_test_proc).
+// ProcessProcManager against real processes (hostd_test_proc). Over 500 lines on
+// purpose: each test is one behaviour of the same manager, and they share its
+// fixture and helpers.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -230,7 +232,7 @@ TEST_F(ProcessProcManagerTest, KillAllEndsEveryProcAtOnceEvenThoseIgnoringSigter
   for (const auto& h : {*stubborn, *deaf, *plain}) everyone.push_back(h->status().pid);
   for (pid_t p : everyone) ASSERT_FALSE(ProcessGone(p)) << p;
 
-  TerminateSummary s = h_.process().KillAll(Guard());
+  TerminateSummary s = h_.process().KillAll(HangGuard());
   EXPECT_EQ(s.attempted, 3);
   EXPECT_EQ(s.ok, 3);
   EXPECT_EQ(s.failed, 0);
@@ -251,7 +253,7 @@ TEST_F(ProcessProcManagerTest, KillAllWithAPastDeadlineSignalsWithoutWaiting) {
   EXPECT_EQ(s.attempted, 1);
   EXPECT_EQ(s.ok + s.failed, 1);  // seen ended already, or not yet: it did not wait
   // The SIGKILL went out all the same.
-  absl::StatusOr<proc::ProcStatus> end = (*stubborn)->Wait(Guard());
+  absl::StatusOr<proc::ProcStatus> end = (*stubborn)->Wait(HangGuard());
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kKilled);
   EXPECT_EQ(end->signal, SIGKILL);
