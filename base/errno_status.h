@@ -19,9 +19,7 @@
 
 namespace hostd::base {
 
-inline absl::Status ErrnoError(int err, absl::string_view what) {
-  return absl::ErrnoToStatus(err, what);
-}
+inline absl::Status ErrnoError(int err, absl::string_view what) { return absl::ErrnoToStatus(err, what); }
 
 inline absl::Status ErrnoError(absl::StatusCode code, int err, absl::string_view what) {
   return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err)));

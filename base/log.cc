@@ -22,8 +22,8 @@ spdlog::logger& Log() {
 absl::Status InitLogging(absl::string_view level) {
   spdlog::level::level_enum parsed = spdlog::level::from_str(std::string(level));
   if (parsed == spdlog::level::off && level != "off") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "log level \"", level, "\" is not one of trace, debug, info, warn, error, off"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("log level \"", level, "\" is not one of trace, debug, info, warn, error, off"));
   }
   Log().set_level(parsed);
   return absl::OkStatus();

@@ -7,9 +7,9 @@
 #define HOSTD_BASE_LOG_H_
 
 #include <memory>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "spdlog/spdlog.h"
 
 // Debian builds Abseil with ABSL_OPTION_USE_STD_STRING_VIEW=0, so absl::string_view

@@ -12,10 +12,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define HOSTD_RETURN_IF_ERROR(expr)                 \
-  do {                                              \
-    ::absl::Status hostd_status_ = (expr);          \
-    if (!hostd_status_.ok()) return hostd_status_;  \
+#define HOSTD_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status hostd_status_ = (expr);         \
+    if (!hostd_status_.ok()) return hostd_status_; \
   } while (0)
 
 #define HOSTD_STATUS_CONCAT_INNER_(a, b) a##b
@@ -24,8 +24,8 @@
 #define HOSTD_ASSIGN_OR_RETURN(lhs, expr) \
   HOSTD_ASSIGN_OR_RETURN_IMPL_(HOSTD_STATUS_CONCAT_(hostd_statusor_, __LINE__), lhs, expr)
 
-#define HOSTD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define HOSTD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

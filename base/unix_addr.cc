@@ -14,12 +14,12 @@ UnixAddr::UnixAddr() : sa_{}, len_(offsetof(sockaddr_un, sun_path)) { sa_.sun_fa
 absl::StatusOr<UnixAddr> UnixAddr::Create(absl::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError("unix socket name is empty");
   if (name.size() > kMaxNameLen) {
-    return absl::InvalidArgumentError(absl::StrFormat("unix socket name \"%s\" is %d bytes; at most %d fit", name,
-                                                      name.size(), kMaxNameLen));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("unix socket name \"%s\" is %d bytes; at most %d fit", name, name.size(), kMaxNameLen));
   }
   if (name.find('\0') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("unix socket name \"", absl::CHexEscape(name),
-                                                   "\" contains a NUL byte"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unix socket name \"", absl::CHexEscape(name), "\" contains a NUL byte"));
   }
   UnixAddr out;
   std::memcpy(out.sa_.sun_path, name.data(), name.size());

@@ -78,7 +78,10 @@ inline std::string Spread(const Samples& s, const char* unit) {
 inline void Row(const std::string& scenario, const std::string& baseline, const std::string& hostd, double ratio,
                 const std::string& goal, bool met) {
   std::printf("| %s | %s | %s | %.2fx | %s | %s |\n", scenario.c_str(), baseline.c_str(), hostd.c_str(), ratio,
-              goal.c_str(), goal == "-" ? "-" : met ? "yes" : "**no**");
+              goal.c_str(),
+              goal == "-" ? "-"
+              : met       ? "yes"
+                          : "**no**");
   std::fflush(stdout);
 }
 

@@ -19,8 +19,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/small_file.h"
 #include "base/unique_fd.h"
@@ -165,7 +165,6 @@ std::pair<int64_t, int64_t> HostdMemory(int procs) {
   waitpid(pid, nullptr, 0);
   return {idle, loaded};
 }
-
 
 }  // namespace
 }  // namespace hostd::bench

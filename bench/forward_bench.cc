@@ -284,7 +284,6 @@ Samples ZmqRoundTrips(void* ctx, const std::string& base, int n) {
   return out;
 }
 
-
 struct Size {
   const char* name;
   size_t bytes;
@@ -310,8 +309,7 @@ int main(int argc, char** argv) {
                                    {"64 B one Send at a time", 64, 10000, true},
                                    {"4 KiB", 4096, 50000, false},
                                    {"1 MiB", 1 << 20, 300, false}};
-  const std::vector<std::pair<const char*, const char*>> transports = {{"unix", "unix:"},
-                                                                       {"tcp", "tcp:127.0.0.1:0"}};
+  const std::vector<std::pair<const char*, const char*>> transports = {{"unix", "unix:"}, {"tcp", "tcp:127.0.0.1:0"}};
   struct Goal {
     double ratio;
     const char* text;
@@ -350,8 +348,8 @@ int main(int argc, char** argv) {
         pinned ? "<= 2.5x" : "<= 1.3x", p50 <= (pinned ? 2.5 : 1.3));
     if (pinned) {
       double p99 = r.host.Quantile(0.99) / r.direct.Quantile(0.99);
-      Row("5. round trip unix 64 B, pinned to 1 CPU: p99", Us(r.direct.Quantile(0.99)), Us(r.host.Quantile(0.99)),
-          p99, "<= 3x", p99 <= 3);
+      Row("5. round trip unix 64 B, pinned to 1 CPU: p99", Us(r.direct.Quantile(0.99)), Us(r.host.Quantile(0.99)), p99,
+          "<= 3x", p99 <= 3);
     }
   }
 
@@ -374,7 +372,7 @@ int main(int argc, char** argv) {
   if (!want("7. vs ZeroMQ")) return 0;
   void* ctx = zmq_ctx_new();
   const std::vector<std::pair<const char*, std::string>> zaddrs = {{"unix", "ipc://" + dir.Join("z")},
-                                                                    {"tcp", "tcp://127.0.0.1"}};
+                                                                   {"tcp", "tcp://127.0.0.1"}};
   for (const auto& [tname, base] : zaddrs) {
     for (const Size& z : sizes) {
       if (z.one_per_send) continue;  // ZeroMQ has no acknowledged send to compare with

@@ -62,7 +62,8 @@ double RawSeconds(const Message& m, int messages) {
     batch.clear();
     int n = std::min(per_batch, messages - sent);
     for (int i = 0; i < n; ++i, ++seq) {
-      EncodedHeader h = EncodeHeader({FrameType::kData, static_cast<uint32_t>(m.wire_size()), static_cast<uint64_t>(seq)});
+      EncodedHeader h =
+          EncodeHeader({FrameType::kData, static_cast<uint32_t>(m.wire_size()), static_cast<uint64_t>(seq)});
       batch.append(h.data(), h.size());
       batch += m.wire();
     }

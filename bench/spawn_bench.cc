@@ -38,11 +38,11 @@
 #include "bench/bench_util.h"
 // Boost 1.81's process/v2 headers are not self-contained with
 // BOOST_PROCESS_USE_STD_FS (CMake sets it): they still name these.
+#include "boost/asio/io_context.hpp"
 #include "boost/optional.hpp"
+#include "boost/process/v2/process.hpp"
 #include "boost/type_traits/is_constructible.hpp"
 #include "boost/type_traits/remove_pointer.hpp"
-#include "boost/asio/io_context.hpp"
-#include "boost/process/v2/process.hpp"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
 #include "grpcpp/create_channel.h"
@@ -353,8 +353,8 @@ int main(int argc, char** argv) {
   }
   if (want("1.")) {
     rpc = GrpcSpawns(h, n, threads, reps);
-    Row(absl::StrFormat("1. spawn to ready, %d procs, %d at once: throughput", n, threads),
-        Spread(raw.rate, "/s"), Spread(lib.rate, "/s"), lib.rate.Median() / raw.rate.Median(), ">= 0.8x",
+    Row(absl::StrFormat("1. spawn to ready, %d procs, %d at once: throughput", n, threads), Spread(raw.rate, "/s"),
+        Spread(lib.rate, "/s"), lib.rate.Median() / raw.rate.Median(), ">= 0.8x",
         lib.rate.Median() >= 0.8 * raw.rate.Median());
     Row("1. spawn to ready: p50 latency", Ms(raw.p50.Median()), Ms(lib.p50.Median()),
         lib.p50.Median() / raw.p50.Median(), "<= 1.3x", lib.p50.Median() <= 1.3 * raw.p50.Median());
@@ -394,7 +394,7 @@ int main(int argc, char** argv) {
   const absl::Duration grace = absl::Seconds(1);
   Samples ignore = HostdTerminate(h, stubborn, treps, {"--ignore-sigterm", "--ignore-stop"}, grace);
   double over = ignore.Median() - absl::ToDoubleSeconds(grace);
-  Row(absl::StrFormat("3. terminate %d procs ignoring SIGTERM, grace 1 s: time over grace", stubborn), "-",
-      Ms(over), over / 0.1, "<= 100 ms", over <= 0.1);
+  Row(absl::StrFormat("3. terminate %d procs ignoring SIGTERM, grace 1 s: time over grace", stubborn), "-", Ms(over),
+      over / 0.1, "<= 100 ms", over <= 0.1);
   return 0;
 }

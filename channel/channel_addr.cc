@@ -13,8 +13,7 @@ namespace hostd::channel {
 namespace {
 
 absl::Status Invalid(absl::string_view text, absl::string_view why) {
-  return absl::InvalidArgumentError(
-      absl::StrFormat("invalid channel address \"%s\": %s", absl::CHexEscape(text), why));
+  return absl::InvalidArgumentError(absl::StrFormat("invalid channel address \"%s\": %s", absl::CHexEscape(text), why));
 }
 
 // Canonical text of an IP literal, or empty if `ip` is not one.
@@ -81,8 +80,7 @@ absl::StatusOr<ChannelAddr> ChannelAddr::Tcp(absl::string_view ip, uint16_t port
   bool v6 = ip.find(':') != absl::string_view::npos;
   std::string canonical = CanonicalIp(ip, v6);
   if (canonical.empty()) {
-    return Invalid(absl::StrCat("tcp:", ip, ":", port),
-                   "host must be an IPv4 literal or a bracketed IPv6 literal");
+    return Invalid(absl::StrCat("tcp:", ip, ":", port), "host must be an IPv4 literal or a bracketed IPv6 literal");
   }
   return ChannelAddr(Transport::kTcp, std::move(canonical), port);
 }
@@ -138,8 +136,8 @@ absl::StatusOr<ChannelAddr> ChannelAddr::Parse(absl::string_view text) {
     }
     std::string canonical = CanonicalIp(host, v6);
     if (canonical.empty()) {
-      return Invalid(text, absl::StrCat("host \"", host, "\" is not an ",
-                                        v6 ? "IPv6" : "IPv4", " literal (host names are not resolved)"));
+      return Invalid(text, absl::StrCat("host \"", host, "\" is not an ", v6 ? "IPv6" : "IPv4",
+                                        " literal (host names are not resolved)"));
     }
     return ChannelAddr(Transport::kTcp, std::move(canonical), p);
   }

@@ -17,9 +17,9 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace hostd::channel {
 
@@ -62,8 +62,7 @@ class ChannelAddr {
   friend std::ostream& operator<<(std::ostream& os, const ChannelAddr& a) { return os << a.ToString(); }
 
  private:
-  ChannelAddr(Transport t, std::string host, uint64_t port)
-      : transport_(t), host_(std::move(host)), port_(port) {}
+  ChannelAddr(Transport t, std::string host, uint64_t port) : transport_(t), host_(std::move(host)), port_(port) {}
 
   Transport transport_ = Transport::kLocal;
   std::string host_;

@@ -10,8 +10,7 @@
 
 namespace hostd::channel {
 
-EventLoop::EventLoop(std::string name)
-    : name_(std::move(name)), ctx_(1), work_(boost::asio::make_work_guard(ctx_)) {}
+EventLoop::EventLoop(std::string name) : name_(std::move(name)), ctx_(1), work_(boost::asio::make_work_guard(ctx_)) {}
 
 std::unique_ptr<EventLoop> EventLoop::Start(std::string name) {
   std::unique_ptr<EventLoop> loop(new EventLoop(std::move(name)));

@@ -42,8 +42,7 @@ EncodedHeader EncodeHeader(const FrameHeader& h) {
 
 absl::StatusOr<FrameHeader> DecodeHeader(absl::string_view bytes, uint32_t max_body) {
   if (bytes.size() < kFrameHeaderSize) {
-    return absl::InternalError(absl::StrFormat("frame header needs %d bytes, got %d", kFrameHeaderSize,
-                                               bytes.size()));
+    return absl::InternalError(absl::StrFormat("frame header needs %d bytes, got %d", kFrameHeaderSize, bytes.size()));
   }
   const char* p = bytes.data();
   if (static_cast<uint8_t>(p[0]) != kMagic0 || static_cast<uint8_t>(p[1]) != kMagic1) {

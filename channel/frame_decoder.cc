@@ -68,8 +68,8 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
 absl::Status FrameDecoder::Finish() const {
   if (!error_.ok()) return error_;
   if (big_header_.has_value()) {
-    return absl::DataLossError(absl::StrFormat("stream ended mid-frame: %d of %d body bytes received",
-                                               big_filled_, big_.size()));
+    return absl::DataLossError(
+        absl::StrFormat("stream ended mid-frame: %d of %d body bytes received", big_filled_, big_.size()));
   }
   if (wpos_ != rpos_) {
     return absl::DataLossError(

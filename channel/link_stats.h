@@ -22,7 +22,7 @@ struct SenderStats {
   uint64_t max_queue_depth = 0;
   absl::Duration queue_time_total;  // sum over acked messages of enqueue -> ack
   absl::Duration queue_time_max;
-  uint64_t connects = 0;        // handshakes completed
+  uint64_t connects = 0;  // handshakes completed
   uint64_t connect_failures = 0;
   uint64_t session_resets = 0;  // sessions abandoned (peer restart, close, timeout)
 };
@@ -31,8 +31,8 @@ struct SenderStats {
 struct ListenerStats {
   uint64_t connections_accepted = 0;
   uint64_t connections_open = 0;
-  uint64_t protocol_errors = 0;  // connections closed for a malformed stream
-  uint64_t sessions = 0;         // sessions known now
+  uint64_t protocol_errors = 0;    // connections closed for a malformed stream
+  uint64_t sessions = 0;           // sessions known now
   uint64_t messages_received = 0;  // delivered to the Receiver
   uint64_t bytes_received = 0;     // frame bytes, headers included
   uint64_t duplicates_dropped = 0;

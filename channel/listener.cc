@@ -138,9 +138,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     reading_ = true;
     absl::Span<char> span = decoder_.WritableSpan();
     sock_.async_read_some(asio::buffer(span.data(), span.size()),
-                          [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-                            self->OnRead(ec, n);
-                          });
+                          [self = shared_from_this()](boost::system::error_code ec, size_t n) { self->OnRead(ec, n); });
   }
 
   void OnRead(boost::system::error_code ec, size_t n) {
@@ -221,8 +219,8 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       return;
     }
     if (seq != s.delivered + 1) {
-      return ProtocolError(absl::DataLossError(
-          absl::StrCat("out-of-sequence frame: seq ", seq, ", expected ", s.delivered + 1)));
+      return ProtocolError(
+          absl::DataLossError(absl::StrCat("out-of-sequence frame: seq ", seq, ", expected ", s.delivered + 1)));
     }
     absl::StatusOr<Message> msg = Message::FromWire(std::move(body));
     if (!msg.ok()) return ProtocolError(msg.status());
@@ -364,7 +362,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   uint64_t acked_ = 0;
   uint32_t unacked_ = 0;
   std::optional<std::pair<uint64_t, Message>> paused_;  // seq, message the receiver had no room for
-  std::string discard_;  // reads after the goodbye land here
+  std::string discard_;                                 // reads after the goodbye land here
   std::deque<std::string> out_;
   std::vector<std::string> batch_;  // frames being written
 };
@@ -416,8 +414,8 @@ void Listener::Impl::Close() {
   if (conns.empty() && on_all_closed) std::exchange(on_all_closed, nullptr)();
 }
 
-absl::StatusOr<std::unique_ptr<Listener>> Listener::Serve(EventLoop& loop, const ChannelAddr& addr,
-                                                          Receiver& receiver, ListenerOptions options) {
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Serve(EventLoop& loop, const ChannelAddr& addr, Receiver& receiver,
+                                                          ListenerOptions options) {
   auto impl = std::make_shared<Impl>(loop, receiver, options);
   absl::Status status;
   loop.RunSync([&] {

@@ -49,8 +49,8 @@ struct ListenerOptions {
 
 class Listener {
  public:
-  static absl::StatusOr<std::unique_ptr<Listener>> Serve(EventLoop& loop, const ChannelAddr& addr,
-                                                         Receiver& receiver, ListenerOptions options = {});
+  static absl::StatusOr<std::unique_ptr<Listener>> Serve(EventLoop& loop, const ChannelAddr& addr, Receiver& receiver,
+                                                         ListenerOptions options = {});
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;

@@ -83,8 +83,8 @@ absl::StatusOr<Message> Message::FromWire(std::string body) {
     return absl::DataLossError("message envelope has non-zero reserved bytes");
   }
   if (kEnvelopeSize + strings > body.size()) {
-    return absl::DataLossError(absl::StrFormat("message routing strings need %d bytes but the body has %d",
-                                               strings, body.size() - kEnvelopeSize));
+    return absl::DataLossError(absl::StrFormat("message routing strings need %d bytes but the body has %d", strings,
+                                               body.size() - kEnvelopeSize));
   }
   return Message(std::move(body));
 }

@@ -53,9 +53,9 @@ absl::Status Sender::Impl::Post(Message&& msg, Done& done, WhenFull when_full, a
   if (!HasRoom(size)) {
     if (when_full == WhenFull::kFail || loop_.InLoopThread()) {
       ++stats_.sends_rejected;
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "send queue to %s is full (%d messages, %d bytes queued); retry later", addr_.ToString(), Depth(),
-          queued_bytes_));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("send queue to %s is full (%d messages, %d bytes queued); retry later", addr_.ToString(),
+                          Depth(), queued_bytes_));
     }
     ++stats_.sends_waited;
     auto room = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || HasRoom(size); };
@@ -67,8 +67,9 @@ absl::Status Sender::Impl::Post(Message&& msg, Done& done, WhenFull when_full, a
   }
   uint64_t seq = next_seq_++;
   absl::Time now = absl::Now();
-  queue_.push_back(Entry{session_gen_, seq, std::move(msg), EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}),
-                         now, std::move(done), now});
+  queue_.push_back(Entry{session_gen_, seq, std::move(msg),
+                         EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}), now, std::move(done),
+                         now});
   queued_bytes_ += size;
   stats_.max_queue_depth = std::max<uint64_t>(stats_.max_queue_depth, Depth());
   KickSoon();
@@ -111,8 +112,8 @@ absl::Status Sender::Impl::Flush(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Depth() == 0; };
   if (!mu_.AwaitWithDeadline(absl::Condition(&drained), deadline)) {
-    return absl::DeadlineExceededError(absl::StrFormat("%d messages to %s still unacknowledged at the deadline",
-                                                       Depth(), addr_.ToString()));
+    return absl::DeadlineExceededError(
+        absl::StrFormat("%d messages to %s still unacknowledged at the deadline", Depth(), addr_.ToString()));
   }
   return absl::OkStatus();
 }
@@ -130,9 +131,9 @@ SenderStats Sender::Impl::stats() const {
 absl::Status Sender::Impl::CheckPostable(size_t size) {
   if (size > opts_.max_frame_body) {
     ++stats_.sends_rejected;
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "message of %d bytes to %s exceeds the link's frame limit of %d bytes", size, addr_.ToString(),
-        opts_.max_frame_body));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("message of %d bytes to %s exceeds the link's frame limit of %d bytes", size, addr_.ToString(),
+                        opts_.max_frame_body));
   }
   if (closed_) {
     ++stats_.sends_rejected;
@@ -257,9 +258,8 @@ void Sender::Impl::Reap(uint64_t gen, uint64_t upto) {
 std::vector<std::function<void()>> Sender::Impl::TakeRoomWaiters() {
   std::vector<std::function<void()>> ready;
   auto it = std::partition(room_waiters_.begin(), room_waiters_.end(),
-                           [this](const auto& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                             return !closed_ && !HasRoom(w.first);
-                           });
+                           [this](const auto& w)
+                               ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !closed_ && !HasRoom(w.first); });
   for (auto w = it; w != room_waiters_.end(); ++w) ready.push_back(std::move(w->second));
   room_waiters_.erase(it, room_waiters_.end());
   return ready;
@@ -332,8 +332,8 @@ absl::Status Sender::Send(Message msg, absl::Time deadline) {
   absl::Status posted = impl_->Post(std::move(msg), done, WhenFull::kWait, deadline);
   if (!posted.ok()) return posted;
   if (!result->done.WaitForNotificationWithDeadline(deadline)) {
-    return absl::DeadlineExceededError(absl::StrCat("message to ", impl_->addr().ToString(),
-                                                    " not acknowledged by the deadline; it stays queued"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("message to ", impl_->addr().ToString(), " not acknowledged by the deadline; it stays queued"));
   }
   return result->status;
 }

@@ -142,8 +142,8 @@ void Sender::Impl::HandleFrame(Frame f) {
   if (state_ == State::kHandshaking) {
     if (f.header.type == FrameType::kClose) return PeerClosed(f.body);
     if (f.header.type != FrameType::kWelcome) {
-      return ConnectionLost(absl::StrCat("protocol error: expected welcome, got frame type ",
-                                         static_cast<int>(f.header.type)));
+      return ConnectionLost(
+          absl::StrCat("protocol error: expected welcome, got frame type ", static_cast<int>(f.header.type)));
     }
     absl::StatusOr<Welcome> w = DecodeWelcome(f.body);
     if (!w.ok()) return ConnectionLost(absl::StrCat("protocol error: ", w.status().message()));
@@ -158,8 +158,7 @@ void Sender::Impl::HandleFrame(Frame f) {
       return ReapAcked();
     case FrameType::kClose: return PeerClosed(f.body);
     default:
-      return ConnectionLost(
-          absl::StrCat("protocol error: unexpected frame type ", static_cast<int>(f.header.type)));
+      return ConnectionLost(absl::StrCat("protocol error: unexpected frame type ", static_cast<int>(f.header.type)));
   }
 }
 
@@ -175,8 +174,8 @@ void Sender::Impl::OnWelcome(const Welcome& w) {
     ++stats_.connects;
   }
   if (forgotten) {
-    base::Log().info("link to {}: listener {} the session; {} unacknowledged messages",
-                     addr_.ToString(), restarted ? "restarted and lost" : "forgot",
+    base::Log().info("link to {}: listener {} the session; {} unacknowledged messages", addr_.ToString(),
+                     restarted ? "restarted and lost" : "forgot",
                      opts_.on_peer_restart == OnPeerRestart::kRedeliver ? "redelivering" : "returning");
     {
       absl::MutexLock lock(&mu_);
@@ -213,8 +212,8 @@ void Sender::Impl::PeerClosed(absl::string_view reason) {
   Disconnect();
   ResetSession();
   FailAll(Returned(absl::StatusCode::kUnavailable, ReturnReason::kPeerClosed,
-                   absl::StrCat("listener at ", addr_.ToString(), " closed: ",
-                                reason.empty() ? absl::string_view("no reason given") : reason)));
+                   absl::StrCat("listener at ", addr_.ToString(),
+                                " closed: ", reason.empty() ? absl::string_view("no reason given") : reason)));
   state_ = State::kIdle;
 }
 
@@ -324,7 +323,8 @@ void Sender::Impl::ArmDeliveryTimer() {
     oldest = queue_.front().due_from;
   }
   delivery_timer_armed_ = true;
-  delivery_timer_.expires_after(ToChrono(std::max(absl::ZeroDuration(), oldest + opts_.delivery_timeout - absl::Now())));
+  delivery_timer_.expires_after(
+      ToChrono(std::max(absl::ZeroDuration(), oldest + opts_.delivery_timeout - absl::Now())));
   delivery_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     self->delivery_timer_armed_ = false;
     if (ec || self->state_ == State::kClosed) return;
@@ -345,10 +345,10 @@ void Sender::Impl::CheckDeliveryTimeout() {
   Disconnect();
   ResetSession();
   state_ = State::kIdle;
-  FailAll(Returned(absl::StatusCode::kDeadlineExceeded, ReturnReason::kTimeout,
-                   absl::StrCat("no acknowledgement from ", addr_.ToString(), " within ",
-                                absl::FormatDuration(opts_.delivery_timeout),
-                                "; the message may or may not have been delivered")));
+  FailAll(Returned(
+      absl::StatusCode::kDeadlineExceeded, ReturnReason::kTimeout,
+      absl::StrCat("no acknowledgement from ", addr_.ToString(), " within ",
+                   absl::FormatDuration(opts_.delivery_timeout), "; the message may or may not have been delivered")));
 }
 
 }  // namespace hostd::channel

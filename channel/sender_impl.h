@@ -68,7 +68,7 @@ struct Conn {
   bool reading = false;
   bool hello_pending = true;
   bool write_failed = false;  // reads go on: the listener's goodbye may still be in flight
-  std::string hello;  // kept alive while being written
+  std::string hello;          // kept alive while being written
 };
 
 }  // namespace sender_internal

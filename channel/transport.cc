@@ -1,11 +1,11 @@
 #include "channel/transport.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <arpa/inet.h>
 
 #include <cerrno>
 #include <cstring>
@@ -205,11 +205,14 @@ absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx
       // A socket file left by a listener that died: take the address over.
       base::Log().info("replacing stale unix socket {}", addr.host());
       ::unlink(addr.host().c_str());
-      if (::bind(fd.get(), sa.get(), sa.len) != 0) err = errno; else err = 0;
+      if (::bind(fd.get(), sa.get(), sa.len) != 0)
+        err = errno;
+      else
+        err = 0;
     }
     if (err == EADDRINUSE) {
-      return absl::AlreadyExistsError(absl::StrCat("cannot listen on ", addr.ToString(),
-                                                   ": another listener is serving it"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("cannot listen on ", addr.ToString(), ": another listener is serving it"));
     }
     // errno's own code for EADDRNOTAVAIL is AlreadyExists; here it means the caller
     // named an address this host does not have.
@@ -223,8 +226,8 @@ absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx
   HOSTD_ASSIGN_OR_RETURN(ChannelAddr bound, BoundAddr(fd.get(), addr));
   struct stat st {};
   if (filesystem_path) stat(addr.host().c_str(), &st);
-  auto acceptor = std::make_unique<KernelAcceptor>(ctx, std::move(bound), sa,
-                                                   filesystem_path ? addr.host() : std::string(), st);
+  auto acceptor =
+      std::make_unique<KernelAcceptor>(ctx, std::move(bound), sa, filesystem_path ? addr.host() : std::string(), st);
   HOSTD_RETURN_IF_ERROR(acceptor->Adopt(std::move(fd)));
   return acceptor;
 }
@@ -328,8 +331,7 @@ class LocalAcceptor final : public StreamAcceptor {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StreamAcceptor>> StreamAcceptor::Create(asio::io_context& ctx,
-                                                                       const ChannelAddr& addr) {
+absl::StatusOr<std::unique_ptr<StreamAcceptor>> StreamAcceptor::Create(asio::io_context& ctx, const ChannelAddr& addr) {
   if (addr.transport() != Transport::kLocal) return BindKernel(ctx, addr);
   auto ep = std::make_shared<LocalEndpoint>();
   ep->ctx = &ctx;
@@ -338,11 +340,10 @@ absl::StatusOr<std::unique_ptr<StreamAcceptor>> StreamAcceptor::Create(asio::io_
 }
 
 void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::function<void(absl::Status, Socket)> done) {
-  auto fail = [&ctx, done](absl::Status s) {
-    asio::post(ctx, [&ctx, done, s] { done(s, Socket(ctx)); });
-  };
+  auto fail = [&ctx, done](absl::Status s) { asio::post(ctx, [&ctx, done, s] { done(s, Socket(ctx)); }); };
   if (addr.is_any()) {
-    return fail(absl::InvalidArgumentError(absl::StrCat("cannot dial ", addr.ToString(), ": it is a bind-any address")));
+    return fail(
+        absl::InvalidArgumentError(absl::StrCat("cannot dial ", addr.ToString(), ": it is a bind-any address")));
   }
   if (addr.transport() == Transport::kLocal) {
     std::shared_ptr<LocalEndpoint> ep = LocalRegistry::Get().Find(addr.port());

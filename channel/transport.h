@@ -32,8 +32,7 @@ class StreamAcceptor {
  public:
   using AcceptFn = std::function<void(Socket)>;
 
-  static absl::StatusOr<std::unique_ptr<StreamAcceptor>> Create(boost::asio::io_context& ctx,
-                                                                 const ChannelAddr& addr);
+  static absl::StatusOr<std::unique_ptr<StreamAcceptor>> Create(boost::asio::io_context& ctx, const ChannelAddr& addr);
   virtual ~StreamAcceptor() = default;
 
   virtual const ChannelAddr& addr() const = 0;

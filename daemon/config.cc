@@ -3,8 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "base/default_paths.h"
 #include "channel/channel_addr.h"
-#include "CLI/CLI.hpp"
 #include "channel/grpc_target.h"
+#include "CLI/CLI.hpp"
 
 namespace hostd::daemon {
 

@@ -29,7 +29,7 @@ struct DaemonConfig {
   std::string state_dir;
   std::string manager = "process";  // or "local" (in-process procs, for trying things out)
   bool cgroups = true;
-  double shutdown_grace_s = 10;     // per proc, on SIGTERM/SIGINT
+  double shutdown_grace_s = 10;  // per proc, on SIGTERM/SIGINT
   int shutdown_max_in_flight = 256;
   std::string log_level = "info";
   std::string log_format = "text";

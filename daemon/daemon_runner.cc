@@ -121,13 +121,11 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     chmod(grpc_addr->host().c_str(), 0600);
   }
   base::Log().info("hostd ready: grpc={} frontend={} backend={} manager={} state_dir={} pid={}", cfg.grpc,
-                   (*host)->frontend().ToString(), (*host)->backend().ToString(), cfg.manager, cfg.state_dir,
-                   getpid());
+                   (*host)->frontend().ToString(), (*host)->backend().ToString(), cfg.manager, cfg.state_dir, getpid());
   (void)SdNotify(absl::StrCat("READY=1\nSTATUS=serving on ", cfg.grpc, "\nMAINPID=", getpid()));
 
   int sig = WaitForSignal(stop_signals);
-  base::Log().info("signal={} shutting down: terminating procs (grace {}s each)", strsignal(sig),
-                   cfg.shutdown_grace_s);
+  base::Log().info("signal={} shutting down: terminating procs (grace {}s each)", strsignal(sig), cfg.shutdown_grace_s);
   (void)SdNotify("STOPPING=1");
   server->GetHealthCheckService()->SetServingStatus(false);
 
@@ -163,7 +161,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
       (*host)->TerminateChildren(grace, cfg.shutdown_max_in_flight, "hostd is shutting down");
   base::Log().info("procs terminated: attempted={} ok={} failed={}", summary.attempted, summary.ok, summary.failed);
   for (const manager::TerminateOutcome& o : summary.outcomes) {
-    if (!o.result.ok()) base::Log().error("proc={} not confirmed ended: {}", o.proc_id.name(), o.result.status().message());
+    if (!o.result.ok())
+      base::Log().error("proc={} not confirmed ended: {}", o.proc_id.name(), o.result.status().message());
   }
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();

@@ -23,9 +23,9 @@ absl::Status ValidateLabels(const Labels& labels) {
   }
   for (const auto& [k, v] : labels) {
     if (k.empty() || k.size() > kMaxLabelBytes || v.size() > kMaxLabelBytes) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "label \"%s\": keys must be 1-%d bytes and values at most %d bytes", absl::CHexEscape(k.substr(0, 64)),
-          kMaxLabelBytes, kMaxLabelBytes));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("label \"%s\": keys must be 1-%d bytes and values at most %d bytes",
+                          absl::CHexEscape(k.substr(0, 64)), kMaxLabelBytes, kMaxLabelBytes));
     }
   }
   return absl::OkStatus();
@@ -35,11 +35,10 @@ absl::Status ValidateLabels(const Labels& labels) {
 
 Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOptions options)
     : opts_(std::move(options)), started_at_(absl::Now()), loop_(channel::EventLoop::Start("host")) {
-  router_ = std::make_unique<Router>(
-      *loop_, Router::Options{.starting_buffer_messages = opts_.starting_buffer_messages,
-                              .starting_buffer_bytes = opts_.starting_buffer_bytes,
-                              .proc_link = opts_.proc_link,
-                              .remote_link = opts_.remote_link});
+  router_ = std::make_unique<Router>(*loop_, Router::Options{.starting_buffer_messages = opts_.starting_buffer_messages,
+                                                             .starting_buffer_bytes = opts_.starting_buffer_bytes,
+                                                             .proc_link = opts_.proc_link,
+                                                             .remote_link = opts_.remote_link});
   table_ = std::make_unique<ProcTable>(manager, bulk, *loop_, *router_,
                                        ProcTable::Options{.ended_procs_kept = opts_.ended_procs_kept});
   controller_ = std::make_unique<SupervisionController>(
@@ -150,8 +149,7 @@ absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Host::Handle(absl::string_v
   return table_->Handle(name);
 }
 
-manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_in_flight,
-                                                  absl::string_view reason) {
+manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason) {
   return table_->TerminateChildren(grace, max_in_flight, reason);
 }
 

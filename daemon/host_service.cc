@@ -94,8 +94,7 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::S
 
 // Runs `work` on the pool, then completes the call with its status (and fill).
 template <typename Resp>
-grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp,
-                                 std::function<absl::Status(Resp&)> work) {
+grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp, std::function<absl::Status(Resp&)> work) {
   auto* call = new UnaryCall<Resp>(resp);
   auto st = call->state();
   absl::Status queued = pool.Submit([st, work = std::move(work)] {
@@ -205,8 +204,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
   if (!valid.ok()) return Answer<v1::SpawnProcResponse>(ctx, valid);
   Labels labels(req->labels().begin(), req->labels().end());
   return OnPool<v1::SpawnProcResponse>(
-      pool_, resp,
-      [this, name = req->name(), spec = *std::move(spec), labels, sup = *sup](v1::SpawnProcResponse& out) {
+      pool_, resp, [this, name = req->name(), spec = *std::move(spec), labels, sup = *sup](v1::SpawnProcResponse& out) {
         absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels, sup);
         if (!p.ok()) return p.status();
         ToProto(*p, out.mutable_proc());
@@ -227,7 +225,8 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
     absl::StatusOr<Supervision> sup = SupervisionFrom(r);
     if (!sup.ok()) spec = sup.status();
-    all->push_back({r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end()), sup.value_or(Supervision{})});
+    all->push_back(
+        {r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end()), sup.value_or(Supervision{})});
   }
   if (req->max_in_flight() < 0) {
     return Answer<v1::SpawnProcsResponse>(ctx, absl::InvalidArgumentError("max_in_flight: must not be negative"));
@@ -364,28 +363,28 @@ grpc::ServerUnaryReactor* HostService::TerminateAll(grpc::CallbackServerContext*
   }
   int in_flight = req->max_in_flight() == 0 ? kDefaultTerminateInFlight : req->max_in_flight();
   std::string reason = req->reason().empty() ? "terminate-all through the API" : req->reason();
-  return OnPool<v1::TerminateAllResponse>(
-      pool_, resp, [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
-        manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
-        out.set_attempted(s.attempted);
-        out.set_ok(s.ok);
-        out.set_failed(s.failed);
-        for (const manager::TerminateOutcome& o : s.outcomes) {
-          v1::TerminateOutcome* po = out.add_outcomes();
-          po->set_name(o.proc_id.name());
-          po->set_ok(o.result.ok());
-          if (o.result.ok()) {
-            ToProto(*o.result, po->mutable_status());
-          } else {
-            po->set_error(std::string(o.result.status().message()));
-          }
-        }
-        return absl::OkStatus();
-      });
+  return OnPool<v1::TerminateAllResponse>(pool_, resp,
+                                          [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
+                                            manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
+                                            out.set_attempted(s.attempted);
+                                            out.set_ok(s.ok);
+                                            out.set_failed(s.failed);
+                                            for (const manager::TerminateOutcome& o : s.outcomes) {
+                                              v1::TerminateOutcome* po = out.add_outcomes();
+                                              po->set_name(o.proc_id.name());
+                                              po->set_ok(o.result.ok());
+                                              if (o.result.ok()) {
+                                                ToProto(*o.result, po->mutable_status());
+                                              } else {
+                                                po->set_error(std::string(o.result.status().message()));
+                                              }
+                                            }
+                                            return absl::OkStatus();
+                                          });
 }
 
-grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* ctx,
-                                                   const v1::SendMessageRequest* req, v1::SendMessageResponse* resp) {
+grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* ctx, const v1::SendMessageRequest* req,
+                                                   v1::SendMessageResponse* resp) {
   absl::Status valid = ValidateName(req->name());
   absl::StatusOr<absl::Duration> timeout = FromProto(req->timeout(), req->has_timeout(), absl::Seconds(10), "timeout");
   absl::StatusOr<absl::Duration> reply =
@@ -393,22 +392,21 @@ grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* 
   if (valid.ok() && !timeout.ok()) valid = timeout.status();
   if (valid.ok() && !reply.ok()) valid = reply.status();
   if (valid.ok() && req->port().empty()) valid = absl::InvalidArgumentError("port: required");
-  if (valid.ok() && req->payload().size() + req->name().size() + req->port().size() + 256 >
-                        channel::kDefaultMaxFrameBody) {
+  if (valid.ok() &&
+      req->payload().size() + req->name().size() + req->port().size() + 256 > channel::kDefaultMaxFrameBody) {
     valid = absl::InvalidArgumentError(absl::StrFormat("payload: %d bytes is over the frame limit of %d bytes",
                                                        req->payload().size(), channel::kDefaultMaxFrameBody));
   }
   if (!valid.ok()) return Answer<v1::SendMessageResponse>(ctx, valid);
   auto* call = new UnaryCall<v1::SendMessageResponse>(resp);
   auto st = call->state();
-  host_.SendToProc(req->name(), req->port(), req->payload(), *timeout, *reply,
-                   [st](absl::StatusOr<Host::Reply> r) {
-                     UnaryCall<v1::SendMessageResponse>::Complete(st, r.status(), [&](v1::SendMessageResponse& out) {
-                       out.set_replied(r->replied);
-                       out.set_reply_port(r->port);
-                       out.set_reply_payload(r->payload);
-                     });
-                   });
+  host_.SendToProc(req->name(), req->port(), req->payload(), *timeout, *reply, [st](absl::StatusOr<Host::Reply> r) {
+    UnaryCall<v1::SendMessageResponse>::Complete(st, r.status(), [&](v1::SendMessageResponse& out) {
+      out.set_replied(r->replied);
+      out.set_reply_port(r->port);
+      out.set_reply_payload(r->payload);
+    });
+  });
   return call;
 }
 
@@ -433,8 +431,8 @@ grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* 
 
 // ---- Supervision ----------------------------------------------------------------
 
-grpc::ServerUnaryReactor* HostService::CreateGroup(grpc::CallbackServerContext* ctx,
-                                                   const v1::CreateGroupRequest* req, v1::Group* resp) {
+grpc::ServerUnaryReactor* HostService::CreateGroup(grpc::CallbackServerContext* ctx, const v1::CreateGroupRequest* req,
+                                                   v1::Group* resp) {
   absl::StatusOr<GroupSpec> spec = FromProto(*req);
   absl::Status s = spec.ok() ? host_.CreateGroup(req->name(), *spec) : spec.status();
   if (s.ok()) {
@@ -446,13 +444,13 @@ grpc::ServerUnaryReactor* HostService::CreateGroup(grpc::CallbackServerContext* 
   return Answer<v1::Group>(ctx, s);
 }
 
-grpc::ServerUnaryReactor* HostService::DeleteGroup(grpc::CallbackServerContext* ctx,
-                                                   const v1::DeleteGroupRequest* req, v1::DeleteGroupResponse*) {
+grpc::ServerUnaryReactor* HostService::DeleteGroup(grpc::CallbackServerContext* ctx, const v1::DeleteGroupRequest* req,
+                                                   v1::DeleteGroupResponse*) {
   return Answer<v1::DeleteGroupResponse>(ctx, host_.RemoveGroup(req->name()));
 }
 
-grpc::ServerUnaryReactor* HostService::RestartProc(grpc::CallbackServerContext* ctx,
-                                                   const v1::RestartProcRequest* req, v1::Proc* resp) {
+grpc::ServerUnaryReactor* HostService::RestartProc(grpc::CallbackServerContext* ctx, const v1::RestartProcRequest* req,
+                                                   v1::Proc* resp) {
   RestartRequest r{.handoff = req->handoff()};
   absl::Status valid = ValidateName(req->name());
   for (auto [field, present, proto, out] :

@@ -161,7 +161,11 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
 
   // `ended`: whether the proc has ended for good; any thread.
   LogStream(channel::EventLoop& loop, base::UniqueFd fd, bool follow, std::function<bool()> ended)
-      : QueuedWriter(2), loop_(loop), fd_(std::move(fd)), follow_(follow), ended_(std::move(ended)),
+      : QueuedWriter(2),
+        loop_(loop),
+        fd_(std::move(fd)),
+        follow_(follow),
+        ended_(std::move(ended)),
         poll_(std::make_shared<Poll>()) {
     absl::MutexLock lock(&poll_->mu);
     poll_->stream = this;
@@ -260,8 +264,8 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
   std::string path = opts_.log_path(req->name(), req->stderr());
   base::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
-    return Refuse<v1::LogChunk>(absl::NotFoundError(absl::StrCat("log of proc \"", req->name(), "\" (", path,
-                                                                 ") cannot be opened: ", strerror(errno))));
+    return Refuse<v1::LogChunk>(absl::NotFoundError(
+        absl::StrCat("log of proc \"", req->name(), "\" (", path, ") cannot be opened: ", strerror(errno))));
   }
   if (req->tail_bytes() > 0) {
     off_t end = lseek(fd.get(), 0, SEEK_END);

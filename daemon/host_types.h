@@ -63,8 +63,16 @@ struct ProcInfo {
 // keeps running. kRemoved: the name was forgotten.
 struct HostEvent {
   enum class Kind {
-    kSnapshot, kSpawned, kTransition, kSpawnFailed, kRemoved,
-    kRestarting, kRestarted, kGaveUp, kRestartFailed, kTerminated,
+    kSnapshot,
+    kSpawned,
+    kTransition,
+    kSpawnFailed,
+    kRemoved,
+    kRestarting,
+    kRestarted,
+    kGaveUp,
+    kRestartFailed,
+    kTerminated,
   };
   uint64_t seq = 0;
   Kind kind = Kind::kTransition;
@@ -74,10 +82,10 @@ struct HostEvent {
   int incarnation = 0;
   std::vector<std::string> groups{};  // the proc's (or group's) groups, top-level first
   bool is_group = false;
-  int attempt = 0;                  // kRestarting
-  absl::Duration delay{};           // kRestarting
-  bool start_failed = false;        // kRestarting, kSpawnFailed (of a restart)
-  std::string detail{};             // why, for kRestarting, kGaveUp, kRestartFailed, kSpawnFailed
+  int attempt = 0;            // kRestarting
+  absl::Duration delay{};     // kRestarting
+  bool start_failed = false;  // kRestarting, kSpawnFailed (of a restart)
+  std::string detail{};       // why, for kRestarting, kGaveUp, kRestartFailed, kSpawnFailed
 };
 
 // The supervision tree now (Host::Tree): groups and procs in start order.

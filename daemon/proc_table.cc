@@ -115,8 +115,11 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
     --spawns_in_flight_;
     if (Find(name, gen) != nullptr) {
       std::string why(handle.status().message());
-      Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed, .name = name,
-                        .status = proc::ProcStatus::Failed(why), .incarnation = 1, .detail = why});
+      Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed,
+                        .name = name,
+                        .status = proc::ProcStatus::Failed(why),
+                        .incarnation = 1,
+                        .detail = why});
       records_.erase(name);
       supervisor_.RemoveProc(name);
       ToRouter([name, gen, note = absl::StrCat("proc \"", name, "\" failed to start: ", why)](Router& router) {
@@ -151,8 +154,8 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
     return InfoOf(*r);
   }
   h->Unwatch(watch_id);  // ended and its name taken again meanwhile
-  return ProcInfo{.name = name, .id = id_of_(name), .status = h->status(), .program = spec.program,
-                  .args = spec.args, .handle = h};
+  return ProcInfo{
+      .name = name, .id = id_of_(name), .status = h->status(), .program = spec.program, .args = spec.args, .handle = h};
 }
 
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> ProcTable::SpawnChecked(const std::string& name,
@@ -177,11 +180,9 @@ bool ProcTable::Activate(ProcRecord& r, std::shared_ptr<manager::ProcHandle> han
 
 // The gate drops what arrives after the table shut down; OnStatus runs on the loop.
 uint64_t ProcTable::WatchHandle(const std::string& name, uint64_t gen, manager::ProcHandle& h) {
-  return h.Watch(
-      [this, gate = gate_, name, gen](const proc::ProcStatus& s) {
-        gate->Post([this, name, gen, s] { OnStatus(name, gen, s); });
-      },
-      proc::WatchFrom::kFirst);
+  return h.Watch([this, gate = gate_, name,
+                  gen](const proc::ProcStatus& s) { gate->Post([this, name, gen, s] { OnStatus(name, gen, s); }); },
+                 proc::WatchFrom::kFirst);
 }
 
 void ProcTable::OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status) {
@@ -297,8 +298,8 @@ int ProcTable::live_procs() const {
 
 // ---- Stopping -----------------------------------------------------------------------
 
-absl::StatusOr<proc::ProcStatus> ProcTable::Stop(absl::string_view name, absl::Duration grace,
-                                                 absl::string_view reason, bool kill) {
+absl::StatusOr<proc::ProcStatus> ProcTable::Stop(absl::string_view name, absl::Duration grace, absl::string_view reason,
+                                                 bool kill) {
   std::shared_ptr<manager::ProcHandle> h;
   {
     absl::MutexLock lock(&mu_);
@@ -346,9 +347,7 @@ manager::TerminateSummary ProcTable::TerminateChildren(absl::Duration grace, int
 bool ProcTable::StopSpawns(std::string why, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   stopped_why_ = why.empty() ? "stopping" : std::move(why);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return spawns_in_flight_ == 0 && controller_->idle();
-  };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return spawns_in_flight_ == 0 && controller_->idle(); };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
@@ -373,8 +372,13 @@ uint64_t ProcTable::Subscribe(EventFn fn, bool snapshot) {
   absl::MutexLock lock(&mu_);
   if (snapshot) {
     for (const auto& [name, r] : records_) {
-      fn(HostEvent{.seq = event_seq_, .kind = HostEvent::Kind::kSnapshot, .name = name, .status = r->status,
-                   .at = absl::Now(), .incarnation = r->incarnation, .groups = supervisor_.GroupPath(name)});
+      fn(HostEvent{.seq = event_seq_,
+                   .kind = HostEvent::Kind::kSnapshot,
+                   .name = name,
+                   .status = r->status,
+                   .at = absl::Now(),
+                   .incarnation = r->incarnation,
+                   .groups = supervisor_.GroupPath(name)});
     }
   }
   uint64_t id = next_subscriber_++;

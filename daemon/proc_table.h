@@ -71,10 +71,10 @@ struct ProcRecord {
 
   // Supervision (daemon/supervision_controller.h).
   Fate fate = Fate::kNone;
-  bool stop_requested = false;     // Terminate/Kill/TerminateChildren: no restart
-  bool restart_requested = false;  // a Restart call is under way
-  bool spawning = false;           // kRestarting: a job is starting the next incarnation
-  bool announce_restart = false;   // publish kRestarted once this incarnation's Ready is applied
+  bool stop_requested = false;               // Terminate/Kill/TerminateChildren: no restart
+  bool restart_requested = false;            // a Restart call is under way
+  bool spawning = false;                     // kRestarting: a job is starting the next incarnation
+  bool announce_restart = false;             // publish kRestarted once this incarnation's Ready is applied
   std::optional<std::string> handoff_state;  // for the next incarnation, from a requested restart
   std::optional<std::string> saved_state;    // the last ProcRuntime::SaveState
 

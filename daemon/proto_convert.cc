@@ -27,13 +27,13 @@ absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d, bo
                                          absl::string_view field) {
   if (!present) return fallback;
   if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() >= 1000000000) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: a duration must not be negative (got %ds %dns)", field,
-                                                      d.seconds(), d.nanos()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: a duration must not be negative (got %ds %dns)", field, d.seconds(), d.nanos()));
   }
   absl::Duration v = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
   if (v > kMaxDuration) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", absl::FormatDuration(v), " is longer than the limit of ", absl::FormatDuration(kMaxDuration)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", absl::FormatDuration(v), " is longer than the limit of ", absl::FormatDuration(kMaxDuration)));
   }
   return v;
 }
@@ -224,7 +224,8 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
   manager::SpawnSpec out;
   if (spec.program().empty()) return absl::InvalidArgumentError("spec.program: required (a path or a name in PATH)");
   if (spec.args_size() > static_cast<int>(kMaxArgs)) {
-    return absl::InvalidArgumentError(absl::StrFormat("spec.args: %d arguments; at most %d", spec.args_size(), kMaxArgs));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("spec.args: %d arguments; at most %d", spec.args_size(), kMaxArgs));
   }
   size_t bytes = spec.program().size() + spec.cwd().size();
   out.program = spec.program();
@@ -241,10 +242,12 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
   }
   if (spec.inherit_env_size() > 0) out.inherit_env.assign(spec.inherit_env().begin(), spec.inherit_env().end());
   if (bytes > kMaxSpecBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat("spec: %d bytes of program, args and env; at most %d", bytes, kMaxSpecBytes));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("spec: %d bytes of program, args and env; at most %d", bytes, kMaxSpecBytes));
   }
   for (absl::string_view s : {absl::string_view(spec.program()), absl::string_view(spec.cwd())}) {
-    if (s.find('\0') != absl::string_view::npos) return absl::InvalidArgumentError("spec: program and cwd must not contain NUL");
+    if (s.find('\0') != absl::string_view::npos)
+      return absl::InvalidArgumentError("spec: program and cwd must not contain NUL");
   }
   out.cwd = spec.cwd();
   switch (spec.readiness()) {

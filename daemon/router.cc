@@ -99,7 +99,8 @@ void Router::Activate(const std::string& name, uint64_t gen, std::optional<chann
   std::shared_ptr<channel::Sender> link = LinkOf(r);
   for (auto& [m, hook] : held) {
     // The buffer is smaller than a fresh link's queue, so this never waits.
-    (void)Forward(*link, m, [] {}, name, gen, hook ? &hook : nullptr);
+    (void)Forward(
+        *link, m, [] {}, name, gen, hook ? &hook : nullptr);
   }
 }
 
@@ -222,15 +223,12 @@ bool Router::RouteLocal(Message& msg, absl::string_view name, const channel::Rec
       r.held_bytes += msg.wire_size();
       r.held.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
       return true;
-    case Route::State::kReady:
-      return Forward(*LinkOf(r), msg, wake, std::string(name), r.gen, hook);
+    case Route::State::kReady: return Forward(*LinkOf(r), msg, wake, std::string(name), r.gen, hook);
     case Route::State::kNoAddress:
       Return(std::move(msg), ReturnReason::kUnroutable,
              absl::StrCat("proc \"", name, "\" takes no messages (it reported no address)"));
       return true;
-    case Route::State::kEnded:
-      Return(std::move(msg), ReturnReason::kProcExited, r.end_note);
-      return true;
+    case Route::State::kEnded: Return(std::move(msg), ReturnReason::kProcExited, r.end_note); return true;
   }
   return true;
 }
@@ -248,8 +246,8 @@ bool Router::RouteRemote(Message& msg, absl::string_view addr, const channel::Re
   return Forward(*it->second, msg, wake, "", 0);
 }
 
-bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake,
-                     std::string route_name, uint64_t gen, channel::Sender::Done* hook) {
+bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake, std::string route_name,
+                     uint64_t gen, channel::Sender::Done* hook) {
   size_t size = msg.wire_size();
   channel::Sender::Done done;
   if (hook != nullptr && *hook) {
@@ -310,7 +308,8 @@ void Router::Return(Message msg, ReturnReason reason, absl::string_view note) {
   returned_.fetch_add(1, std::memory_order_relaxed);
   Message back = msg.ToReturned(reason, note);
   // A returned message that finds no room is dropped rather than waited for.
-  bool taken = RouteMessage(back, [] {}, /*from_frontend=*/false);
+  bool taken = RouteMessage(
+      back, [] {}, /*from_frontend=*/false);
   if (!taken) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     base::Log().debug("dropped returned message to {}: its link is full", back.dest());
@@ -335,63 +334,63 @@ void Router::Close() {
 
 // ---- Messages from the host itself ------------------------------------------------
 
-void Router::SendToProc(const std::string& name, const std::string& port, std::string payload,
-                        absl::Duration timeout, absl::Duration reply_timeout,
-                        absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {
+void Router::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
+                        absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {
   struct Exchange {
     absl::AnyInvocable<void(absl::StatusOr<Reply>)> done;
     std::string mailbox;
     std::unique_ptr<boost::asio::steady_timer> timer;
   };
-  loop_.Post([this, name, port, payload = std::move(payload), timeout, reply_timeout,
-              done = std::move(done)]() mutable {
-    auto x = std::make_shared<Exchange>();
-    x->done = std::move(done);
-    x->mailbox = absl::StrCat(kMailboxPrefix, next_mailbox_++);
-    x->timer = std::make_unique<boost::asio::steady_timer>(loop_.context());
-    auto finish = [this, x](absl::StatusOr<Reply> r) {
-      if (!x->done) return;
-      mailboxes_.erase(x->mailbox);
-      x->timer->cancel();
-      auto fn = std::move(x->done);
-      x->done = nullptr;
-      fn(std::move(r));
-    };
-    absl::StatusOr<Message> msg = Message::Create(absl::StrCat(frontend_text_, ",", name), port,
-                                                  absl::StrCat(frontend_text_, ",", x->mailbox), payload);
-    if (!msg.ok()) {
-      finish(msg.status());
-      return;
-    }
-    mailboxes_[x->mailbox] = [finish, name, reply_timeout](Message m) {
-      if (m.kind() == Message::Kind::kReturned) {
-        finish(absl::Status(m.reason() == ReturnReason::kUnknownProc ? absl::StatusCode::kNotFound
-                                                                     : absl::StatusCode::kFailedPrecondition,
-                            absl::StrCat("message to proc \"", name, "\" port \"", m.port(), "\" came back (",
-                                         ReturnReasonName(m.reason()), "): ", m.note())));
-        return;
-      }
-      if (reply_timeout > absl::ZeroDuration()) {
-        finish(Reply{.replied = true, .port = std::string(m.port()), .payload = std::string(m.payload())});
-      }
-    };
-    x->timer->expires_after(absl::ToChronoNanoseconds(timeout + reply_timeout));
-    x->timer->async_wait([finish, name](const boost::system::error_code& ec) {
-      if (ec) return;
-      finish(absl::DeadlineExceededError(absl::StrCat("no delivery or reply from proc \"", name, "\" in time")));
-    });
-    // Routed like any message to the proc, with a hook on its acknowledgement.
-    channel::Sender::Done hook = [this, finish, name, reply_timeout](absl::Status s, Message m) {
-      if (!s.ok()) {
-        ForwardFailed(name, 0, s, std::move(m));  // comes back to the mailbox with the reason
-        return;
-      }
-      if (reply_timeout <= absl::ZeroDuration()) finish(Reply{});
-    };
-    if (!RouteLocal(*msg, name, [] {}, &hook)) {
-      finish(absl::ResourceExhaustedError(absl::StrCat("the link to proc \"", name, "\" is full; retry later")));
-    }
-  });
+  loop_.Post(
+      [this, name, port, payload = std::move(payload), timeout, reply_timeout, done = std::move(done)]() mutable {
+        auto x = std::make_shared<Exchange>();
+        x->done = std::move(done);
+        x->mailbox = absl::StrCat(kMailboxPrefix, next_mailbox_++);
+        x->timer = std::make_unique<boost::asio::steady_timer>(loop_.context());
+        auto finish = [this, x](absl::StatusOr<Reply> r) {
+          if (!x->done) return;
+          mailboxes_.erase(x->mailbox);
+          x->timer->cancel();
+          auto fn = std::move(x->done);
+          x->done = nullptr;
+          fn(std::move(r));
+        };
+        absl::StatusOr<Message> msg = Message::Create(absl::StrCat(frontend_text_, ",", name), port,
+                                                      absl::StrCat(frontend_text_, ",", x->mailbox), payload);
+        if (!msg.ok()) {
+          finish(msg.status());
+          return;
+        }
+        mailboxes_[x->mailbox] = [finish, name, reply_timeout](Message m) {
+          if (m.kind() == Message::Kind::kReturned) {
+            finish(absl::Status(m.reason() == ReturnReason::kUnknownProc ? absl::StatusCode::kNotFound
+                                                                         : absl::StatusCode::kFailedPrecondition,
+                                absl::StrCat("message to proc \"", name, "\" port \"", m.port(), "\" came back (",
+                                             ReturnReasonName(m.reason()), "): ", m.note())));
+            return;
+          }
+          if (reply_timeout > absl::ZeroDuration()) {
+            finish(Reply{.replied = true, .port = std::string(m.port()), .payload = std::string(m.payload())});
+          }
+        };
+        x->timer->expires_after(absl::ToChronoNanoseconds(timeout + reply_timeout));
+        x->timer->async_wait([finish, name](const boost::system::error_code& ec) {
+          if (ec) return;
+          finish(absl::DeadlineExceededError(absl::StrCat("no delivery or reply from proc \"", name, "\" in time")));
+        });
+        // Routed like any message to the proc, with a hook on its acknowledgement.
+        channel::Sender::Done hook = [this, finish, name, reply_timeout](absl::Status s, Message m) {
+          if (!s.ok()) {
+            ForwardFailed(name, 0, s, std::move(m));  // comes back to the mailbox with the reason
+            return;
+          }
+          if (reply_timeout <= absl::ZeroDuration()) finish(Reply{});
+        };
+        if (!RouteLocal(
+                *msg, name, [] {}, &hook)) {
+          finish(absl::ResourceExhaustedError(absl::StrCat("the link to proc \"", name, "\" is full; retry later")));
+        }
+      });
 }
 
 void Router::Signal(const std::vector<std::string>& names, const std::string& payload,
@@ -413,8 +412,8 @@ void Router::Signal(const std::vector<std::string>& names, const std::string& pa
     if (it == routes_.end()) continue;
     Route& r = *it->second;
     if (r.state != Route::State::kReady && !r.waiting()) continue;
-    absl::StatusOr<Message> msg = Message::Create(absl::StrCat(frontend_text_, ",", n), proc::kSignalPort, src,
-                                                  payload);
+    absl::StatusOr<Message> msg =
+        Message::Create(absl::StrCat(frontend_text_, ",", n), proc::kSignalPort, src, payload);
     if (!msg.ok()) continue;  // names and payload are validated: cannot happen
     ++tally->result.targeted;
     if (r.waiting()) {

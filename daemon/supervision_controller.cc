@@ -76,12 +76,11 @@ void SupervisionController::OnEnd(Record& r) {
       return;
     case Fate::kRequestedRestart:
       MarkRestarting(r);
-      table_.Publish(HostEvent{.kind = HostEvent::Kind::kRestarting, .name = name, .status = r.status,
-                               .detail = "restart requested"});
+      table_.Publish(HostEvent{
+          .kind = HostEvent::Kind::kRestarting, .name = name, .status = r.status, .detail = "restart requested"});
       Submit(Job{.epoch = restart_epoch_, .stop = {}, .start = {name}, .delay = absl::ZeroDuration()});
       return;
-    case Fate::kNone:
-      break;
+    case Fate::kNone: break;
   }
   if (!table_.supervisor_.Supervises(name) || restarts_paused_ || !table_.stopped_why_.empty()) {
     table_.EndRecord(r);
@@ -106,11 +105,14 @@ void SupervisionController::ApplyPlan(const std::string& failed, const Superviso
     } else if (r.live()) {
       r.fate = Fate::kRestart;
     }
-    table_.Publish(HostEvent{.kind = HostEvent::Kind::kRestarting, .name = n, .status = r.status,
-                             .attempt = plan.attempt, .delay = plan.delay,
-                             .start_failed = n == failed && start_failed,
-                             .detail = n == failed ? plan.why
-                                                   : absl::StrCat("restarted with \"", failed, "\": ", plan.why)});
+    table_.Publish(
+        HostEvent{.kind = HostEvent::Kind::kRestarting,
+                  .name = n,
+                  .status = r.status,
+                  .attempt = plan.attempt,
+                  .delay = plan.delay,
+                  .start_failed = n == failed && start_failed,
+                  .detail = n == failed ? plan.why : absl::StrCat("restarted with \"", failed, "\": ", plan.why)});
   }
   for (const std::string& n : plan.end) {
     auto it = records.find(n);
@@ -124,8 +126,11 @@ void SupervisionController::ApplyPlan(const std::string& failed, const Superviso
     table_.Publish(HostEvent{.kind = HostEvent::Kind::kGaveUp, .name = n, .status = r.status, .detail = plan.why});
   }
   for (const std::string& g : plan.gave_up_groups) {
-    table_.Publish(HostEvent{.kind = HostEvent::Kind::kGaveUp, .name = g,
-                             .groups = table_.supervisor_.PathOfGroup(g), .is_group = true, .detail = plan.why});
+    table_.Publish(HostEvent{.kind = HostEvent::Kind::kGaveUp,
+                             .name = g,
+                             .groups = table_.supervisor_.PathOfGroup(g),
+                             .is_group = true,
+                             .detail = plan.why});
   }
   Job job{.epoch = restart_epoch_, .stop = {}, .start = plan.restart, .delay = plan.delay};
   for (const std::string& n : plan.stop) {
@@ -258,8 +263,11 @@ void SupervisionController::OnStartFailed(Record& r, const absl::Status& why) {
   const std::string name = r.name;
   r.spawning = false;
   r.status = proc::ProcStatus::Failed(std::string(why.message()));
-  table_.Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed, .name = name, .status = r.status,
-                           .start_failed = true, .detail = std::string(why.message())});
+  table_.Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed,
+                           .name = name,
+                           .status = r.status,
+                           .start_failed = true,
+                           .detail = std::string(why.message())});
   if (r.state != State::kRestarting) return;  // ended meanwhile
   Supervisor::Plan plan;
   if (!r.stop_requested && !restarts_paused_ && table_.stopped_why_.empty()) {
@@ -302,7 +310,9 @@ absl::StatusOr<ProcInfo> SupervisionController::Restart(absl::string_view name_v
     absl::MutexLock lock(&table_.mu_);
     if (Record* r = table_.Find(name, gen)) {
       r->restart_requested = false;
-      table_.Publish(HostEvent{.kind = HostEvent::Kind::kRestartFailed, .name = name, .status = r->status,
+      table_.Publish(HostEvent{.kind = HostEvent::Kind::kRestartFailed,
+                               .name = name,
+                               .status = r->status,
                                .detail = std::string(why.message())});
     }
     return why;
@@ -312,15 +322,15 @@ absl::StatusOr<ProcInfo> SupervisionController::Restart(absl::string_view name_v
   if (request.handoff) {
     absl::Notification answered;
     absl::StatusOr<Router::Reply> reply;
-    router_.SendToProc(name, std::string(proc::kAgentPort), "handoff", request.handoff_timeout,
-                       request.handoff_timeout, [&](absl::StatusOr<Router::Reply> r) {
+    router_.SendToProc(name, std::string(proc::kAgentPort), "handoff", request.handoff_timeout, request.handoff_timeout,
+                       [&](absl::StatusOr<Router::Reply> r) {
                          reply = std::move(r);
                          answered.Notify();
                        });
     answered.WaitForNotification();
     constexpr absl::string_view kState = "state\n";
     if (!reply.ok() || !reply->replied || !absl::StartsWith(reply->payload, kState)) {
-      std::string why = !reply.ok()        ? std::string(reply.status().message())
+      std::string why = !reply.ok()       ? std::string(reply.status().message())
                         : !reply->replied ? "no reply"
                                           : reply->payload.substr(0, 300);
       return fail(absl::FailedPreconditionError(
@@ -497,10 +507,10 @@ void SupervisionController::Broadcast(const std::string& name, std::string data,
     }
     // Posted under the lock: after every route change the table decided before.
     std::string payload = data.empty() ? name : absl::StrCat(name, "\n", data);
-    table_.ToRouter([names = std::move(names), payload = std::move(payload),
-                     done = std::move(done)](Router& router) mutable {
-      router.Signal(names, payload, [done = std::move(done)](BroadcastResult r) mutable { done(r); });
-    });
+    table_.ToRouter(
+        [names = std::move(names), payload = std::move(payload), done = std::move(done)](Router& router) mutable {
+          router.Signal(names, payload, [done = std::move(done)](BroadcastResult r) mutable { done(r); });
+        });
   }
 }
 

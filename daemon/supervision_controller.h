@@ -41,8 +41,8 @@ class SupervisionController {
  public:
   struct Options {
     absl::Duration stop_grace = absl::Seconds(5);  // for members stopped by their group
-    int threads = 4;                              // restarts run at once; more wait their turn
-    size_t saved_state_bytes = 64u << 20;         // saved state kept for all procs together
+    int threads = 4;                               // restarts run at once; more wait their turn
+    size_t saved_state_bytes = 64u << 20;          // saved state kept for all procs together
   };
   SupervisionController(ProcTable& table, Router& router, channel::EventLoop& loop, Options options);
   ~SupervisionController();

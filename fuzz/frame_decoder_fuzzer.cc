@@ -77,7 +77,8 @@ Reference ParseWhole(absl::string_view s, uint32_t max_body) {
 }
 
 bool Inside(absl::string_view v, const std::string& w) {
-  return v.data() >= w.data() && v.size() <= w.size() && v.data() - w.data() <= static_cast<ptrdiff_t>(w.size() - v.size());
+  return v.data() >= w.data() && v.size() <= w.size() &&
+         v.data() - w.data() <= static_cast<ptrdiff_t>(w.size() - v.size());
 }
 
 void CheckMessage(const std::string& body, uint8_t salt) {
@@ -197,8 +198,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(f.status() == error);
     }
     FUZZ_CHECK(decoder.Finish() == error);
-    FUZZ_CHECK(error.code() == absl::StatusCode::kDataLoss ||
-               error.code() == absl::StatusCode::kResourceExhausted);
+    FUZZ_CHECK(error.code() == absl::StatusCode::kDataLoss || error.code() == absl::StatusCode::kResourceExhausted);
   } else {
     FUZZ_CHECK(!decoder.Next().value().has_value());
     absl::Status fin = decoder.Finish();

@@ -18,8 +18,8 @@ namespace {
 using namespace hostd::channel;  // NOLINT: a fuzz target uses most of frame.h
 
 void CheckHeader(absl::string_view in) {
-  const uint32_t max_body = in.size() >= kFrameHeaderSize + 4 ? GetLe32(in.data() + kFrameHeaderSize)
-                                                              : kDefaultMaxFrameBody;
+  const uint32_t max_body =
+      in.size() >= kFrameHeaderSize + 4 ? GetLe32(in.data() + kFrameHeaderSize) : kDefaultMaxFrameBody;
   if (in.size() < kFrameHeaderSize) {
     FUZZ_CHECK(!DecodeHeader(in, max_body).ok());
     return;
@@ -34,8 +34,7 @@ void CheckHeader(absl::string_view in) {
   const bool fits = GetLe32(bytes.data() + 4) <= max_body;
   if (!h.ok()) {
     FUZZ_CHECK(!(well_formed && fits));
-    FUZZ_CHECK(h.status().code() == (well_formed ? absl::StatusCode::kResourceExhausted
-                                                 : absl::StatusCode::kDataLoss));
+    FUZZ_CHECK(h.status().code() == (well_formed ? absl::StatusCode::kResourceExhausted : absl::StatusCode::kDataLoss));
     return;
   }
   FUZZ_CHECK(well_formed && fits);

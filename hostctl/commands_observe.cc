@@ -71,12 +71,13 @@ int Info(Client& c, const InfoOptions&) {
   if (c.options().json) {
     PrintJson(resp);
   } else {
-    printf("frontend:    %s\nbackend:     %s\nversion:     %s\nincarnation: %016llx\nuptime:      %llds\n"
-           "procs:       %d live, %d ended, %lld spawned\nmanager:     %s\npid:         %d\n",
-           resp.frontend_addr().c_str(), resp.backend_addr().c_str(), resp.version().c_str(),
-           static_cast<unsigned long long>(resp.incarnation()), static_cast<long long>(resp.uptime().seconds()),
-           resp.live_procs(), resp.ended_procs(), static_cast<long long>(resp.spawned_total()),
-           resp.manager().c_str(), resp.pid());
+    printf(
+        "frontend:    %s\nbackend:     %s\nversion:     %s\nincarnation: %016llx\nuptime:      %llds\n"
+        "procs:       %d live, %d ended, %lld spawned\nmanager:     %s\npid:         %d\n",
+        resp.frontend_addr().c_str(), resp.backend_addr().c_str(), resp.version().c_str(),
+        static_cast<unsigned long long>(resp.incarnation()), static_cast<long long>(resp.uptime().seconds()),
+        resp.live_procs(), resp.ended_procs(), static_cast<long long>(resp.spawned_total()), resp.manager().c_str(),
+        resp.pid());
     if (!resp.cgroup_fallback().empty()) printf("cgroups:     off (%s)\n", resp.cgroup_fallback().c_str());
   }
   return 0;

@@ -98,9 +98,8 @@ int Spawn(Client& c, const SpawnOptions& o) {
   *spec->mutable_ready_timeout() = SecondsToProto(o.ready_timeout);
   one.mutable_labels()->insert(label_map.begin(), label_map.end());
   FillRestart(o.restart, one);
-  absl::Duration limit = o.ready_timeout > 0
-                             ? absl::Seconds(o.ready_timeout) + absl::Seconds(c.options().timeout_s)
-                             : absl::InfiniteDuration();
+  absl::Duration limit = o.ready_timeout > 0 ? absl::Seconds(o.ready_timeout) + absl::Seconds(c.options().timeout_s)
+                                             : absl::InfiniteDuration();
   grpc::ClientContext ctx;
   if (o.count <= 0) {
     one.set_name(o.name);
@@ -194,8 +193,7 @@ int Wait(Client& c, const WaitOptions& o) {
   req.set_for_good(o.for_good);
   v1::Proc resp;
   grpc::ClientContext ctx;
-  c.Prepare(ctx, o.wait_timeout > 0 ? absl::Seconds(o.wait_timeout + c.options().timeout_s)
-                                    : absl::InfiniteDuration());
+  c.Prepare(ctx, o.wait_timeout > 0 ? absl::Seconds(o.wait_timeout + c.options().timeout_s) : absl::InfiniteDuration());
   grpc::Status s = c.stub().WaitProc(&ctx, req, &resp);
   if (!s.ok()) return c.Fail(s);
   PrintProcReply(c, resp);
@@ -292,8 +290,8 @@ int Send(Client& c, const SendOptions& o) {
 
 Subcommand AddSpawn(CLI::App& app) {
   auto o = std::make_unique<SpawnOptions>();
-  CLI::App* cli = app.add_subcommand(
-      "spawn", "spawn a proc (or --count N of them: NAME-0 .. NAME-N-1) and wait until ready");
+  CLI::App* cli =
+      app.add_subcommand("spawn", "spawn a proc (or --count N of them: NAME-0 .. NAME-N-1) and wait until ready");
   cli->add_option("name", o->name, "proc name ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})")->required();
   cli->add_option("program", o->program, "program to run (path or name in PATH)")->required();
   cli->add_option("args", o->args, "its arguments (put -- before arguments that start with -)");

@@ -64,16 +64,15 @@ void PrintNode(const v1::TreeNode& n, int depth) {
            g.restarts(), g.gave_up() ? absl::StrCat(", GAVE UP: ", g.why()).c_str() : "");
   } else {
     const v1::Proc& p = n.proc();
-    std::string usage = n.has_cpu_seconds() ? absl::StrFormat(" cpu %.2fs rss %s in %d process%s", n.cpu_seconds(),
-                                                              Bytes(n.rss_bytes()), n.processes(),
-                                                              n.processes() == 1 ? "" : "es")
-                                            : "";
+    std::string usage = n.has_cpu_seconds()
+                            ? absl::StrFormat(" cpu %.2fs rss %s in %d process%s", n.cpu_seconds(),
+                                              Bytes(n.rss_bytes()), n.processes(), n.processes() == 1 ? "" : "es")
+                            : "";
     std::string up = n.uptime_seconds() > 0 ? absl::StrFormat(" up %.0fs", n.uptime_seconds()) : "";
     printf("%s%-*s %-9s pid %-7d #%d%s%s%s\n", indent.c_str(), std::max(1, 24 - depth * 2), p.name().c_str(),
            p.restarting() ? "restarting" : StateName(p.status().state()).c_str(), p.status().pid(), p.incarnation(),
-           up.c_str(), usage.c_str(), p.status().state() >= v1::PROC_STATE_STOPPED
-                                          ? absl::StrCat(" ", p.status().display()).c_str()
-                                          : "");
+           up.c_str(), usage.c_str(),
+           p.status().state() >= v1::PROC_STATE_STOPPED ? absl::StrCat(" ", p.status().display()).c_str() : "");
   }
   for (const v1::TreeNode& c : n.children()) PrintNode(c, depth + 1);
 }
@@ -127,8 +126,8 @@ int RestartProc(Client& c, const RestartProcOptions& o) {
   if (c.options().json) {
     PrintJson(resp);
   } else {
-    printf("%s incarnation %d %s pid %d\n", resp.proc_id().c_str(), resp.incarnation(),
-           resp.status().display().c_str(), resp.status().pid());
+    printf("%s incarnation %d %s pid %d\n", resp.proc_id().c_str(), resp.incarnation(), resp.status().display().c_str(),
+           resp.status().pid());
   }
   return 0;
 }
@@ -224,9 +223,11 @@ Subcommand AddGroupDelete(CLI::App& group) {
 
 Subcommand AddRestart(CLI::App& app) {
   auto o = std::make_unique<RestartProcOptions>();
-  CLI::App* cli = app.add_subcommand("restart", "restart a running proc as its next incarnation (same name and address)");
+  CLI::App* cli =
+      app.add_subcommand("restart", "restart a running proc as its next incarnation (same name and address)");
   cli->add_option("name", o->name)->required();
-  cli->add_flag("--handoff", o->handoff, "hand the proc's state to the new incarnation (it keeps running if it cannot)");
+  cli->add_flag("--handoff", o->handoff,
+                "hand the proc's state to the new incarnation (it keeps running if it cannot)");
   cli->add_option("--grace", o->grace, "seconds to stop the running incarnation")->capture_default_str();
   cli->add_option("--handoff-timeout", o->handoff_timeout, "seconds to wait for the state")->capture_default_str();
   return MakeSubcommand(cli, std::move(o), RestartProc);

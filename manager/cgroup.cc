@@ -1,7 +1,5 @@
 #include "manager/cgroup.h"
 
-#include "base/small_file.h"
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,9 +15,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "base/errno_status.h"
 #include "base/small_file.h"
-#include "absl/time/clock.h"
 
 namespace hostd::manager {
 namespace {

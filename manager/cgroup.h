@@ -1,12 +1,11 @@
 // CgroupTree: a cgroup v2 per proc, under a parent cgroup this process owns.
 //
 // Create finds the cgroup2 mount and this process's own cgroup and makes
-// `<own>/hostd-<pid>-<n>` beneath it (n tells managers of one process apart); each proc gets `<parent>/<name>-<serial>`, which
-// the child joins before exec (launcher.h), so every descendant stays inside,
-// even one that calls setsid(). Kill uses cgroup.kill (SIGKILL to all of them at
-// once). Create fails with Unavailable, saying why, where the host does not allow
-// it (no cgroup2 mount, read-only, no permission); the manager then falls back to
-// process groups. Thread-safe.
+// `<own>/hostd-<pid>-<n>` beneath it (n tells managers of one process apart); each proc gets
+// `<parent>/<name>-<serial>`, which the child joins before exec (launcher.h), so every descendant stays inside, even
+// one that calls setsid(). Kill uses cgroup.kill (SIGKILL to all of them at once). Create fails with Unavailable,
+// saying why, where the host does not allow it (no cgroup2 mount, read-only, no permission); the manager then falls
+// back to process groups. Thread-safe.
 #ifndef HOSTD_MANAGER_CGROUP_H_
 #define HOSTD_MANAGER_CGROUP_H_
 

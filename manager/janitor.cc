@@ -63,7 +63,9 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
     }
     ::close(dfd);
     if (::rmdir(parent) == 0 || errno == ENOENT) return;
-    struct timespec ts {0, 10 * 1000 * 1000};  // killed members are still exiting
+    struct timespec ts {
+      0, 10 * 1000 * 1000
+    };  // killed members are still exiting
     ::nanosleep(&ts, nullptr);
   }
 }

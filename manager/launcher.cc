@@ -20,16 +20,27 @@
 // Boost 1.81's process/v2/environment.hpp is not self-contained: with
 // BOOST_PROCESS_USE_STD_FS (set for this library in CMake; Debian ships no
 // libboost_filesystem 1.81) it still names boost::optional and Boost's type traits.
+// These must come before environment.hpp.
+// clang-format off
 #include "boost/optional.hpp"
 #include "boost/type_traits/is_constructible.hpp"
 #include "boost/type_traits/remove_pointer.hpp"
 #include "boost/process/v2/environment.hpp"
+// clang-format on
 
 namespace hostd::manager {
 namespace {
 
 enum Step : int {
-  kSignals = 1, kSetpgid, kPdeathsig, kParentGone, kCgroup, kDescriptors, kCloseRange, kChdir, kExec,
+  kSignals = 1,
+  kSetpgid,
+  kPdeathsig,
+  kParentGone,
+  kCgroup,
+  kDescriptors,
+  kCloseRange,
+  kChdir,
+  kExec,
   kExecAttempt,  // not a failure: written just before execve, so EOF alone means it died before
 };
 
@@ -58,8 +69,8 @@ struct ChildArgs {
   const char* path;
   char* const* argv;
   char* const* envp;
-  const char* cwd;  // nullptr: inherit
-  int fds[kFdSlots];  // sources for 0, 1, 2, kReadyFd and kStateFd (-1: nothing there)
+  const char* cwd;           // nullptr: inherit
+  int fds[kFdSlots];         // sources for 0, 1, 2, kReadyFd and kStateFd (-1: nothing there)
   const char* cgroup_procs;  // nullptr: none
   pid_t parent;
   int error_pipe;
@@ -186,8 +197,8 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = ::clone(ChildMain, stack.get() + kStackSize, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args,
-                      &pidfd);
+  pid_t pid =
+      ::clone(ChildMain, stack.get() + kStackSize, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return LaunchError(clone_errno, absl::StrCat("clone for ", req.path));

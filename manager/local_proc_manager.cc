@@ -72,8 +72,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
   }
   if (spec.initial_state.has_value() && spec.initial_state->size() > proc::kMaxStateBytes) {
     return absl::InvalidArgumentError(absl::StrCat("cannot spawn proc \"", name, "\": initial state is ",
-                                                   spec.initial_state->size(), " bytes; at most ",
-                                                   proc::kMaxStateBytes, " allowed"));
+                                                   spec.initial_state->size(), " bytes; at most ", proc::kMaxStateBytes,
+                                                   " allowed"));
   }
   auto handle = std::make_shared<LocalHandle>(this, id);
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
@@ -97,9 +97,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
     // produce a live proc. Nothing runs its body; its runtime closes here.
     procs_.Remove(name, handle.get());
     runtime.reset();
-    return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\" ended ",
-                                                      ready.ok() ? "as it became ready: " : "before it was ready: ",
-                                                      now.ToString()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "proc \"", name, "\" ended ", ready.ok() ? "as it became ready: " : "before it was ready: ", now.ToString()));
   }
   auto main = spec.local_main;
   {

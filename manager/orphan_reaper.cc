@@ -10,8 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "boost/asio/post.hpp"
 #include "base/small_file.h"
+#include "boost/asio/post.hpp"
 #include "manager/cgroup.h"
 
 namespace hostd::manager {

@@ -32,11 +32,11 @@ enum class ReadinessMode {
 // What to run. ProcessProcManager uses program..readiness; LocalProcManager uses
 // local_main (and readiness kHandshake only).
 struct SpawnSpec {
-  std::string program;                                    // a path, or a name looked up in PATH
-  std::vector<std::string> args;                          // argv[1..]
-  std::vector<std::pair<std::string, std::string>> env;   // the proc's environment, explicitly
+  std::string program;                                                    // a path, or a name looked up in PATH
+  std::vector<std::string> args;                                          // argv[1..]
+  std::vector<std::pair<std::string, std::string>> env;                   // the proc's environment, explicitly
   std::vector<std::string> inherit_env = {"PATH", "HOME", "LANG", "TZ"};  // copied from the daemon if set
-  std::string cwd;                                        // empty: the manager's state directory
+  std::string cwd;                                                        // empty: the manager's state directory
   ReadinessMode readiness = ReadinessMode::kHandshake;
   // Launch plus readiness must finish within this; zero disables the deadline.
   absl::Duration ready_timeout = absl::Seconds(30);

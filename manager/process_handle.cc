@@ -195,9 +195,11 @@ bool ProcessHandle::ObserveExitHere(absl::Time deadline) {
   pollfd exited{pidfd, POLLIN, 0};
   while (true) {
     absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
-    int ms = left == absl::InfiniteDuration() ? -1 : static_cast<int>(std::min<int64_t>(
-                                                          absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
-                                                          std::numeric_limits<int>::max()));
+    int ms =
+        left == absl::InfiniteDuration()
+            ? -1
+            : static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
+                                                 std::numeric_limits<int>::max()));
     int ready = ::poll(&exited, 1, ms);
     if (ready > 0 || ms == 0 || (ready < 0 && errno != EINTR)) break;
   }
@@ -274,8 +276,7 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   if (mgr_->janitor_) mgr_->janitor_->Untrack(pid);
   // Anything else of the proc's (a setsid() orphan's zombie) goes in a sweep soon.
   mgr_->reaper_->LeaderReaped(pid);
-  std::string tail =
-      ReadTail(mgr_->LogPath(proc_id().name(), true), stderr_start_, mgr_->options_.stderr_tail_bytes);
+  std::string tail = ReadTail(mgr_->LogPath(proc_id().name(), true), stderr_start_, mgr_->options_.stderr_tail_bytes);
   ProcStatus end;
   if (ec) {
     end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));

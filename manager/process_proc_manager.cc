@@ -92,9 +92,8 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   ProcessProcManager* raw = mgr.get();
   mgr->loop_->RunSync([raw] {
     raw->loop_thread_ = std::this_thread::get_id();
-    raw->reaper_ = std::make_unique<OrphanReaper>(raw->loop_->context(),
-                                                  raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
-                                                  raw->janitor_pid());
+    raw->reaper_ = std::make_unique<OrphanReaper>(
+        raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(), raw->janitor_pid());
   });
   return mgr;
 }
@@ -258,8 +257,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   ready_write.reset();  // the child holds the only write end now
   state_fd.reset();     // and the only copy of its state
   if (!launched.ok()) {
-    return abandon(absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ",
-                                                              command, "): ", launched.message())));
+    return abandon(absl::Status(launched.code(), absl::StrCat("cannot spawn proc \"", name, "\" (command: ", command,
+                                                              "): ", launched.message())));
   }
 
   absl::Status ready = handle->Ready(deadline);

@@ -59,8 +59,8 @@ namespace hostd::manager {
 class ProcessHandle;
 
 struct ProcessProcManagerOptions {
-  std::string state_dir = {};     // required; logs go under <state_dir>/logs
-  bool use_cgroups = true;        // false: process groups only
+  std::string state_dir = {};  // required; logs go under <state_dir>/logs
+  bool use_cgroups = true;     // false: process groups only
   // Fork a janitor (manager/janitor.h) that kills the procs' descendants if this
   // process dies without cleaning up, e.g. by SIGKILL.
   bool janitor = true;

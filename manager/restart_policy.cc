@@ -31,7 +31,8 @@ absl::Status ValidateRestartPolicy(const RestartPolicy& p) {
                                                    " must be >= 0 and <= max ", absl::FormatDuration(b.max)));
   }
   if (!(b.multiplier >= 1.0) || b.multiplier > 100.0) {
-    return absl::InvalidArgumentError(absl::StrFormat("restart.backoff.multiplier: %g is not in [1, 100]", b.multiplier));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("restart.backoff.multiplier: %g is not in [1, 100]", b.multiplier));
   }
   if (!(b.jitter >= 0.0 && b.jitter <= 1.0)) {
     return absl::InvalidArgumentError(absl::StrFormat("restart.backoff.jitter: %g is not in [0, 1]", b.jitter));

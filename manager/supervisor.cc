@@ -14,8 +14,8 @@ namespace {
 
 // A group's intensity as a tracker: every failure of a child wants a restart.
 RestartPolicy GroupPolicy(const GroupSpec& spec) {
-  return {.mode = RestartMode::kAlways, .max_restarts = spec.max_restarts, .within = spec.within,
-          .backoff = spec.backoff};
+  return {
+      .mode = RestartMode::kAlways, .max_restarts = spec.max_restarts, .within = spec.within, .backoff = spec.backoff};
 }
 
 }  // namespace
@@ -35,8 +35,8 @@ absl::Status Supervisor::AddGroup(const std::string& name, const GroupSpec& spec
   }
   absl::Status policy = ValidateRestartPolicy(GroupPolicy(spec));
   if (!policy.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("group \"", name, "\": ",
-                                                   absl::StrReplaceAll(policy.message(), {{"restart.", ""}})));
+    return absl::InvalidArgumentError(
+        absl::StrCat("group \"", name, "\": ", absl::StrReplaceAll(policy.message(), {{"restart.", ""}})));
   }
   if (groups_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("group \"", name, "\" already exists"));
   if (!spec.parent.empty()) {
@@ -105,8 +105,7 @@ void Supervisor::RemoveProc(const std::string& name) {
 
 bool Supervisor::Supervises(const std::string& name) const {
   auto it = procs_.find(name);
-  return it != procs_.end() &&
-         (it->second.sup.restart.mode != RestartMode::kNever || !it->second.sup.group.empty());
+  return it != procs_.end() && (it->second.sup.restart.mode != RestartMode::kNever || !it->second.sup.group.empty());
 }
 
 std::vector<std::string> Supervisor::GroupPath(const std::string& proc) const {
@@ -195,9 +194,8 @@ Supervisor::Plan Supervisor::OnExit(const std::string& proc, const proc::ProcSta
       RestartDecision gd = g.tracker->OnEnd(proc::ProcStatus::Failed(why), now);
       if (gd.restart) {
         ++g.restarts;
-        auto pos = std::find_if(g.children.begin(), g.children.end(), [&](const auto& c) {
-          return c.is_group == failed.is_group && c.name == failed.name;
-        });
+        auto pos = std::find_if(g.children.begin(), g.children.end(),
+                                [&](const auto& c) { return c.is_group == failed.is_group && c.name == failed.name; });
         auto first = g.spec.strategy == Strategy::kOneForAll ? g.children.begin() : pos;
         auto last = g.spec.strategy == Strategy::kOneForOne ? pos + 1 : g.children.end();
         if (g.spec.strategy != Strategy::kOneForOne || failed.is_group) {
@@ -255,7 +253,11 @@ std::vector<GroupInfo> Supervisor::Groups() const {
     const std::string name = next.front();
     next.pop_front();
     const Group& g = groups_.at(name);
-    out.push_back(GroupInfo{.name = name, .spec = g.spec, .restarts = g.restarts, .gave_up = g.gave_up, .why = g.why,
+    out.push_back(GroupInfo{.name = name,
+                            .spec = g.spec,
+                            .restarts = g.restarts,
+                            .gave_up = g.gave_up,
+                            .why = g.why,
                             .children = g.children});
     for (const auto& c : g.children) {
       if (c.is_group) next.push_back(c.name);

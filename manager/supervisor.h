@@ -53,7 +53,7 @@ struct GroupSpec {
 // How a proc is supervised (HostSpawn options).
 struct Supervision {
   RestartPolicy restart = {};  // mode kNever by default: not restarted
-  std::string group;                    // empty: in no group
+  std::string group;           // empty: in no group
 };
 
 struct GroupInfo {
@@ -61,7 +61,7 @@ struct GroupInfo {
   GroupSpec spec;
   int restarts = 0;  // by this group, over its life
   bool gave_up = false;
-  std::string why;   // why it gave up
+  std::string why;  // why it gave up
   struct Child {
     bool is_group = false;
     std::string name;
@@ -91,11 +91,11 @@ class Supervisor {
   std::optional<Supervision> SupervisionOf(const std::string& proc) const;
 
   struct Plan {
-    std::vector<std::string> stop;     // members to stop first, in this order (reverse start order)
-    std::vector<std::string> restart;  // then to start again, in this order, after `delay`
-    std::vector<std::string> end;      // to end for good (stopped first if live)
+    std::vector<std::string> stop;            // members to stop first, in this order (reverse start order)
+    std::vector<std::string> restart;         // then to start again, in this order, after `delay`
+    std::vector<std::string> end;             // to end for good (stopped first if live)
     std::vector<std::string> gave_up_groups;  // innermost first
-    bool proc_gave_up = false;         // the proc went past its own intensity
+    bool proc_gave_up = false;                // the proc went past its own intensity
     absl::Duration delay = absl::ZeroDuration();
     int attempt = 0;
     std::string why;

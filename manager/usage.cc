@@ -52,8 +52,8 @@ ProcUsage ReadUsage(const std::vector<pid_t>& pids) {
     std::vector<absl::string_view> m = absl::StrSplit(*statm, ' ');
     uint64_t utime = 0, stime = 0, pages = 0;
     // utime and stime are fields 14 and 15: fields[11] and fields[12].
-    if (f->size() < 13 || m.size() < 2 || !absl::SimpleAtoi((*f)[11], &utime) ||
-        !absl::SimpleAtoi((*f)[12], &stime) || !absl::SimpleAtoi(m[1], &pages)) {
+    if (f->size() < 13 || m.size() < 2 || !absl::SimpleAtoi((*f)[11], &utime) || !absl::SimpleAtoi((*f)[12], &stime) ||
+        !absl::SimpleAtoi(m[1], &pages)) {
       continue;
     }
     u.known = true;

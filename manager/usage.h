@@ -12,8 +12,8 @@
 namespace hostd::manager {
 
 struct ProcUsage {
-  bool known = false;  // false for in-process procs and ended ones
-  int processes = 0;   // how many were counted
+  bool known = false;      // false for in-process procs and ended ones
+  int processes = 0;       // how many were counted
   double cpu_seconds = 0;  // user + system, since each process started
   uint64_t rss_bytes = 0;  // resident set, summed (shared pages count in each)
 };

@@ -122,8 +122,8 @@ absl::StatusOr<std::string> ReadHandedOverState(int fd) {
     state.resize(have + static_cast<size_t>(n));
     if (n == 0) return state;
   }
-  return absl::InvalidArgumentError(absl::StrCat(kEnvStateFd, "=", fd, ": the handed-over state is over ",
-                                                 kMaxStateBytes, " bytes"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(kEnvStateFd, "=", fd, ": the handed-over state is over ", kMaxStateBytes, " bytes"));
 }
 
 absl::StatusOr<BootedProc> BootstrapProc(const std::function<absl::Status(ProcRuntime&)>& before_ready,
@@ -137,8 +137,8 @@ absl::StatusOr<BootedProc> BootstrapProc(const std::function<absl::Status(ProcRu
   }
   BootedProc proc;
   proc.loop = channel::EventLoop::Start("proc");
-  HOSTD_ASSIGN_OR_RETURN(proc.runtime, ProcRuntime::Start(*proc.loop, {env.id, env.listen, env.host_backend,
-                                                                       std::move(initial_state)}));
+  HOSTD_ASSIGN_OR_RETURN(
+      proc.runtime, ProcRuntime::Start(*proc.loop, {env.id, env.listen, env.host_backend, std::move(initial_state)}));
   if (before_ready) HOSTD_RETURN_IF_ERROR(before_ready(*proc.runtime));
   if (env.ready_fd >= 0) HOSTD_RETURN_IF_ERROR(ReportReady(env.ready_fd, proc.runtime->addr()));
   return proc;

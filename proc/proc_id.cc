@@ -18,7 +18,8 @@ absl::Status ProcId::ValidateName(absl::string_view name) {
     return absl::InvalidArgumentError(absl::StrFormat("invalid proc name \"%s\": %s", absl::CHexEscape(name), why));
   };
   if (name.empty()) return bad("it is empty");
-  if (name.size() > kMaxNameLen) return bad(absl::StrFormat("it is %d characters; at most %d", name.size(), kMaxNameLen));
+  if (name.size() > kMaxNameLen)
+    return bad(absl::StrFormat("it is %d characters; at most %d", name.size(), kMaxNameLen));
   if (!NameChar(name[0], true)) return bad("it must start with a letter or digit");
   for (char c : name) {
     if (!NameChar(c, false)) {

@@ -78,8 +78,7 @@ void ProcRuntime::Dispatch(Message msg) {
     (void)host_->Post(msg.ToReturned(reason, note), nullptr, channel::WhenFull::kFail);
   };
   if (msg.dest() != id_text_) {
-    return bounce(ReturnReason::kUnroutable,
-                  absl::StrCat("proc ", id_text_, " received a message for ", msg.dest()));
+    return bounce(ReturnReason::kUnroutable, absl::StrCat("proc ", id_text_, " received a message for ", msg.dest()));
   }
   Handler handler;
   {
@@ -109,8 +108,8 @@ absl::Status ProcRuntime::Send(Message msg, channel::Sender::Done done) {
 
 absl::Status ProcRuntime::Reply(const Message& to, absl::string_view port, absl::string_view payload) {
   if (to.src().empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("message to ", to.dest(), " port ", to.port(),
-                                                      " has no return address to reply to"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("message to ", to.dest(), " port ", to.port(), " has no return address to reply to"));
   }
   HOSTD_ASSIGN_OR_RETURN(Message reply, Message::Create(to.src(), port, id_text_, payload));
   return Send(std::move(reply));
@@ -167,8 +166,8 @@ absl::Status ProcRuntime::SaveState(std::string blob) {
     return absl::InvalidArgumentError(absl::StrCat("state of proc ", id_text_, " is ", blob.size(), " bytes; at most ",
                                                    kMaxStateBytes, " may be saved"));
   }
-  HOSTD_ASSIGN_OR_RETURN(Message msg, Message::Create(absl::StrCat(id_.frontend().ToString(), ",_host.state"), "save",
-                                                      id_text_, blob));
+  HOSTD_ASSIGN_OR_RETURN(
+      Message msg, Message::Create(absl::StrCat(id_.frontend().ToString(), ",_host.state"), "save", id_text_, blob));
   // Nobody waits for the host's acknowledgement, so a failure is only logged.
   return host_->Post(std::move(msg), [id = id_text_](absl::Status s, Message) {
     if (!s.ok()) base::Log().warn("proc {}: its saved state did not reach the host: {}", id, s.message());

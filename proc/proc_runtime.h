@@ -3,8 +3,8 @@
 // It serves the proc's own backend address (where the host forwards what is
 // addressed to this proc), dispatches each message that arrives to the handler
 // bound to its port, and sends everything not addressed to this proc to the host
-// backend address it was given (the host routes it on). An agent is bound on port "agent" from the start (see agent.h), and the
-// signal port ("signal") too.
+// backend address it was given (the host routes it on). An agent is bound on port "agent" from the start (see agent.h),
+// and the signal port ("signal") too.
 //
 //   auto rt = ProcRuntime::Start(*loop, {id, *ChannelAddr::Parse("unix:"), host_backend});
 //   (*rt)->Bind("echo", [&](Message m) { (*rt)->Reply(m, "echo", m.payload()); });

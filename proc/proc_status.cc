@@ -21,9 +21,7 @@ absl::string_view ProcStateName(ProcState s) {
   return "?";
 }
 
-bool IsTerminal(ProcState s) {
-  return s == ProcState::kStopped || s == ProcState::kKilled || s == ProcState::kFailed;
-}
+bool IsTerminal(ProcState s) { return s == ProcState::kStopped || s == ProcState::kKilled || s == ProcState::kFailed; }
 
 bool IsLegalTransition(ProcState from, ProcState to) {
   if (IsTerminal(from)) return false;
@@ -104,8 +102,8 @@ absl::Status ProcStatusCell::Transition(ProcStatus next) {
   {
     absl::MutexLock lock(&mu_);
     if (!IsLegalTransition(status_.state, next.state)) {
-      return absl::FailedPreconditionError(absl::StrCat("proc status cannot go from ", status_.ToString(), " to ",
-                                                        next.ToString()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("proc status cannot go from ", status_.ToString(), " to ", next.ToString()));
     }
     if (next.pid == 0) next.pid = status_.pid;
     if (next.started_at == absl::InfinitePast()) next.started_at = status_.started_at;

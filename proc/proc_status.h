@@ -19,8 +19,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -42,15 +42,15 @@ enum class WatchFrom { kNow, kFirst };
 
 struct ProcStatus {
   ProcState state = ProcState::kStarting;
-  pid_t pid = 0;                             // from Running (0 for in-process procs)
+  pid_t pid = 0;  // from Running (0 for in-process procs)
   absl::Time started_at = absl::InfinitePast();
-  std::optional<channel::ChannelAddr> addr;  // from Ready (none when readiness has no address)
-  absl::Time ready_at = absl::InfinitePast(); // when it became Ready; InfinitePast if it never did
-  int exit_code = 0;                         // Stopped
-  std::string stderr_tail;                   // Stopped, Killed: the end of the proc's stderr
-  int signal = 0;                            // Killed
-  bool core_dumped = false;                  // Killed
-  std::string reason;                        // Failed
+  std::optional<channel::ChannelAddr> addr;    // from Ready (none when readiness has no address)
+  absl::Time ready_at = absl::InfinitePast();  // when it became Ready; InfinitePast if it never did
+  int exit_code = 0;                           // Stopped
+  std::string stderr_tail;                     // Stopped, Killed: the end of the proc's stderr
+  int signal = 0;                              // Killed
+  bool core_dumped = false;                    // Killed
+  std::string reason;                          // Failed
 
   static ProcStatus Starting() { return {}; }
   static ProcStatus Running(pid_t pid, absl::Time started_at);
@@ -114,7 +114,7 @@ class ProcStatusCell {
   mutable absl::Mutex mu_;
   ProcStatus status_ ABSL_GUARDED_BY(mu_);
   std::vector<ProcStatus> history_ ABSL_GUARDED_BY(mu_) = {ProcStatus{}};  // every status applied, at most 5
-  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;    // sequence number of status_
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;                              // sequence number of status_
   uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;  // highest sequence number every watcher has seen
   std::deque<std::pair<uint64_t, ProcStatus>> pending_ ABSL_GUARDED_BY(mu_);
   bool delivering_ ABSL_GUARDED_BY(mu_) = false;

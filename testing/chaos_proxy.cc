@@ -29,15 +29,15 @@ struct Splice : std::enable_shared_from_this<Splice> {
     Pump(up, down, up_buf);
   }
   void Pump(Socket& from, Socket& to, std::array<char, 64 * 1024>& buf) {
-    from.async_read_some(asio::buffer(buf), [self = shared_from_this(), &from, &to, &buf](
-                                                boost::system::error_code ec, size_t n) {
-      if (ec || self->closed) return self->Close();
-      asio::async_write(to, asio::buffer(buf.data(), n),
-                        [self, &from, &to, &buf](boost::system::error_code ec, size_t) {
-                          if (ec || self->closed) return self->Close();
-                          self->Pump(from, to, buf);
-                        });
-    });
+    from.async_read_some(asio::buffer(buf),
+                         [self = shared_from_this(), &from, &to, &buf](boost::system::error_code ec, size_t n) {
+                           if (ec || self->closed) return self->Close();
+                           asio::async_write(to, asio::buffer(buf.data(), n),
+                                             [self, &from, &to, &buf](boost::system::error_code ec, size_t) {
+                                               if (ec || self->closed) return self->Close();
+                                               self->Pump(from, to, buf);
+                                             });
+                         });
   }
   void Close() {
     if (closed) return;

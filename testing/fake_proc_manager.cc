@@ -63,8 +63,8 @@ manager::TerminateSummary FakeProcManager::KillAll(absl::Time deadline) {
 }
 
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> FakeProcManager::Spawn(const proc::ProcId& id,
-                                                                          const channel::ChannelAddr&,
-                                                                          const manager::SpawnSpec& spec) {
+                                                                            const channel::ChannelAddr&,
+                                                                            const manager::SpawnSpec& spec) {
   const std::string& name = id.name();
   FakeScript script;
   std::shared_ptr<FakeHandle> handle;

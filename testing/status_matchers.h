@@ -32,8 +32,7 @@ MATCHER_P(StatusIs, code, "") {
 MATCHER_P2(StatusIs, code, message_matcher, "") {
   const absl::Status& s = GetStatus(arg);
   *result_listener << "status is " << s;
-  return s.code() == code &&
-         ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
+  return s.code() == code && ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
 }
 
 }  // namespace hostd::testing

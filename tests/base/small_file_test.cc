@@ -1,11 +1,10 @@
-#include "base/small_file.h"
-
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/small_file.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"

@@ -1,6 +1,5 @@
-#include "base/status_macros.h"
-
 #include "base/log.h"
+#include "base/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"

@@ -1,11 +1,10 @@
-#include "base/unix_addr.h"
-
 #include <sys/socket.h>
 
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "base/unique_fd.h"
+#include "base/unix_addr.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"

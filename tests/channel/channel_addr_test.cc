@@ -1,7 +1,6 @@
-#include "channel/channel_addr.h"
-
 #include <string>
 
+#include "channel/channel_addr.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -65,15 +64,13 @@ TEST_P(ChannelAddrErrorTest, ErrorNamesInputAndCause) {
 INSTANTIATE_TEST_SUITE_P(
     Errors, ChannelAddrErrorTest,
     ::testing::Values(BadAddr{"", "missing scheme"}, BadAddr{"127.0.0.1:80", "unknown scheme \"127.0.0.1\""},
-                      BadAddr{"udp:1.2.3.4:5", "unknown scheme \"udp\""},
-                      BadAddr{"tcp:1.2.3.4", "missing \":PORT\""},
+                      BadAddr{"udp:1.2.3.4:5", "unknown scheme \"udp\""}, BadAddr{"tcp:1.2.3.4", "missing \":PORT\""},
                       BadAddr{"tcp:1.2.3.4:65536", "port \"65536\""}, BadAddr{"tcp:1.2.3.4:-1", "port \"-1\""},
                       BadAddr{"tcp:1.2.3.4:", "port \"\""}, BadAddr{"tcp:1.2.3.4:8o", "port \"8o\""},
                       BadAddr{"tcp:localhost:80", "not an IPv4 literal"},
                       BadAddr{"tcp:1.2.3.256:80", "not an IPv4 literal"},
-                      BadAddr{"tcp:::1:80", "must be written in brackets"},
-                      BadAddr{"tcp:[::1:80", "closing ']'"}, BadAddr{"tcp:[::1]80", "missing \":PORT\""},
-                      BadAddr{"tcp:[1.2.3.4]:80", "not an IPv6 literal"},
+                      BadAddr{"tcp:::1:80", "must be written in brackets"}, BadAddr{"tcp:[::1:80", "closing ']'"},
+                      BadAddr{"tcp:[::1]80", "missing \":PORT\""}, BadAddr{"tcp:[1.2.3.4]:80", "not an IPv6 literal"},
                       BadAddr{"unix:relative.sock", "must be absolute"}, BadAddr{"unix:@", "name is empty"},
                       BadAddr{"unix:@has space", "printable"}, BadAddr{"local:x", "decimal number"},
                       BadAddr{"local:", "decimal number"}, BadAddr{"local:99999999999999999999", "decimal number"}));

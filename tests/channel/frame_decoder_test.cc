@@ -1,10 +1,9 @@
-#include "channel/frame_decoder.h"
-
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "channel/frame_decoder.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -154,12 +153,15 @@ TEST(HandshakeCodecTest, HelloAndWelcomeRoundTrip) {
 
 TEST(HandshakeCodecTest, InvalidHandshakesAreRejected) {
   EXPECT_THAT(DecodeHello("short"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("hello body is 5 bytes")));
-  EXPECT_THAT(DecodeHello(EncodeHello({0, LinkRole::kMessages})), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("session id 0")));
+  EXPECT_THAT(DecodeHello(EncodeHello({0, LinkRole::kMessages})),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("session id 0")));
   std::string role = EncodeHello({1, LinkRole::kMessages});
   role[8] = 42;
   EXPECT_THAT(DecodeHello(role), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("unknown role 42")));
-  EXPECT_THAT(DecodeWelcome(EncodeWelcome({0, 0, false})), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("incarnation 0")));
-  EXPECT_THAT(DecodeWelcome(EncodeWelcome({1, 5, false})), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("new session")));
+  EXPECT_THAT(DecodeWelcome(EncodeWelcome({0, 0, false})),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("incarnation 0")));
+  EXPECT_THAT(DecodeWelcome(EncodeWelcome({1, 5, false})),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("new session")));
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
-#include "channel/grpc_target.h"
-
 #include "absl/strings/str_cat.h"
+#include "channel/grpc_target.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"

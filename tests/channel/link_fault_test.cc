@@ -369,7 +369,8 @@ TEST(LinkFaultTest, NotifyWhenRoomWaitsForRoomForThatMessage) {
   auto sender = Sender::Dial(*loop, *ChannelAddr::Parse("unix:" + dir.Join("nobody.sock")), opts);
   ASSERT_THAT(sender->Post(Numbered(1, std::string(600, 'x')), nullptr, WhenFull::kFail), IsOk());
   Message second = Numbered(2, std::string(600, 'x'));
-  ASSERT_THAT(sender->Post(std::move(second), nullptr, WhenFull::kFail), StatusIs(absl::StatusCode::kResourceExhausted));
+  ASSERT_THAT(sender->Post(std::move(second), nullptr, WhenFull::kFail),
+              StatusIs(absl::StatusCode::kResourceExhausted));
   absl::Notification fired;
   sender->NotifyWhenRoom(second.wire_size(), [&] { fired.Notify(); });
   // A fixed moment on purpose: the behaviour is that nothing fires during it.

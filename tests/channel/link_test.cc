@@ -107,8 +107,8 @@ TEST_P(LinkTest, ManySendersToOneListenerEachInOrder) {
 TEST_P(LinkTest, AcksAreCumulativeByCountOrTime) {
   Inbox inbox(1 << 16);
   ListenerOptions lopts;
-  lopts.ack_every = 10;                          // by count...
-  lopts.ack_delay = absl::Milliseconds(20);      // ...or this long after the first unacked delivery
+  lopts.ack_every = 10;                      // by count...
+  lopts.ack_delay = absl::Milliseconds(20);  // ...or this long after the first unacked delivery
   auto listener = *Listener::Serve(*loop_, BindAddr(), inbox, lopts);
   auto sender = Sender::Dial(*loop_, listener->addr());
   for (int i = 0; i < 25; ++i) ASSERT_THAT(sender->Post(Numbered(i), nullptr), IsOk());
@@ -137,7 +137,8 @@ TEST_P(LinkTest, GracefulSenderCloseEndsTheSession) {
   for (int i = 0; i < 10; ++i) ASSERT_THAT(sender->Post(Numbered(i), nullptr), IsOk());
   sender->Close(HangGuard());
   EXPECT_THAT(ReceiveNumbers(inbox, 10), ElementsAreArray(Iota(0, 10)));
-  EXPECT_THAT(sender->Post(Numbered(99), nullptr), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("closed")));
+  EXPECT_THAT(sender->Post(Numbered(99), nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("closed")));
   // The listener dropped the session once the goodbye arrived.
   EXPECT_TRUE(Eventually([&] { return listener->stats().sessions == 0; }))
       << listener->stats().sessions << " sessions left";
@@ -239,7 +240,8 @@ TEST(LinkDialTest, ServingATakenAddressIsAlreadyExists) {
   TempDir dir;
   auto loop = EventLoop::Start("test-loop");
   Inbox inbox;
-  for (const std::string& text : {"unix:" + dir.Join("x.sock"), std::string("unix:@hostd-test-taken"), std::string("local:424242")}) {
+  for (const std::string& text :
+       {"unix:" + dir.Join("x.sock"), std::string("unix:@hostd-test-taken"), std::string("local:424242")}) {
     auto first = Listener::Serve(*loop, *ChannelAddr::Parse(text), inbox);
     ASSERT_THAT(first, IsOk());
     EXPECT_THAT(Listener::Serve(*loop, *ChannelAddr::Parse(text), inbox),

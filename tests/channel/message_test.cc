@@ -1,7 +1,6 @@
-#include "channel/message.h"
-
 #include <string>
 
+#include "channel/message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"

@@ -1,5 +1,3 @@
-#include "daemon/config.h"
-
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -9,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/default_paths.h"
 #include "CLI/CLI.hpp"
+#include "daemon/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -108,10 +107,26 @@ TEST(DaemonConfigTest, DefaultDirsFollowTheEnvironment) {
 }
 
 TEST(DaemonConfigTest, FlagsOverrideTheDefaults) {
-  absl::StatusOr<DaemonConfig> cfg =
-      Parse({"--grpc", "tcp:127.0.0.1:7000", "--frontend", "unix:@fe", "--backend", "tcp:[::1]:7001", "--state-dir",
-             "/var/x", "--manager", "local", "--cgroups", "false", "--shutdown-grace", "2.5",
-             "--shutdown-max-in-flight", "8", "--log-level", "debug", "--log-format", "json"});
+  absl::StatusOr<DaemonConfig> cfg = Parse({"--grpc",
+                                            "tcp:127.0.0.1:7000",
+                                            "--frontend",
+                                            "unix:@fe",
+                                            "--backend",
+                                            "tcp:[::1]:7001",
+                                            "--state-dir",
+                                            "/var/x",
+                                            "--manager",
+                                            "local",
+                                            "--cgroups",
+                                            "false",
+                                            "--shutdown-grace",
+                                            "2.5",
+                                            "--shutdown-max-in-flight",
+                                            "8",
+                                            "--log-level",
+                                            "debug",
+                                            "--log-format",
+                                            "json"});
   ASSERT_THAT(cfg, IsOk());
   EXPECT_EQ(cfg->grpc, "tcp:127.0.0.1:7000");
   EXPECT_EQ(cfg->frontend, "unix:@fe");
@@ -167,8 +182,7 @@ TEST(DaemonConfigTest, OutOfRangeOrUnknownValuesAreRefusedNamingTheOption) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--shutdown-max-in-flight")));
   EXPECT_THAT(Parse({"--shutdown-grace", "soon"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--shutdown-grace")));
-  EXPECT_THAT(Parse({"--no-such-flag"}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--no-such-flag")));
+  EXPECT_THAT(Parse({"--no-such-flag"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--no-such-flag")));
 }
 
 TEST(DaemonConfigTest, BadAddressesAreRefusedNamingTheOption) {

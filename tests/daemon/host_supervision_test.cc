@@ -23,9 +23,9 @@ namespace hostd::daemon {
 namespace {
 
 using channel::ReturnReason;
+using ::hostd::testing::StatusIs;
 using manager::RestartMode;
 using proc::ProcState;
-using ::hostd::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -70,9 +70,8 @@ SpawnSpec Member(World& w, const std::string& name, std::optional<absl::StatusOr
       w.log[name].push_back(absl::StrCat("signal ", sig));
     });
     if (provide) rt.SetStateProvider([provide] { return *provide; });
-    HOSTD_RETURN_IF_ERROR(rt.Bind("echo", [&rt, n](Message m) {
-      (void)rt.Reply(m, "echo.reply", absl::StrCat(n, ":", m.payload()));
-    }));
+    HOSTD_RETURN_IF_ERROR(
+        rt.Bind("echo", [&rt, n](Message m) { (void)rt.Reply(m, "echo.reply", absl::StrCat(n, ":", m.payload())); }));
     HOSTD_RETURN_IF_ERROR(rt.Bind("ctl", [&rt](Message m) { rt.RequestStop(std::string(m.payload())); }));
     HOSTD_RETURN_IF_ERROR(rt.Bind("save", [&rt](Message m) { (void)rt.SaveState(std::string(m.payload())); }));
     return rt.Bind("data", [&w, name](Message m) {
@@ -90,16 +89,22 @@ SpawnSpec Member(World& w, const std::string& name, std::optional<absl::StatusOr
 }
 
 Supervision Restart(RestartMode mode, std::string group = "", int max_restarts = 5) {
-  return {.restart = {.mode = mode, .max_restarts = max_restarts, .within = absl::Minutes(1),
-                      .backoff = {.initial = absl::Milliseconds(1), .max = absl::Milliseconds(20), .multiplier = 2,
+  return {.restart = {.mode = mode,
+                      .max_restarts = max_restarts,
+                      .within = absl::Minutes(1),
+                      .backoff = {.initial = absl::Milliseconds(1),
+                                  .max = absl::Milliseconds(20),
+                                  .multiplier = 2,
                                   .jitter = 0.1}},
           .group = std::move(group)};
 }
 
 GroupSpec Group(Strategy s, int max_restarts = 5, std::string parent = "") {
-  return {.parent = std::move(parent), .strategy = s, .max_restarts = max_restarts, .within = absl::Minutes(1),
-          .backoff = {.initial = absl::Milliseconds(1), .max = absl::Milliseconds(20), .multiplier = 2,
-                      .jitter = 0.1}};
+  return {.parent = std::move(parent),
+          .strategy = s,
+          .max_restarts = max_restarts,
+          .within = absl::Minutes(1),
+          .backoff = {.initial = absl::Milliseconds(1), .max = absl::Milliseconds(20), .multiplier = 2, .jitter = 0.1}};
 }
 
 struct Fixture {

@@ -1,13 +1,12 @@
 // The Host mux with in-process procs (and scripted fake procs for spawn outcomes):
 // Monarch's host scenarios plus the routing rules of daemon/host.h.
-#include "daemon/host.h"
-
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "channel/listener.h"
+#include "daemon/host.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manager/local_proc_manager.h"
@@ -22,10 +21,10 @@ using channel::ChannelAddr;
 using channel::Inbox;
 using channel::Message;
 using channel::ReturnReason;
-using manager::SpawnSpec;
-using proc::ProcState;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
+using manager::SpawnSpec;
+using proc::ProcState;
 using ::testing::HasSubstr;
 
 // A proc that sends each payload it gets on "relay" to the proc named in the payload
@@ -198,9 +197,8 @@ TEST(HostTest, TwoHostsProcOnOneReachesProcOnTheOther) {
   SpawnSpec relay;
   std::string b_echo = b.Dest("echo");
   relay.local_setup = [b_echo](proc::ProcRuntime& rt) {
-    return rt.Bind("relay", [&rt, b_echo](Message m) {
-      (void)rt.Send(*Message::Create(b_echo, "echo", m.src(), m.payload()));
-    });
+    return rt.Bind("relay",
+                   [&rt, b_echo](Message m) { (void)rt.Send(*Message::Create(b_echo, "echo", m.src(), m.payload())); });
   };
   ASSERT_THAT(a.host->Spawn("relay", relay), IsOk());
   Client c(a.host->frontend());

@@ -23,14 +23,15 @@ namespace hostd::daemon {
 using channel::ChannelAddr;
 using channel::Inbox;
 using channel::Message;
-using manager::SpawnSpec;
 using ::hostd::testing::Eventually;
 using ::hostd::testing::HangGuard;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::kHangGuard;
+using manager::SpawnSpec;
 
-inline // A proc that answers every message on "echo" with the same payload on "echo.reply".
-SpawnSpec EchoSpec() {
+inline  // A proc that answers every message on "echo" with the same payload on "echo.reply".
+    SpawnSpec
+    EchoSpec() {
   SpawnSpec spec;
   spec.local_setup = [](proc::ProcRuntime& rt) {
     return rt.Bind("echo", [&rt](Message m) { (void)rt.Reply(m, "echo.reply", m.payload()); });
@@ -41,8 +42,7 @@ SpawnSpec EchoSpec() {
 // A client outside the host: its own listener (the return address) and a link to
 // the host's frontend.
 struct Client {
-  explicit Client(const ChannelAddr& host_frontend)
-      : to_host(channel::Sender::Dial(*loop, host_frontend)) {}
+  explicit Client(const ChannelAddr& host_frontend) : to_host(channel::Sender::Dial(*loop, host_frontend)) {}
   std::unique_ptr<channel::EventLoop> loop = channel::EventLoop::Start("client");
   Inbox inbox;
   std::unique_ptr<channel::Listener> listener = *channel::Listener::Serve(*loop, ChannelAddr::Local(0), inbox);

@@ -1,7 +1,6 @@
-#include "daemon/proto_convert.h"
-
 #include <string>
 
+#include "daemon/proto_convert.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -269,8 +268,8 @@ TEST(ProtoConvertTest, SpawnSpecWithBadEnvNameIsRefused) {
     v1::ProcSpec spec;
     spec.set_program("x");
     spec.add_env()->set_name(name);
-    EXPECT_THAT(FromProto(spec), StatusIs(absl::StatusCode::kInvalidArgument,
-                                          "spec.env: \"" + name + "\" is not a variable name"));
+    EXPECT_THAT(FromProto(spec),
+                StatusIs(absl::StatusCode::kInvalidArgument, "spec.env: \"" + name + "\" is not a variable name"));
   }
 }
 
@@ -298,11 +297,11 @@ TEST(ProtoConvertTest, SpawnSpecWithUnknownReadinessOrBadTimeoutIsRefused) {
 
 TEST(ProtoConvertTest, ValidNamesPassAndBadOnesNameTheField) {
   EXPECT_THAT(ValidateName("trainer-3.a_b"), IsOk());
-  EXPECT_THAT(ValidateName(""), StatusIs(absl::StatusCode::kInvalidArgument, "name: invalid proc name \"\": it is empty"));
+  EXPECT_THAT(ValidateName(""),
+              StatusIs(absl::StatusCode::kInvalidArgument, "name: invalid proc name \"\": it is empty"));
   EXPECT_THAT(ValidateName("-x"), StatusIs(absl::StatusCode::kInvalidArgument,
                                            HasSubstr("name: invalid proc name \"-x\": it must start with a letter")));
-  EXPECT_THAT(ValidateName("a b"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("' ' is not allowed")));
+  EXPECT_THAT(ValidateName("a b"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("' ' is not allowed")));
   EXPECT_THAT(ValidateName(std::string(1000, 'a')),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("it is 1000 characters")));
 }
@@ -356,15 +355,15 @@ TEST(ProtoConvertTest, BadRestartPoliciesAreRefusedNamingTheField) {
   EXPECT_THAT(FromProto(p, true), StatusIs(absl::StatusCode::kInvalidArgument, "restart.mode: unknown mode 42"));
   p = v1::RestartPolicy();
   *p.mutable_within() = Dur(-1);
-  EXPECT_THAT(FromProto(p, true), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("restart.within: a duration")));
+  EXPECT_THAT(FromProto(p, true),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("restart.within: a duration")));
   p = v1::RestartPolicy();
   *p.mutable_backoff()->mutable_initial() = Dur(-1);
   EXPECT_THAT(FromProto(p, true),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("restart.backoff.initial: a duration")));
   p = v1::RestartPolicy();
   *p.mutable_backoff()->mutable_max() = Dur(25 * 3600);
-  EXPECT_THAT(FromProto(p, true),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("restart.backoff.max: 25h")));
+  EXPECT_THAT(FromProto(p, true), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("restart.backoff.max: 25h")));
   // The policy's limits (backoff order, multiplier, jitter) are Host::Spawn's to
   // check (HostTest.BadSpawnInputIsRefusedOnceAtTheHost).
 }

@@ -1,5 +1,3 @@
-#include "daemon/sd_notify.h"
-
 #include <sys/socket.h>
 
 #include <cstdlib>
@@ -9,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
+#include "daemon/sd_notify.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"

@@ -1,10 +1,9 @@
-#include "daemon/worker_pool.h"
-
 #include <atomic>
 #include <memory>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "daemon/worker_pool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/eventually.h"
@@ -59,8 +58,8 @@ TEST(WorkerPoolTest, FullQueueIsResourceExhausted) {
   ASSERT_TRUE(started.WaitForNotificationWithDeadline(HangGuard()));  // the only thread is busy
   ASSERT_THAT(pool.Submit([] {}), IsOk());
   ASSERT_THAT(pool.Submit([] {}), IsOk());
-  EXPECT_THAT(pool.Submit([] {}), StatusIs(absl::StatusCode::kResourceExhausted,
-                                            "2 blocking calls are already queued; retry later"));
+  EXPECT_THAT(pool.Submit([] {}),
+              StatusIs(absl::StatusCode::kResourceExhausted, "2 blocking calls are already queued; retry later"));
   release.Notify();
   // Room again once the queue drains.
   EXPECT_TRUE(::hostd::testing::Eventually([&] { return pool.Submit([] {}).ok(); }));

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
 #include "gmock/gmock.h"
@@ -70,12 +70,18 @@ class Hostd {
     }
     grpc_ = "unix:" + dir_.Join("hostd.sock");
     std::vector<std::string> args = {kHostd,
-                                     "--grpc", grpc_,
-                                     "--frontend", "unix:" + dir_.Join("fe.sock"),
-                                     "--backend", "unix:" + dir_.Join("be.sock"),
-                                     "--state-dir", dir_.Join("state"),
-                                     "--shutdown-grace", "2",
-                                     "--log-level", "warn"};
+                                     "--grpc",
+                                     grpc_,
+                                     "--frontend",
+                                     "unix:" + dir_.Join("fe.sock"),
+                                     "--backend",
+                                     "unix:" + dir_.Join("be.sock"),
+                                     "--state-dir",
+                                     dir_.Join("state"),
+                                     "--shutdown-grace",
+                                     "2",
+                                     "--log-level",
+                                     "warn"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -376,11 +382,10 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
     req = grpc::ByteBuffer(&empty, 1);
     absl::Notification done;
     grpc::Status hs;
-    generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp,
-                      [&](grpc::Status st) {
-                        hs = st;
-                        done.Notify();
-                      });
+    generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp, [&](grpc::Status st) {
+      hs = st;
+      done.Notify();
+    });
     done.WaitForNotification();
     ASSERT_TRUE(hs.ok()) << hs.error_message();
     std::vector<grpc::Slice> slices;
@@ -391,8 +396,8 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
   }
   // Server reflection lists the services (ServerReflectionRequest.list_services is
   // field 7: bytes 3a 00).
-  EXPECT_THAT(ReflectedServices(h.channel()), ::testing::AllOf(HasSubstr("hostd.v1.HostService"),
-                                                                HasSubstr("grpc.health.v1.Health")));
+  EXPECT_THAT(ReflectedServices(h.channel()),
+              ::testing::AllOf(HasSubstr("hostd.v1.HostService"), HasSubstr("grpc.health.v1.Health")));
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 

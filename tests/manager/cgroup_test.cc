@@ -1,5 +1,3 @@
-#include "manager/cgroup.h"
-
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "manager/cgroup.h"
 #include "testing/status_matchers.h"
 
 namespace hostd::manager {
@@ -94,9 +93,7 @@ TEST_F(CgroupTest, ChildThatCannotBeCreatedIsUnavailableNamingIt) {
                                   HasSubstr("No such file or directory"))));
 }
 
-TEST_F(CgroupTest, PidsOfAMissingCgroupAreNone) {
-  EXPECT_TRUE(CgroupTree::Pids(tree_->parent() + "/missing").empty());
-}
+TEST_F(CgroupTest, PidsOfAMissingCgroupAreNone) { EXPECT_TRUE(CgroupTree::Pids(tree_->parent() + "/missing").empty()); }
 
 }  // namespace
 }  // namespace hostd::manager

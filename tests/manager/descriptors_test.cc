@@ -2,13 +2,12 @@
 // close_range and with the /proc/self/fd listing older kernels get. Each case runs in
 // a forked child, which may only make async-signal-safe calls; its exit code says
 // which check failed.
-#include "manager/descriptors.h"
-
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "gtest/gtest.h"
+#include "manager/descriptors.h"
 
 namespace hostd::manager {
 namespace {
@@ -28,7 +27,7 @@ int RunInChild(Sweep what, int (*fn)(int)) {
       if (fd < 0 || (::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0) ::_exit(10);
     }
     if (fn(fds[1]) != 0) ::_exit(11);
-    if (::fcntl(fds[0], F_GETFD) != 0) ::_exit(12);                 // below `lowest`: untouched
+    if (::fcntl(fds[0], F_GETFD) != 0) ::_exit(12);  // below `lowest`: untouched
     if (::fcntl(STDERR_FILENO, F_GETFD) < 0) ::_exit(13);
     for (int i = 1; i < 4; ++i) {
       int flags = ::fcntl(fds[i], F_GETFD);

@@ -9,8 +9,8 @@
 namespace hostd::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using proc::ProcState;
+using ::testing::HasSubstr;
 
 class FakeProcManagerTest : public ::testing::Test {
  protected:
@@ -40,7 +40,8 @@ TEST_F(FakeProcManagerTest, ReadinessTimeoutFailsAndForgets) {
 
 TEST_F(FakeProcManagerTest, TerminalBeforeReadyAndChannelClosedFail) {
   mgr_.Script("crash", {.outcome = FakeOutcome::kEndsBeforeReady, .terminal = proc::ProcStatus::Killed(SIGSEGV, true)});
-  EXPECT_THAT(Spawn("crash"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("Killed(SIGSEGV, core dumped)")));
+  EXPECT_THAT(Spawn("crash"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("Killed(SIGSEGV, core dumped)")));
   mgr_.Script("closed", {.outcome = FakeOutcome::kChannelClosed});
   EXPECT_THAT(Spawn("closed"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("readiness channel closed")));
   EXPECT_TRUE(mgr_.Procs().empty());

@@ -21,10 +21,10 @@
 #include "base/small_file.h"
 #include "channel/event_loop.h"
 #include "channel/listener.h"
+#include "gtest/gtest.h"
 #include "manager/launcher.h"
 #include "manager/local_proc_manager.h"
 #include "manager/process_proc_manager.h"
-#include "gtest/gtest.h"
 #include "testing/eventually.h"
 #include "testing/temp_dir.h"
 
@@ -38,7 +38,7 @@ struct Behaviour {
   int exit_after_ms = -1;  // exit on its own
   int exit_code = 0;
   bool ignore_stop = false;
-  bool ignore_sigterm = false;  // process manager only
+  bool ignore_sigterm = false;               // process manager only
   std::vector<std::string> extra_args = {};  // process manager only
 };
 
@@ -85,8 +85,8 @@ class ManagerHarness {
       return spec;
     }
     spec.local_main = [b](proc::ProcRuntime& rt, const absl::Notification& killed) {
-      absl::Time until = b.exit_after_ms >= 0 ? absl::Now() + absl::Milliseconds(b.exit_after_ms)
-                                             : absl::InfiniteFuture();
+      absl::Time until =
+          b.exit_after_ms >= 0 ? absl::Now() + absl::Milliseconds(b.exit_after_ms) : absl::InfiniteFuture();
       if (b.ignore_stop) {
         killed.WaitForNotificationWithDeadline(until);
         return b.exit_code;
@@ -176,8 +176,8 @@ inline absl::StatusOr<std::string> RunAsPidOneOfANewNamespace(const std::string&
   std::string text = ReadFile(out_path);
   if (text.find("unshare failed") != std::string::npos) return absl::UnavailableError(text);
   if (info.si_code != CLD_EXITED || info.si_status != 0) {
-    return absl::InternalError(absl::StrCat("the test in a pid namespace failed (wait code ", info.si_code,
-                                            ", status ", info.si_status, "):\n", text));
+    return absl::InternalError(absl::StrCat("the test in a pid namespace failed (wait code ", info.si_code, ", status ",
+                                            info.si_status, "):\n", text));
   }
   return text;
 }

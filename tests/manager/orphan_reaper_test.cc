@@ -120,13 +120,14 @@ std::atomic<int> embedder_sigchlds{0};
 void CountSigchld(int) { ++embedder_sigchlds; }
 
 TEST(OrphanReapingSignalsTest, TheEmbeddersSigchldHandlerStaysInstalled) {
-  struct sigaction mine{}, saved{};
+  struct sigaction mine {
+  }, saved{};
   mine.sa_handler = CountSigchld;
   mine.sa_flags = SA_RESTART;
   ::sigemptyset(&mine.sa_mask);
   ASSERT_EQ(::sigaction(SIGCHLD, &mine, &saved), 0);
   auto handler_now = [] {
-    struct sigaction now{};
+    struct sigaction now {};
     ::sigaction(SIGCHLD, nullptr, &now);
     return now.sa_handler;
   };
@@ -158,9 +159,9 @@ TEST(OrphanPidReuseTest, OrphanWithAnEndedLeadersPidIsReaped) {
   ASSERT_EQ(::mkfifo(h.dir().Join("go").c_str(), 0600), 0);
   // A subshell that, once told to go, forks `sleep` and exits: `sleep` is orphaned
   // and comes back to this process.
-  auto second = h.manager().Spawn(
-      h.Id("second"), h.backend(),
-      Shell("(echo > forked; read x < go; sleep 0.1 & echo $! > orphan.pid); exec sleep 300"));
+  auto second =
+      h.manager().Spawn(h.Id("second"), h.backend(),
+                        Shell("(echo > forked; read x < go; sleep 0.1 & echo $! > orphan.pid); exec sleep 300"));
   ASSERT_THAT(second, IsOk());
   ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(h.dir().Join("forked")); }));
   { std::ofstream("/proc/sys/kernel/ns_last_pid") << ended_leader - 1; }  // the next pid is the ended leader's

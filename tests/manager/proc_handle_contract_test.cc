@@ -17,10 +17,10 @@ namespace {
 
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
+using proc::ProcState;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using proc::ProcState;
 
 class ProcHandleContractTest : public ::testing::TestWithParam<Kind> {
  protected:
@@ -195,8 +195,9 @@ TEST_P(ProcHandleContractTest, KillAllKillsEveryProcWithoutAskingFirst) {
 TEST_P(ProcHandleContractTest, OversizeInitialStateFailsTheSpawnAndNothingRuns) {
   SpawnSpec spec = h_.Spec({});
   spec.initial_state = std::string(proc::kMaxStateBytes + 1, 'x');
-  EXPECT_THAT(h_.manager().Spawn(h_.Id("bloated"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("\"bloated\""), HasSubstr("initial state"))));
+  EXPECT_THAT(
+      h_.manager().Spawn(h_.Id("bloated"), h_.backend(), spec),
+      StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("\"bloated\""), HasSubstr("initial state"))));
   EXPECT_TRUE(h_.manager().Procs().empty());
   if (GetParam() == Kind::kProcess) {
     EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));

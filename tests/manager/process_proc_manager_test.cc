@@ -30,10 +30,10 @@ namespace {
 
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
+using proc::ProcState;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using proc::ProcState;
 
 class ProcessProcManagerTest : public ::testing::Test {
  protected:
@@ -142,8 +142,8 @@ TEST_F(ProcessProcManagerTest, MissingOrNonExecutableProgramIsAClearErrorAndLeav
   SpawnSpec spec;
   spec.program = "/nonexistent/bin/worker";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kFailedPrecondition, AllOf(HasSubstr("/nonexistent/bin/worker"),
-                                                                    HasSubstr("No such file or directory"))));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("/nonexistent/bin/worker"), HasSubstr("No such file or directory"))));
   spec.program = "no-such-program-hostd";
   EXPECT_THAT(h_.manager().Spawn(h_.Id("missing"), h_.backend(), spec),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not found in PATH=")));
@@ -155,12 +155,15 @@ TEST_F(ProcessProcManagerTest, MissingOrNonExecutableProgramIsAClearErrorAndLeav
   // Executable bit but no valid format: only exec itself can tell; the error comes
   // back through the launcher's pipe and the failed child is reaped.
   std::string garbage = h_.dir().Join("garbage");
-  { std::ofstream(garbage) << "\x7f" "ELF-not-really"; }
+  {
+    std::ofstream(garbage) << "\x7f"
+                              "ELF-not-really";
+  }
   ::chmod(garbage.c_str(), 0755);
   spec.program = garbage;
   EXPECT_THAT(h_.manager().Spawn(h_.Id("garbage"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kFailedPrecondition, AllOf(HasSubstr("exec " + garbage),
-                                                                    HasSubstr("Exec format error"))));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("exec " + garbage), HasSubstr("Exec format error"))));
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
   EXPECT_TRUE(h_.manager().Procs().empty());
 }
@@ -169,10 +172,10 @@ TEST_F(ProcessProcManagerTest, NeverReadyFailsAtTheDeadlineAndTheChildIsGone) {
   SpawnSpec spec = h_.Spec({.extra_args = {"--never-ready", "--stderr=still booting"}});
   spec.ready_timeout = absl::Milliseconds(300);
   absl::StatusOr<std::shared_ptr<ProcHandle>> h = h_.manager().Spawn(h_.Id("slow"), h_.backend(), spec);
-  EXPECT_THAT(h, StatusIs(absl::StatusCode::kDeadlineExceeded,
-                          AllOf(HasSubstr("did not become ready within 300ms"), HasSubstr("command: "),
-                                HasSubstr("--never-ready"), HasSubstr("Killed(SIGKILL)"),
-                                HasSubstr("stderr: still booting"))));
+  EXPECT_THAT(
+      h, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                  AllOf(HasSubstr("did not become ready within 300ms"), HasSubstr("command: "),
+                        HasSubstr("--never-ready"), HasSubstr("Killed(SIGKILL)"), HasSubstr("stderr: still booting"))));
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
   EXPECT_TRUE(h_.manager().Procs().empty());
 }
@@ -405,9 +408,10 @@ TEST_F(ProcessProcManagerTest, WorkingDirectoryIsSetOrTheSpawnSaysWhyNot) {
   ASSERT_THAT((*handle)->Wait(HangGuard()), IsOk());
   EXPECT_EQ(ReadFile(h_.dir().Join("work/where.txt")), spec.cwd + "\n");
   spec.cwd = "/nonexistent/dir";
-  EXPECT_THAT(h_.manager().Spawn(h_.Id("nocwd"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       AllOf(HasSubstr("changing to its working directory /nonexistent/dir"), HasSubstr("command: /bin/sh"))));
+  EXPECT_THAT(
+      h_.manager().Spawn(h_.Id("nocwd"), h_.backend(), spec),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("changing to its working directory /nonexistent/dir"), HasSubstr("command: /bin/sh"))));
   EXPECT_TRUE(NoChildrenLeft(h_.process().janitor_pid()));
 }
 
@@ -541,15 +545,16 @@ TEST(ProcessProcManagerOwnerTest, OwnerKilledTakesEveryChildAndGrandchildWithIt)
   ASSERT_TRUE(Eventually([&] {
     siginfo_t info{};
     info.si_pid = 0;
-    owner_exited =
-        ::waitid(P_PIDFD, owner->pidfd.get(), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
+    owner_exited = ::waitid(P_PIDFD, owner->pidfd.get(), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0;
     return owner_exited || ReadFile(out_path).find("ready\n") != std::string::npos;
-  })) << "owner not ready: " << ReadFile(out_path);
+  })) << "owner not ready: "
+      << ReadFile(out_path);
   ASSERT_FALSE(owner_exited) << "owner exited early: " << ReadFile(out_path);
   std::vector<pid_t> everyone;
   for (absl::string_view line : absl::StrSplit(ReadFile(out_path), '\n')) {
     int pid = 0;
-    if ((absl::ConsumePrefix(&line, "proc ") || absl::ConsumePrefix(&line, "janitor ")) && absl::SimpleAtoi(line, &pid)) {
+    if ((absl::ConsumePrefix(&line, "proc ") || absl::ConsumePrefix(&line, "janitor ")) &&
+        absl::SimpleAtoi(line, &pid)) {
       everyone.push_back(pid);
     }
   }

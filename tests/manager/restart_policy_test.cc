@@ -1,7 +1,6 @@
-#include "manager/restart_policy.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "manager/restart_policy.h"
 #include "testing/status_matchers.h"
 
 namespace hostd::manager {
@@ -9,8 +8,8 @@ namespace {
 
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
-using ::testing::HasSubstr;
 using proc::ProcStatus;
+using ::testing::HasSubstr;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1000);
 
@@ -18,7 +17,7 @@ TEST(RestartPolicyTest, ModesFollowOtp) {
   ProcStatus clean = ProcStatus::Stopped(0), failed = ProcStatus::Stopped(1), killed = ProcStatus::Killed(9, false);
   EXPECT_FALSE(WantsRestart(RestartMode::kNever, failed));
   EXPECT_FALSE(WantsRestart(RestartMode::kOnFailure, clean));  // transient: exit 0 is not restarted
-  EXPECT_TRUE(WantsRestart(RestartMode::kOnFailure, failed));   // ... exit 1 is
+  EXPECT_TRUE(WantsRestart(RestartMode::kOnFailure, failed));  // ... exit 1 is
   EXPECT_TRUE(WantsRestart(RestartMode::kOnFailure, killed));
   EXPECT_TRUE(WantsRestart(RestartMode::kAlways, clean));
 }
@@ -53,10 +52,10 @@ TEST(RestartPolicyTest, BackoffDelaysGrowWithinTheirBoundsUpToTheMax) {
     ASSERT_TRUE(d.restart);
     EXPECT_EQ(d.attempt, i);
     absl::Duration base = t.BaseDelay(i);
-    EXPECT_GE(base, prev_base);                 // the growth never goes back
-    EXPECT_LE(base, absl::Seconds(2));          // capped
-    EXPECT_LE(d.delay, base);                   // jitter only cuts
-    EXPECT_GE(d.delay, base * 0.75);            // by at most `jitter`
+    EXPECT_GE(base, prev_base);         // the growth never goes back
+    EXPECT_LE(base, absl::Seconds(2));  // capped
+    EXPECT_LE(d.delay, base);           // jitter only cuts
+    EXPECT_GE(d.delay, base * 0.75);    // by at most `jitter`
     prev_base = base;
   }
   EXPECT_EQ(t.BaseDelay(1), absl::Milliseconds(100));
@@ -65,8 +64,8 @@ TEST(RestartPolicyTest, BackoffDelaysGrowWithinTheirBoundsUpToTheMax) {
 }
 
 TEST(RestartPolicyTest, StayingReadyForAWindowResetsTheBackoff) {
-  RestartTracker t({.mode = RestartMode::kAlways, .max_restarts = 100, .within = absl::Seconds(5),
-                    .backoff = {.jitter = 0}});
+  RestartTracker t(
+      {.mode = RestartMode::kAlways, .max_restarts = 100, .within = absl::Seconds(5), .backoff = {.jitter = 0}});
   EXPECT_EQ(t.OnEnd(ProcStatus::Stopped(1), kT0).attempt, 1);
   t.OnReady(kT0 + absl::Seconds(1));
   EXPECT_EQ(t.OnEnd(ProcStatus::Stopped(1), kT0 + absl::Seconds(2)).attempt, 2);  // up 1 s only

@@ -1,18 +1,16 @@
 // The supervision tree's decisions (manager/supervisor.h): intensity, backoff,
 // strategies and escalation. The Host acting on them is tested in host_test.cc.
-#include "manager/supervisor.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "manager/supervisor.h"
 #include "testing/status_matchers.h"
 
 namespace hostd::manager {
 namespace {
 
-
-using proc::ProcStatus;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
+using proc::ProcStatus;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -20,14 +18,19 @@ using ::testing::IsEmpty;
 const absl::Time kT0 = absl::FromUnixSeconds(1'000'000);
 
 Supervision Always(std::string group = "") {
-  return {.restart = {.mode = RestartMode::kAlways, .max_restarts = 10, .within = absl::Minutes(1),
-                      .backoff = {.initial = absl::Milliseconds(10), .max = absl::Seconds(1), .multiplier = 2,
-                                  .jitter = 0}},
+  return {.restart =
+              {.mode = RestartMode::kAlways,
+               .max_restarts = 10,
+               .within = absl::Minutes(1),
+               .backoff = {.initial = absl::Milliseconds(10), .max = absl::Seconds(1), .multiplier = 2, .jitter = 0}},
           .group = std::move(group)};
 }
 
 GroupSpec Group(Strategy s, int max_restarts = 10, std::string parent = "") {
-  return {.parent = std::move(parent), .strategy = s, .max_restarts = max_restarts, .within = absl::Minutes(1),
+  return {.parent = std::move(parent),
+          .strategy = s,
+          .max_restarts = max_restarts,
+          .within = absl::Minutes(1),
           .backoff = {.initial = absl::Milliseconds(50), .max = absl::Seconds(1), .multiplier = 2, .jitter = 0}};
 }
 
@@ -53,8 +56,8 @@ TEST(SupervisorTest, CrashLoopStopsAtTheIntensityAndGivesUp) {
 TEST(SupervisorTest, BackoffDelaysGrowWithinTheirBounds) {
   Supervisor sup;
   Supervision s = Always();
-  s.restart.backoff = {.initial = absl::Milliseconds(100), .max = absl::Milliseconds(800), .multiplier = 2,
-                       .jitter = 0.25};
+  s.restart.backoff = {
+      .initial = absl::Milliseconds(100), .max = absl::Milliseconds(800), .multiplier = 2, .jitter = 0.25};
   sup.AddProc("a", s);
   absl::Duration prev = absl::ZeroDuration();
   for (int i = 1; i <= 6; ++i) {

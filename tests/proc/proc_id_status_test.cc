@@ -29,10 +29,14 @@ TEST(ProcIdTest, RoundTripsAndSplitsAtLastComma) {
 
 TEST(ProcIdTest, InvalidNamesAreRejectedWithTheRule) {
   EXPECT_THAT(ProcId::ValidateName(""), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
-  EXPECT_THAT(ProcId::ValidateName("-x"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("start with a letter")));
-  EXPECT_THAT(ProcId::ValidateName("a b"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("' ' is not allowed")));
-  EXPECT_THAT(ProcId::ValidateName("a,b"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("',' is not allowed")));
-  EXPECT_THAT(ProcId::ValidateName(std::string(65, 'a')), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 64")));
+  EXPECT_THAT(ProcId::ValidateName("-x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("start with a letter")));
+  EXPECT_THAT(ProcId::ValidateName("a b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("' ' is not allowed")));
+  EXPECT_THAT(ProcId::ValidateName("a,b"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("',' is not allowed")));
+  EXPECT_THAT(ProcId::ValidateName(std::string(65, 'a')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 64")));
   EXPECT_THAT(ProcId::ValidateName(std::string(64, 'a')), IsOk());
   EXPECT_THAT(ProcId::Parse("no-comma"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("<address>,<name>")));
   EXPECT_THAT(ProcId::Parse("bogus:1,x"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown scheme")));
@@ -42,18 +46,17 @@ TEST(ProcStatusTest, EveryLegalAndIllegalTransition) {
   using S = ProcState;
   const S all[] = {S::kStarting, S::kRunning, S::kReady, S::kStopping, S::kStopped, S::kKilled, S::kFailed};
   auto legal = [](S from, S to) {
-    if (IsTerminal(from)) return false;                       // terminal states absorb
-    if (IsTerminal(to)) return true;                          // anything may end
+    if (IsTerminal(from)) return false;  // terminal states absorb
+    if (IsTerminal(to)) return true;     // anything may end
     if (to == S::kRunning) return from == S::kStarting;
-    if (to == S::kReady) return from == S::kRunning;          // never after Stopping
+    if (to == S::kReady) return from == S::kRunning;  // never after Stopping
     if (to == S::kStopping) return from != S::kStopping;
-    return false;                                             // nothing returns to Starting
+    return false;  // nothing returns to Starting
   };
   int checked = 0;
   for (S from : all) {
     for (S to : all) {
-      EXPECT_EQ(IsLegalTransition(from, to), legal(from, to))
-          << ProcStateName(from) << " -> " << ProcStateName(to);
+      EXPECT_EQ(IsLegalTransition(from, to), legal(from, to)) << ProcStateName(from) << " -> " << ProcStateName(to);
       ++checked;
     }
   }

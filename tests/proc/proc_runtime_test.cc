@@ -53,7 +53,8 @@ struct RuntimeFixture {
   std::unique_ptr<channel::Sender> to_proc;
 
   absl::Status Tell(absl::string_view port, absl::string_view payload, absl::string_view dest = "") {
-    return to_proc->Send(*Message::Create(dest.empty() ? id.ToString() : dest, port, "unix:@fe,client", payload), HangGuard());
+    return to_proc->Send(*Message::Create(dest.empty() ? id.ToString() : dest, port, "unix:@fe,client", payload),
+                         HangGuard());
   }
 };
 
@@ -89,10 +90,12 @@ TEST(ProcRuntimeTest, UnknownPortAndWrongDestinationGoBackToTheSender) {
 TEST(ProcRuntimeTest, MessagesToItselfAreDispatchedLocally) {
   RuntimeFixture f;
   absl::Notification got;
-  ASSERT_THAT(f.rt->Bind("self", [&](Message m) {
-    EXPECT_EQ(m.payload(), "loop");
-    got.Notify();
-  }), IsOk());
+  ASSERT_THAT(f.rt->Bind("self",
+                         [&](Message m) {
+                           EXPECT_EQ(m.payload(), "loop");
+                           got.Notify();
+                         }),
+              IsOk());
   ASSERT_THAT(f.rt->Send(*Message::Create(f.id.ToString(), "self", "", "loop")), IsOk());
   EXPECT_TRUE(got.WaitForNotificationWithDeadline(HangGuard()));
   EXPECT_EQ(f.host.size(), 0u);
@@ -142,10 +145,10 @@ TEST(ProcRuntimeTest, InitialStateComesFromTheOptions) {
 
 TEST(ProcRuntimeTest, InitialStateOverTheLimitFailsTheStart) {
   auto loop = channel::EventLoop::Start("test");
-  EXPECT_THAT(ProcRuntime::Start(*loop, {*ProcId::Parse("unix:@fe,big"), ChannelAddr::Local(0),
-                                         *ChannelAddr::Parse("unix:@hostd-test-nobody"),
-                                         std::string(kMaxStateBytes + 1, 'x')}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unix:@fe,big")));
+  EXPECT_THAT(
+      ProcRuntime::Start(*loop, {*ProcId::Parse("unix:@fe,big"), ChannelAddr::Local(0),
+                                 *ChannelAddr::Parse("unix:@hostd-test-nobody"), std::string(kMaxStateBytes + 1, 'x')}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unix:@fe,big")));
 }
 
 TEST(ProcRuntimeTest, SaveStateSendsTheBlobToTheHostsStateAddress) {
@@ -235,12 +238,14 @@ TEST(BootstrapTest, EnvironmentIsValidatedNamingTheVariable) {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
   };
-  EXPECT_THAT(ReadBootstrapEnv(get), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_PROC_ID is not set")));
-  env[kEnvProcId] = "unix:@fe,bad name";
   EXPECT_THAT(ReadBootstrapEnv(get),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_PROC_ID=\"unix:@fe,bad name\" is invalid")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_PROC_ID is not set")));
+  env[kEnvProcId] = "unix:@fe,bad name";
+  EXPECT_THAT(ReadBootstrapEnv(get), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              HasSubstr("HOSTD_PROC_ID=\"unix:@fe,bad name\" is invalid")));
   env[kEnvProcId] = "unix:@fe,w";
-  EXPECT_THAT(ReadBootstrapEnv(get), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_HOST_BACKEND is not set")));
+  EXPECT_THAT(ReadBootstrapEnv(get),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_HOST_BACKEND is not set")));
   env[kEnvHostBackend] = "unix:";
   EXPECT_THAT(ReadBootstrapEnv(get), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dialable")));
   env[kEnvHostBackend] = "unix:@host-backend";
@@ -258,9 +263,8 @@ TEST(BootstrapTest, EnvironmentIsValidatedNamingTheVariable) {
 
 // A fake environment for BootstrapProc: a proc that reports no readiness.
 struct FakeEnv {
-  std::map<std::string, std::string> vars = {{kEnvProcId, "unix:@fe,w"},
-                                             {kEnvHostBackend, "unix:@hostd-test-nobody"},
-                                             {kEnvListen, "local:0"}};
+  std::map<std::string, std::string> vars = {
+      {kEnvProcId, "unix:@fe,w"}, {kEnvHostBackend, "unix:@hostd-test-nobody"}, {kEnvListen, "local:0"}};
   GetEnv get() {
     return [this](const char* name) -> const char* {
       auto it = vars.find(name);
@@ -336,9 +340,9 @@ TEST(BootstrapTest, StateDescriptorOverTheLimitOrUnreadableFailsNamingTheVariabl
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
   base::UniqueFd read_end(p[0]), write_end(p[1]);
   env.vars[kEnvStateFd] = absl::StrCat(write_end.get());  // open, but not for reading
-  EXPECT_THAT(BootstrapProc(nullptr, env.get()),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("HOSTD_STATE_FD"), HasSubstr("cannot read"))));
+  EXPECT_THAT(
+      BootstrapProc(nullptr, env.get()),
+      StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("HOSTD_STATE_FD"), HasSubstr("cannot read"))));
   prctl(PR_SET_PDEATHSIG, 0);
   (void)write_end.release();
 
