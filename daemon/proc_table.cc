@@ -95,6 +95,7 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
             absl::StrCat("proc \"", name, "\" already exists (", old.status.ToString(), "); pick another name"));
       }
     }
+    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
     if (it != records_.end()) controller_->SetSavedState(*it->second, std::nullopt);
     auto r = std::make_unique<ProcRecord>();
     r->name = name;
@@ -202,7 +203,8 @@ void ProcTable::OnStatus(const std::string& name, uint64_t gen, const proc::Proc
     Publish(HostEvent::Kind::kRestarted, name, status);
   }
   if (status.terminal()) {
-    controller_->OnEnd(*r);  // ends it, or it restarts
+    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
+    controller_->OnEnd(*r);                // ends it, or it restarts
     ForgetEnded(opts_.ended_procs_kept);
   }
 }
@@ -224,6 +226,7 @@ void ProcTable::ForgetEnded(size_t keep) {
     auto it = records_.find(ended_order_[i++]);
     if (it == records_.end() || it->second->state != ProcRecord::State::kEnded) continue;
     Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
+    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
     controller_->SetSavedState(*it->second, std::nullopt);
     supervisor_.RemoveProc(it->first);
     ToRouter([name = it->first](Router& router) { router.Forget(name); });
@@ -340,6 +343,7 @@ manager::TerminateSummary ProcTable::TerminateChildren(absl::Duration grace, int
     if (r->state == ProcRecord::State::kRestarting) EndRecord(*r);
   }
   ForgetEnded(0);
+  controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
   controller_->ResumeRestarts();
   return summary;
 }
@@ -347,7 +351,10 @@ manager::TerminateSummary ProcTable::TerminateChildren(absl::Duration grace, int
 bool ProcTable::StopSpawns(std::string why, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   stopped_why_ = why.empty() ? "stopping" : std::move(why);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return spawns_in_flight_ == 0 && controller_->idle(); };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
+    return spawns_in_flight_ == 0 && controller_->idle();
+  };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
