@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "base/errno_status.h"
 #include "base/log.h"
+#include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
 #include "manager/process_handle.h"
@@ -197,12 +198,10 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   } else if (spec.readiness == ReadinessMode::kNotify) {
     static std::atomic<uint64_t> serial{0};
     std::string abstract = absl::StrCat("hostd-notify-", ::getpid(), "-", ++serial);
+    absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create(absl::StrCat("@", abstract));
+    if (!addr.ok()) return abandon(fail(addr.status()));
     notify_sock.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::memcpy(sa.sun_path + 1, abstract.data(), abstract.size());
-    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstract.size());
-    if (!notify_sock.valid() || ::bind(notify_sock.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+    if (!notify_sock.valid() || ::bind(notify_sock.get(), addr->get(), addr->size()) != 0) {
       return abandon(fail(LaunchError(errno, "notify socket")));
     }
     env["NOTIFY_SOCKET"] = absl::StrCat("@", abstract);
