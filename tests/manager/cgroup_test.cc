@@ -22,6 +22,7 @@ using ::hostd::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 // A CgroupTree under this process's own cgroup, or a skip saying why there is none.
 class CgroupTest : public ::testing::Test {
@@ -93,7 +94,13 @@ TEST_F(CgroupTest, ChildThatCannotBeCreatedIsUnavailableNamingIt) {
                                   HasSubstr("No such file or directory"))));
 }
 
-TEST_F(CgroupTest, PidsOfAMissingCgroupAreNone) { EXPECT_TRUE(CgroupTree::Pids(tree_->parent() + "/missing").empty()); }
+TEST_F(CgroupTest, PidsOfAMissingOrEmptyCgroupAreNone) {
+  EXPECT_THAT(CgroupTree::Pids(tree_->parent() + "/missing"), IsEmpty());
+  absl::StatusOr<std::string> empty = tree_->CreateChild("empty");
+  ASSERT_THAT(empty, IsOk());
+  EXPECT_THAT(CgroupTree::Pids(*empty), IsEmpty());
+  EXPECT_THAT(CgroupTree::Remove(*empty), IsOk());
+}
 
 }  // namespace
 }  // namespace hostd::manager
