@@ -95,8 +95,7 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
             absl::StrCat("proc \"", name, "\" already exists (", old.status.ToString(), "); pick another name"));
       }
     }
-    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
-    if (it != records_.end()) controller_->SetSavedState(*it->second, std::nullopt);
+    if (it != records_.end()) SetSavedState(*it->second, std::nullopt);
     auto r = std::make_unique<ProcRecord>();
     r->name = name;
     r->gen = gen = next_gen_++;
@@ -142,19 +141,12 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
     --spawns_in_flight_;
     return absl::AbortedError(absl::StrCat("proc \"", name, "\" was stopped while it started"));
   }
-  // Watch calls back at once, taking the handle's delivery role: not under mu_.
-  uint64_t watch_id = WatchHandle(name, gen, *h);
+  Follow(name, gen, h);
   spawned_.fetch_add(1, std::memory_order_relaxed);
-  // The statuses so far are posted; once applied, the spawn's result, Get and an
-  // event snapshot agree.
-  loop_.RunSync([] {});
   absl::MutexLock lock(&mu_);
   --spawns_in_flight_;
-  if (ProcRecord* r = Find(name, gen)) {
-    r->watch_id = watch_id;
-    return InfoOf(*r);
-  }
-  h->Unwatch(watch_id);  // ended and its name taken again meanwhile
+  if (ProcRecord* r = Find(name, gen)) return InfoOf(*r);
+  // Ended, and its name taken again, meanwhile.
   return ProcInfo{
       .name = name, .id = id_of_(name), .status = h->status(), .program = spec.program, .args = spec.args, .handle = h};
 }
@@ -180,10 +172,18 @@ bool ProcTable::Activate(ProcRecord& r, std::shared_ptr<manager::ProcHandle> han
 }
 
 // The gate drops what arrives after the table shut down; OnStatus runs on the loop.
-uint64_t ProcTable::WatchHandle(const std::string& name, uint64_t gen, manager::ProcHandle& h) {
-  return h.Watch([this, gate = gate_, name,
-                  gen](const proc::ProcStatus& s) { gate->Post([this, name, gen, s] { OnStatus(name, gen, s); }); },
-                 proc::WatchFrom::kFirst);
+void ProcTable::Follow(const std::string& name, uint64_t gen, const std::shared_ptr<manager::ProcHandle>& h) {
+  uint64_t watch_id =
+      h->Watch([this, gate = gate_, name,
+                gen](const proc::ProcStatus& s) { gate->Post([this, name, gen, s] { OnStatus(name, gen, s); }); },
+               proc::WatchFrom::kFirst);
+  loop_.RunSync([] {});  // what Watch posted is applied
+  absl::MutexLock lock(&mu_);
+  if (ProcRecord* r = Find(name, gen)) {
+    r->watch_id = watch_id;
+  } else {
+    h->Unwatch(watch_id);  // gone meanwhile: its statuses are ignored anyway
+  }
 }
 
 void ProcTable::OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status) {
@@ -218,6 +218,12 @@ void ProcTable::EndRecord(ProcRecord& r) {
                Router& router) mutable { router.End(name, std::move(note)); });
 }
 
+void ProcTable::SetSavedState(ProcRecord& r, std::optional<std::string> state) {
+  saved_state_total_ -= r.saved_state ? r.saved_state->size() : 0;
+  r.saved_state = std::move(state);
+  saved_state_total_ += r.saved_state ? r.saved_state->size() : 0;
+}
+
 void ProcTable::ForgetEnded(size_t keep) {
   size_t ended = 0;
   for (const auto& [n, r] : records_) ended += r->state == ProcRecord::State::kEnded;
@@ -226,8 +232,7 @@ void ProcTable::ForgetEnded(size_t keep) {
     auto it = records_.find(ended_order_[i++]);
     if (it == records_.end() || it->second->state != ProcRecord::State::kEnded) continue;
     Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
-    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
-    controller_->SetSavedState(*it->second, std::nullopt);
+    SetSavedState(*it->second, std::nullopt);
     supervisor_.RemoveProc(it->first);
     ToRouter([name = it->first](Router& router) { router.Forget(name); });
     records_.erase(it);

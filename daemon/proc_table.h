@@ -131,15 +131,20 @@ class ProcTable {
                                                                     const manager::SpawnSpec& spec);
   // `r`'s incarnation is ready: the route activates. False when the record is not
   // starting or restarting any more (the caller then kills the handle). The
-  // caller then watches the handle (WatchHandle), outside the lock.
+  // caller then follows the handle (Follow), outside the lock.
   bool Activate(ProcRecord& r, std::shared_ptr<manager::ProcHandle> handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // From here the record follows the exit monitor, from the handle's first status.
-  uint64_t WatchHandle(const std::string& name, uint64_t gen, manager::ProcHandle& h);
   // Loop thread: a status from the exit monitor.
   void OnStatus(const std::string& name, uint64_t gen, const proc::ProcStatus& status);
   // Ends `r` for good: its route bounces what waits and what comes.
   void EndRecord(ProcRecord& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetEnded(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets what `r`'s next incarnation starts with, keeping saved_state_total_ in step.
+  void SetSavedState(ProcRecord& r, std::optional<std::string> state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Watches a handle the table just activated (`Activate`), from its first status,
+  // and returns once the loop has applied the statuses so far: the spawn's result,
+  // Get and an event snapshot then agree. Not under mu_ (Watch calls back at once).
+  void Follow(const std::string& name, uint64_t gen, const std::shared_ptr<manager::ProcHandle>& h)
+      ABSL_LOCKS_EXCLUDED(mu_);
   ProcInfo InfoOf(const ProcRecord& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ProcRecord* Find(absl::string_view name, uint64_t gen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotFound(absl::string_view name) const;
@@ -164,6 +169,7 @@ class ProcTable {
   absl::flat_hash_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> ended_order_ ABSL_GUARDED_BY(mu_);  // oldest first (may hold stale names)
   uint64_t next_gen_ ABSL_GUARDED_BY(mu_) = 1;
+  size_t saved_state_total_ ABSL_GUARDED_BY(mu_) = 0;  // of every record's saved_state
   int spawns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::string stopped_why_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -145,14 +145,6 @@ void Router::Forget(const std::string& name) {
   routes_.erase(it);
 }
 
-std::vector<std::string> Router::Names() const {
-  loop_.AssertInLoop("Router::Names");
-  std::vector<std::string> out;
-  out.reserve(routes_.size());
-  for (const auto& [n, r] : routes_) out.push_back(n);
-  return out;
-}
-
 void Router::Bounce(Held held, ReturnReason reason, const std::string& note) {
   for (auto& [m, hook] : held) Return(std::move(m), reason, note);
 }

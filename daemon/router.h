@@ -106,8 +106,6 @@ class Router {
   // signal was acknowledged or came back. Loop thread.
   void Signal(const std::vector<std::string>& names, const std::string& payload,
               absl::AnyInvocable<void(BroadcastResult)> done);
-  // Every routed name now (loop thread).
-  std::vector<std::string> Names() const;
 
   // A mailbox of the host (`name` starts with kMailboxPrefix). Loop thread.
   void AddMailbox(std::string name, Mailbox fn);

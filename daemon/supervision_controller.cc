@@ -140,12 +140,6 @@ void SupervisionController::ApplyPlan(const std::string& failed, const Superviso
   if (!job.stop.empty() || !job.start.empty()) Submit(std::move(job));
 }
 
-void SupervisionController::SetSavedState(Record& r, std::optional<std::string> state) {
-  saved_state_total_ -= r.saved_state ? r.saved_state->size() : 0;
-  r.saved_state = std::move(state);
-  saved_state_total_ += r.saved_state ? r.saved_state->size() : 0;
-}
-
 void SupervisionController::PauseRestarts(absl::Duration wait) {
   absl::MutexLock lock(&table_.mu_);
   restarts_paused_ = true;
@@ -247,12 +241,10 @@ void SupervisionController::StartIncarnation(const std::string& name, uint64_t e
       }
     }
   }
-  uint64_t watch_id = activated ? table_.WatchHandle(name, gen, *h) : 0;
-  if (activated) loop_.RunSync([] {});  // its statuses so far are applied (ProcTable::Spawn)
+  if (activated) table_.Follow(name, gen, h);
   {
     absl::MutexLock lock(&table_.mu_);
     --table_.spawns_in_flight_;
-    if (Record* r = table_.Find(name, gen); r != nullptr && activated) r->watch_id = watch_id;
   }
   // Stopped or cancelled while it started: leave nothing running.
   if (!keep) (void)h->Kill();
@@ -348,7 +340,7 @@ absl::StatusOr<ProcInfo> SupervisionController::Restart(absl::string_view name_v
     }
     Record& r = *it->second;
     if (state) {
-      SetSavedState(r, state);
+      table_.SetSavedState(r, state);
       r.handoff_state = std::move(state);
     }
     r.fate = Fate::kRequestedRestart;
@@ -401,11 +393,11 @@ void SupervisionController::OnSavedState(Message msg) {
     } else {
       Record& r = *it->second;
       size_t old = r.saved_state ? r.saved_state->size() : 0;
-      if (saved_state_total_ - old + size > opts_.saved_state_bytes) {
+      if (table_.saved_state_total_ - old + size > opts_.saved_state_bytes) {
         reason = ReturnReason::kBufferFull;
         note = absl::StrCat("the host keeps at most ", opts_.saved_state_bytes, " bytes of saved state for all procs");
       } else {
-        SetSavedState(r, std::string(msg.payload()));
+        table_.SetSavedState(r, std::string(msg.payload()));
       }
     }
   }

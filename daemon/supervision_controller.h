@@ -69,7 +69,6 @@ class SupervisionController {
   // ---- Called by the table, under its lock ----
   // The live incarnation of `r` ended on its own: end it, or restart it.
   void OnEnd(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
-  void SetSavedState(Record& r, std::optional<std::string> state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
   // Cancels the jobs of earlier epochs and waits (up to `wait`) for running ones.
   void PauseRestarts(absl::Duration wait) ABSL_LOCKS_EXCLUDED(table_.mu_);
   void ResumeRestarts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
@@ -95,7 +94,6 @@ class SupervisionController {
   bool restarts_paused_ ABSL_GUARDED_BY(table_.mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(table_.mu_) = false;
   int restarts_in_flight_ ABSL_GUARDED_BY(table_.mu_) = 0;
-  size_t saved_state_total_ ABSL_GUARDED_BY(table_.mu_) = 0;
   std::unique_ptr<WorkerPool> jobs_;
 };
 
