@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/errno_status.h"
 #include "base/unique_fd.h"
 #include "boost/asio/steady_timer.hpp"
 #include "daemon/host_service.h"
@@ -197,7 +198,7 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
       return;
     }
     if (n < 0) {
-      FinishOnce(grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("reading the log failed: ", strerror(errno))));
+      FinishOnce(ToGrpc(base::ErrnoError(absl::StatusCode::kInternal, errno, "reading the log failed")));
       return;
     }
     // At the end of the file. The proc is asked about only here (not per chunk);
@@ -264,8 +265,9 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
   std::string path = opts_.log_path(req->name(), req->stderr());
   base::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
-    return Refuse<v1::LogChunk>(absl::NotFoundError(
-        absl::StrCat("log of proc \"", req->name(), "\" (", path, ") cannot be opened: ", strerror(errno))));
+    return Refuse<v1::LogChunk>(
+        base::ErrnoError(absl::StatusCode::kNotFound, errno,
+                         absl::StrCat("log of proc \"", req->name(), "\" (", path, ") cannot be opened")));
   }
   if (req->tail_bytes() > 0) {
     off_t end = lseek(fd.get(), 0, SEEK_END);
