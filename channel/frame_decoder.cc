@@ -1,5 +1,6 @@
 #include "channel/frame_decoder.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -8,8 +9,21 @@ namespace hostd::channel {
 
 FrameDecoder::FrameDecoder(uint32_t max_body) : max_body_(max_body) {}
 
+namespace {
+
+// Room for a large body of `length` bytes of which `filled` arrived: doubling,
+// at least FrameDecoder::kBodyStep more, never past the body.
+size_t BodyRoom(size_t filled, size_t length) {
+  return std::min(length, std::max(filled + FrameDecoder::kBodyStep, 2 * filled));
+}
+
+}  // namespace
+
 absl::Span<char> FrameDecoder::WritableSpan() {
-  if (big_header_.has_value()) return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
+  if (big_header_.has_value()) {
+    if (big_filled_ == big_.size()) big_.resize(BodyRoom(big_filled_, big_header_->length));
+    return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
+  }
   if (buf_.size() < kChunk) buf_.resize(kChunk);
   if (rpos_ == wpos_) {
     rpos_ = wpos_ = 0;
@@ -33,7 +47,7 @@ void FrameDecoder::CommitWrite(size_t n) {
 absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
   if (!error_.ok()) return error_;
   if (big_header_.has_value()) {
-    if (big_filled_ < big_.size()) return std::nullopt;
+    if (big_filled_ < big_header_->length) return std::nullopt;
     Frame f{*big_header_, std::move(big_)};
     big_header_.reset();
     big_ = std::string();
@@ -57,7 +71,7 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
   }
   // Large body: give it its own buffer and let the following reads fill it directly.
   size_t have = std::min<size_t>(body_avail, h->length);
-  big_.resize(h->length);
+  big_.resize(BodyRoom(have, h->length));
   std::memcpy(big_.data(), body, have);
   big_filled_ = have;
   big_header_ = *h;
@@ -69,7 +83,7 @@ absl::Status FrameDecoder::Finish() const {
   if (!error_.ok()) return error_;
   if (big_header_.has_value()) {
     return absl::DataLossError(
-        absl::StrFormat("stream ended mid-frame: %d of %d body bytes received", big_filled_, big_.size()));
+        absl::StrFormat("stream ended mid-frame: %d of %d body bytes received", big_filled_, big_header_->length));
   }
   if (wpos_ != rpos_) {
     return absl::DataLossError(

@@ -14,8 +14,12 @@
 //
 // Guarantees: partial and coalesced reads yield the same frames; a header is
 // validated (magic, version, type, length <= max_body) before any body memory is
-// allocated; a body larger than kInlineBody is read straight into its own buffer
-// (no second copy). After an error every later call returns the same error.
+// allocated; a body larger than kInlineBody is read straight into its own buffer.
+// That buffer follows the bytes that arrive, not the length the header declares:
+// it starts at kBodyStep (or the whole body, if smaller) and grows by doubling, at
+// least kBodyStep at a time, so a peer that declares 64 MiB and sends a few bytes
+// costs this decoder about kChunk + kBodyStep, and bodies up to kBodyStep are
+// never copied twice. After an error every later call returns the same error.
 // Thread-compatible: one reader at a time.
 #ifndef HOSTD_CHANNEL_FRAME_DECODER_H_
 #define HOSTD_CHANNEL_FRAME_DECODER_H_
@@ -38,6 +42,7 @@ class FrameDecoder {
  public:
   static constexpr size_t kChunk = 64 * 1024;
   static constexpr size_t kInlineBody = 16 * 1024;
+  static constexpr size_t kBodyStep = 1 << 20;
 
   explicit FrameDecoder(uint32_t max_body = kDefaultMaxFrameBody);
 
@@ -59,7 +64,8 @@ class FrameDecoder {
   std::string buf_;
   size_t rpos_ = 0;
   size_t wpos_ = 0;
-  // A large body being filled in place.
+  // A large body being filled in place: big_ is the room allocated so far
+  // (big_filled_ <= big_.size() <= big_header_->length).
   std::optional<FrameHeader> big_header_;
   std::string big_;
   size_t big_filled_ = 0;

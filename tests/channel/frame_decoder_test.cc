@@ -126,6 +126,25 @@ TEST(FrameDecoderTest, OverMaxIsRejectedBeforeAllocating) {
   EXPECT_THAT(d2.Next(), StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
+TEST(FrameDecoderTest, MemoryFollowsTheBytesThatArriveNotTheDeclaredLength) {
+  constexpr uint32_t kDeclared = 60u << 20;
+  FrameDecoder d(64u << 20);
+  EncodedHeader h = EncodeHeader({FrameType::kData, kDeclared, 1});
+  // The header and a few bytes: the decoder holds its read buffer and one step.
+  ASSERT_THAT(Decode(d, std::string(h.data(), h.size()) + "abc", 4096), IsOk());
+  EXPECT_LE(d.reserved_bytes(), FrameDecoder::kChunk + FrameDecoder::kBodyStep + 64);
+  // The rest arrives: the frame is whole and intact, and the room grew only with it.
+  std::string rest(kDeclared - 3, 'z');
+  rest[rest.size() - 1] = 'E';
+  auto frames = Decode(d, rest, 1 << 20);
+  ASSERT_THAT(frames, IsOk());
+  ASSERT_EQ(frames->size(), 1u);
+  EXPECT_EQ((*frames)[0].body.size(), kDeclared);
+  EXPECT_EQ((*frames)[0].body.substr(0, 4), "abcz");
+  EXPECT_EQ((*frames)[0].body.back(), 'E');
+  EXPECT_THAT(d.Finish(), IsOk());
+}
+
 TEST(FrameDecoderTest, BadMagicVersionAndTypeAreRejected) {
   std::string good = EncodeFrame(FrameType::kData, 1, "x");
   std::string magic = good;
