@@ -222,6 +222,10 @@ absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx
     }
     if (err != 0) return base::ErrnoError(err, absl::StrCat("cannot listen on ", addr.ToString()));
   }
+  // A socket file's mode decides who may connect: hostd's user only, whatever the umask.
+  if (filesystem_path && ::chmod(addr.host().c_str(), 0600) != 0) {
+    return base::ErrnoError(errno, absl::StrCat("cannot set the mode of ", addr.host()));
+  }
   if (::listen(fd.get(), SOMAXCONN) != 0) return base::ErrnoError(errno, absl::StrCat("listen on ", addr.ToString()));
   HOSTD_ASSIGN_OR_RETURN(ChannelAddr bound, BoundAddr(fd.get(), addr));
   struct stat st {};

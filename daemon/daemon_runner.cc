@@ -15,6 +15,7 @@
 #include "base/default_paths.h"
 #include "base/errno_status.h"
 #include "base/log.h"
+#include "base/own_dir.h"
 #include "channel/grpc_target.h"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
@@ -34,16 +35,6 @@ constexpr int kMaxGrpcMessage = 80 << 20;
 // After a second stop signal, how long hostd waits to see its SIGKILLed procs end
 // before it exits anyway (the janitor and PR_SET_PDEATHSIG cover the rest).
 constexpr absl::Duration kSecondSignalKillWait = absl::Seconds(1);
-
-absl::Status MakeDir(const std::string& path, mode_t mode) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create directory ", path, ": ", ec.message()));
-  if (mode != 0 && chmod(path.c_str(), mode) != 0) {
-    return base::ErrnoError(errno, absl::StrCat("cannot chmod ", path));
-  }
-  return absl::OkStatus();
-}
 
 int WaitForSignal(const sigset_t& set) {
   int sig = 0;
@@ -67,11 +58,12 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     if (a.ok() && a->transport() == channel::Transport::kUnix && !a->is_abstract() && !a->host().empty()) {
       std::string dir = std::filesystem::path(a->host()).parent_path();
       if (dir == base::DefaultRuntimeDir()) {
-        if (absl::Status s = MakeDir(dir, 0700); !s.ok()) return s;
+        if (absl::Status s = base::MakeOwnDir(dir, 0700); !s.ok()) return s;
       }
     }
   }
-  if (absl::Status s = MakeDir(cfg.state_dir, 0); !s.ok()) return s;
+  // The state directory holds procs' logs and state: hostd's user's alone.
+  if (absl::Status s = base::MakeOwnDir(cfg.state_dir, 0700); !s.ok()) return s;
 
   std::unique_ptr<manager::ProcManager> mgr_owner;
   manager::BulkTerminate* bulk = nullptr;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "base/errno_status.h"
 #include "base/log.h"
+#include "base/own_dir.h"
 #include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
@@ -56,11 +57,9 @@ ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : opti
 
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(options.state_dir) / "logs", ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create state directory ", options.state_dir, "/logs: ", ec.message()));
+  // Procs' output lands here: a directory of hostd's user, 0700 whatever the umask.
+  for (const std::string& dir : {options.state_dir, absl::StrCat(options.state_dir, "/logs")}) {
+    if (absl::Status s = base::MakeOwnDir(dir, 0700); !s.ok()) return absl::FailedPreconditionError(s.message());
   }
   // Orphaned descendants of procs come back to us instead of escaping to init.
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
@@ -209,12 +208,18 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::vector<std::string> envp;
   for (const auto& [k, v] : env) envp.push_back(absl::StrCat(k, "=", v));
 
-  const int log_mode = O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append_logs ? O_APPEND : O_TRUNC);
+  // O_NOFOLLOW: a symlink planted at a log's path is refused, never written through.
+  const int log_mode = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (spec.append_logs ? O_APPEND : O_TRUNC);
   base::UniqueFd out(::open(LogPath(name, false).c_str(), log_mode, 0640));
   base::UniqueFd err(::open(LogPath(name, true).c_str(), log_mode, 0640));
   struct stat err_stat {};
   if (!out.valid() || !err.valid() || ::fstat(err.get(), &err_stat) != 0) {
     const int err = errno;
+    if (err == ELOOP) {
+      return abandon(fail(
+          absl::FailedPreconditionError(absl::StrCat("a symlink is where its log file goes, under ", options_.state_dir,
+                                                     "/logs; hostd never writes through one"))));
+    }
     return abandon(fail(LaunchError(err, absl::StrCat("log files under ", options_.state_dir, "/logs"))));
   }
   handle->set_stderr_start(err_stat.st_size);

@@ -412,6 +412,26 @@ std::pair<grpc::Status, std::string> ReadLogs(Hostd& h, const v1::StreamLogsRequ
   return {reader->Finish(), all};
 }
 
+// With umask 000, nothing hostd makes is open to other local users: its
+// directories, its sockets and its procs' logs get explicit modes.
+TEST(HostdTest, UnderUmaskZeroEveryFileAndDirectoryHostdMakesIsPrivate) {
+  ::umask(0);  // inherited by hostd; this test runs in a process of its own
+  Hostd h;
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("m"), &spawned).ok());
+  auto mode = [](const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 07777;
+  };
+  EXPECT_EQ(mode(h.Path("state")), 0700u);
+  EXPECT_EQ(mode(h.Path("state/logs")), 0700u);
+  EXPECT_EQ(mode(h.Path("state/logs/m.stdout")), 0640u);
+  EXPECT_EQ(mode(h.Path("fe.sock")), 0600u);
+  EXPECT_EQ(mode(h.Path("be.sock")), 0600u);
+  EXPECT_EQ(mode(h.Path("hostd.sock")), 0600u);
+}
+
 TEST(HostdTest, StreamLogsTailsAndFollowsUntilTheProcEnds) {
   Hostd h;
   v1::SpawnProcResponse spawned;

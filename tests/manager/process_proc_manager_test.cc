@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <fstream>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -260,6 +261,17 @@ TEST_F(ProcessProcManagerTest, KillAllWithAPastDeadlineSignalsWithoutWaiting) {
   ASSERT_THAT(end, IsOk());
   EXPECT_EQ(end->state, ProcState::kKilled);
   EXPECT_EQ(end->signal, SIGKILL);
+}
+
+// Someone who could plant a symlink where a proc's log goes must not make hostd
+// append the proc's output to a file of their choosing.
+TEST_F(ProcessProcManagerTest, ASymlinkPlantedAtALogPathFailsTheSpawnAndTheTargetIsUntouched) {
+  std::string target = h_.process().LogPath("victim-target", false) + ".txt";
+  { std::ofstream(target) << "precious"; }
+  ASSERT_EQ(::symlink(target.c_str(), h_.process().LogPath("victim", false).c_str()), 0);
+  EXPECT_THAT(h_.Spawn("victim"), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("symlink")));
+  EXPECT_EQ(ReadFile(target), "precious");
+  EXPECT_TRUE(h_.manager().Procs().empty());
 }
 
 TEST_F(ProcessProcManagerTest, ChildSeesOnlyTheDescriptorsItWasMeantToGet) {
