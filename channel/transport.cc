@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -101,6 +102,23 @@ Socket Adopt(asio::io_context& ctx, UniqueFd fd, int family, int protocol) {
 
 // ---- kernel sockets (unix, tcp) ----
 
+// A unix listener of hostd serves only its own effective user and root: file
+// sockets are 0600 too, but abstract names (procs' own addresses) have no file
+// permissions, so the peer's credentials decide. False (and a log line): refuse.
+bool PeerMayConnect(int fd, const std::string& listener) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    base::Log().warn("refused a connection to {}: its peer's credentials cannot be read: {}", listener,
+                     std::strerror(errno));
+    return false;
+  }
+  if (cred.uid == ::geteuid() || cred.uid == 0) return true;
+  base::Log().warn("refused a connection to {} from uid {} (pid {}): only uid {} and root may connect", listener,
+                   cred.uid, cred.pid, ::geteuid());
+  return false;
+}
+
 class KernelAcceptor final : public StreamAcceptor {
  public:
   KernelAcceptor(asio::io_context& ctx, ChannelAddr addr, SockAddr sa, std::string unlink_path, struct stat st)
@@ -156,7 +174,9 @@ class KernelAcceptor final : public StreamAcceptor {
     while (acc->is_open()) {
       int fd = ::accept4(acc->native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd >= 0) {
-        on_accept(channel::Adopt(ctx, UniqueFd(fd), sa.family, sa.protocol));
+        UniqueFd conn(fd);
+        if (sa.family == AF_UNIX && !PeerMayConnect(conn.get(), name)) continue;  // closed
+        on_accept(channel::Adopt(ctx, std::move(conn), sa.family, sa.protocol));
         continue;
       }
       int err = errno;

@@ -1,11 +1,15 @@
 // Links on real sockets: the behaviour every transport must share.
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "base/unix_addr.h"
 #include "channel/event_loop.h"
@@ -313,6 +317,33 @@ TEST(LinkDialTest, SenderCloseReturnsWhatIsStillQueued) {
   ASSERT_EQ(outcomes.returned().size(), 1u);
   EXPECT_THAT(outcomes.returned()[0].second, StatusIs(absl::StatusCode::kCancelled, HasSubstr("closed before")));
   EXPECT_EQ(ReturnReasonOf(outcomes.returned()[0].second), ReturnReason::kSenderClosed);
+}
+
+// An abstract unix address has no file permissions: the listener checks the
+// peer's credentials and closes a connection from another user before it says
+// anything, where a peer of its own user would get the handshake's 10 s.
+TEST(UnixListenerTest, AConnectionFromAnotherUserIsClosedAtOnce) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+  auto loop = EventLoop::Start("peercred");
+  Inbox inbox;
+  auto listener = Listener::Serve(*loop, *ChannelAddr::Parse(absl::StrCat("unix:@hostd-peercred-", ::getpid())), inbox);
+  ASSERT_THAT(listener, IsOk());
+  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create((*listener)->addr().host());
+  ASSERT_THAT(addr, IsOk());
+  pid_t child = ::fork();
+  if (child == 0) {  // only system calls from here
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || ::connect(fd, addr->get(), addr->size()) != 0) ::_exit(3);
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 3000) != 1) ::_exit(4);  // still open: not refused
+    char c;
+    ::_exit(::read(fd, &c, 1) <= 0 ? 0 : 5);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: setuid, 3: connect, 4: the connection stayed open, 5: data";
 }
 
 }  // namespace
