@@ -17,11 +17,19 @@ size_t BodyRoom(size_t filled, size_t length) {
   return std::min(length, std::max(filled + FrameDecoder::kBodyStep, 2 * filled));
 }
 
+// `body` with room for exactly `room` bytes, its first `filled` kept. A fresh
+// string, not resize: std::string may double its capacity past the body's length.
+void Regrow(std::string& body, size_t filled, size_t room) {
+  std::string bigger(room, '\0');
+  std::memcpy(bigger.data(), body.data(), filled);
+  body.swap(bigger);
+}
+
 }  // namespace
 
 absl::Span<char> FrameDecoder::WritableSpan() {
   if (big_header_.has_value()) {
-    if (big_filled_ == big_.size()) big_.resize(BodyRoom(big_filled_, big_header_->length));
+    if (big_filled_ == big_.size()) Regrow(big_, big_filled_, BodyRoom(big_filled_, big_header_->length));
     return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
   }
   if (buf_.size() < kChunk) buf_.resize(kChunk);
@@ -71,7 +79,7 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
   }
   // Large body: give it its own buffer and let the following reads fill it directly.
   size_t have = std::min<size_t>(body_avail, h->length);
-  big_.resize(BodyRoom(have, h->length));
+  big_.assign(BodyRoom(have, h->length), '\0');
   std::memcpy(big_.data(), body, have);
   big_filled_ = have;
   big_header_ = *h;
