@@ -326,10 +326,10 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     if (state_ != State::kHandshake && state_ != State::kOpen) return;
     ++owner_->stats.protocol_errors;
     base::Log().warn("{}: closing: {}", name_, why.message());
-    // A hostd peer (past the handshake) is told why, so it returns its messages
-    // instead of retrying them.
-    if (state_ == State::kOpen) return SayGoodbye(absl::StrCat("protocol error: ", why.message()));
-    Finish();
+    // The peer is told why (before the handshake too: a bad magic, version, role
+    // or session id, or no HELLO in time), so a hostd peer returns its messages
+    // instead of retrying them, and any other peer can read the cause.
+    SayGoodbye(absl::StrCat("protocol error: ", why.message()));
   }
 
   void Finish() {

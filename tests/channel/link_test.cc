@@ -6,13 +6,17 @@
 
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "base/unique_fd.h"
 #include "base/unix_addr.h"
 #include "channel/event_loop.h"
+#include "channel/frame.h"
+#include "channel/frame_decoder.h"
 #include "channel/listener.h"
 #include "channel/sender.h"
 #include "gmock/gmock.h"
@@ -28,6 +32,7 @@ using ::hostd::testing::Eventually;
 using ::hostd::testing::IsOk;
 using ::hostd::testing::StatusIs;
 using ::hostd::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
@@ -344,6 +349,40 @@ TEST(UnixListenerTest, AConnectionFromAnotherUserIsClosedAtOnce) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "2: setuid, 3: connect, 4: the connection stayed open, 5: data";
+}
+
+// Before the handshake too, a listener that refuses a peer says why in a CLOSE:
+// a peer that is not hostd, or speaks another version, can read the cause.
+TEST(UnixListenerTest, ABadFirstFrameIsAnsweredWithACloseNamingTheCause) {
+  auto loop = EventLoop::Start("badhello");
+  Inbox inbox;
+  auto listener = Listener::Serve(*loop, *ChannelAddr::Parse(absl::StrCat("unix:@hostd-badhello-", ::getpid())), inbox);
+  ASSERT_THAT(listener, IsOk());
+  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create((*listener)->addr().host());
+  ASSERT_THAT(addr, IsOk());
+  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(fd.get(), addr->get(), addr->size()), 0);
+  std::string hello = EncodeHello({.session_id = 7});
+  EncodedHeader h = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
+  std::string bytes = std::string(h.data(), h.size()) + hello;
+  bytes[0] ^= 0x5a;  // not hostd's magic
+  ASSERT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  FrameDecoder decoder;
+  std::optional<Frame> close;
+  while (!close.has_value()) {
+    pollfd p{fd.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no answer";
+    absl::Span<char> span = decoder.WritableSpan();
+    ssize_t n = ::read(fd.get(), span.data(), span.size());
+    ASSERT_GT(n, 0) << "closed without a CLOSE frame";
+    decoder.CommitWrite(static_cast<size_t>(n));
+    absl::StatusOr<std::optional<Frame>> f = decoder.Next();
+    ASSERT_THAT(f, IsOk());
+    close = std::move(*f);
+  }
+  EXPECT_EQ(close->header.type, FrameType::kClose);
+  EXPECT_THAT(close->body, AllOf(HasSubstr("protocol error"), HasSubstr("magic")));
+  EXPECT_EQ((*listener)->stats().protocol_errors, 1u);
 }
 
 }  // namespace
