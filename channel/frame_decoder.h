@@ -55,6 +55,9 @@ class FrameDecoder {
   // Call on EOF: OK at a frame boundary, DataLoss naming how much of a frame was cut off.
   absl::Status Finish() const;
 
+  // Whether part of a frame (header or body) has arrived and the rest has not.
+  bool partial() const { return big_header_.has_value() || wpos_ != rpos_; }
+
   // Bytes of memory this decoder holds, for tests of the allocation bound.
   size_t reserved_bytes() const { return buf_.capacity() + big_.capacity(); }
 

@@ -84,6 +84,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
         handshake_timer_(owner_->loop.context()),
         ack_timer_(owner_->loop.context()),
         close_timer_(owner_->loop.context()),
+        stall_timer_(owner_->loop.context()),
         name_(absl::StrCat("connection #", id, " to ", owner_->addr.ToString())) {}
 
   void Start() {
@@ -134,7 +135,11 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       });
       return;
     }
-    if (paused_) return;
+    if (paused_) {
+      stall_timer_.cancel();  // our own pause is not the peer's stall
+      return;
+    }
+    if (decoder_.partial()) ArmStall();
     reading_ = true;
     absl::Span<char> span = decoder_.WritableSpan();
     sock_.async_read_some(asio::buffer(span.data(), span.size()),
@@ -155,6 +160,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
       return Finish();
     }
     decoder_.CommitWrite(n);
+    last_byte_ = std::chrono::steady_clock::now();
     owner_->stats.bytes_received += n;
     ProcessFrames();
     MaybeAck();
@@ -322,6 +328,24 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     }
   }
 
+  // One wait per stall window, not one per read: when it fires early (bytes came
+  // meanwhile) it waits the rest of the window from the last byte.
+  void ArmStall() {
+    if (stall_armed_) return;
+    stall_armed_ = true;
+    stall_timer_.expires_at(last_byte_ + ToChrono(owner_->opts.stall_timeout));
+    stall_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      self->stall_armed_ = false;
+      if (ec || self->paused_ || !self->decoder_.partial()) return;
+      if (std::chrono::steady_clock::now() - self->last_byte_ < ToChrono(self->owner_->opts.stall_timeout)) {
+        return self->ArmStall();
+      }
+      self->ProtocolError(
+          absl::DeadlineExceededError(absl::StrCat("a frame stalled: part of it came and then nothing for ",
+                                                   absl::FormatDuration(self->owner_->opts.stall_timeout))));
+    });
+  }
+
   void ProtocolError(const absl::Status& why) {
     if (state_ != State::kHandshake && state_ != State::kOpen) return;
     ++owner_->stats.protocol_errors;
@@ -340,6 +364,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     handshake_timer_.cancel();
     ack_timer_.cancel();
     close_timer_.cancel();
+    stall_timer_.cancel();
     if (session_ != nullptr && session_->conn.lock().get() == this) session_->idle_since = absl::Now();
     owner_->ConnEnded(shared_from_this());
   }
@@ -350,6 +375,10 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   asio::steady_timer handshake_timer_;
   asio::steady_timer ack_timer_;
   asio::steady_timer close_timer_;
+  // Armed while part of a frame waits; last_byte_ is when the peer last sent one.
+  asio::steady_timer stall_timer_;
+  bool stall_armed_ = false;
+  std::chrono::steady_clock::time_point last_byte_ = std::chrono::steady_clock::now();
   const std::string name_;
   State state_ = State::kHandshake;
   Receiver::Wake wake_;

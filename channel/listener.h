@@ -41,6 +41,10 @@ struct ListenerOptions {
   absl::Duration ack_delay = absl::ZeroDuration();
   // A connection that has not sent a valid Hello by then is closed.
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // A connection that sent part of a frame and then nothing more for this long is
+  // closed (CLOSE "protocol error: ... stalled"): a half-sent frame holds memory.
+  // Time the listener itself stops reading (backpressure) does not count.
+  absl::Duration stall_timeout = absl::Seconds(60);
   // State of a session whose dialer vanished without closing is kept this long.
   absl::Duration session_linger = absl::Minutes(5);
   // 0: random. Tests set it to check restart detection deterministically.

@@ -385,5 +385,42 @@ TEST(UnixListenerTest, ABadFirstFrameIsAnsweredWithACloseNamingTheCause) {
   EXPECT_EQ((*listener)->stats().protocol_errors, 1u);
 }
 
+// A peer that sends part of a frame and then nothing holds the listener's memory:
+// after the stall timeout it is told so and closed.
+TEST(UnixListenerTest, AHalfSentFrameIsTimedOutWithACloseSayingSo) {
+  auto loop = EventLoop::Start("stall");
+  Inbox inbox;
+  ListenerOptions opts;
+  opts.stall_timeout = absl::Milliseconds(200);
+  auto listener =
+      Listener::Serve(*loop, *ChannelAddr::Parse(absl::StrCat("unix:@hostd-stall-", ::getpid())), inbox, opts);
+  ASSERT_THAT(listener, IsOk());
+  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create((*listener)->addr().host());
+  ASSERT_THAT(addr, IsOk());
+  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(fd.get(), addr->get(), addr->size()), 0);
+  std::string hello = EncodeHello({.session_id = 9});
+  EncodedHeader hh = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
+  EncodedHeader dh = EncodeHeader({FrameType::kData, 100, 1});
+  std::string bytes = std::string(hh.data(), hh.size()) + hello + std::string(dh.data(), dh.size()) + "0123456789";
+  ASSERT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  FrameDecoder decoder;
+  std::vector<Frame> frames;
+  while (frames.empty() || frames.back().header.type != FrameType::kClose) {
+    pollfd p{fd.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no answer";
+    absl::Span<char> span = decoder.WritableSpan();
+    ssize_t n = ::read(fd.get(), span.data(), span.size());
+    ASSERT_GT(n, 0) << "closed without a CLOSE frame";
+    decoder.CommitWrite(static_cast<size_t>(n));
+    for (absl::StatusOr<std::optional<Frame>> f = decoder.Next(); f.ok() && f->has_value(); f = decoder.Next()) {
+      frames.push_back(std::move(**f));
+    }
+  }
+  ASSERT_EQ(frames.front().header.type, FrameType::kWelcome);
+  EXPECT_THAT(frames.back().body, AllOf(HasSubstr("protocol error"), HasSubstr("stalled")));
+  EXPECT_EQ(inbox.size(), 0u);
+}
+
 }  // namespace
 }  // namespace hostd::channel
