@@ -23,15 +23,15 @@ mode_t ModeOf(const std::string& path) {
   return st.st_mode & 07777;
 }
 
-// Each test runs in a process of its own, so changing the umask stays here.
 TEST(OwnDirTest, ModeIsExactlyTheOneAskedForWhateverTheUmask) {
   testing::TempDir dir;
-  ::umask(0);
+  const mode_t old_umask = ::umask(0);
   ASSERT_THAT(MakeOwnDir(dir.Join("a/b/state"), 0700), IsOk());
   EXPECT_EQ(ModeOf(dir.Join("a/b/state")), 0700u);
   ::umask(077);
   ASSERT_THAT(MakeOwnDir(dir.Join("wide"), 0755), IsOk());
   EXPECT_EQ(ModeOf(dir.Join("wide")), 0755u);
+  ::umask(old_umask);
 }
 
 TEST(OwnDirTest, AnExistingDirectoryOfOursIsTakenAndItsModeTightened) {

@@ -415,8 +415,9 @@ std::pair<grpc::Status, std::string> ReadLogs(Hostd& h, const v1::StreamLogsRequ
 // With umask 000, nothing hostd makes is open to other local users: its
 // directories, its sockets and its procs' logs get explicit modes.
 TEST(HostdTest, UnderUmaskZeroEveryFileAndDirectoryHostdMakesIsPrivate) {
-  ::umask(0);  // inherited by hostd; this test runs in a process of its own
+  const mode_t old_umask = ::umask(0);  // inherited by hostd
   Hostd h;
+  ::umask(old_umask);
   v1::SpawnProcResponse spawned;
   ASSERT_TRUE(h.Spawn(h.EchoRequest("m"), &spawned).ok());
   auto mode = [](const std::string& path) {
