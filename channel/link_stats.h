@@ -31,10 +31,11 @@ struct SenderStats {
 struct ListenerStats {
   uint64_t connections_accepted = 0;
   uint64_t connections_open = 0;
-  uint64_t protocol_errors = 0;    // connections closed for a malformed stream
-  uint64_t sessions = 0;           // sessions known now
-  uint64_t messages_received = 0;  // delivered to the Receiver
-  uint64_t bytes_received = 0;     // frame bytes, headers included
+  uint64_t connections_refused = 0;  // over ListenerOptions::max_connections
+  uint64_t protocol_errors = 0;      // connections closed for a malformed stream
+  uint64_t sessions = 0;             // sessions known now
+  uint64_t messages_received = 0;    // delivered to the Receiver
+  uint64_t bytes_received = 0;       // frame bytes, headers included
   uint64_t duplicates_dropped = 0;
   uint64_t deliveries_paused = 0;  // times a full Receiver stopped a peer's reads
   uint64_t acks_sent = 0;

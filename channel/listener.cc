@@ -404,6 +404,14 @@ void Listener::Impl::Start() {
   acceptor->Start([weak](Socket sock) {
     auto self = weak.lock();
     if (!self || self->closed) return;
+    if (self->conns.size() >= self->opts.max_connections) {
+      // Closed at once (the Socket goes out of scope): its descriptor is back.
+      if (self->stats.connections_refused++ % 1000 == 0) {
+        base::Log().warn("{}: refused a connection: {} are open, the limit (max_connections); {} refused so far",
+                         self->addr.ToString(), self->conns.size(), self->stats.connections_refused);
+      }
+      return;
+    }
     ++self->stats.connections_accepted;
     auto conn = std::make_shared<ServerConn>(self, std::move(sock), self->next_conn_id++);
     self->conns.insert(conn);

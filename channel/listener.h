@@ -39,6 +39,10 @@ struct ListenerOptions {
   // is processed (ack_delay == 0), or ack_delay after the first unacked delivery.
   uint32_t ack_every = 256;
   absl::Duration ack_delay = absl::ZeroDuration();
+  // Connections served at once; one more is accepted and closed at once (counted
+  // in ListenerStats::connections_refused), so local peers cannot take every
+  // descriptor of the process through one listener.
+  size_t max_connections = 4096;
   // A connection that has not sent a valid Hello by then is closed.
   absl::Duration handshake_timeout = absl::Seconds(10);
   // A connection that sent part of a frame and then nothing more for this long is

@@ -1,6 +1,7 @@
 #include "daemon/daemon_runner.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,9 +44,24 @@ int WaitForSignal(const sigset_t& set) {
   return sig;
 }
 
+// Every proc costs hostd descriptors (its link, pidfd, log files while launching),
+// and the soft limit is often 1024 where the hard one is far higher: take it all.
+void RaiseDescriptorLimit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  rlim_t was = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    base::Log().warn("cannot raise the descriptor limit from {}: {}", was, std::strerror(errno));
+    return;
+  }
+  base::Log().info("descriptor limit raised from {} to {}", was, lim.rlim_cur);
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonConfig& cfg) {
+  RaiseDescriptorLimit();
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);

@@ -422,5 +422,50 @@ TEST(UnixListenerTest, AHalfSentFrameIsTimedOutWithACloseSayingSo) {
   EXPECT_EQ(inbox.size(), 0u);
 }
 
+// One listener cannot be made to hold every descriptor: past max_connections a
+// connection is closed at once, and once one goes a new one is served again.
+TEST(UnixListenerTest, PastTheConnectionCapNewConnectionsAreShedAndServedAgainLater) {
+  auto loop = EventLoop::Start("cap");
+  Inbox inbox;
+  ListenerOptions opts;
+  opts.max_connections = 2;
+  auto listener =
+      Listener::Serve(*loop, *ChannelAddr::Parse(absl::StrCat("unix:@hostd-cap-", ::getpid())), inbox, opts);
+  ASSERT_THAT(listener, IsOk());
+  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create((*listener)->addr().host());
+  ASSERT_THAT(addr, IsOk());
+  auto dial = [&] {
+    base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(::connect(fd.get(), addr->get(), addr->size()), 0);
+    return fd;
+  };
+  // Hello in, Welcome back: the connection is served.
+  auto served = [](const base::UniqueFd& fd, uint64_t session) {
+    std::string hello = EncodeHello({.session_id = session});
+    EncodedHeader h = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
+    std::string bytes = std::string(h.data(), h.size()) + hello;
+    if (::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) return false;
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return false;
+    char buf[256];
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    return n >= static_cast<ssize_t>(kFrameHeaderSize) && static_cast<FrameType>(buf[3]) == FrameType::kWelcome;
+  };
+  base::UniqueFd a = dial();
+  base::UniqueFd b = dial();
+  ASSERT_TRUE(served(a, 1));
+  ASSERT_TRUE(served(b, 2));
+  base::UniqueFd c = dial();
+  pollfd p{c.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10000), 1);
+  char byte;
+  EXPECT_EQ(::read(c.get(), &byte, 1), 0) << "the third connection is closed at once";
+  EXPECT_EQ((*listener)->stats().connections_refused, 1u);
+  a.reset();
+  ASSERT_TRUE(Eventually([&] { return (*listener)->stats().connections_open == 1; }));
+  base::UniqueFd d = dial();
+  EXPECT_TRUE(served(d, 4)) << "a connection is served again once there is room";
+}
+
 }  // namespace
 }  // namespace hostd::channel

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -15,9 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "base/small_file.h"
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
 #include "gmock/gmock.h"
@@ -431,6 +434,32 @@ TEST(HostdTest, UnderUmaskZeroEveryFileAndDirectoryHostdMakesIsPrivate) {
   EXPECT_EQ(mode(h.Path("fe.sock")), 0600u);
   EXPECT_EQ(mode(h.Path("be.sock")), 0600u);
   EXPECT_EQ(mode(h.Path("hostd.sock")), 0600u);
+}
+
+// A soft descriptor limit of 256 (a hard one far above) is raised to the hard
+// limit at start: a host of many procs does not run out at 1024.
+TEST(HostdTest, HostdRaisesItsSoftDescriptorLimitToTheHardOne) {
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  if (old.rlim_max <= 256) GTEST_SKIP() << "the hard limit is too low to see a raise";
+  rlimit low = old;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  Hostd h;  // inherits the low soft limit
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  absl::StatusOr<std::string> limits = base::ReadSmallFile(absl::StrCat("/proc/", h.pid(), "/limits"));
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  std::string want = old.rlim_max == RLIM_INFINITY ? "unlimited" : absl::StrCat(old.rlim_max);
+  bool found = false;
+  for (absl::string_view line : absl::StrSplit(*limits, '\n')) {
+    if (!absl::StartsWith(line, "Max open files")) continue;
+    found = true;
+    std::vector<absl::string_view> cols = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    ASSERT_GE(cols.size(), 5u) << line;
+    EXPECT_EQ(cols[3], want) << "soft limit: " << line;
+    EXPECT_EQ(cols[4], want) << "hard limit: " << line;
+  }
+  EXPECT_TRUE(found) << *limits;
 }
 
 TEST(HostdTest, StreamLogsTailsAndFollowsUntilTheProcEnds) {
