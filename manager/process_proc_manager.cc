@@ -22,6 +22,7 @@
 #include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
+#include "manager/proc_mark.h"
 #include "manager/process_handle.h"
 #include "proc/bootstrap.h"
 
@@ -53,7 +54,8 @@ absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::st
 
 }  // namespace
 
-ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : options_(std::move(options)) {}
+ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options)
+    : options_(std::move(options)), mark_token_(NewMarkToken()) {}
 
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
@@ -81,7 +83,7 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   if (mgr->options_.janitor) {
     // Forked before the loop thread exists, while this process is as small as it gets.
     absl::StatusOr<std::unique_ptr<Janitor>> janitor =
-        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string());
+        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string(), mgr->mark_token_);
     if (!janitor.ok()) {
       mgr->loop_ = channel::EventLoop::Start("procs");  // the destructor runs on a whole manager
       return janitor.status();
@@ -92,8 +94,9 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   ProcessProcManager* raw = mgr.get();
   mgr->loop_->RunSync([raw] {
     raw->loop_thread_ = std::this_thread::get_id();
-    raw->reaper_ = std::make_unique<OrphanReaper>(
-        raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(), raw->janitor_pid());
+    raw->reaper_ =
+        std::make_unique<OrphanReaper>(raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
+                                       raw->janitor_pid(), raw->mark_token_);
   });
   return mgr;
 }
@@ -181,6 +184,9 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   env[proc::kEnvProcId] = id.ToString();
   env[proc::kEnvHostBackend] = forwarder.ToString();
   env[proc::kEnvParentPid] = absl::StrCat(::getpid());
+  const uint64_t mark_serial = next_mark_serial_.fetch_add(1, std::memory_order_relaxed);
+  env[kEnvProcMark] = MarkValue(mark_token_, mark_serial);
+  handle->set_mark_serial(mark_serial);
   base::UniqueFd ready_read, ready_write, notify_sock, state_fd;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];

@@ -17,8 +17,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "base/small_file.h"
 #include "base/unique_fd.h"
@@ -544,17 +546,39 @@ TEST(HostdTest, ReadsAConfigFile) {
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
-TEST(HostdTest, SigkillOfHostdLeavesNoProc) {
-  Hostd h;
+// Pids a test proc printed as "grandchild <pid>" into its stdout log.
+std::vector<pid_t> GrandchildrenIn(const std::string& log) {
+  std::vector<pid_t> out;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    absl::string_view rest = line;
+    int pid = 0;
+    if (absl::ConsumePrefix(&rest, "grandchild ") && absl::SimpleAtoi(rest, &pid)) out.push_back(pid);
+  }
+  return out;
+}
+
+// With and without cgroups: without them, the grandchildren that called setsid()
+// are found by the mark in their environment (manager/proc_mark.h).
+class HostdSigkillTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(CgroupsOnOff, HostdSigkillTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Cgroups" : "NoCgroups"; });
+
+TEST_P(HostdSigkillTest, SigkillOfHostdLeavesNoProcAndNoEscapedGrandchild) {
+  Hostd h({"--cgroups", GetParam() ? "true" : "false"});
   std::vector<pid_t> pids;
   for (int i = 0; i < 5; ++i) {
     v1::SpawnProcResponse resp;
-    ASSERT_TRUE(h.Spawn(h.EchoRequest(absl::StrCat("k", i), {"--ignore-sigterm", "--grandchild"}), &resp).ok());
+    std::string name = absl::StrCat("k", i);
+    ASSERT_TRUE(h.Spawn(h.EchoRequest(name, {"--ignore-sigterm", "--grandchild", "--grandchild-setsid"}), &resp).ok());
     pids.push_back(resp.proc().status().pid());
+    std::string log = h.Path(absl::StrCat("state/logs/", name, ".stdout"));
+    ASSERT_TRUE(testing::Eventually([&] { return GrandchildrenIn(log).size() == 2; })) << log;
+    for (pid_t g : GrandchildrenIn(log)) pids.push_back(g);
   }
   int status = h.Signal(SIGKILL);
   EXPECT_TRUE(WIFSIGNALED(status));
-  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
+  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "pid " << p << " outlived hostd";
 }
 
 // Runs a shell command; returns its exit code and its output (stdout and stderr).
