@@ -13,6 +13,7 @@
 #ifndef HOSTD_DAEMON_HOST_SERVICE_H_
 #define HOSTD_DAEMON_HOST_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +35,22 @@ struct HostServiceOptions {
   int workers = 32;                  // threads for blocking manager calls
   size_t max_queued_calls = 10000;   // beyond this, RESOURCE_EXHAUSTED
   size_t max_watch_backlog = 65536;  // events a slow WatchProcs client may lag behind
+  // WatchProcs streams open at once; one more is refused with RESOURCE_EXHAUSTED.
+  size_t max_watch_streams = 1024;
+  // Bytes of events queued for all WatchProcs streams together. Past it, a stream
+  // holding more than its fair share (this / open streams) is ended with
+  // RESOURCE_EXHAUSTED at its next event, while one within its share keeps
+  // receiving: the total stays under twice this, plus one event per stream.
+  size_t max_watch_bytes = 64 << 20;
+};
+
+// What every WatchProcs stream of one service shares: its count and queued bytes.
+struct WatchBudget {
+  WatchBudget(size_t max_streams, size_t max_bytes) : max_streams(max_streams), max_bytes(max_bytes) {}
+  const size_t max_streams;
+  const size_t max_bytes;
+  std::atomic<size_t> streams{0};
+  std::atomic<size_t> bytes{0};
 };
 
 class HostService final : public v1::HostService::CallbackService {
@@ -76,9 +93,14 @@ class HostService final : public v1::HostService::CallbackService {
   grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest* req,
                                         v1::HostInfo* resp) override;
 
+  // WatchProcs streams open now, and the bytes of events queued for them.
+  size_t watch_streams() const { return watch_budget_->streams.load(); }
+  size_t watch_bytes() const { return watch_budget_->bytes.load(); }
+
  private:
   Host& host_;
   const HostServiceOptions opts_;
+  std::shared_ptr<WatchBudget> watch_budget_;
   std::unique_ptr<channel::EventLoop> timers_;  // deadlines and log polling
   WorkerPool pool_;
 };
