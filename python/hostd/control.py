@@ -190,7 +190,11 @@ class HostClient:
             raise from_rpc_error(e) from None
 
     def _stream(self, method: str, request: Any) -> Iterator[Any]:
-        call = getattr(self._stub, method)(request)
+        # The call starts here, not at the first next(): a watch sees what follows it.
+        return self._iterate(getattr(self._stub, method)(request))
+
+    @staticmethod
+    def _iterate(call: Any) -> Iterator[Any]:
         try:
             yield from call
         except grpc.RpcError as e:
@@ -298,8 +302,11 @@ class AsyncHostClient:
         except grpc.aio.AioRpcError as e:
             raise from_rpc_error(e) from None
 
-    async def _stream(self, method: str, request: Any) -> AsyncIterator[Any]:
-        call = getattr(self._stub, method)(request)
+    def _stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+        return self._iterate(getattr(self._stub, method)(request))
+
+    @staticmethod
+    async def _iterate(call: Any) -> AsyncIterator[Any]:
         try:
             async for item in call:
                 yield item
