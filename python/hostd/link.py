@@ -164,6 +164,8 @@ class Listener:
                     writer.write(frame(FrameType.ACK, seq=session.delivered))
                     since_ack = 0
                 await writer.drain()
+                if fr.failed:
+                    fr.feed(b"")  # raises the error that followed the frames just handled
                 data = await reader.read(READ_SIZE)
                 if not data:
                     return
@@ -469,6 +471,8 @@ class Sender:
                     return
                 else:
                     raise ProtocolError(f"unexpected {f.type.name} frame from a listener")
+            if fr.failed:
+                fr.feed(b"")
             data = await reader.read(READ_SIZE)
             if not data:
                 raise ConnectionError("connection lost")

@@ -176,18 +176,37 @@ class FrameReader:
         self.limit = limit
         self._buf = bytearray()
         self._need: Optional[Tuple[FrameType, int, int]] = None  # type, length, seq of the frame in progress
+        self._error: Optional[ProtocolError] = None
+
+    @property
+    def failed(self) -> bool:
+        """A bad header followed the frames the last ``feed`` returned; the next ``feed`` raises it."""
+        return self._error is not None
 
     @property
     def pending(self) -> bool:
         return bool(self._buf) or self._need is not None
 
     def feed(self, data: bytes) -> List[Frame]:
+        """The frames completed by ``data``. The frames before a bad header are returned
+        first; the error is raised by the next call (``failed`` says it is pending)."""
+        if self._error is not None:
+            raise self._error
         self._buf += data
         out: List[Frame] = []
+        try:
+            self._parse(out)
+        except ProtocolError as e:
+            if not out:
+                raise
+            self._error = e
+        return out
+
+    def _parse(self, out: List[Frame]) -> None:
         while True:
             if self._need is None:
                 if len(self._buf) < HEADER_SIZE:
-                    return out
+                    return
                 magic, version, ftype, length, seq = HEADER.unpack_from(self._buf)
                 if magic != MAGIC:
                     raise ProtocolError(f"bad magic {bytes(magic)!r}")
@@ -201,7 +220,7 @@ class FrameReader:
                 self._need = (FrameType(ftype), length, seq)
             ftype, length, seq = self._need
             if len(self._buf) < length:
-                return out
+                return
             body = bytes(self._buf[:length])
             del self._buf[:length]
             self._need = None
