@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Tuple
+from typing import List
 
 import hostd
 from hostd.control import HostClient

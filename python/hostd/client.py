@@ -53,7 +53,6 @@ class Client:
     async def connect(cls, frontend: str, *, listen: str = "unix:", **options: object) -> "Client":
         self = cls(frontend, **options)  # type: ignore[arg-type]
         self._listener = await Listener.serve(listen, self._arrived)
-        self.sender()  # dial the frontend now, not at the first message
         return self
 
     async def __aenter__(self) -> "Client":

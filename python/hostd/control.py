@@ -19,13 +19,13 @@ The address is found as hostctl finds it: the ``target`` argument, else
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
 from google.protobuf import duration_pb2
 
-from .errors import HostdError, from_rpc_error
+from .errors import from_rpc_error
 from .v1 import host_pb2 as pb
 from .v1 import host_pb2_grpc as pb_grpc
 

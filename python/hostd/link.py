@@ -4,6 +4,8 @@
 highest seq it delivered (sessions outlive connections), hands each new message to
 its ``deliver`` callback in order and acknowledges it. A ``deliver`` that is a
 coroutine is awaited before the next frame is read: that is the flow control.
+On a unix address it accepts only its own user and root (closing any other
+connection at once, unread), and it keeps at most ``max_sessions`` sessions.
 
 ``Sender`` dials one address and sends messages over one session. It keeps every
 message until the listener acknowledges it, reconnects with capped backoff after a
@@ -12,7 +14,9 @@ that knows it), renumbers and resends what it holds when the listener restarted,
 and returns messages it cannot deliver (peer closed, delivery timeout, sender
 closed) with a reason, never silently: the message's future fails with
 ``MessageReturned`` and ``on_returned`` gets the returned message. Its queue is
-bounded: ``send`` waits for room, ``post`` raises ``QueueFull``.
+bounded: ``send`` waits for room, ``post`` raises ``QueueFull``. It connects when it
+first has something to send and stays connected. (It has no control lane: nothing
+overtakes what is queued.)
 
 Both run on the event loop that created them and are not thread-safe.
 """
@@ -22,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import os
 import random
 import secrets
+import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Deque, Dict, Optional, Set, Union
 
 from . import addr as addrs
@@ -69,8 +75,9 @@ class Listener:
     """Serves one address; see the module docstring. Create with ``serve``."""
 
     def __init__(self, deliver: Deliver, *, frame_limit: int = DEFAULT_FRAME_LIMIT, ack_every: int = 256,
-                 handshake_timeout: float = 10.0) -> None:
+                 handshake_timeout: float = 10.0, max_sessions: int = 4096) -> None:
         self._deliver = deliver
+        self.max_sessions = max_sessions
         self.frame_limit = frame_limit
         self.ack_every = ack_every
         self.handshake_timeout = handshake_timeout
@@ -110,6 +117,13 @@ class Listener:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family == addrs.socket.AF_UNIX:
+            creds = sock.getsockopt(addrs.socket.SOL_SOCKET, addrs.socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", creds)
+            if uid not in (os.geteuid(), 0):
+                writer.transport.abort()
+                return
         task = asyncio.get_running_loop().create_task(self._connection(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -131,6 +145,7 @@ class Listener:
             session = self._sessions.get(sid)
             resumed = session is not None
             if session is None:
+                self._forget_idle_sessions()
                 session = self._sessions[sid] = _Session()
             if session.writer is not None:  # an older connection of this session: it goes
                 session.writer.close()
@@ -188,6 +203,16 @@ class Listener:
             if session is not None and session.writer is writer:
                 session.writer = None
             writer.close()
+
+    def _forget_idle_sessions(self) -> None:
+        """Past ``max_sessions``, the oldest sessions with no connection are forgotten (a
+        dialer that comes back to one finds it reset, and resends what it holds)."""
+        if len(self._sessions) < self.max_sessions:
+            return
+        for sid in [sid for sid, s in self._sessions.items() if s.writer is None]:
+            del self._sessions[sid]
+            if len(self._sessions) < self.max_sessions:
+                return
 
     @staticmethod
     async def _first_frames(reader: asyncio.StreamReader, fr: FrameReader) -> "list[Frame]":
