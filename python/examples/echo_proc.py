@@ -1,7 +1,9 @@
 """A Python proc that answers every message on port "echo" with the same bytes on
-"echo.reply", as hostd_test_proc --echo does. Spawn it with handshake readiness:
+"echo.reply", as hostd_test_proc --echo does. Spawn it (handshake readiness, the
+default) with an interpreter that has the hostd package, by absolute paths (hostd
+runs procs in its state directory, with an explicit environment):
 
-    hostctl spawn echo-py /usr/bin/python3 -- python/examples/echo_proc.py
+    hostctl spawn echo-py $PWD/.venv/bin/python -- $PWD/python/examples/echo_proc.py
 """
 
 import hostd.proc

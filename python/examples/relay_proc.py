@@ -3,7 +3,7 @@ port "ask" is forwarded to TARGET's port "echo" (a C++ hostd_test_proc --echo, o
 echo_proc.py), and the answer comes back to the asker on "ask.reply".
 
     hostctl spawn echo-cc build/default/testing/hostd_test_proc -- --echo
-    hostctl spawn relay /usr/bin/python3 -- python/examples/relay_proc.py echo-cc
+    hostctl spawn relay $PWD/.venv/bin/python -- $PWD/python/examples/relay_proc.py echo-cc
     hostctl send relay ask "hi" --reply-timeout 5         # prints: hi
 """
 
