@@ -8,10 +8,12 @@ import asyncio
 import os
 import subprocess
 
+import pytest
+
 import hostd
 from hostd import Client, Message, MessageReturned, ReturnReason
 
-from conftest import EXAMPLES, HANG_GUARD, HOSTCTL_BIN, Hostd, Proxy, run
+from conftest import BUILD, EXAMPLES, HANG_GUARD, HOSTCTL_BIN, Hostd, Proxy, run
 
 ECHO_PY = os.path.join(EXAMPLES, "echo_proc.py")
 RELAY_PY = os.path.join(EXAMPLES, "relay_proc.py")
@@ -37,6 +39,17 @@ def test_a_cpp_client_talks_to_a_python_echo_proc(host: Hostd) -> None:
                           "--reply-timeout", "10"], capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "to python"
+
+
+def test_the_cpp_link_client_talks_to_a_python_echo_proc_through_the_frontend(host: Hostd) -> None:
+    client = os.environ.get("HOSTD_ECHO_CLIENT") or os.path.join(BUILD, "bench", "echo_client")
+    if not os.access(client, os.X_OK):
+        pytest.skip(f"{client} is not built (HOSTD_BENCH=OFF)")
+    host.spawn_py("echo-py", ECHO_PY)
+    out = subprocess.run([client, host.frontend, "echo-py", "rtt", "50", "64"], capture_output=True, text=True,
+                         timeout=HANG_GUARD)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == 50  # one line per round trip that came back
 
 
 def test_a_python_proc_talks_to_a_python_proc_through_the_host(host: Hostd) -> None:
