@@ -45,7 +45,7 @@ import os
 import signal
 import sys
 import time
-from typing import Awaitable, Callable, Dict, Optional, Union
+from typing import Awaitable, Callable, Dict, List, Optional, Union
 
 from .link import Listener, Sender
 from .wire import Message, ReturnReason, split_proc_id
@@ -309,14 +309,27 @@ def run(setup: Optional[Callable[[Proc], Union[None, Awaitable[None]]]] = None,
     A bootstrap failure is printed to stderr and exits 2."""
 
     async def body() -> None:
+        # The handlers go in before the readiness report: a SIGTERM right after it is a stop.
+        loop = asyncio.get_running_loop()
+        booted: List[Proc] = []
+        early: List[str] = []
+
+        def on_signal(name: str) -> None:
+            if booted:
+                booted[0].request_stop(name)
+            else:
+                early.append(name)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
         try:
             proc = await boot(setup)
         except BootstrapError as e:
             print(f"hostd proc: {e}", file=sys.stderr)
             sys.exit(2)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, proc.request_stop, signal.Signals(sig).name)
+        booted.append(proc)
+        if early:
+            proc.request_stop(early[0])
         try:
             if main is not None:
                 task = loop.create_task(main(proc))
