@@ -99,6 +99,11 @@ class Listener:
             self._server = await asyncio.start_server(self._accept, sock=sock, limit=1 << 20)
         return self
 
+    @property
+    def sessions(self) -> int:
+        """Sessions this listener remembers (a dialer's CLOSE ends one)."""
+        return len(self._sessions)
+
     async def close(self) -> None:
         """Stops accepting; each open connection gets CLOSE after an ack of what it delivered."""
         self._closing = True
@@ -323,19 +328,18 @@ class Sender:
             return
         await self.flush(timeout)
         self._closed = True
+        conn = self._conn
+        if conn is not None and not self._held:
+            try:  # everything was acknowledged: the session is over, the listener may forget it
+                conn.write(close())
+                await asyncio.wait_for(conn.drain(), 1.0)
+            except (ConnectionError, RuntimeError, asyncio.TimeoutError):
+                pass
         self._task.cancel()
         try:
             await self._task
         except (asyncio.CancelledError, Exception):
             pass
-        if self._conn is not None:
-            try:
-                if not self._held:
-                    self._conn.write(close())
-                self._conn.close()
-            except (ConnectionError, RuntimeError):
-                pass
-            self._conn = None
         self._return_all(ReturnReason.SENDER_CLOSED, f"sender to {self.addr} closed")
         self._room.set()
 

@@ -120,7 +120,10 @@ def test_a_session_resumes_without_duplicates_across_a_cut() -> None:
         await asyncio.wait_for(asyncio.gather(*futs), HANG_GUARD)
         assert got == [b"%d" % i for i in range(500)]
         assert sender.stats.resumes >= 1 and sender.stats.resets == 0
+        assert listener.sessions == 1
         await sender.close()
+        while listener.sessions:  # the sender's CLOSE ends the session (the hang guard bounds this)
+            await asyncio.sleep(0.01)
         await proxy.close()
         os.unlink(path)
         await listener.close()
