@@ -225,3 +225,28 @@ def test_hostctl_sees_what_the_python_client_spawned(host: Hostd) -> None:
     out = subprocess.run([HOSTCTL_BIN, "--grpc", host.grpc, "list", "--json"],
                          capture_output=True, text=True, timeout=HANG_GUARD)
     assert '"a"' in out.stdout
+
+
+def test_logs_of_an_in_process_proc_raise_unimplemented() -> None:
+    local = Hostd(["--manager", "local"])
+    try:
+        local.api.spawn("a", "in-process")
+        with pytest.raises(hostd.Unimplemented) as e:
+            list(local.api.logs("a"))
+        assert e.value.code == grpc.StatusCode.UNIMPLEMENTED and "no log files" in e.value.message
+    finally:
+        local.stop()
+
+
+def test_each_grpc_code_hostd_documents_maps_to_its_exception() -> None:
+    from hostd.errors import from_code
+    expected = {grpc.StatusCode.INVALID_ARGUMENT: hostd.InvalidArgument, grpc.StatusCode.NOT_FOUND: hostd.ProcNotFound,
+                grpc.StatusCode.ALREADY_EXISTS: hostd.NameTaken,
+                grpc.StatusCode.DEADLINE_EXCEEDED: hostd.DeadlineExceeded,
+                grpc.StatusCode.FAILED_PRECONDITION: hostd.FailedPrecondition,
+                grpc.StatusCode.RESOURCE_EXHAUSTED: hostd.ResourceExhausted,
+                grpc.StatusCode.UNAVAILABLE: hostd.Unavailable, grpc.StatusCode.UNIMPLEMENTED: hostd.Unimplemented,
+                grpc.StatusCode.INTERNAL: hostd.HostdError}
+    for code, cls in expected.items():
+        e = from_code(code, "why")
+        assert type(e) is cls and e.code == code and e.message == "why" and isinstance(e, hostd.HostdError)
