@@ -92,6 +92,8 @@ class Client:
 
     async def receive(self, timeout: Optional[float] = None) -> Message:
         """The next message for this client (a reply, or a returned message with its reason)."""
+        if not self.inbox.empty():
+            return self.inbox.get_nowait()
         return await asyncio.wait_for(self.inbox.get(), timeout)
 
     async def request(self, proc: str, port: str, payload: Payload = b"", *, timeout: float = 10.0) -> Message:

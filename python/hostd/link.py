@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import itertools
 import os
 import random
 import secrets
@@ -242,7 +243,6 @@ class _Held:
     fut: "asyncio.Future[None]"
     posted: float
     seq: int = 0
-    written: bool = False  # written to the current incarnation of the listener
 
 
 @dataclass
@@ -268,6 +268,9 @@ class Sender:
         self.on_returned = on_returned
         self.stats = SenderStats()
         self._held: Deque[_Held] = collections.deque()
+        # How many held messages, from the front, were written to the listener's
+        # current incarnation (writes go in order and acks take from the front).
+        self._written = 0
         self._session_id = 0
         self._incarnation = 0
         self._next_seq = 1
@@ -347,6 +350,7 @@ class Sender:
 
     def _return_all(self, reason: ReturnReason, note: str) -> None:
         held, self._held = self._held, collections.deque()
+        self._written = 0
         for h in held:
             self._give_back(h, reason, note)
         self._room.set()
@@ -362,6 +366,7 @@ class Sender:
     def _acked(self, seq: int) -> None:
         while self._held and self._held[0].seq <= seq:
             h = self._held.popleft()
+            self._written = max(0, self._written - 1)
             if not h.fut.done():
                 h.fut.set_result(None)
         if len(self._held) < self.queue_limit:
@@ -445,15 +450,14 @@ class Sender:
                 self.stats.resumes += 1
             self._acked(delivered)
         self._incarnation = incarnation
-        for h in self._held:
-            h.written = False
+        self._written = 0  # everything held is written again, from delivered_seq + 1
         reading = asyncio.get_running_loop().create_task(self._read(reader, fr, frames))
         try:
             while not reading.done():
-                for h in self._held:
-                    if not h.written:
+                if self._written < len(self._held):
+                    for h in itertools.islice(self._held, self._written, None):
                         writer.write(frame(FrameType.DATA, h.body, h.seq))
-                        h.written = True
+                    self._written = len(self._held)
                 await writer.drain()
                 left = self._check_timeout()
                 if self._incarnation == 0:  # a delivery timeout started a new session
@@ -470,13 +474,10 @@ class Sender:
     def _reset(self) -> None:
         """The listener restarted or forgot the session: renumber from 1 (or return what it may have seen)."""
         self.stats.resets += 1
-        keep: Deque[_Held] = collections.deque()
-        for h in self._held:
-            if h.written and not self.resend_on_restart:
-                self._give_back(h, ReturnReason.PEER_RESTARTED, f"{self.addr} restarted")
-            else:
-                keep.append(h)
-        self._held = keep
+        if not self.resend_on_restart:
+            for _ in range(self._written):
+                self._give_back(self._held.popleft(), ReturnReason.PEER_RESTARTED, f"{self.addr} restarted")
+        self._written = 0
         for i, h in enumerate(self._held):
             h.seq = i + 1
         self._next_seq = len(self._held) + 1
