@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Tuple
+from typing import Tuple, Union
+
+SockAddr = Union[str, Tuple[str, int]]
 
 
-def parse(addr: str) -> Tuple[int, object]:
+def parse(addr: str) -> Tuple[int, SockAddr]:
     """The socket family and address for ``addr``; ValueError naming the problem."""
     if addr.startswith("unix:"):
         path = addr[len("unix:"):]

@@ -430,7 +430,7 @@ class Sender:
         fr = FrameReader(self.frame_limit)
         writer.write(hello(self._session_id))
         await writer.drain()
-        frames = []
+        frames: "list[Frame]" = []
         while not frames:
             data = await asyncio.wait_for(reader.read(READ_SIZE), 10.0)
             if not data:

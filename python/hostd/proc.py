@@ -214,9 +214,8 @@ class Proc:
         if self._state_provider is None:
             return b"error: proc has no state provider"
         try:
-            blob = self._state_provider()
-            if inspect.isawaitable(blob):
-                blob = await blob
+            given = self._state_provider()
+            blob: bytes = await given if inspect.isawaitable(given) else given
         except Exception as e:
             return f"error: {e}".encode()
         if len(blob) > MAX_STATE_BYTES:
@@ -332,7 +331,7 @@ def run(setup: Optional[Callable[[Proc], Union[None, Awaitable[None]]]] = None,
             proc.request_stop(early[0])
         try:
             if main is not None:
-                task = loop.create_task(main(proc))
+                task = asyncio.ensure_future(main(proc))
                 stop = loop.create_task(proc.wait_for_stop())
                 await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
                 stop.cancel()
