@@ -32,6 +32,10 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.add_option("--log-format", cfg.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_option("--max-grpc-connections", cfg.max_grpc_connections,
+                 "control API connections at once on a unix --grpc socket; more are closed at once")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app.add_option("--max-watch-streams", cfg.max_watch_streams, "WatchProcs streams open at once")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();

@@ -33,6 +33,7 @@ struct DaemonConfig {
   int shutdown_max_in_flight = 256;
   std::string log_level = "info";
   std::string log_format = "text";
+  size_t max_grpc_connections = 1024;    // control API connections at once (unix socket)
   size_t max_watch_streams = 1024;       // WatchProcs streams open at once
   size_t max_watch_bytes = 64ull << 20;  // events queued for all WatchProcs streams
 };

@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/own_dir.h"
 #include "channel/grpc_target.h"
+#include "daemon/grpc_acceptor.h"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
 #include "daemon/sd_notify.h"
@@ -115,9 +116,22 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  std::string target = *channel::GrpcTarget(cfg.grpc);
-  int port = 0;
-  builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
+  // A unix control socket is hostd's own (grpc_acceptor.h: a cap on connections,
+  // and accepting again after running out of descriptors); gRPC listens on TCP.
+  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
+  std::unique_ptr<GrpcAcceptor> acceptor;
+  if (grpc_addr.ok() && grpc_addr->transport() == channel::Transport::kUnix) {
+    absl::StatusOr<std::unique_ptr<GrpcAcceptor>> a =
+        GrpcAcceptor::Listen(*grpc_addr, {.max_connections = cfg.max_grpc_connections});
+    if (!a.ok()) {
+      return absl::Status(a.status().code(), absl::StrCat("cannot serve the control API on ", cfg.grpc, ": ",
+                                                          a.status().message(), "; pick another with --grpc"));
+    }
+    acceptor = *std::move(a);
+  } else {
+    int port = 0;
+    builder.AddListeningPort(*channel::GrpcTarget(cfg.grpc), grpc::InsecureServerCredentials(), &port);
+  }
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
   builder.SetMaxSendMessageSize(kMaxGrpcMessage);
@@ -126,10 +140,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", cfg.grpc,
                                                " (in use, or not allowed); pick another with --grpc"));
   }
-  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
-  if (grpc_addr->transport() == channel::Transport::kUnix && !grpc_addr->is_abstract()) {
-    chmod(grpc_addr->host().c_str(), 0600);
-  }
+  if (acceptor != nullptr) acceptor->Start(server.get());
   base::Log().info("hostd ready: grpc={} frontend={} backend={} manager={} state_dir={} pid={}", cfg.grpc,
                    (*host)->frontend().ToString(), (*host)->backend().ToString(), cfg.manager, cfg.state_dir, getpid());
   (void)SdNotify(absl::StrCat("READY=1\nSTATUS=serving on ", cfg.grpc, "\nMAINPID=", getpid()));
@@ -174,6 +185,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     if (!o.result.ok())
       base::Log().error("proc={} not confirmed ended: {}", o.proc_id.name(), o.result.status().message());
   }
+  acceptor.reset();  // no new connections; the socket path goes
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   // Release the second-signal thread.

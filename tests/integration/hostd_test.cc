@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -462,6 +463,81 @@ TEST(HostdTest, HostdRaisesItsSoftDescriptorLimitToTheHardOne) {
     EXPECT_EQ(cols[4], want) << "hard limit: " << line;
   }
   EXPECT_TRUE(found) << *limits;
+}
+
+// Descriptors `pid` has open.
+int OpenDescriptors(pid_t pid) {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// A raw connection to a unix socket that never says a word.
+base::UniqueFd Connect(const std::string& unix_target) {
+  absl::string_view path = unix_target;
+  absl::ConsumePrefix(&path, "unix:");
+  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(std::string(path));
+  if (!fd.valid() || !sa.ok() || ::connect(fd.get(), sa->get(), sa->size()) != 0) return base::UniqueFd();
+  return fd;
+}
+
+// GetHostInfo over a connection of its own (no subchannel shared with earlier calls).
+grpc::Status FreshCall(const Hostd& h, absl::Duration timeout) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto stub =
+      v1::HostService::NewStub(grpc::CreateCustomChannel(h.grpc_addr(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(timeout));
+  v1::HostInfo info;
+  return stub->GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info);
+}
+
+// gRPC's own listener stops accepting for good after one EMFILE; hostd's does not.
+TEST(HostdTest, TheControlApiServesAgainAfterHostdRanOutOfDescriptors) {
+  Hostd h;
+  {
+    grpc::ClientContext ctx;
+    v1::HostInfo info;
+    ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());  // connected before the flood
+  }
+  const int limit = OpenDescriptors(h.pid()) + 32;
+  rlimit lim{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+  ASSERT_EQ(::prlimit(h.pid(), RLIMIT_NOFILE, &lim, nullptr), 0);
+  std::vector<base::UniqueFd> flood;
+  for (int i = 0; i < 100; ++i) {
+    base::UniqueFd fd = Connect(h.grpc_addr());
+    if (fd.valid()) flood.push_back(std::move(fd));
+  }
+  EXPECT_TRUE(testing::Eventually([&] { return OpenDescriptors(h.pid()) >= limit - 1; }))
+      << "hostd did not run out of descriptors: " << OpenDescriptors(h.pid()) << " of " << limit;
+  // A spawn now, over the connection made before, is refused saying why.
+  v1::SpawnProcResponse resp;
+  grpc::Status spawn = h.Spawn(h.EchoRequest("starved"), &resp);
+  EXPECT_EQ(spawn.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << spawn.error_message();
+  EXPECT_THAT(spawn.error_message(), HasSubstr("RLIMIT_NOFILE"));
+  flood.clear();
+  EXPECT_TRUE(testing::Eventually([&] { return FreshCall(h, absl::Seconds(2)).ok(); }))
+      << "the control API did not come back after the descriptors were free";
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
+}
+
+TEST(HostdTest, ControlConnectionsPastTheCapAreClosedAndServedAgainLater) {
+  Hostd h({"--max-grpc-connections", "4"});
+  const int before = OpenDescriptors(h.pid());
+  std::vector<base::UniqueFd> held;
+  for (int i = 0; i < 4; ++i) held.push_back(Connect(h.grpc_addr()));
+  ASSERT_TRUE(testing::Eventually([&] { return OpenDescriptors(h.pid()) >= before + 4; }));
+  grpc::Status refused = FreshCall(h, absl::Seconds(5));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  held.clear();
+  EXPECT_TRUE(testing::Eventually([&] { return FreshCall(h, absl::Seconds(2)).ok(); }));
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
 TEST(HostdTest, StreamLogsTailsAndFollowsUntilTheProcEnds) {
