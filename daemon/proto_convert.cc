@@ -59,6 +59,7 @@ void ToProto(const proc::ProcStatus& s, v1::ProcStatus* out) {
   ToProto(s.ready_at, out->mutable_ready_at());
   out->set_exit_code(s.exit_code);
   out->set_stderr_tail(s.stderr_tail);
+  out->set_note(s.note);
   out->set_signal(s.signal);
   out->set_core_dumped(s.core_dumped);
   out->set_reason(s.reason);

@@ -47,6 +47,7 @@ void PrintProc(const v1::Proc& p) {
   if (!p.status().addr().empty()) printf("addr:     %s\n", p.status().addr().c_str());
   printf("command:  %s %s\n", p.program().c_str(), absl::StrJoin(p.args(), " ").c_str());
   for (const auto& [k, v] : p.labels()) printf("label:    %s=%s\n", k.c_str(), v.c_str());
+  if (!p.status().note().empty()) printf("note:     %s\n", p.status().note().c_str());
   if (!p.status().stderr_tail().empty()) printf("stderr (end):\n%s\n", p.status().stderr_tail().c_str());
 }
 

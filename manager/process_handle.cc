@@ -66,6 +66,7 @@ void ProcessHandle::Started(pid_t pid, base::UniqueFd pidfd) {
   }
   if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
   mgr_->reaper_->LeaderStarted(pid, mark_serial_);
+  full_log_episodes_ = mgr_->log_space_->ProcStarted();
   (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
   exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
   AwaitExit();
@@ -284,6 +285,10 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
     end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
   } else {
     end = ProcStatus::Stopped(leader.si_status, std::move(tail));
+  }
+  if (mgr_->log_space_->ProcEnded(full_log_episodes_)) {
+    end.note = absl::StrCat("some of its output may be lost: the file system of ", mgr_->log_space_->dir(),
+                            " was full while it ran");
   }
   if (ready_pipe_) ready_pipe_->close();
   if (notify_) notify_->close();

@@ -130,6 +130,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   const std::string command_;
   std::string cgroup_dir_;
   uint64_t mark_serial_ = 0;
+  uint64_t full_log_episodes_ = 0;  // LogSpace::episodes() when it started
   off_t stderr_start_ = 0;
 
   mutable absl::Mutex mu_;

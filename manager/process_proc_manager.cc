@@ -97,6 +97,7 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
     raw->reaper_ =
         std::make_unique<OrphanReaper>(raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
                                        raw->janitor_pid(), raw->mark_token_);
+    raw->log_space_ = std::make_unique<LogSpace>(raw->loop_->context(), absl::StrCat(raw->options_.state_dir, "/logs"));
   });
   return mgr;
 }
@@ -117,6 +118,7 @@ ProcessProcManager::~ProcessProcManager() {
   loop_->RunSync([&] {
     for (auto& h : handles) h->ReleaseWithManager();
     reaper_.reset();  // on its loop thread, which it belongs to
+    log_space_.reset();
   });
   handles.clear();
   loop_.reset();

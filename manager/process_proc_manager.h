@@ -51,6 +51,7 @@
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
+#include "manager/log_space.h"
 #include "manager/orphan_reaper.h"
 #include "manager/proc_manager.h"
 #include "manager/proc_registry.h"
@@ -101,6 +102,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   ProcRegistry procs_;
   // Loop thread only (created and destroyed there): the procs' orphans' reaper.
   std::unique_ptr<OrphanReaper> reaper_;
+  // Loop thread only, like reaper_: whether the logs' file system is full.
+  std::unique_ptr<LogSpace> log_space_;
   std::thread::id loop_thread_;  // set once by Create
   mutable absl::Mutex mu_;
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are

@@ -51,6 +51,7 @@ struct ProcStatus {
   int signal = 0;                              // Killed
   bool core_dumped = false;                    // Killed
   std::string reason;                          // Failed
+  std::string note;                            // terminal: worth knowing, not the cause (e.g. output lost)
 
   static ProcStatus Starting() { return {}; }
   static ProcStatus Running(pid_t pid, absl::Time started_at);

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -82,12 +84,13 @@ class Hostd {
                                      "unix:" + dir_.Join("fe.sock"),
                                      "--backend",
                                      "unix:" + dir_.Join("be.sock"),
-                                     "--state-dir",
-                                     dir_.Join("state"),
                                      "--shutdown-grace",
                                      "2",
                                      "--log-level",
                                      "warn"};
+    if (std::find(extra.begin(), extra.end(), "--state-dir") == extra.end()) {
+      args.insert(args.end(), {"--state-dir", dir_.Join("state")});
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -741,6 +744,39 @@ TEST(HostdTest, WatchStreamsThatNeverReadAreCutOffAtTheHostWideBudget) {
   }
   EXPECT_EQ(cut_off, kSilent) << "every silent stream fell far behind and was ended";
   EXPECT_EQ(h.Signal(SIGTERM), 0);
+}
+
+// A proc's output written while the state file system is full is lost (it writes
+// to its log file itself); its terminal status says so, and one that ran with room
+// to spare carries no such note.
+TEST(HostdTest, AProcWhoseOutputHitAFullStateFileSystemSaysSoInItsStatus) {
+  testing::TempDir dir;
+  const std::string state = dir.Join("small-state");
+  std::filesystem::create_directories(state);
+  if (::mount("tmpfs", state.c_str(), "tmpfs", 0, "size=1m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here: " << std::strerror(errno);
+  }
+  {
+    Hostd h({"--state-dir", state});
+    auto run = [&](const std::string& name, std::vector<std::string> args) {
+      v1::SpawnProcResponse resp;
+      EXPECT_TRUE(h.Spawn(h.EchoRequest(name, std::move(args)), &resp).ok());
+      v1::WaitProcRequest wait;
+      wait.set_name(name);
+      v1::Proc p;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(testing::kHangGuard));
+      EXPECT_TRUE(h.api().WaitProc(&ctx, wait, &p).ok());
+      return p.status();
+    };
+    v1::ProcStatus quiet = run("quiet", {"--exit-after-ms=0"});
+    EXPECT_EQ(quiet.note(), "");
+    v1::ProcStatus flood = run("flood", {"--flood-stdout=3000000", "--exit-after-ms=0"});
+    EXPECT_THAT(flood.note(), HasSubstr("output may be lost"));
+    EXPECT_THAT(flood.note(), HasSubstr(state));
+    EXPECT_EQ(h.Signal(SIGTERM), 0);
+  }
+  EXPECT_EQ(::umount2(state.c_str(), MNT_DETACH), 0) << std::strerror(errno);
 }
 
 // Runs a shell command; returns its exit code and its output (stdout and stderr).
