@@ -1,15 +1,17 @@
 #include "channel/frame_decoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
 
 namespace hostd::channel {
 
-FrameDecoder::FrameDecoder(uint32_t max_body) : max_body_(max_body) {}
-
 namespace {
+
+std::atomic<size_t> partial_budget{FrameDecoder::kDefaultPartialBodyBudget};
+std::atomic<size_t> partial_used{0};
 
 // Room for a large body of `length` bytes of which `filled` arrived: doubling,
 // at least FrameDecoder::kBodyStep more, never past the body.
@@ -27,10 +29,47 @@ void Regrow(std::string& body, size_t filled, size_t room) {
 
 }  // namespace
 
+FrameDecoder::FrameDecoder(uint32_t max_body) : max_body_(max_body) {}
+
+FrameDecoder::~FrameDecoder() { Release(); }
+
+void FrameDecoder::SetPartialBodyBudget(size_t bytes) { partial_budget.store(bytes); }
+
+size_t FrameDecoder::partial_body_bytes() { return partial_used.load(); }
+
+bool FrameDecoder::Reserve(size_t room) {
+  const size_t more = room > counted_ ? room - counted_ : 0;
+  const size_t budget = partial_budget.load(std::memory_order_relaxed);
+  size_t used = partial_used.load(std::memory_order_relaxed);
+  do {
+    if (used + more > budget) {
+      error_ = absl::ResourceExhaustedError(absl::StrFormat(
+          "large frames still arriving on all connections together hold %d bytes; this one needs %d more, past the "
+          "budget of %d (--max-partial-frame-bytes); send it again later",
+          used, more, budget));
+      return false;
+    }
+  } while (!partial_used.compare_exchange_weak(used, used + more, std::memory_order_relaxed));
+  counted_ += more;
+  return true;
+}
+
+void FrameDecoder::Release() {
+  partial_used.fetch_sub(counted_, std::memory_order_relaxed);
+  counted_ = 0;
+}
+
 absl::Span<char> FrameDecoder::WritableSpan() {
-  if (big_header_.has_value()) {
-    if (big_filled_ == big_.size()) Regrow(big_, big_filled_, BodyRoom(big_filled_, big_header_->length));
-    return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
+  if (big_header_.has_value() && error_.ok()) {
+    if (big_filled_ == big_.size()) {
+      const size_t room = BodyRoom(big_filled_, big_header_->length);
+      if (Reserve(room)) Regrow(big_, big_filled_, room);
+    }
+    if (error_.ok()) return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
+  }
+  if (!error_.ok()) {  // what is read now is thrown away: Next() reports the error
+    if (buf_.size() < kChunk) buf_.resize(kChunk);
+    return absl::MakeSpan(buf_.data(), buf_.size());
   }
   if (buf_.size() < kChunk) buf_.resize(kChunk);
   if (rpos_ == wpos_) {
@@ -45,6 +84,7 @@ absl::Span<char> FrameDecoder::WritableSpan() {
 }
 
 void FrameDecoder::CommitWrite(size_t n) {
+  if (!error_.ok()) return;
   if (big_header_.has_value()) {
     big_filled_ += n;
   } else {
@@ -56,6 +96,7 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
   if (!error_.ok()) return error_;
   if (big_header_.has_value()) {
     if (big_filled_ < big_header_->length) return std::nullopt;
+    Release();  // delivered: no longer a partial body
     Frame f{*big_header_, std::move(big_)};
     big_header_.reset();
     big_ = std::string();
@@ -79,6 +120,7 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
   }
   // Large body: give it its own buffer and let the following reads fill it directly.
   size_t have = std::min<size_t>(body_avail, h->length);
+  if (!Reserve(BodyRoom(have, h->length))) return error_;
   big_.assign(BodyRoom(have, h->length), '\0');
   std::memcpy(big_.data(), body, have);
   big_filled_ = have;

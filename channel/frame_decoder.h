@@ -19,7 +19,13 @@
 // it starts at kBodyStep (or the whole body, if smaller) and grows by doubling, at
 // least kBodyStep at a time, so a peer that declares 64 MiB and sends a few bytes
 // costs this decoder about kChunk + kBodyStep, and bodies up to kBodyStep are
-// never copied twice. After an error every later call returns the same error.
+// never copied twice. All decoders of the process together hold at most the
+// partial-body budget (SetPartialBodyBudget; 512 MiB unless set) in large bodies
+// still arriving: a decoder whose body would need room past it fails with
+// RESOURCE_EXHAUSTED naming the budget (a listener then closes that connection
+// with a CLOSE saying so, and the peer may reconnect and resume), so many
+// connections that each declare a large body and send a little cannot add up to
+// more than the budget. After an error every later call returns the same error.
 // Thread-compatible: one reader at a time.
 #ifndef HOSTD_CHANNEL_FRAME_DECODER_H_
 #define HOSTD_CHANNEL_FRAME_DECODER_H_
@@ -44,7 +50,16 @@ class FrameDecoder {
   static constexpr size_t kInlineBody = 16 * 1024;
   static constexpr size_t kBodyStep = 1 << 20;
 
+  static constexpr size_t kDefaultPartialBodyBudget = size_t{512} << 20;
+
   explicit FrameDecoder(uint32_t max_body = kDefaultMaxFrameBody);
+  ~FrameDecoder();
+  FrameDecoder(const FrameDecoder&) = delete;
+  FrameDecoder& operator=(const FrameDecoder&) = delete;
+
+  // The process-wide budget for large bodies still arriving, and its use now.
+  static void SetPartialBodyBudget(size_t bytes);
+  static size_t partial_body_bytes();
 
   // Where the next read should put its bytes; never empty.
   absl::Span<char> WritableSpan();
@@ -72,6 +87,12 @@ class FrameDecoder {
   std::optional<FrameHeader> big_header_;
   std::string big_;
   size_t big_filled_ = 0;
+  size_t counted_ = 0;  // of big_, in the process-wide budget
+
+  // Counts `room` bytes of big_ against the budget; false (and error_ set) if
+  // they do not fit.
+  bool Reserve(size_t room);
+  void Release();
 };
 
 }  // namespace hostd::channel

@@ -32,6 +32,11 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.add_option("--log-format", cfg.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_option("--max-partial-frame-bytes", cfg.max_partial_frame_bytes,
+                 "memory for large frames still arriving on all frontend/backend connections together; a connection "
+                 "past it is closed")
+      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40))
+      ->capture_default_str();
   app.add_option("--max-grpc-connections", cfg.max_grpc_connections,
                  "control API connections at once on a unix --grpc socket; more are closed at once")
       ->check(CLI::Range(1, 1000000))

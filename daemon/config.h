@@ -33,9 +33,10 @@ struct DaemonConfig {
   int shutdown_max_in_flight = 256;
   std::string log_level = "info";
   std::string log_format = "text";
-  size_t max_grpc_connections = 1024;    // control API connections at once (unix socket)
-  size_t max_watch_streams = 1024;       // WatchProcs streams open at once
-  size_t max_watch_bytes = 64ull << 20;  // events queued for all WatchProcs streams
+  size_t max_partial_frame_bytes = size_t{512} << 20;  // large frames still arriving, all links together
+  size_t max_grpc_connections = 1024;                  // control API connections at once (unix socket)
+  size_t max_watch_streams = 1024;                     // WatchProcs streams open at once
+  size_t max_watch_bytes = 64ull << 20;                // events queued for all WatchProcs streams
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.

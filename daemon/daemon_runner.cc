@@ -17,6 +17,7 @@
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/own_dir.h"
+#include "channel/frame_decoder.h"
 #include "channel/grpc_target.h"
 #include "daemon/grpc_acceptor.h"
 #include "daemon/host.h"
@@ -63,6 +64,7 @@ void RaiseDescriptorLimit() {
 
 absl::Status RunDaemon(const DaemonConfig& cfg) {
   RaiseDescriptorLimit();
+  channel::FrameDecoder::SetPartialBodyBudget(cfg.max_partial_frame_bytes);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);

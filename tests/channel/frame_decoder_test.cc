@@ -1,4 +1,5 @@
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -143,6 +144,37 @@ TEST(FrameDecoderTest, MemoryFollowsTheBytesThatArriveNotTheDeclaredLength) {
   EXPECT_EQ((*frames)[0].body.substr(0, 4), "abcz");
   EXPECT_EQ((*frames)[0].body.back(), 'E');
   EXPECT_THAT(d.Finish(), IsOk());
+}
+
+// Many decoders that each hold part of a large body cannot add up past the
+// process-wide budget; what a decoder holds comes back when its frame is whole or
+// it goes.
+TEST(FrameDecoderTest, LargeBodiesStillArrivingStayWithinTheProcessWideBudget) {
+  // A body of which 3 bytes arrived gets room for them and one step more.
+  constexpr size_t kStep = FrameDecoder::kBodyStep + 3;
+  FrameDecoder::SetPartialBodyBudget(3 * kStep);
+  EncodedHeader h = EncodeHeader({FrameType::kData, 60u << 20, 1});
+  const std::string start = std::string(h.data(), h.size()) + "abc";
+  auto a = std::make_unique<FrameDecoder>(64u << 20);
+  FrameDecoder b(64u << 20), c(64u << 20), d(64u << 20);
+  ASSERT_THAT(Decode(*a, start, 4096), IsOk());
+  ASSERT_THAT(Decode(b, start, 4096), IsOk());
+  ASSERT_THAT(Decode(c, start, 4096), IsOk());
+  EXPECT_EQ(FrameDecoder::partial_body_bytes(), 3 * kStep);
+  EXPECT_THAT(Decode(d, start, 4096),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("--max-partial-frame-bytes")));
+  EXPECT_THAT(d.Finish(), StatusIs(absl::StatusCode::kResourceExhausted)) << "the error sticks";
+  EXPECT_LE(d.reserved_bytes(), FrameDecoder::kChunk + 64) << "nothing of the body was allocated";
+  a.reset();
+  EXPECT_EQ(FrameDecoder::partial_body_bytes(), 2 * kStep);
+  // A whole frame gives its room back as it is delivered.
+  FrameDecoder e(64u << 20);
+  EncodedHeader small = EncodeHeader({FrameType::kData, 100000, 2});
+  auto frames = Decode(e, std::string(small.data(), small.size()) + std::string(100000, 'q'), 4096);
+  ASSERT_THAT(frames, IsOk());
+  ASSERT_EQ(frames->size(), 1u);
+  EXPECT_EQ(FrameDecoder::partial_body_bytes(), 2 * kStep);
+  FrameDecoder::SetPartialBodyBudget(FrameDecoder::kDefaultPartialBodyBudget);
 }
 
 TEST(FrameDecoderTest, BadMagicVersionAndTypeAreRejected) {

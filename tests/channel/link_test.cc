@@ -422,6 +422,56 @@ TEST(UnixListenerTest, AHalfSentFrameIsTimedOutWithACloseSayingSo) {
   EXPECT_EQ(inbox.size(), 0u);
 }
 
+// Peers that each declare a large frame and send a few bytes cannot make the
+// process hold more than its budget for partial frames: past it a connection gets
+// a CLOSE naming the budget, and closed connections give their share back.
+TEST(UnixListenerTest, PartialLargeFramesPastTheProcessBudgetAreClosedNamingIt) {
+  // A body of which 3 bytes arrived gets room for them and one step more.
+  constexpr size_t kStep = FrameDecoder::kBodyStep + 3;
+  FrameDecoder::SetPartialBodyBudget(3 * kStep);
+  auto loop = EventLoop::Start("budget");
+  Inbox inbox;
+  auto listener = Listener::Serve(*loop, *ChannelAddr::Parse(absl::StrCat("unix:@hostd-budget-", ::getpid())), inbox);
+  ASSERT_THAT(listener, IsOk());
+  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create((*listener)->addr().host());
+  ASSERT_THAT(addr, IsOk());
+  auto attack = [&](uint64_t session) {
+    base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(::connect(fd.get(), addr->get(), addr->size()), 0);
+    std::string hello = EncodeHello({.session_id = session});
+    EncodedHeader hh = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
+    EncodedHeader dh = EncodeHeader({FrameType::kData, 60u << 20, 1});
+    std::string bytes = std::string(hh.data(), hh.size()) + hello + std::string(dh.data(), dh.size()) + "abc";
+    EXPECT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    return fd;
+  };
+  std::vector<base::UniqueFd> held;
+  for (uint64_t i = 1; i <= 3; ++i) {
+    held.push_back(attack(i));
+    ASSERT_TRUE(Eventually([&] { return FrameDecoder::partial_body_bytes() == i * kStep; }));
+  }
+  base::UniqueFd refused = attack(4);
+  FrameDecoder decoder;
+  std::vector<Frame> frames;
+  while (frames.empty() || frames.back().header.type != FrameType::kClose) {
+    pollfd p{refused.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no answer";
+    absl::Span<char> span = decoder.WritableSpan();
+    ssize_t n = ::read(refused.get(), span.data(), span.size());
+    ASSERT_GT(n, 0) << "closed without a CLOSE frame";
+    decoder.CommitWrite(static_cast<size_t>(n));
+    for (absl::StatusOr<std::optional<Frame>> f = decoder.Next(); f.ok() && f->has_value(); f = decoder.Next()) {
+      frames.push_back(std::move(**f));
+    }
+  }
+  EXPECT_THAT(frames.back().body, HasSubstr("--max-partial-frame-bytes"));
+  EXPECT_EQ(FrameDecoder::partial_body_bytes(), 3 * kStep);
+  held.clear();
+  EXPECT_TRUE(Eventually([&] { return FrameDecoder::partial_body_bytes() == 0; }));
+  EXPECT_EQ(inbox.size(), 0u);
+  FrameDecoder::SetPartialBodyBudget(FrameDecoder::kDefaultPartialBodyBudget);
+}
+
 // One listener cannot be made to hold every descriptor: past max_connections a
 // connection is closed at once, and once one goes a new one is served again.
 TEST(UnixListenerTest, PastTheConnectionCapNewConnectionsAreShedAndServedAgainLater) {
