@@ -33,6 +33,10 @@ struct DaemonConfig {
   int shutdown_max_in_flight = 256;
   std::string log_level = "info";
   std::string log_format = "text";
+  // HOST:PORT of /metrics, /healthz and /readyz (daemon/ops_http.h); empty: off.
+  // Loopback only unless http_allow_remote.
+  std::string http;
+  bool http_allow_remote = false;
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.
