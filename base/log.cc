@@ -35,8 +35,8 @@ class JsonFormatter final : public spdlog::formatter {
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     nlohmann::ordered_json line;
     line["ts"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6S%Ez", absl::FromChrono(msg.time), absl::LocalTimeZone());
-    line["level"] = std::string(spdlog::level::to_string_view(msg.level).data(),
-                                spdlog::level::to_string_view(msg.level).size());
+    line["level"] =
+        std::string(spdlog::level::to_string_view(msg.level).data(), spdlog::level::to_string_view(msg.level).size());
     line["pid"] = static_cast<int64_t>(getpid());
     line["tid"] = static_cast<int64_t>(msg.thread_id);
     line["msg"] = std::string(msg.payload.data(), msg.payload.size());

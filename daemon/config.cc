@@ -4,8 +4,8 @@
 #include "base/default_paths.h"
 #include "channel/channel_addr.h"
 #include "channel/grpc_target.h"
-#include "daemon/ops_http.h"
 #include "CLI/CLI.hpp"
+#include "daemon/ops_http.h"
 
 namespace hostd::daemon {
 

@@ -19,8 +19,8 @@
 #include "base/log.h"
 #include "base/own_dir.h"
 #include "channel/grpc_target.h"
-#include "daemon/host.h"
 #include "daemon/grpc_metrics.h"
+#include "daemon/host.h"
 #include "daemon/host_metrics.h"
 #include "daemon/host_service.h"
 #include "daemon/lifecycle_log.h"
@@ -166,15 +166,15 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   Host& h = **host;
   std::unique_ptr<OpsHttpServer> http;
   if (!cfg.http.empty()) {
-    absl::StatusOr<std::unique_ptr<OpsHttpServer>> started = OpsHttpServer::Start(
-        metrics, {.addr = cfg.http,
-                  .allow_remote = cfg.http_allow_remote,
-                  .not_ready = [&h, &shutting_down]() -> std::string {
-                    if (shutting_down.load()) return "hostd is shutting down";
-                    if (h.draining()) return "hostd is draining (hostctl drain --off ends it)";
-                    return "";
-                  },
-                  .alive = [&h] { return h.Responsive(kAliveWithin); }});
+    absl::StatusOr<std::unique_ptr<OpsHttpServer>> started =
+        OpsHttpServer::Start(metrics, {.addr = cfg.http,
+                                       .allow_remote = cfg.http_allow_remote,
+                                       .not_ready = [&h, &shutting_down]() -> std::string {
+                                         if (shutting_down.load()) return "hostd is shutting down";
+                                         if (h.draining()) return "hostd is draining (hostctl drain --off ends it)";
+                                         return "";
+                                       },
+                                       .alive = [&h] { return h.Responsive(kAliveWithin); }});
     if (!started.ok()) {
       server->Shutdown(absl::ToChronoTime(absl::Now()));
       return started.status();
@@ -182,8 +182,12 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     http = *std::move(started);
   }
   base::LogEvent(spdlog::level::info, "hostd ready",
-                 {{"grpc", cfg.grpc}, {"frontend", h.frontend().ToString()}, {"backend", h.backend().ToString()},
-                  {"http", http ? http->addr() : ""}, {"manager", cfg.manager}, {"state_dir", cfg.state_dir},
+                 {{"grpc", cfg.grpc},
+                  {"frontend", h.frontend().ToString()},
+                  {"backend", h.backend().ToString()},
+                  {"http", http ? http->addr() : ""},
+                  {"manager", cfg.manager},
+                  {"state_dir", cfg.state_dir},
                   {"version", kVersion}});
   (void)SdNotify(absl::StrCat("READY=1\nSTATUS=serving on ", cfg.grpc, "\nMAINPID=", getpid()));
   absl::Duration watchdog_period = WatchdogPeriod();
@@ -198,7 +202,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   absl::Time shutdown_began = absl::Now();
   shutting_down = true;
   base::LogEvent(spdlog::level::info, "shutting down",
-                 {{"signal", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"}, {"live_procs", h.live_procs()},
+                 {{"signal", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"},
+                  {"live_procs", h.live_procs()},
                   {"grace_ms", static_cast<int64_t>(cfg.shutdown_grace_s * 1000)}});
   (void)SdNotify("STOPPING=1");
   SetHealth(*server, false);
@@ -241,9 +246,13 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   }
   HostCounters counters = h.counters();
   base::LogEvent(spdlog::level::info, "shutdown summary",
-                 {{"attempted", summary.attempted}, {"ok", summary.ok}, {"failed", summary.failed},
-                  {"spawned_total", counters.spawned}, {"forwarded_total", counters.forwarded},
-                  {"returned_total", counters.returned}, {"duration_ms", absl::ToInt64Milliseconds(absl::Now() - shutdown_began)},
+                 {{"attempted", summary.attempted},
+                  {"ok", summary.ok},
+                  {"failed", summary.failed},
+                  {"spawned_total", counters.spawned},
+                  {"forwarded_total", counters.forwarded},
+                  {"returned_total", counters.returned},
+                  {"duration_ms", absl::ToInt64Milliseconds(absl::Now() - shutdown_began)},
                   {"uptime_s", absl::ToInt64Seconds(absl::Now() - h.started_at())}});
   if (http) http->Stop();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));

@@ -119,8 +119,8 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
     }
   }
   if (draining()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "host is draining: it takes no new spawns (proc \"", name, "\" not started); `hostctl drain --off` ends the drain"));
+    return absl::FailedPreconditionError(absl::StrCat("host is draining: it takes no new spawns (proc \"", name,
+                                                      "\" not started); `hostctl drain --off` ends the drain"));
   }
   return table_->Spawn(name, spec, std::move(labels), std::move(supervision));
 }

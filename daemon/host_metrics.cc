@@ -111,8 +111,8 @@ HostMetrics::HostMetrics(Host& host)
                           .Name("hostd_spawn_to_ready_seconds")
                           .Help("From a spawn request reaching the host to the proc being ready (first starts)")
                           .Register(*registry_)
-                          .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                                           1, 2.5, 5, 10, 30})),
+                          .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                                           2.5, 5, 10, 30})),
       exits_(prometheus::BuildCounter()
                  .Name("hostd_proc_exits_total")
                  .Help("Proc incarnations that ended, by kind: exit_zero, exit_nonzero, killed (by a signal), failed")
@@ -176,8 +176,8 @@ void HostMetrics::OnEvent(const HostEvent& e) {
 std::vector<MetricFamily> HostMetrics::CollectNow() const {
   std::vector<MetricFamily> out;
 
-  MetricFamily procs = Family("hostd_procs", "Procs the host knows, by state (ended ones until their name is freed)",
-                              MetricType::Gauge);
+  MetricFamily procs =
+      Family("hostd_procs", "Procs the host knows, by state (ended ones until their name is freed)", MetricType::Gauge);
   std::map<std::string, int> by_state;
   for (const char* s : {"starting", "running", "ready", "stopping", "stopped", "killed", "failed", "restarting"}) {
     by_state[s] = 0;
@@ -186,22 +186,23 @@ std::vector<MetricFamily> HostMetrics::CollectNow() const {
   for (const auto& [state, n] : by_state) AddValue(procs, n, {{"state", state}});
   out.push_back(std::move(procs));
 
-  MetricFamily draining = Family("hostd_draining", "1 while the host is draining (refusing new spawns)", MetricType::Gauge);
+  MetricFamily draining =
+      Family("hostd_draining", "1 while the host is draining (refusing new spawns)", MetricType::Gauge);
   AddValue(draining, host_.draining() ? 1 : 0);
   out.push_back(std::move(draining));
 
   // The message path: router counters, then the links' own stats.
   Router::Counters c = host_.router_counters();
-  MetricFamily fwd = Family("hostd_forwarded_messages_total", "Messages the host forwarded, by link kind (proc, remote)",
-                            MetricType::Counter);
+  MetricFamily fwd = Family("hostd_forwarded_messages_total",
+                            "Messages the host forwarded, by link kind (proc, remote)", MetricType::Counter);
   MetricFamily fwd_bytes =
       Family("hostd_forwarded_bytes_total", "Wire bytes of the forwarded messages, by link kind", MetricType::Counter);
-  MetricFamily blocked = Family("hostd_link_blocked_sends_total",
-                                "Forwards that found the link's queue full and paused the sender (backpressure)",
-                                MetricType::Counter);
+  MetricFamily blocked =
+      Family("hostd_link_blocked_sends_total",
+             "Forwards that found the link's queue full and paused the sender (backpressure)", MetricType::Counter);
   std::array<Router::LinkTotals, Router::kLinkKinds> links = host_.link_stats();
-  MetricFamily depth = Family("hostd_link_queue_depth", "Messages queued or awaiting their ack on open links, now",
-                              MetricType::Gauge);
+  MetricFamily depth =
+      Family("hostd_link_queue_depth", "Messages queued or awaiting their ack on open links, now", MetricType::Gauge);
   MetricFamily queue_bytes = Family("hostd_link_queue_bytes", "Bytes of those messages, now", MetricType::Gauge);
   MetricFamily open = Family("hostd_links_open", "Links the host has open, by kind", MetricType::Gauge);
   MetricFamily retransmits =
@@ -227,7 +228,8 @@ std::vector<MetricFamily> HostMetrics::CollectNow() const {
     m.summary.sample_sum = absl::ToDoubleSeconds(st.queue_time_total);
     queue_time.metric.push_back(std::move(m));
   }
-  for (MetricFamily* f : {&fwd, &fwd_bytes, &blocked, &depth, &queue_bytes, &open, &retransmits, &queue_time, &queue_max}) {
+  for (MetricFamily* f :
+       {&fwd, &fwd_bytes, &blocked, &depth, &queue_bytes, &open, &retransmits, &queue_time, &queue_max}) {
     out.push_back(std::move(*f));
   }
 
@@ -235,7 +237,8 @@ std::vector<MetricFamily> HostMetrics::CollectNow() const {
                                  "Undeliverable messages sent back to their sender, by reason", MetricType::Counter);
   for (size_t r = 1; r < Router::kReturnReasons; ++r) {
     AddValue(returned, static_cast<double>(c.returned_by_reason[r]),
-             {{"reason", absl::StrReplaceAll(channel::ReturnReasonName(static_cast<channel::ReturnReason>(r)), {{" ", "_"}})}});
+             {{"reason",
+               absl::StrReplaceAll(channel::ReturnReasonName(static_cast<channel::ReturnReason>(r)), {{" ", "_"}})}});
   }
   out.push_back(std::move(returned));
   MetricFamily dropped = Family("hostd_dropped_messages_total",

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "boost/asio/steady_timer.hpp"
 #include "base/log.h"
+#include "boost/asio/steady_timer.hpp"
 #include "daemon/proto_convert.h"
 
 namespace hostd::daemon {
@@ -204,7 +204,10 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
   absl::Status valid = spec.ok() ? sup.status() : spec.status();
   Caller who = CallerOf(*ctx);
   base::LogEvent(spdlog::level::info, "spawn requested",
-                 {{"proc", req->name()}, {"program", req->spec().program()}, {"uid", who.uid}, {"caller_pid", who.pid},
+                 {{"proc", req->name()},
+                  {"program", req->spec().program()},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
                   {"peer", who.peer}});
   if (!valid.ok()) {
     if (opts_.on_spawn_done) opts_.on_spawn_done(valid);
@@ -348,8 +351,12 @@ grpc::ServerUnaryReactor* HostService::TerminateProc(grpc::CallbackServerContext
   std::string reason = req->reason().empty() ? "terminated through the API" : req->reason();
   Caller who = CallerOf(*ctx);
   base::LogEvent(spdlog::level::info, "terminate requested",
-                 {{"proc", req->name()}, {"grace_ms", absl::ToInt64Milliseconds(*grace)}, {"reason", reason},
-                  {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
+                 {{"proc", req->name()},
+                  {"grace_ms", absl::ToInt64Milliseconds(*grace)},
+                  {"reason", reason},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer}});
   return OnPool<v1::Proc>(pool_, resp, [this, g = *grace, reason, name = req->name()](v1::Proc& out) {
     absl::StatusOr<proc::ProcStatus> s = host_.Terminate(name, g, reason);
     if (!s.ok()) return s.status();
@@ -385,8 +392,11 @@ grpc::ServerUnaryReactor* HostService::TerminateAll(grpc::CallbackServerContext*
   std::string reason = req->reason().empty() ? "terminate-all through the API" : req->reason();
   Caller who = CallerOf(*ctx);
   base::LogEvent(spdlog::level::info, "terminate-all requested",
-                 {{"grace_ms", absl::ToInt64Milliseconds(*grace)}, {"reason", reason}, {"uid", who.uid},
-                  {"caller_pid", who.pid}, {"peer", who.peer}});
+                 {{"grace_ms", absl::ToInt64Milliseconds(*grace)},
+                  {"reason", reason},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer}});
   return OnPool<v1::TerminateAllResponse>(pool_, resp,
                                           [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
                                             manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
@@ -461,9 +471,9 @@ grpc::ServerUnaryReactor* HostService::Drain(grpc::CallbackServerContext* ctx, c
   if (opts_.on_drain) opts_.on_drain(draining);
   Caller who = CallerOf(*ctx);
   int live = host_.live_procs();
-  base::LogEvent(spdlog::level::info, draining ? "drain started" : "drain ended",
-                 {{"was_draining", was}, {"live_procs", live}, {"uid", who.uid}, {"caller_pid", who.pid},
-                  {"peer", who.peer}});
+  base::LogEvent(
+      spdlog::level::info, draining ? "drain started" : "drain ended",
+      {{"was_draining", was}, {"live_procs", live}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
   resp->set_draining(draining);
   resp->set_was_draining(was);
   resp->set_live_procs(live);

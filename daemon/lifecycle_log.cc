@@ -20,19 +20,28 @@ void WriteTransition(const HostEvent& e) {
   switch (s.state) {
     case proc::ProcState::kReady:
       base::LogEvent(info, "proc ready",
-                     {{"proc", e.name}, {"pid", s.pid}, {"incarnation", e.incarnation},
+                     {{"proc", e.name},
+                      {"pid", s.pid},
+                      {"incarnation", e.incarnation},
                       {"duration_ms", Ms(s.started_at, s.ready_at)}});
       return;
     case proc::ProcState::kStopped:
       base::LogEvent(info, "proc exited",
-                     {{"proc", e.name}, {"pid", s.pid}, {"incarnation", e.incarnation}, {"exit_code", s.exit_code},
+                     {{"proc", e.name},
+                      {"pid", s.pid},
+                      {"incarnation", e.incarnation},
+                      {"exit_code", s.exit_code},
                       {"duration_ms", Ms(s.started_at, e.at)}});
       return;
     case proc::ProcState::kKilled:
       base::LogEvent(info, "proc killed",
-                     {{"proc", e.name}, {"pid", s.pid}, {"incarnation", e.incarnation}, {"signal", s.signal},
+                     {{"proc", e.name},
+                      {"pid", s.pid},
+                      {"incarnation", e.incarnation},
+                      {"signal", s.signal},
                       {"signal_name", sigabbrev_np(s.signal) ? sigabbrev_np(s.signal) : "?"},
-                      {"core_dumped", s.core_dumped}, {"duration_ms", Ms(s.started_at, e.at)}});
+                      {"core_dumped", s.core_dumped},
+                      {"duration_ms", Ms(s.started_at, e.at)}});
       return;
     case proc::ProcState::kFailed:
       base::LogEvent(info, "proc failed", {{"proc", e.name}, {"incarnation", e.incarnation}, {"reason", s.reason}});
@@ -52,12 +61,16 @@ void LifecycleLog::Write(const HostEvent& e) {
   switch (e.kind) {
     case HostEvent::Kind::kTransition: WriteTransition(e); return;
     case HostEvent::Kind::kSpawnFailed:
-      base::LogEvent(info, "proc spawn failed", {{"proc", e.name}, {"incarnation", e.incarnation}, {"reason", e.detail}});
+      base::LogEvent(info, "proc spawn failed",
+                     {{"proc", e.name}, {"incarnation", e.incarnation}, {"reason", e.detail}});
       return;
     case HostEvent::Kind::kRestarting:
       base::LogEvent(info, "proc restarting",
-                     {{"proc", e.name}, {"incarnation", e.incarnation}, {"attempt", e.attempt},
-                      {"delay_ms", absl::ToInt64Milliseconds(e.delay)}, {"reason", e.detail},
+                     {{"proc", e.name},
+                      {"incarnation", e.incarnation},
+                      {"attempt", e.attempt},
+                      {"delay_ms", absl::ToInt64Milliseconds(e.delay)},
+                      {"reason", e.detail},
                       {"start_failed", e.start_failed}});
       return;
     case HostEvent::Kind::kRestarted:

@@ -44,7 +44,7 @@ absl::Status CheckHttpAddr(const std::string& addr, bool allow_remote, std::stri
 }
 
 absl::StatusOr<std::unique_ptr<OpsHttpServer>> OpsHttpServer::Start(const HostMetrics& metrics,
-                                                                     OpsHttpOptions options) {
+                                                                    OpsHttpOptions options) {
   std::string host;
   int port = 0;
   if (absl::Status s = CheckHttpAddr(options.addr, options.allow_remote, &host, &port); !s.ok()) return s;

@@ -77,7 +77,8 @@ Router::Counters Router::counters() const {
     c.blocked_by_kind[k] = blocked_[k].load(std::memory_order_relaxed);
     c.forwarded += c.forwarded_by_kind[k];
   }
-  for (size_t r = 0; r < kReturnReasons; ++r) c.returned_by_reason[r] = returned_by_reason_[r].load(std::memory_order_relaxed);
+  for (size_t r = 0; r < kReturnReasons; ++r)
+    c.returned_by_reason[r] = returned_by_reason_[r].load(std::memory_order_relaxed);
   return c;
 }
 
@@ -359,7 +360,8 @@ void Router::Return(Message msg, ReturnReason reason, absl::string_view note) {
     return;
   }
   returned_.fetch_add(1, std::memory_order_relaxed);
-  returned_by_reason_[std::min(static_cast<size_t>(reason), kReturnReasons - 1)].fetch_add(1, std::memory_order_relaxed);
+  returned_by_reason_[std::min(static_cast<size_t>(reason), kReturnReasons - 1)].fetch_add(1,
+                                                                                           std::memory_order_relaxed);
   Message back = msg.ToReturned(reason, note);
   // A returned message that finds no room is dropped rather than waited for.
   bool taken = RouteMessage(

@@ -78,8 +78,8 @@ class Router {
     uint64_t dropped = 0;
     std::array<uint64_t, kLinkKinds> forwarded_by_kind{};        // messages taken by a link
     std::array<uint64_t, kLinkKinds> forwarded_bytes_by_kind{};  // their wire bytes
-    std::array<uint64_t, kLinkKinds> blocked_by_kind{};  // forwards that found the link full (backpressure)
-    std::array<uint64_t, kReturnReasons> returned_by_reason{};  // indexed by ReturnReason
+    std::array<uint64_t, kLinkKinds> blocked_by_kind{};          // forwards that found the link full (backpressure)
+    std::array<uint64_t, kReturnReasons> returned_by_reason{};   // indexed by ReturnReason
   };
   // The stats of every link of one kind, summed: the links open now, and for the
   // cumulative counters also those closed before (queue depth and bytes are of the

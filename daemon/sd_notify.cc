@@ -1,10 +1,9 @@
 #include "daemon/sd_notify.h"
 
 #include <sys/socket.h>
-
-#include <cerrno>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
