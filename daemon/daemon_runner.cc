@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/own_dir.h"
 #include "channel/grpc_target.h"
+#include "daemon/control_socket.h"
 #include "daemon/grpc_metrics.h"
 #include "daemon/host.h"
 #include "daemon/host_metrics.h"
@@ -134,6 +135,16 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   std::atomic<grpc::Server*> serving{nullptr};
   std::atomic<bool> shutting_down{false};
   sopts.on_spawn_done = [&metrics](const absl::Status& s) { metrics.SpawnDone(s); };
+  // A unix control socket hostd accepts itself, to know each caller (SO_PEERCRED);
+  // other addresses (tcp, abstract) are gRPC's own listeners.
+  std::unique_ptr<ControlSocket> control;
+  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
+  if (grpc_addr.ok() && grpc_addr->transport() == channel::Transport::kUnix && !grpc_addr->is_abstract()) {
+    absl::StatusOr<std::unique_ptr<ControlSocket>> listening = ControlSocket::Listen(grpc_addr->host());
+    if (!listening.ok()) return listening.status();
+    control = *std::move(listening);
+    sopts.caller_of = [c = control.get()](const std::string& peer) { return c->CallerOf(peer); };
+  }
   sopts.on_drain = [&serving, &shutting_down](bool draining) {
     if (grpc::Server* s = serving.load(); s != nullptr && !shutting_down.load()) SetHealth(*s, !draining);
   };
@@ -147,7 +158,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::string target = *channel::GrpcTarget(cfg.grpc);
   int port = 0;
-  builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
+  if (control == nullptr) builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
   builder.SetMaxSendMessageSize(kMaxGrpcMessage);
@@ -156,10 +167,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", cfg.grpc,
                                                " (in use, or not allowed); pick another with --grpc"));
   }
-  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
-  if (grpc_addr->transport() == channel::Transport::kUnix && !grpc_addr->is_abstract()) {
-    chmod(grpc_addr->host().c_str(), 0600);
-  }
+  if (control != nullptr) control->Serve(*server);
   SetHealth(*server, true);
   serving = server.get();
 
@@ -176,6 +184,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                                        },
                                        .alive = [&h] { return h.Responsive(kAliveWithin); }});
     if (!started.ok()) {
+      control.reset();  // no connection is handed to a server being shut down
       server->Shutdown(absl::ToChronoTime(absl::Now()));
       return started.status();
     }
@@ -255,6 +264,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                   {"duration_ms", absl::ToInt64Milliseconds(absl::Now() - shutdown_began)},
                   {"uptime_s", absl::ToInt64Seconds(absl::Now() - h.started_at())}});
   if (http) http->Stop();
+  control.reset();  // no connection is handed to a server being shut down
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   // Release the second-signal thread.

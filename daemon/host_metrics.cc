@@ -100,7 +100,7 @@ HostMetrics::HostMetrics(Host& host)
       registry_(std::make_shared<prometheus::Registry>()),
       spawns_(prometheus::BuildCounter()
                   .Name("hostd_spawns_total")
-                  .Help("Spawn requests that started a proc (first starts; restarts are hostd_restarts_total)")
+                  .Help("Spawn requests that succeeded: the proc is ready (restarts are hostd_restarts_total)")
                   .Register(*registry_)
                   .Add({})),
       spawn_failures_(prometheus::BuildCounter()
@@ -135,14 +135,17 @@ HostMetrics::HostMetrics(Host& host)
 HostMetrics::~HostMetrics() { host_.Unsubscribe(subscription_); }
 
 void HostMetrics::SpawnDone(const absl::Status& s) {
-  if (!s.ok()) spawn_failures_.Add({{"cause", SpawnFailureCause(s)}}).Increment();
+  if (s.ok()) {
+    spawns_.Increment();
+  } else {
+    spawn_failures_.Add({{"cause", SpawnFailureCause(s)}}).Increment();
+  }
 }
 
 // Runs under the host's locks: counters and one small map, nothing that blocks.
 void HostMetrics::OnEvent(const HostEvent& e) {
   switch (e.kind) {
     case HostEvent::Kind::kSpawned: {
-      spawns_.Increment();
       absl::MutexLock lock(&mu_);
       starting_[e.name] = e.at;
       return;
