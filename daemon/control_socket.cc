@@ -39,11 +39,16 @@ absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Listen(const std::
 ControlSocket::ControlSocket(std::string path, base::UniqueFd listener, base::UniqueFd wake)
     : path_(std::move(path)), listener_(std::move(listener)), wake_(std::move(wake)) {}
 
-ControlSocket::~ControlSocket() {
+ControlSocket::~ControlSocket() { StopAccepting(); }
+
+void ControlSocket::StopAccepting() {
   uint64_t one = 1;
   (void)!write(wake_.get(), &one, sizeof(one));
   if (thread_.joinable()) thread_.join();
-  unlink(path_.c_str());
+  if (listener_.valid()) {
+    listener_ = base::UniqueFd();
+    unlink(path_.c_str());
+  }
 }
 
 void ControlSocket::Serve(grpc::Server& server) {

@@ -12,8 +12,9 @@
 // accepted connection is registered under gRPC's peer name for it ("fd:<n>") before
 // gRPC reads a byte; a descriptor number reused later gets the new peer's entry.
 //
-// Thread-safe. Serve() starts one accept thread; the destructor stops it (call it
-// after the server has shut down) and removes the socket file.
+// Thread-safe. Serve() starts one accept thread; StopAccepting() (before the
+// server shuts down) or the destructor stops it. Destroy it after the server: its
+// handlers call CallerOf.
 #ifndef HOSTD_DAEMON_CONTROL_SOCKET_H_
 #define HOSTD_DAEMON_CONTROL_SOCKET_H_
 
@@ -40,8 +41,12 @@ class ControlSocket {
   ControlSocket(const ControlSocket&) = delete;
   ControlSocket& operator=(const ControlSocket&) = delete;
 
-  // Accepts connections for `server` until destroyed. Once.
+  // Accepts connections for `server` until StopAccepting() or destruction. Once.
   void Serve(grpc::Server& server);
+  // Stops accepting and removes the socket file; connections already handed over
+  // stay the server's, and CallerOf still answers for them. Call it before the
+  // server shuts down. Idempotent.
+  void StopAccepting();
 
   // The credentials of the connection gRPC names `grpc_peer`; uid and pid -1
   // when it is not one of this socket's.

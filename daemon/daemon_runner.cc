@@ -184,7 +184,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                                        },
                                        .alive = [&h] { return h.Responsive(kAliveWithin); }});
     if (!started.ok()) {
-      control.reset();  // no connection is handed to a server being shut down
+      if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
       server->Shutdown(absl::ToChronoTime(absl::Now()));
       return started.status();
     }
@@ -264,7 +264,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                   {"duration_ms", absl::ToInt64Milliseconds(absl::Now() - shutdown_began)},
                   {"uptime_s", absl::ToInt64Seconds(absl::Now() - h.started_at())}});
   if (http) http->Stop();
-  control.reset();  // no connection is handed to a server being shut down
+  if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   // Release the second-signal thread.

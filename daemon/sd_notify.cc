@@ -49,7 +49,8 @@ SdWatchdog::SdWatchdog(absl::Duration period, std::function<bool()> healthy) {
     while (true) {
       if (!healthy || healthy()) (void)SdNotify("WATCHDOG=1");
       absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval)) return;
+      auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopped), interval)) return;
     }
   });
 }

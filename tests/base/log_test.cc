@@ -1,9 +1,8 @@
-#include "base/log.h"
-
 #include <regex>
 #include <sstream>
 #include <string>
 
+#include "base/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -42,7 +41,11 @@ TEST(LogTest, JsonEventsAreObjectsWithTheirFieldsAndAZonedTime) {
   {
     CapturedLog log("json");
     LogEvent(spdlog::level::info, "proc exited",
-             {{"proc", "w\"1\n"}, {"pid", 42}, {"exit_code", 3}, {"core_dumped", false}, {"share", 0.5},
+             {{"proc", "w\"1\n"},
+              {"pid", 42},
+              {"exit_code", 3},
+              {"core_dumped", false},
+              {"share", 0.5},
               {"tail", std::string("bad \xff utf-8")}});
     line = log.text();
   }
@@ -58,8 +61,8 @@ TEST(LogTest, JsonEventsAreObjectsWithTheirFieldsAndAZonedTime) {
   EXPECT_EQ(j["core_dumped"], false);
   EXPECT_EQ(j["share"], 0.5);
   EXPECT_THAT(j["tail"].get<std::string>(), HasSubstr("bad "));  // invalid UTF-8 replaced, not lost
-  EXPECT_TRUE(std::regex_match(j["ts"].get<std::string>(),
-                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d)")))
+  EXPECT_TRUE(
+      std::regex_match(j["ts"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d)")))
       << j["ts"];
 }
 
