@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "boost/asio/steady_timer.hpp"
 #include "daemon/proto_convert.h"
+#include "daemon/unary_call.h"
 
 namespace hostd::daemon {
 namespace {
@@ -18,94 +19,6 @@ constexpr absl::Duration kDefaultGrace = absl::Seconds(10);
 constexpr int kDefaultTerminateInFlight = 64;
 constexpr int kDefaultSpawnInFlight = 16;
 constexpr int kMaxSpawnInFlight = 256;
-
-// A unary call finished from another thread: the response is filled and Finish
-// runs exactly once, never after OnDone (so never into a freed response).
-template <typename Resp>
-class UnaryCall final : public grpc::ServerUnaryReactor {
- public:
-  struct State {
-    absl::Mutex mu;
-    UnaryCall* call ABSL_GUARDED_BY(mu);
-    Resp* resp ABSL_GUARDED_BY(mu);
-    bool finished ABSL_GUARDED_BY(mu) = false;
-    std::vector<std::function<void()>> on_done ABSL_GUARDED_BY(mu);
-  };
-  using StatePtr = std::shared_ptr<State>;
-
-  explicit UnaryCall(Resp* resp) : state_(std::make_shared<State>()) {
-    absl::MutexLock lock(&state_->mu);
-    state_->call = this;
-    state_->resp = resp;
-  }
-  const StatePtr& state() const { return state_; }
-
-  // Fills the response with `fill` (when `s` is OK) and finishes; a no-op if the
-  // call has finished already.
-  static void Complete(const StatePtr& st, const grpc::Status& s, const std::function<void(Resp&)>& fill = nullptr) {
-    UnaryCall* call;
-    {
-      absl::MutexLock lock(&st->mu);
-      if (st->finished || st->call == nullptr) return;
-      st->finished = true;
-      if (s.ok() && fill) fill(*st->resp);
-      call = st->call;
-    }
-    call->Finish(s);
-  }
-  static void Complete(const StatePtr& st, const absl::Status& s, const std::function<void(Resp&)>& fill = nullptr) {
-    Complete(st, ToGrpc(s), fill);
-  }
-  // Runs `fn` once the call is over (at once if it is).
-  static void OnDoneRun(const StatePtr& st, std::function<void()> fn) {
-    {
-      absl::MutexLock lock(&st->mu);
-      if (st->call != nullptr) {
-        st->on_done.push_back(std::move(fn));
-        return;
-      }
-    }
-    fn();
-  }
-
-  void OnCancel() override { Complete(state_, grpc::Status::CANCELLED); }
-  void OnDone() override {
-    std::vector<std::function<void()>> cleanups;
-    {
-      absl::MutexLock lock(&state_->mu);
-      state_->call = nullptr;
-      state_->resp = nullptr;
-      cleanups.swap(state_->on_done);
-    }
-    for (auto& fn : cleanups) fn();
-    delete this;
-  }
-
- private:
-  StatePtr state_;
-};
-
-// A unary call answered right away.
-template <typename Resp>
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& s) {
-  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  r->Finish(ToGrpc(s));
-  return r;
-}
-
-// Runs `work` on the pool, then completes the call with its status (and fill).
-template <typename Resp>
-grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp, std::function<absl::Status(Resp&)> work) {
-  auto* call = new UnaryCall<Resp>(resp);
-  auto st = call->state();
-  absl::Status queued = pool.Submit([st, work = std::move(work)] {
-    Resp out;
-    absl::Status s = work(out);
-    UnaryCall<Resp>::Complete(st, s, [&out](Resp& r) { r = std::move(out); });
-  });
-  if (!queued.ok()) UnaryCall<Resp>::Complete(st, queued);
-  return call;
-}
 
 absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
   // Host::Spawn checks the policy's limits and the group's name.
