@@ -5,6 +5,7 @@
 #include "channel/channel_addr.h"
 #include "channel/grpc_target.h"
 #include "CLI/CLI.hpp"
+#include "daemon/ops_http.h"
 
 namespace hostd::daemon {
 
@@ -48,6 +49,10 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
                  "bytes of events queued for all WatchProcs streams together (a stream past its share is ended)")
       ->check(CLI::Range(size_t{4096}, size_t{1} << 40))
       ->capture_default_str();
+  app.add_option("--http", cfg.http,
+                 "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (loopback only; off by default)");
+  app.add_flag("--http-allow-remote", cfg.http_allow_remote,
+               "let --http bind a non-loopback address (the endpoint has no authentication)");
 }
 
 absl::Status FinishConfig(DaemonConfig& cfg) {
@@ -59,6 +64,11 @@ absl::Status FinishConfig(DaemonConfig& cfg) {
   for (auto [flag, value] : {std::pair{"--frontend", &cfg.frontend}, std::pair{"--backend", &cfg.backend}}) {
     absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(*value);
     if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", a.status().message()));
+  }
+  if (!cfg.http.empty()) {
+    std::string host;
+    int port = 0;
+    if (absl::Status s = CheckHttpAddr(cfg.http, cfg.http_allow_remote, &host, &port); !s.ok()) return s;
   }
   absl::StatusOr<std::string> target = channel::GrpcTarget(cfg.grpc);
   if (!target.ok()) return target.status();

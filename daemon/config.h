@@ -37,6 +37,10 @@ struct DaemonConfig {
   size_t max_grpc_connections = 1024;                  // control API connections at once (unix socket)
   size_t max_watch_streams = 1024;                     // WatchProcs streams open at once
   size_t max_watch_bytes = 64ull << 20;                // events queued for all WatchProcs streams
+  // HOST:PORT of /metrics, /healthz and /readyz (daemon/ops_http.h); empty: off.
+  // Loopback only unless http_allow_remote.
+  std::string http;
+  bool http_allow_remote = false;
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.

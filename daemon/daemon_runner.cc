@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -19,9 +20,13 @@
 #include "base/own_dir.h"
 #include "channel/frame_decoder.h"
 #include "channel/grpc_target.h"
-#include "daemon/grpc_acceptor.h"
+#include "daemon/control_socket.h"
+#include "daemon/grpc_metrics.h"
 #include "daemon/host.h"
+#include "daemon/host_metrics.h"
 #include "daemon/host_service.h"
+#include "daemon/lifecycle_log.h"
+#include "daemon/ops_http.h"
 #include "daemon/sd_notify.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -38,6 +43,19 @@ constexpr int kMaxGrpcMessage = 80 << 20;
 // After a second stop signal, how long hostd waits to see its SIGKILLed procs end
 // before it exits anyway (the janitor and PR_SET_PDEATHSIG cover the rest).
 constexpr absl::Duration kSecondSignalKillWait = absl::Seconds(1);
+// How long the host loop may take to run a no-op before hostd counts as not alive
+// (/healthz, the systemd watchdog).
+constexpr absl::Duration kAliveWithin = absl::Seconds(1);
+// The service hostd's gRPC health answers for, besides "" (the whole server).
+constexpr char kServiceName[] = "hostd.v1.HostService";
+
+// Serving or not, under both names a health check may ask for.
+void SetHealth(grpc::Server& server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(kServiceName, serving);
+  health->SetServingStatus("", serving);
+}
 
 int WaitForSignal(const sigset_t& set) {
   int sig = 0;
@@ -114,26 +132,38 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   absl::StatusOr<std::unique_ptr<Host>> host = Host::Start(*mgr_owner, *bulk, hopts);
   if (!host.ok()) return host.status();
 
+  LifecycleLog lifecycle_log(**host);
+  HostMetrics metrics(**host);
+  GrpcMetrics grpc_metrics(metrics.registry());
+  // Set once the server is built; Drain calls cannot come before.
+  std::atomic<grpc::Server*> serving{nullptr};
+  std::atomic<bool> shutting_down{false};
+  sopts.on_spawn_done = [&metrics](const absl::Status& s) { metrics.SpawnDone(s); };
+  // A unix control socket hostd accepts itself, to know each caller (SO_PEERCRED);
+  // other addresses (tcp, abstract) are gRPC's own listeners.
+  std::unique_ptr<ControlSocket> control;
+  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
+  if (grpc_addr.ok() && grpc_addr->transport() == channel::Transport::kUnix && !grpc_addr->is_abstract()) {
+    absl::StatusOr<std::unique_ptr<ControlSocket>> listening =
+        ControlSocket::Listen(grpc_addr->host(), cfg.max_grpc_connections);
+    if (!listening.ok()) return listening.status();
+    control = *std::move(listening);
+    sopts.caller_of = [c = control.get()](const std::string& peer) { return c->CallerOf(peer); };
+  }
+  sopts.on_drain = [&serving, &shutting_down](bool draining) {
+    if (grpc::Server* s = serving.load(); s != nullptr && !shutting_down.load()) SetHealth(*s, !draining);
+  };
+
   HostService service(**host, sopts);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  // A unix control socket is hostd's own (grpc_acceptor.h: a cap on connections,
-  // and accepting again after running out of descriptors); gRPC listens on TCP.
-  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
-  std::unique_ptr<GrpcAcceptor> acceptor;
-  if (grpc_addr.ok() && grpc_addr->transport() == channel::Transport::kUnix) {
-    absl::StatusOr<std::unique_ptr<GrpcAcceptor>> a =
-        GrpcAcceptor::Listen(*grpc_addr, {.max_connections = cfg.max_grpc_connections});
-    if (!a.ok()) {
-      return absl::Status(a.status().code(), absl::StrCat("cannot serve the control API on ", cfg.grpc, ": ",
-                                                          a.status().message(), "; pick another with --grpc"));
-    }
-    acceptor = *std::move(a);
-  } else {
-    int port = 0;
-    builder.AddListeningPort(*channel::GrpcTarget(cfg.grpc), grpc::InsecureServerCredentials(), &port);
-  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(grpc_metrics.Factory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  std::string target = *channel::GrpcTarget(cfg.grpc);
+  int port = 0;
+  if (control == nullptr) builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
   builder.SetMaxSendMessageSize(kMaxGrpcMessage);
@@ -142,15 +172,55 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", cfg.grpc,
                                                " (in use, or not allowed); pick another with --grpc"));
   }
-  if (acceptor != nullptr) acceptor->Start(server.get());
-  base::Log().info("hostd ready: grpc={} frontend={} backend={} manager={} state_dir={} pid={}", cfg.grpc,
-                   (*host)->frontend().ToString(), (*host)->backend().ToString(), cfg.manager, cfg.state_dir, getpid());
+  if (control != nullptr) control->Serve(*server);
+  SetHealth(*server, true);
+  serving = server.get();
+
+  Host& h = **host;
+  std::unique_ptr<OpsHttpServer> http;
+  if (!cfg.http.empty()) {
+    absl::StatusOr<std::unique_ptr<OpsHttpServer>> started =
+        OpsHttpServer::Start(metrics, {.addr = cfg.http,
+                                       .allow_remote = cfg.http_allow_remote,
+                                       .not_ready = [&h, &shutting_down]() -> std::string {
+                                         if (shutting_down.load()) return "hostd is shutting down";
+                                         if (h.draining()) return "hostd is draining (hostctl drain --off ends it)";
+                                         return "";
+                                       },
+                                       .alive = [&h] { return h.Responsive(kAliveWithin); }});
+    if (!started.ok()) {
+      if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
+      server->Shutdown(absl::ToChronoTime(absl::Now()));
+      return started.status();
+    }
+    http = *std::move(started);
+  }
+  base::LogEvent(spdlog::level::info, "hostd ready",
+                 {{"grpc", cfg.grpc},
+                  {"frontend", h.frontend().ToString()},
+                  {"backend", h.backend().ToString()},
+                  {"http", http ? http->addr() : ""},
+                  {"manager", cfg.manager},
+                  {"state_dir", cfg.state_dir},
+                  {"version", kVersion}});
   (void)SdNotify(absl::StrCat("READY=1\nSTATUS=serving on ", cfg.grpc, "\nMAINPID=", getpid()));
+  absl::Duration watchdog_period = WatchdogPeriod();
+  if (watchdog_period > absl::ZeroDuration()) {
+    base::LogEvent(spdlog::level::info, "systemd watchdog on",
+                   {{"period_ms", absl::ToInt64Milliseconds(watchdog_period)},
+                    {"ping_every_ms", absl::ToInt64Milliseconds(watchdog_period / 2)}});
+  }
+  SdWatchdog watchdog(watchdog_period, [&h] { return h.Responsive(kAliveWithin); });
 
   int sig = WaitForSignal(stop_signals);
-  base::Log().info("signal={} shutting down: terminating procs (grace {}s each)", strsignal(sig), cfg.shutdown_grace_s);
+  absl::Time shutdown_began = absl::Now();
+  shutting_down = true;
+  base::LogEvent(spdlog::level::info, "shutting down",
+                 {{"signal", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"},
+                  {"live_procs", h.live_procs()},
+                  {"grace_ms", static_cast<int64_t>(cfg.shutdown_grace_s * 1000)}});
   (void)SdNotify("STOPPING=1");
-  server->GetHealthCheckService()->SetServingStatus(false);
+  SetHealth(*server, false);
 
   // A second signal: no more grace. The manager SIGKILLs every proc at once; the
   // short wait only lets the summary say whether each was seen gone.
@@ -182,12 +252,24 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   }
   manager::TerminateSummary summary =
       (*host)->TerminateChildren(grace, cfg.shutdown_max_in_flight, "hostd is shutting down");
-  base::Log().info("procs terminated: attempted={} ok={} failed={}", summary.attempted, summary.ok, summary.failed);
   for (const manager::TerminateOutcome& o : summary.outcomes) {
-    if (!o.result.ok())
-      base::Log().error("proc={} not confirmed ended: {}", o.proc_id.name(), o.result.status().message());
+    if (!o.result.ok()) {
+      base::LogEvent(spdlog::level::err, "proc not confirmed ended",
+                     {{"proc", o.proc_id.name()}, {"reason", o.result.status().message()}});
+    }
   }
-  acceptor.reset();  // no new connections; the socket path goes
+  HostCounters counters = h.counters();
+  base::LogEvent(spdlog::level::info, "shutdown summary",
+                 {{"attempted", summary.attempted},
+                  {"ok", summary.ok},
+                  {"failed", summary.failed},
+                  {"spawned_total", counters.spawned},
+                  {"forwarded_total", counters.forwarded},
+                  {"returned_total", counters.returned},
+                  {"duration_ms", absl::ToInt64Milliseconds(absl::Now() - shutdown_began)},
+                  {"uptime_s", absl::ToInt64Seconds(absl::Now() - h.started_at())}});
+  if (http) http->Stop();
+  if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   // Release the second-signal thread.

@@ -4,7 +4,8 @@
 //      inherit the mask; procs get a clean one from the launcher).
 //   2. Creates the runtime and state directories, the proc manager, the Host
 //      and the gRPC server (HostService, grpc.health.v1, server reflection); a
-//      unix control socket is made mode 0600 inside a 0700 directory.
+//      unix control socket is made mode 0600 inside a 0700 directory and accepted
+//      by hostd itself (daemon/control_socket.h), so each caller is known.
 //   3. Announces readiness: a log line and, under systemd, READY=1.
 //   4. On the first SIGTERM/SIGINT: STOPPING=1, health NOT_SERVING, no new spawns,
 //      every proc terminated within the grace (each gets its own), the summary

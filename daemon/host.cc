@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "daemon/proc_table.h"
@@ -117,8 +118,14 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
       return absl::InvalidArgumentError(absl::StrCat("group: ", s.message()));
     }
   }
+  if (draining()) {
+    return absl::FailedPreconditionError(absl::StrCat("host is draining: it takes no new spawns (proc \"", name,
+                                                      "\" not started); `hostctl drain --off` ends the drain"));
+  }
   return table_->Spawn(name, spec, std::move(labels), std::move(supervision));
 }
+
+bool Host::SetDraining(bool draining) { return draining_.exchange(draining); }
 
 absl::Status Host::CreateGroup(const std::string& name, const GroupSpec& spec) {
   return controller_->CreateGroup(name, spec);
@@ -169,5 +176,19 @@ HostCounters Host::counters() const {
 }
 
 int Host::live_procs() const { return table_->live_procs(); }
+
+Router::Counters Host::router_counters() const { return router_->counters(); }
+
+std::array<Router::LinkTotals, Router::kLinkKinds> Host::link_stats() const {
+  std::array<Router::LinkTotals, Router::kLinkKinds> out;
+  loop_->RunSync([&] { out = router_->LinkStats(); });
+  return out;
+}
+
+bool Host::Responsive(absl::Duration timeout) const {
+  auto answered = std::make_shared<absl::Notification>();
+  loop_->Post([answered] { answered->Notify(); });
+  return answered->WaitForNotificationWithTimeout(timeout);
+}
 
 }  // namespace hostd::daemon

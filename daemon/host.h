@@ -25,6 +25,8 @@
 #ifndef HOSTD_DAEMON_HOST_H_
 #define HOSTD_DAEMON_HOST_H_
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -128,6 +130,11 @@ class Host {
   // Terminates every live proc (BulkTerminate::TerminateAll) and frees the names
   // of all ended ones. Restarts under way are cancelled: a restarting proc ends.
   manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
+  // Draining: new spawns fail with FailedPrecondition naming the drain, while the
+  // procs already here keep running (and restarting under their policies).
+  // SetDraining(false) takes spawns again. Returns whether it was draining.
+  bool SetDraining(bool draining);
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
   // Later spawns, and restarts, fail with Unavailable carrying `why`; returns once
   // no spawn or restart is in flight or at `deadline` (false then).
   bool StopSpawns(std::string why, absl::Time deadline);
@@ -150,12 +157,20 @@ class Host {
 
   HostCounters counters() const;
   int live_procs() const;
+  // The message path's counters (any thread, lock-free reads).
+  Router::Counters router_counters() const;
+  // Link stats by Router::LinkKind, read on the loop thread (waits for it).
+  std::array<Router::LinkTotals, Router::kLinkKinds> link_stats() const;
+  // True once the loop thread has run a no-op posted now, within `timeout`: the
+  // message path is not stuck. Any thread but the loop's.
+  bool Responsive(absl::Duration timeout) const;
 
  private:
   Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOptions options);
 
   const HostOptions opts_;
   const absl::Time started_at_;
+  std::atomic<bool> draining_{false};
   // Declared in the order they are built; ~Host takes them down in its own order.
   std::unique_ptr<channel::EventLoop> loop_;
   std::unique_ptr<Router> router_;

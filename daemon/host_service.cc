@@ -7,8 +7,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/log.h"
 #include "boost/asio/steady_timer.hpp"
 #include "daemon/proto_convert.h"
+#include "daemon/unary_call.h"
 
 namespace hostd::daemon {
 namespace {
@@ -17,94 +19,6 @@ constexpr absl::Duration kDefaultGrace = absl::Seconds(10);
 constexpr int kDefaultTerminateInFlight = 64;
 constexpr int kDefaultSpawnInFlight = 16;
 constexpr int kMaxSpawnInFlight = 256;
-
-// A unary call finished from another thread: the response is filled and Finish
-// runs exactly once, never after OnDone (so never into a freed response).
-template <typename Resp>
-class UnaryCall final : public grpc::ServerUnaryReactor {
- public:
-  struct State {
-    absl::Mutex mu;
-    UnaryCall* call ABSL_GUARDED_BY(mu);
-    Resp* resp ABSL_GUARDED_BY(mu);
-    bool finished ABSL_GUARDED_BY(mu) = false;
-    std::vector<std::function<void()>> on_done ABSL_GUARDED_BY(mu);
-  };
-  using StatePtr = std::shared_ptr<State>;
-
-  explicit UnaryCall(Resp* resp) : state_(std::make_shared<State>()) {
-    absl::MutexLock lock(&state_->mu);
-    state_->call = this;
-    state_->resp = resp;
-  }
-  const StatePtr& state() const { return state_; }
-
-  // Fills the response with `fill` (when `s` is OK) and finishes; a no-op if the
-  // call has finished already.
-  static void Complete(const StatePtr& st, const grpc::Status& s, const std::function<void(Resp&)>& fill = nullptr) {
-    UnaryCall* call;
-    {
-      absl::MutexLock lock(&st->mu);
-      if (st->finished || st->call == nullptr) return;
-      st->finished = true;
-      if (s.ok() && fill) fill(*st->resp);
-      call = st->call;
-    }
-    call->Finish(s);
-  }
-  static void Complete(const StatePtr& st, const absl::Status& s, const std::function<void(Resp&)>& fill = nullptr) {
-    Complete(st, ToGrpc(s), fill);
-  }
-  // Runs `fn` once the call is over (at once if it is).
-  static void OnDoneRun(const StatePtr& st, std::function<void()> fn) {
-    {
-      absl::MutexLock lock(&st->mu);
-      if (st->call != nullptr) {
-        st->on_done.push_back(std::move(fn));
-        return;
-      }
-    }
-    fn();
-  }
-
-  void OnCancel() override { Complete(state_, grpc::Status::CANCELLED); }
-  void OnDone() override {
-    std::vector<std::function<void()>> cleanups;
-    {
-      absl::MutexLock lock(&state_->mu);
-      state_->call = nullptr;
-      state_->resp = nullptr;
-      cleanups.swap(state_->on_done);
-    }
-    for (auto& fn : cleanups) fn();
-    delete this;
-  }
-
- private:
-  StatePtr state_;
-};
-
-// A unary call answered right away.
-template <typename Resp>
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const absl::Status& s) {
-  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-  r->Finish(ToGrpc(s));
-  return r;
-}
-
-// Runs `work` on the pool, then completes the call with its status (and fill).
-template <typename Resp>
-grpc::ServerUnaryReactor* OnPool(WorkerPool& pool, Resp* resp, std::function<absl::Status(Resp&)> work) {
-  auto* call = new UnaryCall<Resp>(resp);
-  auto st = call->state();
-  absl::Status queued = pool.Submit([st, work = std::move(work)] {
-    Resp out;
-    absl::Status s = work(out);
-    UnaryCall<Resp>::Complete(st, s, [&out](Resp& r) { r = std::move(out); });
-  });
-  if (!queued.ok()) UnaryCall<Resp>::Complete(st, queued);
-  return call;
-}
 
 absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
   // Host::Spawn checks the policy's limits and the group's name.
@@ -202,11 +116,22 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
   absl::StatusOr<manager::SpawnSpec> spec = FromProto(req->spec());
   absl::StatusOr<Supervision> sup = SupervisionFrom(*req);
   absl::Status valid = spec.ok() ? sup.status() : spec.status();
-  if (!valid.ok()) return Answer<v1::SpawnProcResponse>(ctx, valid);
+  Caller who = CallerOf(*ctx);
+  base::LogEvent(spdlog::level::info, "spawn requested",
+                 {{"proc", req->name()},
+                  {"program", req->spec().program()},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer}});
+  if (!valid.ok()) {
+    if (opts_.on_spawn_done) opts_.on_spawn_done(valid);
+    return Answer<v1::SpawnProcResponse>(ctx, valid);
+  }
   Labels labels(req->labels().begin(), req->labels().end());
   return OnPool<v1::SpawnProcResponse>(
       pool_, resp, [this, name = req->name(), spec = *std::move(spec), labels, sup = *sup](v1::SpawnProcResponse& out) {
         absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels, sup);
+        if (opts_.on_spawn_done) opts_.on_spawn_done(p.status());
         if (!p.ok()) return p.status();
         ToProto(*p, out.mutable_proc());
         return absl::OkStatus();
@@ -233,6 +158,9 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     return Answer<v1::SpawnProcsResponse>(ctx, absl::InvalidArgumentError("max_in_flight: must not be negative"));
   }
   int in_flight = std::min(req->max_in_flight() == 0 ? kDefaultSpawnInFlight : req->max_in_flight(), kMaxSpawnInFlight);
+  Caller who = CallerOf(*ctx);
+  base::LogEvent(spdlog::level::info, "spawns requested",
+                 {{"count", req->procs_size()}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
   return OnPool<v1::SpawnProcsResponse>(pool_, resp, [this, all, in_flight](v1::SpawnProcsResponse& out) {
     std::vector<v1::SpawnResult> results(all->size());
     std::atomic<size_t> next{0};
@@ -243,6 +171,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
         r.set_name(one.name);
         absl::StatusOr<ProcInfo> p = one.spec.ok() ? host_.Spawn(one.name, *one.spec, one.labels, one.sup)
                                                    : absl::StatusOr<ProcInfo>(one.spec.status());
+        if (opts_.on_spawn_done) opts_.on_spawn_done(p.status());
         r.set_code(static_cast<int>(p.status().code()));
         if (p.ok()) {
           ToProto(*p, r.mutable_proc());
@@ -334,6 +263,14 @@ grpc::ServerUnaryReactor* HostService::TerminateProc(grpc::CallbackServerContext
   absl::Status valid = grace.ok() ? ValidateName(req->name()) : grace.status();
   if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
   std::string reason = req->reason().empty() ? "terminated through the API" : req->reason();
+  Caller who = CallerOf(*ctx);
+  base::LogEvent(spdlog::level::info, "terminate requested",
+                 {{"proc", req->name()},
+                  {"grace_ms", absl::ToInt64Milliseconds(*grace)},
+                  {"reason", reason},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer}});
   return OnPool<v1::Proc>(pool_, resp, [this, g = *grace, reason, name = req->name()](v1::Proc& out) {
     absl::StatusOr<proc::ProcStatus> s = host_.Terminate(name, g, reason);
     if (!s.ok()) return s.status();
@@ -346,6 +283,9 @@ grpc::ServerUnaryReactor* HostService::KillProc(grpc::CallbackServerContext* ctx
                                                 v1::Proc* resp) {
   absl::Status valid = ValidateName(req->name());
   if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
+  Caller who = CallerOf(*ctx);
+  base::LogEvent(spdlog::level::info, "kill requested",
+                 {{"proc", req->name()}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
   return OnPool<v1::Proc>(pool_, resp, [this, name = req->name()](v1::Proc& out) {
     absl::StatusOr<proc::ProcStatus> s = host_.Kill(name);
     if (!s.ok()) return s.status();
@@ -364,6 +304,13 @@ grpc::ServerUnaryReactor* HostService::TerminateAll(grpc::CallbackServerContext*
   }
   int in_flight = req->max_in_flight() == 0 ? kDefaultTerminateInFlight : req->max_in_flight();
   std::string reason = req->reason().empty() ? "terminate-all through the API" : req->reason();
+  Caller who = CallerOf(*ctx);
+  base::LogEvent(spdlog::level::info, "terminate-all requested",
+                 {{"grace_ms", absl::ToInt64Milliseconds(*grace)},
+                  {"reason", reason},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer}});
   return OnPool<v1::TerminateAllResponse>(pool_, resp,
                                           [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
                                             manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
@@ -427,7 +374,30 @@ grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* 
   resp->set_manager(opts_.manager_kind);
   resp->set_pid(getpid());
   resp->set_cgroup_fallback(opts_.cgroup_fallback);
+  resp->set_draining(host_.draining());
   return Answer<v1::HostInfo>(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* HostService::Drain(grpc::CallbackServerContext* ctx, const v1::DrainRequest* req,
+                                             v1::DrainResponse* resp) {
+  bool draining = !req->undrain();
+  bool was = host_.SetDraining(draining);
+  if (opts_.on_drain) opts_.on_drain(draining);
+  Caller who = CallerOf(*ctx);
+  int live = host_.live_procs();
+  base::LogEvent(
+      spdlog::level::info, draining ? "drain started" : "drain ended",
+      {{"was_draining", was}, {"live_procs", live}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
+  resp->set_draining(draining);
+  resp->set_was_draining(was);
+  resp->set_live_procs(live);
+  return Answer<v1::DrainResponse>(ctx, absl::OkStatus());
+}
+
+Caller HostService::CallerOf(grpc::CallbackServerContext& ctx) const {
+  std::string peer = ctx.peer();
+  if (opts_.caller_of) return opts_.caller_of(peer);
+  return Caller{.peer = std::move(peer)};
 }
 
 // ---- Supervision ----------------------------------------------------------------

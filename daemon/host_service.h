@@ -25,6 +25,14 @@
 
 namespace hostd::daemon {
 
+// Who made a control call: the peer's credentials (SO_PEERCRED) when it came over
+// hostd's unix control socket, -1 otherwise; and gRPC's peer string.
+struct Caller {
+  int64_t uid = -1;
+  int64_t pid = -1;
+  std::string peer;
+};
+
 struct HostServiceOptions {
   std::string version = "dev";
   std::string manager_kind = "local";  // "process" or "local", for GetHostInfo
@@ -32,6 +40,13 @@ struct HostServiceOptions {
   // Where a proc's stdout (false) or stderr (true) log is; unset: StreamLogs is
   // UNIMPLEMENTED (in-process procs have no logs).
   std::function<std::string(const std::string& name, bool stderr_log)> log_path;
+  // Each spawn request's outcome, OK or why not (HostMetrics::SpawnDone).
+  std::function<void(const absl::Status&)> on_spawn_done;
+  // After a Drain call, with the state now (the daemon turns its health with it).
+  std::function<void(bool draining)> on_drain;
+  // Who a call comes from, for the request log lines (daemon/control_socket.h);
+  // unset: gRPC's peer string alone.
+  std::function<Caller(const std::string& grpc_peer)> caller_of;
   int workers = 32;                  // threads for blocking manager calls
   size_t max_queued_calls = 10000;   // beyond this, RESOURCE_EXHAUSTED
   size_t max_watch_backlog = 65536;  // events a slow WatchProcs client may lag behind
@@ -92,12 +107,16 @@ class HostService final : public v1::HostService::CallbackService {
                                     v1::Tree* resp) override;
   grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest* req,
                                         v1::HostInfo* resp) override;
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const v1::DrainRequest* req,
+                                  v1::DrainResponse* resp) override;
 
   // WatchProcs streams open now, and the bytes of events queued for them.
   size_t watch_streams() const { return watch_budget_->streams.load(); }
   size_t watch_bytes() const { return watch_budget_->bytes.load(); }
 
  private:
+  Caller CallerOf(grpc::CallbackServerContext& ctx) const;
+
   Host& host_;
   const HostServiceOptions opts_;
   std::shared_ptr<WatchBudget> watch_budget_;

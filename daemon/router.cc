@@ -68,7 +68,66 @@ void Router::SetAddresses(std::string frontend, std::string backend) {
 }
 
 Router::Counters Router::counters() const {
-  return {.forwarded = forwarded_.load(), .returned = returned_.load(), .dropped = dropped_.load()};
+  Counters c;
+  c.returned = returned_.load(std::memory_order_relaxed);
+  c.dropped = dropped_.load(std::memory_order_relaxed);
+  for (size_t k = 0; k < kLinkKinds; ++k) {
+    c.forwarded_by_kind[k] = forwarded_[k].load(std::memory_order_relaxed);
+    c.forwarded_bytes_by_kind[k] = forwarded_bytes_[k].load(std::memory_order_relaxed);
+    c.blocked_by_kind[k] = blocked_[k].load(std::memory_order_relaxed);
+    c.forwarded += c.forwarded_by_kind[k];
+  }
+  for (size_t r = 0; r < kReturnReasons; ++r)
+    c.returned_by_reason[r] = returned_by_reason_[r].load(std::memory_order_relaxed);
+  return c;
+}
+
+namespace {
+
+// Adds the cumulative counters of `from` to `to`; with `now`, the gauges too.
+void AddStats(channel::SenderStats& to, const channel::SenderStats& from, bool now) {
+  to.messages_sent += from.messages_sent;
+  to.bytes_sent += from.bytes_sent;
+  to.messages_acked += from.messages_acked;
+  to.messages_returned += from.messages_returned;
+  to.retransmits += from.retransmits;
+  to.sends_waited += from.sends_waited;
+  to.sends_rejected += from.sends_rejected;
+  to.queue_time_total += from.queue_time_total;
+  to.queue_time_max = std::max(to.queue_time_max, from.queue_time_max);
+  to.connects += from.connects;
+  to.connect_failures += from.connect_failures;
+  to.session_resets += from.session_resets;
+  if (now) {
+    to.queue_depth += from.queue_depth;
+    to.queue_bytes += from.queue_bytes;
+    to.max_queue_depth = std::max(to.max_queue_depth, from.max_queue_depth);
+  }
+}
+
+}  // namespace
+
+std::array<Router::LinkTotals, Router::kLinkKinds> Router::LinkStats() const {
+  loop_.AssertInLoop("Router::LinkStats");
+  std::array<LinkTotals, kLinkKinds> out{};
+  for (size_t k = 0; k < kLinkKinds; ++k) AddStats(out[k].stats, retired_[k], /*now=*/false);
+  LinkTotals& procs = out[static_cast<size_t>(LinkKind::kProc)];
+  for (const auto& [name, r] : routes_) {
+    if (r->link == nullptr) continue;
+    ++procs.open_links;
+    AddStats(procs.stats, r->link->stats(), /*now=*/true);
+  }
+  LinkTotals& remotes = out[static_cast<size_t>(LinkKind::kRemote)];
+  for (const auto& [addr, l] : remotes_) {
+    ++remotes.open_links;
+    AddStats(remotes.stats, l->stats(), /*now=*/true);
+  }
+  return out;
+}
+
+void Router::Retire(LinkKind kind, channel::Sender& link) {
+  link.Close();
+  AddStats(retired_[static_cast<size_t>(kind)], link.stats(), /*now=*/false);
 }
 
 // ---- The route table ------------------------------------------------------------
@@ -76,7 +135,7 @@ Router::Counters Router::counters() const {
 void Router::Open(const std::string& name, uint64_t gen) {
   loop_.AssertInLoop("Router::Open");
   std::unique_ptr<Route>& slot = routes_[name];
-  if (slot != nullptr && slot->link) slot->link->Close();
+  if (slot != nullptr && slot->link) Retire(LinkKind::kProc, *slot->link);
   slot = std::make_unique<Route>();
   slot->gen = gen;
 }
@@ -112,7 +171,7 @@ void Router::Restart(const std::string& name) {
   r.state = Route::State::kRestarting;
   r.addr.reset();
   // What is still queued comes back through ForwardFailed, into the buffer.
-  if (std::shared_ptr<channel::Sender> link = std::move(r.link)) link->Close();
+  if (std::shared_ptr<channel::Sender> link = std::move(r.link)) Retire(LinkKind::kProc, *link);
 }
 
 void Router::End(const std::string& name, std::string note) {
@@ -125,7 +184,7 @@ void Router::End(const std::string& name, std::string note) {
   r.addr.reset();
   Held held = r.TakeHeld();
   // What is still queued comes back through ForwardFailed as kProcExited.
-  if (std::shared_ptr<channel::Sender> link = std::move(r.link)) link->Close();
+  if (std::shared_ptr<channel::Sender> link = std::move(r.link)) Retire(LinkKind::kProc, *link);
   Bounce(std::move(held), ReturnReason::kProcExited, r.end_note);
 }
 
@@ -241,6 +300,7 @@ bool Router::RouteRemote(Message& msg, absl::string_view addr, const channel::Re
 bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake, std::string route_name,
                      uint64_t gen, channel::Sender::Done* hook) {
   size_t size = msg.wire_size();
+  const size_t kind = static_cast<size_t>(route_name.empty() ? LinkKind::kRemote : LinkKind::kProc);
   channel::Sender::Done done;
   if (hook != nullptr && *hook) {
     done = std::move(*hook);
@@ -251,10 +311,12 @@ bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receive
   }
   absl::Status posted = link.Post(std::move(msg), std::move(done), channel::WhenFull::kFail);
   if (posted.ok()) {
-    forwarded_.fetch_add(1, std::memory_order_relaxed);
+    forwarded_[kind].fetch_add(1, std::memory_order_relaxed);
+    forwarded_bytes_[kind].fetch_add(size, std::memory_order_relaxed);
     return true;
   }
   if (absl::IsResourceExhausted(posted)) {
+    blocked_[kind].fetch_add(1, std::memory_order_relaxed);
     link.NotifyWhenRoom(size, wake);
     return false;
   }
@@ -298,6 +360,8 @@ void Router::Return(Message msg, ReturnReason reason, absl::string_view note) {
     return;
   }
   returned_.fetch_add(1, std::memory_order_relaxed);
+  returned_by_reason_[std::min(static_cast<size_t>(reason), kReturnReasons - 1)].fetch_add(1,
+                                                                                           std::memory_order_relaxed);
   Message back = msg.ToReturned(reason, note);
   // A returned message that finds no room is dropped rather than waited for.
   bool taken = RouteMessage(

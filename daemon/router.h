@@ -29,6 +29,7 @@
 #ifndef HOSTD_DAEMON_ROUTER_H_
 #define HOSTD_DAEMON_ROUTER_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -65,10 +66,27 @@ class Router {
     channel::SenderOptions proc_link = {};    // to procs
     channel::SenderOptions remote_link = {};  // to other hosts' frontends
   };
+  // The two kinds of link the router dials: to its own procs, and to other hosts'
+  // frontends. Counters and link stats are kept per kind (index by LinkKind).
+  enum class LinkKind : uint8_t { kProc = 0, kRemote = 1 };
+  static constexpr size_t kLinkKinds = 2;
+  static constexpr size_t kReturnReasons = static_cast<size_t>(channel::ReturnReason::kLast) + 1;
+  // Read with relaxed atomics: each value is exact, the set is not one instant.
   struct Counters {
     uint64_t forwarded = 0;
     uint64_t returned = 0;
     uint64_t dropped = 0;
+    std::array<uint64_t, kLinkKinds> forwarded_by_kind{};        // messages taken by a link
+    std::array<uint64_t, kLinkKinds> forwarded_bytes_by_kind{};  // their wire bytes
+    std::array<uint64_t, kLinkKinds> blocked_by_kind{};          // forwards that found the link full (backpressure)
+    std::array<uint64_t, kReturnReasons> returned_by_reason{};   // indexed by ReturnReason
+  };
+  // The stats of every link of one kind, summed: the links open now, and for the
+  // cumulative counters also those closed before (queue depth and bytes are of the
+  // open links only).
+  struct LinkTotals {
+    uint64_t open_links = 0;
+    channel::SenderStats stats;
   };
   using Mailbox = std::function<void(channel::Message)>;
 
@@ -129,6 +147,9 @@ class Router {
   void Close();
 
   Counters counters() const;  // any thread
+  // Link stats by LinkKind. Loop thread: a scraper RunSyncs it, so the message
+  // path keeps its no-lock rule (each Sender's own stats lock aside).
+  std::array<LinkTotals, kLinkKinds> LinkStats() const;
 
  private:
   class Entrance;
@@ -147,6 +168,8 @@ class Router {
   void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
   std::shared_ptr<channel::Sender> LinkOf(Route& r);
   void Bounce(Held held, channel::ReturnReason reason, const std::string& note);
+  // Closes `link` and keeps its cumulative stats for LinkStats().
+  void Retire(LinkKind kind, channel::Sender& link);
 
   channel::EventLoop& loop_;
   const Options opts_;
@@ -162,9 +185,14 @@ class Router {
   absl::flat_hash_map<std::string, Mailbox> mailboxes_;
   uint64_t next_mailbox_ = 1;
 
-  std::atomic<uint64_t> forwarded_{0};
+  std::array<channel::SenderStats, kLinkKinds> retired_{};  // closed links' stats
+
   std::atomic<uint64_t> returned_{0};
   std::atomic<uint64_t> dropped_{0};
+  std::array<std::atomic<uint64_t>, kLinkKinds> forwarded_{};
+  std::array<std::atomic<uint64_t>, kLinkKinds> forwarded_bytes_{};
+  std::array<std::atomic<uint64_t>, kLinkKinds> blocked_{};
+  std::array<std::atomic<uint64_t>, kReturnReasons> returned_by_reason_{};
 };
 
 }  // namespace hostd::daemon

@@ -1,10 +1,12 @@
 #include "daemon/sd_notify.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
 #include "base/unique_fd.h"
@@ -27,6 +29,38 @@ absl::Status SdNotify(absl::string_view state) {
     return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("sending to NOTIFY_SOCKET ", path));
   }
   return absl::OkStatus();
+}
+
+absl::Duration WatchdogPeriod() {
+  const char* usec = getenv("WATCHDOG_USEC");
+  const char* pid = getenv("WATCHDOG_PID");
+  int64_t us = 0;
+  int64_t for_pid = 0;
+  if (usec == nullptr || !absl::SimpleAtoi(usec, &us) || us <= 0) return absl::ZeroDuration();
+  if (pid != nullptr && pid[0] != '\0' && (!absl::SimpleAtoi(pid, &for_pid) || for_pid != getpid())) {
+    return absl::ZeroDuration();
+  }
+  return absl::Microseconds(us);
+}
+
+SdWatchdog::SdWatchdog(absl::Duration period, std::function<bool()> healthy) {
+  if (period <= absl::ZeroDuration()) return;
+  thread_ = std::thread([this, interval = period / 2, healthy = std::move(healthy)] {
+    while (true) {
+      if (!healthy || healthy()) (void)SdNotify("WATCHDOG=1");
+      absl::MutexLock lock(&mu_);
+      auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopped), interval)) return;
+    }
+  });
+}
+
+SdWatchdog::~SdWatchdog() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace hostd::daemon

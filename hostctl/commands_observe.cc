@@ -79,6 +79,7 @@ int Info(Client& c, const InfoOptions&) {
         resp.live_procs(), resp.ended_procs(), static_cast<long long>(resp.spawned_total()), resp.manager().c_str(),
         resp.pid());
     if (!resp.cgroup_fallback().empty()) printf("cgroups:     off (%s)\n", resp.cgroup_fallback().c_str());
+    if (resp.draining()) printf("draining:    yes (new spawns refused; `hostctl drain --off` ends it)\n");
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "CLI/CLI.hpp"
 #include "hostctl/client.h"
 #include "hostctl/commands_observe.h"
+#include "hostctl/commands_ops.h"
 #include "hostctl/commands_procs.h"
 #include "hostctl/commands_supervision.h"
 #include "hostctl/subcommand.h"
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   commands.push_back(AddLogs(app));
   commands.push_back(AddSend(app));
   commands.push_back(AddInfo(app));
+  commands.push_back(AddDrain(app));
   CLI::App* group = AddGroup(app);
   commands.push_back(AddGroupCreate(*group));
   commands.push_back(AddGroupDelete(*group));

@@ -9,11 +9,15 @@ packages=(
   libabsl-dev                    # Status, Mutex, Time, containers
   libboost1.81-dev               # Asio (event loop, sockets)
   libspdlog-dev libfmt-dev       # levelled logging
+  nlohmann-json3-dev             # JSON log lines
+  prometheus-cpp-dev             # metrics registry and text format
+  libcpp-httplib-dev             # the /metrics, /healthz, /readyz endpoint
   libcli11-dev                   # command-line parsing and the config file
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
   libzmq3-dev pkg-config         # the peer in bench/forward_bench
   libgtest-dev libgmock-dev      # tests
   python3 python3-grpcio python3-protobuf python3-pytest python3-venv python3-setuptools python3-pip  # the Python package and its tests
+  python3-prometheus-client      # tests: the Prometheus parser that reads /metrics
 )
 if [[ "${1:-}" == "--clang" ]]; then
   packages+=(clang libclang-rt-14-dev)  # -Wthread-safety, libFuzzer runtime

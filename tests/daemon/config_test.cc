@@ -197,5 +197,21 @@ TEST(DaemonConfigTest, BadAddressesAreRefusedNamingTheOption) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gRPC address \"tcp:127.0.0.1:0\"")));
 }
 
+TEST(DaemonConfigTest, HttpIsOffByDefaultAndLoopbackOnlyUnlessAllowed) {
+  absl::StatusOr<DaemonConfig> cfg = Parse({});
+  ASSERT_THAT(cfg.status(), IsOk());
+  EXPECT_EQ(cfg->http, "");
+  for (const char* addr : {"127.0.0.1:9464", "localhost:0", "[::1]:9464"}) {
+    EXPECT_THAT(Parse({"--http", addr}).status(), IsOk()) << addr;
+  }
+  EXPECT_THAT(Parse({"--http", "0.0.0.0:9464"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--http \"0.0.0.0:9464\""), HasSubstr("--http-allow-remote"))));
+  EXPECT_THAT(Parse({"--http", "0.0.0.0:9464", "--http-allow-remote"}).status(), IsOk());
+  EXPECT_THAT(Parse({"--http", "127.0.0.1"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOST:PORT")));
+  EXPECT_THAT(Parse({"--http", "127.0.0.1:99999"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0 to 65535")));
+}
+
 }  // namespace
 }  // namespace hostd::daemon

@@ -1,5 +1,7 @@
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -10,6 +12,7 @@
 #include "daemon/sd_notify.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/eventually.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -109,6 +112,73 @@ TEST(SdNotifyTest, NobodyListeningIsUnavailable) {
   NotifySocketEnv env(path.c_str());
   EXPECT_THAT(SdNotify("READY=1"), StatusIs(absl::StatusCode::kUnavailable,
                                             AllOf(HasSubstr("sending to NOTIFY_SOCKET " + path), HasSubstr(": "))));
+}
+
+// WATCHDOG_USEC and WATCHDOG_PID for one test; unset afterwards.
+class WatchdogEnv {
+ public:
+  WatchdogEnv(const char* usec, const char* pid) {
+    if (usec) ::setenv("WATCHDOG_USEC", usec, 1);
+    if (pid) ::setenv("WATCHDOG_PID", pid, 1);
+  }
+  ~WatchdogEnv() {
+    ::unsetenv("WATCHDOG_USEC");
+    ::unsetenv("WATCHDOG_PID");
+  }
+};
+
+TEST(SdWatchdogTest, ThePeriodIsWatchdogUsecWhenItIsMeantForThisProcess) {
+  {
+    WatchdogEnv env(nullptr, nullptr);
+    EXPECT_EQ(WatchdogPeriod(), absl::ZeroDuration());
+  }
+  {
+    WatchdogEnv env("3000000", nullptr);
+    EXPECT_EQ(WatchdogPeriod(), absl::Seconds(3));
+  }
+  {
+    std::string me = std::to_string(getpid());
+    WatchdogEnv env("3000000", me.c_str());
+    EXPECT_EQ(WatchdogPeriod(), absl::Seconds(3));
+  }
+  {
+    WatchdogEnv env("3000000", "1");  // another process's watchdog
+    EXPECT_EQ(WatchdogPeriod(), absl::ZeroDuration());
+  }
+  {
+    WatchdogEnv env("soon", nullptr);
+    EXPECT_EQ(WatchdogPeriod(), absl::ZeroDuration());
+  }
+}
+
+TEST(SdWatchdogTest, PingsWhileHealthyAndStopsWhenNot) {
+  TempDir dir;
+  std::string path = dir.Join("notify");
+  base::UniqueFd sock(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(path);
+  ASSERT_THAT(sa.status(), IsOk());
+  ASSERT_EQ(bind(sock.get(), sa->get(), sa->size()), 0);
+  NotifySocketEnv env(path.c_str());
+  std::atomic<bool> healthy{true};
+  std::atomic<int> asked{0};
+  {
+    SdWatchdog watchdog(absl::Milliseconds(20), [&] {
+      ++asked;
+      return healthy.load();
+    });
+    char buf[64] = {};
+    ASSERT_EQ(recv(sock.get(), buf, sizeof(buf) - 1, 0), 10);
+    EXPECT_STREQ(buf, "WATCHDOG=1");
+    healthy = false;
+    int before = asked.load();
+    ASSERT_TRUE(hostd::testing::Eventually([&] { return asked.load() > before + 1; }));
+    // Drain what was sent before it turned unhealthy; nothing follows.
+    while (recv(sock.get(), buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
+    int now = asked.load();
+    ASSERT_TRUE(hostd::testing::Eventually([&] { return asked.load() > now + 1; }));
+    EXPECT_LT(recv(sock.get(), buf, sizeof(buf), MSG_DONTWAIT), 0) << "a ping while unhealthy";
+  }
 }
 
 }  // namespace

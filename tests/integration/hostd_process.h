@@ -1,0 +1,220 @@
+// The real hostd binary for integration tests: `Hostd` runs it on sockets in a
+// temp dir and waits for its READY=1; `RunShell` and `Hostctl` run commands and
+// return their exit code and output. Shared by the tests in this folder.
+#ifndef HOSTD_TESTS_INTEGRATION_HOSTD_PROCESS_H_
+#define HOSTD_TESTS_INTEGRATION_HOSTD_PROCESS_H_
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "base/unique_fd.h"
+#include "base/unix_addr.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "hostd/v1/host.grpc.pb.h"
+#include "testing/eventually.h"
+#include "testing/temp_dir.h"
+
+namespace hostd::integration {
+
+namespace v1 = ::hostd::v1;
+
+constexpr char kHostd[] = HOSTD_BIN;
+constexpr char kHostctl[] = HOSTCTL_BIN;
+constexpr char kTestProc[] = HOSTD_TEST_PROC;
+
+inline std::chrono::system_clock::time_point In(absl::Duration d) { return absl::ToChronoTime(absl::Now() + d); }
+
+inline google::protobuf::Duration Secs(int64_t s) {
+  google::protobuf::Duration d;
+  d.set_seconds(s);
+  return d;
+}
+
+// Waits (up to the hang guard) until `pid` has exited; true if it did. Works for any pid,
+// not only children: a pidfd becomes readable when its process ends.
+inline bool AwaitGone(pid_t pid) {
+  base::UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!fd.valid()) return errno == ESRCH;
+  pollfd p{fd.get(), POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(testing::kHangGuard))) == 1;
+}
+
+// hostd running in a temp dir, with READY=1 awaited on a notify socket.
+class Hostd {
+ public:
+  // `extra`: more hostd flags; `env`: NAME=VALUE set in hostd's environment; with
+  // `log_to_file`, hostd's stderr (its log) goes to log_path() instead of the test's.
+  explicit Hostd(std::vector<std::string> extra = {}, std::vector<std::string> env = {}, bool log_to_file = false) {
+    log_path_ = dir_.Join("hostd.log");
+    notify_path_ = dir_.Join("notify");
+    notify_ = base::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    base::UniqueFd& notify = notify_;
+    absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(notify_path_);
+    EXPECT_TRUE(sa.ok()) << sa.status();
+    if (sa.ok()) {
+      EXPECT_EQ(bind(notify.get(), sa->get(), sa->size()), 0);
+    }
+    grpc_ = "unix:" + dir_.Join("hostd.sock");
+    std::vector<std::string> args = {kHostd,
+                                     "--grpc",
+                                     grpc_,
+                                     "--frontend",
+                                     "unix:" + dir_.Join("fe.sock"),
+                                     "--backend",
+                                     "unix:" + dir_.Join("be.sock"),
+                                     "--shutdown-grace",
+                                     "2"};
+    if (std::find(extra.begin(), extra.end(), "--state-dir") == extra.end()) {
+      args.insert(args.end(), {"--state-dir", dir_.Join("state")});
+    }
+    // Quiet unless the test asks for a level of its own.
+    if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end()) {
+      args.insert(args.end(), {"--log-level", "warn"});
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      setenv("NOTIFY_SOCKET", notify_path_.c_str(), 1);
+      for (const std::string& kv : env) putenv(strdup(kv.c_str()));
+      if (log_to_file) {
+        int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) _exit(126);
+      }
+      execv(kHostd, argv.data());
+      _exit(127);
+    }
+    EXPECT_THAT(AwaitNotify(), ::testing::HasSubstr("READY=1")) << "hostd did not announce readiness";
+    channel_ = grpc::CreateChannel(grpc_, grpc::InsecureChannelCredentials());
+    stub_ = v1::HostService::NewStub(channel_);
+  }
+  ~Hostd() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  // The next datagram hostd sends to $NOTIFY_SOCKET (empty after 30 s).
+  std::string AwaitNotify() {
+    pollfd p{notify_.get(), POLLIN, 0};
+    if (poll(&p, 1, 30000) != 1) return "";
+    char buf[512] = {};
+    ssize_t n = recv(notify_.get(), buf, sizeof(buf) - 1, 0);
+    return n > 0 ? std::string(buf, n) : "";
+  }
+
+  v1::HostService::Stub& api() { return *stub_; }
+  grpc::Channel& channel() { return *channel_; }
+  const std::string& grpc_addr() const { return grpc_; }
+  pid_t pid() const { return pid_; }
+  std::string Path(const std::string& name) const { return dir_.Join(name); }
+  // hostd's log, when started with log_to_file.
+  const std::string& log_path() const { return log_path_; }
+  // Whether hostd has exited (after Signal).
+  bool exited() const { return exited_; }
+
+  // Sends `sig` and returns hostd's wait status.
+  int Signal(int sig) {
+    kill(pid_, sig);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid_, &status, 0), pid_);
+    exited_ = true;
+    return status;
+  }
+
+  v1::SpawnProcRequest EchoRequest(const std::string& name, std::vector<std::string> extra = {}) {
+    v1::SpawnProcRequest req;
+    req.set_name(name);
+    req.mutable_spec()->set_program(kTestProc);
+    req.mutable_spec()->add_args("--echo");
+    for (auto& a : extra) req.mutable_spec()->add_args(a);
+    return req;
+  }
+
+  grpc::Status Spawn(const v1::SpawnProcRequest& req, v1::SpawnProcResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(testing::kHangGuard));
+    return api().SpawnProc(&ctx, req, resp);
+  }
+
+ private:
+  testing::TempDir dir_;
+  std::string notify_path_;
+  std::string log_path_;
+  base::UniqueFd notify_;
+  std::string grpc_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::HostService::Stub> stub_;
+};
+
+// grpc.health.v1.Health/Check for `service` ("" for the whole server), without
+// the health proto's stubs: the request is field 1 (the name), the answer's field 1
+// is the status (1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN). Returns the call's
+// status and the serving status (0 when the call failed).
+inline std::pair<grpc::Status, int> HealthCheck(grpc::Channel& channel, const std::string& service) {
+  grpc::GenericStub generic(channel.shared_from_this());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Seconds(30)));
+  std::string request;
+  if (!service.empty()) request = absl::StrCat("\x0a", std::string(1, static_cast<char>(service.size())), service);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer req(&slice, 1);
+  grpc::ByteBuffer resp;
+  absl::Notification done;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp, [&](grpc::Status st) {
+    status = st;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  if (!status.ok()) return {status, 0};
+  std::vector<grpc::Slice> slices;
+  if (!resp.Dump(&slices).ok()) return {grpc::Status(grpc::StatusCode::INTERNAL, "unreadable answer"), 0};
+  std::string bytes;
+  for (auto& sl : slices) bytes += std::string(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  // An answer of 0 (UNKNOWN) is encoded as no bytes at all.
+  return {status, bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : 0};
+}
+
+inline std::pair<int, std::string> RunShell(const std::string& cmd) {
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+inline std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& args) {
+  return RunShell(absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args));
+}
+
+}  // namespace hostd::integration
+
+#endif  // HOSTD_TESTS_INTEGRATION_HOSTD_PROCESS_H_
