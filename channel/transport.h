@@ -1,9 +1,10 @@
 // Transports: stream sockets for every ChannelAddr kind, all close-on-exec.
 //
 // unix and tcp are kernel sockets; `local` is in-process: a listener registers its
-// id in a process-wide table and a dial hands it one end of a fresh socketpair. So
-// the three share one socket type and every semantic above the byte stream
-// (framing, handshake, sessions, backpressure) is identical on each.
+// id in a process-wide table and a dial hands it one end of a fresh socketpair;
+// `tls` is TLS (OpenSSL, through Asio's ssl::stream) over TCP. All four share one
+// Socket type and every semantic above the byte stream (framing, handshake,
+// sessions, backpressure) is identical on each.
 //
 // Asio creates descriptors without SOCK_CLOEXEC and accepts with accept(2), which
 // would leak them into spawned procs; these functions create and accept every socket
@@ -11,17 +12,97 @@
 #ifndef HOSTD_CHANNEL_TRANSPORT_H_
 #define HOSTD_CHANNEL_TRANSPORT_H_
 
+#include <algorithm>
+#include <array>
 #include <functional>
 #include <memory>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "boost/asio/buffer.hpp"
 #include "boost/asio/generic/stream_protocol.hpp"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/ssl/error.hpp"
+#include "boost/asio/ssl/stream.hpp"
 #include "channel/channel_addr.h"
+#include "channel/tls.h"
 
 namespace hostd::channel {
 
-using Socket = boost::asio::generic::stream_protocol::socket;
+using RawSocket = boost::asio::generic::stream_protocol::socket;
+
+// A connected byte stream: a kernel socket, or TLS over one. An Asio
+// AsyncReadStream/AsyncWriteStream (async_read_some, async_write_some, so
+// asio::async_write works on it), with at most one read and one write in flight.
+//
+// TLS: a write takes at most one record's worth (16 KiB) of the buffers given,
+// gathered into one record, so a batch of small frames costs records and syscalls
+// by its bytes, not by its buffer count. Memory per TLS connection is fixed:
+// Asio's 17 KiB input and output buffers, this 16 KiB staging buffer and
+// OpenSSL's record buffers (each at most one record); no peer can grow them. A
+// TLS end of stream without close_notify reads as a plain end of stream: the
+// framing above tells a clean end from a truncated one.
+class Socket {
+ public:
+  using executor_type = RawSocket::executor_type;
+  static constexpr size_t kMaxTlsWrite = 16 * 1024;
+
+  explicit Socket(boost::asio::io_context& ctx) : raw_(ctx) {}
+  explicit Socket(const executor_type& ex) : raw_(ex) {}
+  explicit Socket(RawSocket raw) : raw_(std::move(raw)) {}
+  // TLS over `raw`; the handshake is AsyncHandshake's.
+  Socket(RawSocket raw, std::shared_ptr<boost::asio::ssl::context> ctx, bool server);
+  Socket(Socket&&) = default;
+  Socket& operator=(Socket&&) = default;
+  ~Socket();
+
+  // A plain socket's kernel socket, to wrap it in TLS.
+  RawSocket TakeRaw() && { return std::move(raw_); }
+
+  executor_type get_executor() { return lowest().get_executor(); }
+  bool is_tls() const { return tls_ != nullptr; }
+  bool is_open() const { return tls_ ? tls_->next_layer().is_open() : raw_.is_open(); }
+
+  // TLS: the handshake as client or server (as constructed), verifying the peer;
+  // `verify_host` (dialing side) is the name or IP the peer's certificate must
+  // carry. Plain: done at once. `done` runs on the socket's executor with
+  // Unauthenticated naming the cause (e.g. "certificate verify failed: unable to
+  // get local issuer certificate") when the peer is refused or refuses us.
+  void AsyncHandshake(const std::string& verify_host, std::function<void(absl::Status)> done);
+
+  template <typename Buffers, typename Handler>
+  void async_read_some(const Buffers& buffers, Handler&& handler) {
+    if (!tls_) return raw_.async_read_some(buffers, std::forward<Handler>(handler));
+    tls_->async_read_some(buffers, [h = std::forward<Handler>(handler)](boost::system::error_code ec,
+                                                                        size_t n) mutable {
+      if (ec == boost::asio::ssl::error::stream_truncated) ec = boost::asio::error::eof;
+      h(ec, n);
+    });
+  }
+
+  template <typename Buffers, typename Handler>
+  void async_write_some(const Buffers& buffers, Handler&& handler) {
+    if (!tls_) return raw_.async_write_some(buffers, std::forward<Handler>(handler));
+    size_t n = boost::asio::buffer_copy(boost::asio::buffer(*staging_), buffers);
+    tls_->async_write_some(boost::asio::buffer(staging_->data(), n), std::forward<Handler>(handler));
+  }
+
+  void close(boost::system::error_code& ec) { lowest().close(ec); }
+  // Half-closes the kernel socket (TLS: without a close_notify).
+  void shutdown(boost::asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
+    lowest().shutdown(what, ec);
+  }
+
+ private:
+  RawSocket& lowest() { return tls_ ? tls_->next_layer() : raw_; }
+  const RawSocket& lowest() const { return tls_ ? tls_->next_layer() : raw_; }
+
+  RawSocket raw_;  // plain, or moved into tls_
+  std::shared_ptr<boost::asio::ssl::context> ctx_;  // outlives tls_ (declared first)
+  std::unique_ptr<boost::asio::ssl::stream<RawSocket>> tls_;
+  bool server_ = false;
+  std::unique_ptr<std::array<char, kMaxTlsWrite>> staging_;
+};
 
 // Accepts connections on one address. Create binds at once (so errors surface at
 // Create) and reports the concrete address when `addr.is_any()`. Start delivers each
@@ -32,7 +113,10 @@ class StreamAcceptor {
  public:
   using AcceptFn = std::function<void(Socket)>;
 
-  static absl::StatusOr<std::unique_ptr<StreamAcceptor>> Create(boost::asio::io_context& ctx, const ChannelAddr& addr);
+  // `tls` is required for a tls: address (its server side; the handshake is the
+  // Socket's AsyncHandshake, run by the listener under its handshake timeout).
+  static absl::StatusOr<std::unique_ptr<StreamAcceptor>> Create(boost::asio::io_context& ctx, const ChannelAddr& addr,
+                                                                std::shared_ptr<TlsContext> tls = nullptr);
   virtual ~StreamAcceptor() = default;
 
   virtual const ChannelAddr& addr() const = 0;
@@ -41,8 +125,14 @@ class StreamAcceptor {
 };
 
 // Connects to `addr`; `done` runs on ctx's thread with the socket or the error
-// (Unavailable when nothing listens there). Never blocks.
+// (Unavailable when nothing listens there). Never blocks. A DNS name is resolved
+// (off the loop) and its addresses tried in order. tls: needs `tls` (its client
+// side) and completes the TLS handshake, verifying the listener against the CA
+// and `addr`'s host, before `done`: FailedPrecondition without `tls`,
+// Unauthenticated when either side refuses the other.
 void AsyncConnect(boost::asio::io_context& ctx, const ChannelAddr& addr,
+                  std::function<void(absl::Status, Socket)> done);
+void AsyncConnect(boost::asio::io_context& ctx, const ChannelAddr& addr, std::shared_ptr<TlsContext> tls,
                   std::function<void(absl::Status, Socket)> done);
 
 }  // namespace hostd::channel
