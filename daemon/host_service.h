@@ -18,6 +18,7 @@
 #include <string>
 
 #include "channel/event_loop.h"
+#include "daemon/exec_policy.h"
 #include "daemon/host.h"
 #include "daemon/worker_pool.h"
 #include "hostd/v1/host.grpc.pb.h"
@@ -34,6 +35,8 @@ struct HostServiceOptions {
   int workers = 32;                  // threads for blocking manager calls
   size_t max_queued_calls = 10000;   // beyond this, RESOURCE_EXHAUSTED
   size_t max_watch_backlog = 65536;  // events a slow WatchProcs client may lag behind
+  // Who may run what (checked on the resolved program, per client certificate identity).
+  ExecPolicy exec_policy;
 };
 
 class HostService final : public v1::HostService::CallbackService {
@@ -77,6 +80,10 @@ class HostService final : public v1::HostService::CallbackService {
                                         v1::HostInfo* resp) override;
 
  private:
+  // Arms spec.authorize with the exec policy for this call's client identity: the
+  // manager asks it with the resolved program before each launch.
+  void Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const;
+
   Host& host_;
   const HostServiceOptions opts_;
   std::unique_ptr<channel::EventLoop> timers_;  // deadlines and log polling
