@@ -58,10 +58,8 @@ absl::Status ExecPolicy::Check(const std::string& program, const std::string& id
     }
   }
   if (!user.empty()) {
-    std::string name = user.substr(0, user.find(':'));
-    bool allowed = std::any_of(users_.begin(), users_.end(), [&](const std::string& u) {
-      return u == user || (u.find(':') == std::string::npos && u == name && user.find(':') == std::string::npos);
-    });
+    // As written: "NAME" allows NAME with its own groups, "NAME:GROUP" that pair only.
+    bool allowed = std::find(users_.begin(), users_.end(), user) != users_.end();
     if (!allowed) {
       return absl::PermissionDeniedError(absl::StrCat(
           "program \"", program, "\" may not run as user \"", user, "\": no --allow-user rule allows it (rules: ",

@@ -87,13 +87,18 @@ void Client::Prepare(grpc::ClientContext& ctx) { Prepare(ctx, absl::Seconds(g_.t
 
 int Client::Fail(const grpc::Status& s) {
   const std::string& m = s.error_message();
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
-      (m.find("andshake") != std::string::npos || m.find("certificate") != std::string::npos)) {
+  // gRPC reports a refused TLS handshake as UNAVAILABLE: "Ssl handshake failed"
+  // when hostd's certificate was not verified, "Socket closed" when hostd refused
+  // ours (or the lack of one).
+  bool tls_refused = m.find("andshake") != std::string::npos || m.find("certificate") != std::string::npos ||
+                     (absl::StartsWith(g_.grpc, "tls:") && m.find("Socket closed") != std::string::npos);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE && tls_refused) {
     fprintf(stderr,
             "hostctl: the TLS handshake with hostd at %s failed (%s)\n"
-            "  --tls-ca must be the CA that signed hostd's certificate, and if hostd requires client "
-            "certificates, --tls-cert and --tls-key one it signed too\n",
-            g_.grpc.c_str(), m.c_str());
+            "  --tls-ca must be the CA that signed hostd's certificate%s\n",
+            g_.grpc.c_str(), m.c_str(),
+            g_.tls_cert.empty() ? "; hostd may require a client certificate: pass --tls-cert and --tls-key"
+                                : ", and --tls-cert one signed by the CA hostd trusts");
     return ExitCodeOf(s.error_code());
   }
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
