@@ -8,6 +8,7 @@ packages=(
   cmake ninja-build g++          # build
   libabsl-dev                    # Status, Mutex, Time, containers
   libboost1.81-dev               # Asio (event loop, sockets)
+  libssl-dev openssl             # the tls: transport and TLS gRPC; openssl makes test certificates
   libspdlog-dev libfmt-dev       # levelled logging
   libcli11-dev                   # command-line parsing and the config file
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
