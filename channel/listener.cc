@@ -107,6 +107,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
         self->ProtocolError(absl::DeadlineExceededError("no hello within the handshake timeout"));
       }
     });
+    sock_.SetDeadPeerTimeout(owner_->opts.dead_peer_timeout);
     if (!sock_.is_tls()) {
       tls_done_ = true;
       return StartRead();

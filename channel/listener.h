@@ -55,6 +55,9 @@ struct ListenerOptions {
   // Required for a tls: address: the certificates (channel/tls.h). The TLS
   // handshake runs under handshake_timeout, before the HELLO.
   std::shared_ptr<TlsContext> tls;
+  // tcp:/tls: connections whose dialer stops answering are aborted within about
+  // this (Socket::SetDeadPeerTimeout); zero leaves the kernel's defaults (hours).
+  absl::Duration dead_peer_timeout = absl::ZeroDuration();
   // 0: random. Tests set it to check restart detection deterministically.
   uint64_t incarnation = 0;
 };

@@ -104,6 +104,7 @@ void Sender::Impl::Connect() {
 
 void Sender::Impl::OnConnected(Socket sock) {
   loop_.AssertInLoop("Sender::Impl::OnConnected");
+  sock.SetDeadPeerTimeout(opts_.dead_peer_timeout);
   conn_ = std::make_shared<Conn>(std::move(sock));
   EncodedHeader h = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(kHelloSize), 0});
   conn_->hello.assign(h.data(), h.size());

@@ -131,6 +131,24 @@ Socket::Socket(RawSocket raw, std::shared_ptr<asio::ssl::context> ctx, bool serv
 
 Socket::~Socket() = default;
 
+void Socket::SetDeadPeerTimeout(absl::Duration timeout) {
+  int fd = lowest().native_handle();
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (timeout <= absl::ZeroDuration() || ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+    return;
+  }
+  int secs = static_cast<int>(std::max<int64_t>(3, absl::ToInt64Seconds(timeout)));
+  int one = 1, idle = std::max(1, secs / 2), interval = std::max(1, secs / 6), count = 3;
+  unsigned user_timeout_ms = static_cast<unsigned>(secs) * 1000;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
+}
+
 void Socket::AsyncHandshake(const std::string& verify_host, std::function<void(absl::Status)> done) {
   if (!tls_) {
     asio::post(get_executor(), [done = std::move(done)] { done(absl::OkStatus()); });

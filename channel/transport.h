@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "boost/asio/buffer.hpp"
 #include "boost/asio/generic/stream_protocol.hpp"
 #include "boost/asio/io_context.hpp"
@@ -86,6 +87,13 @@ class Socket {
     size_t n = boost::asio::buffer_copy(boost::asio::buffer(*staging_), buffers);
     tls_->async_write_some(boost::asio::buffer(staging_->data(), n), std::forward<Handler>(handler));
   }
+
+  // A TCP connection (tcp: or tls:) whose peer stops answering is aborted within
+  // about `timeout`: keepalive probes start after timeout/2 of silence and 3 go
+  // unanswered timeout/6 apart, and written data unacknowledged for `timeout`
+  // (TCP_USER_TIMEOUT) aborts it too. Whole seconds, at least 1 s per step.
+  // Unix sockets need nothing (the kernel knows its peer is gone). Zero: off.
+  void SetDeadPeerTimeout(absl::Duration timeout);
 
   void close(boost::system::error_code& ec) { lowest().close(ec); }
   // Half-closes the kernel socket (TLS: without a close_notify).

@@ -31,6 +31,11 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.add_option("--tls-ca", cfg.tls_ca, "PEM CA certificate(s) peers and clients are verified against");
   app.add_flag("--tls-require-client-cert", cfg.tls_require_client_cert,
                "refuse tls: and gRPC clients without a certificate signed by --tls-ca (mutual TLS)");
+  app.add_option("--dead-peer-timeout", cfg.dead_peer_timeout_s,
+                 "seconds within which a tcp:/tls: peer that stopped answering is noticed (TCP keepalive and "
+                 "TCP_USER_TIMEOUT); 0: the kernel's defaults")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_flag("--insecure", cfg.insecure, "allow plaintext gRPC or frontend on a non-loopback address");
   app.add_option("--allow-exec", cfg.allow_exec,
                  "programs procs may run: a glob on the absolute path, or IDENTITY=GLOB for one client "

@@ -36,6 +36,10 @@ struct DaemonConfig {
   std::string tls_key;
   std::string tls_ca;
   bool tls_require_client_cert = false;
+  // tcp:/tls: links to and from other hosts: a peer that stops answering (host
+  // down, link cut) is noticed within about this many seconds; 0: the kernel's
+  // TCP defaults (hours).
+  double dead_peer_timeout_s = 20;
   // Plaintext on a non-loopback address is refused unless this is set.
   bool insecure = false;
   // Who may run what: globs on the program's absolute path, each optionally

@@ -166,6 +166,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   hopts.backend = *channel::ChannelAddr::Parse(cfg.backend);
   if (!cfg.advertise.empty()) hopts.advertise = *channel::ChannelAddr::Parse(cfg.advertise);
   hopts.listener.tls = tls;
+  hopts.listener.dead_peer_timeout = absl::Seconds(cfg.dead_peer_timeout_s);
+  hopts.remote_link.dead_peer_timeout = absl::Seconds(cfg.dead_peer_timeout_s);
   hopts.remote_link.tls = tls;
   channel::ChannelAddr grpc_addr = *channel::ChannelAddr::Parse(cfg.grpc);
   WarnAboutExposure(cfg, hopts.frontend, grpc_addr);

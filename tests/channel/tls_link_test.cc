@@ -1,7 +1,13 @@
 // The tls: transport with real certificates made for each test (testing/test_pki.h):
 // links over TLS, peers refused for the wrong CA, a missing client certificate or
-// the wrong name, and a reload that new connections pick up.
+// the wrong name, and a reload that new connections pick up; and the dead-peer
+// settings of TCP links.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "absl/synchronization/notification.h"
@@ -178,6 +184,49 @@ TEST_F(TlsLinkTest, ATlsListenerWithoutCertificatesAndADialWithoutTlsAreRefusedA
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("TLS is not configured")));
   EXPECT_THAT(Listener::Serve(*loop_, *ChannelAddr::Parse("tcp:localhost:0"), inbox),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a host name")));
+}
+
+// The kernel's TCP settings of a descriptor: SO_KEEPALIVE, TCP_KEEPIDLE,
+// TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT (ms).
+std::vector<int> DeadPeerSettings(int fd) {
+  std::vector<int> v(5, -1);
+  const int opts[][2] = {{SOL_SOCKET, SO_KEEPALIVE},
+                         {IPPROTO_TCP, TCP_KEEPIDLE},
+                         {IPPROTO_TCP, TCP_KEEPINTVL},
+                         {IPPROTO_TCP, TCP_KEEPCNT},
+                         {IPPROTO_TCP, TCP_USER_TIMEOUT}};
+  for (int i = 0; i < 5; ++i) {
+    socklen_t len = sizeof(int);
+    getsockopt(fd, opts[i][0], opts[i][1], &v[i], &len);
+  }
+  return v;
+}
+
+// The detection time is the kernel's to keep once asked; what hostd owns is asking
+// on both ends of a link, with the documented split of the timeout (12 s: probes
+// after 6 s of silence, 3 of them 2 s apart; unacknowledged data for 12 s).
+TEST(DeadPeerTest, BothEndsOfATcpLinkAskTheKernelToAbortASilentPeerWithinTheTimeout) {
+  auto loop = EventLoop::Start("dead-peer");
+  Inbox inbox;
+  auto listener = Listener::Serve(*loop, *ChannelAddr::Parse("tcp:127.0.0.1:0"), inbox,
+                                  {.dead_peer_timeout = absl::Seconds(12)});
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  auto sender = Sender::Dial(*loop, (*listener)->addr(), {.dead_peer_timeout = absl::Seconds(12)});
+  ASSERT_TRUE(sender->Send(Numbered(1), HangGuard()).ok());
+  // Both ends live in this process: find them by port among its descriptors.
+  const std::vector<int> expected = {1, 6, 2, 3, 12000};
+  int ends = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    sockaddr_in local{}, peer{};
+    socklen_t len = sizeof(local), plen = sizeof(peer);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0 || local.sin_family != AF_INET) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;  // the listening socket
+    uint16_t port = static_cast<uint16_t>((*listener)->addr().port());
+    if (ntohs(local.sin_port) != port && ntohs(peer.sin_port) != port) continue;
+    EXPECT_EQ(DeadPeerSettings(fd), expected) << (ntohs(local.sin_port) == port ? "accepted end" : "dialing end");
+    ++ends;
+  }
+  EXPECT_EQ(ends, 2);
 }
 
 }  // namespace
