@@ -208,10 +208,13 @@ std::vector<int> DeadPeerSettings(int fd) {
 TEST(DeadPeerTest, BothEndsOfATcpLinkAskTheKernelToAbortASilentPeerWithinTheTimeout) {
   auto loop = EventLoop::Start("dead-peer");
   Inbox inbox;
-  auto listener = Listener::Serve(*loop, *ChannelAddr::Parse("tcp:127.0.0.1:0"), inbox,
-                                  {.dead_peer_timeout = absl::Seconds(12)});
+  ListenerOptions lo;
+  lo.dead_peer_timeout = absl::Seconds(12);
+  auto listener = Listener::Serve(*loop, *ChannelAddr::Parse("tcp:127.0.0.1:0"), inbox, lo);
   ASSERT_TRUE(listener.ok()) << listener.status();
-  auto sender = Sender::Dial(*loop, (*listener)->addr(), {.dead_peer_timeout = absl::Seconds(12)});
+  SenderOptions so;
+  so.dead_peer_timeout = absl::Seconds(12);
+  auto sender = Sender::Dial(*loop, (*listener)->addr(), so);
   ASSERT_TRUE(sender->Send(Numbered(1), HangGuard()).ok());
   // Both ends live in this process: find them by port among its descriptors.
   const std::vector<int> expected = {1, 6, 2, 3, 12000};

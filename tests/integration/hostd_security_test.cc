@@ -217,6 +217,29 @@ TEST_F(SecureHostdTest, SighupReloadsTheFrontendCertificate) {
   EXPECT_TRUE(Eventually([&] { return dial().ok(); }));
 }
 
+TEST_F(SecureHostdTest, AnIdentityRuleAllowsItsClientCertificateOnly) {
+  absl::StatusOr<TestPki::Leaf> dev = ca_->Issue("dev");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  std::vector<std::string> flags = TlsFlags();
+  std::string proc_dir = std::filesystem::path(kTestProc).parent_path();
+  flags.insert(flags.end(), {"--allow-exec", absl::StrCat("ops=", proc_dir, "/*")});
+  Hostd h(flags, absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h.Spawn(h.EchoRequest("as-ops"), &resp);  // client "ops"
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  grpc::SslCredentialsOptions o{.pem_root_certs = Pem(ca_->ca_cert()),
+                                .pem_private_key = Pem(dev->key),
+                                .pem_cert_chain = Pem(dev->cert)};
+  auto as_dev = v1::HostService::NewStub(
+      grpc::CreateChannel(*channel::GrpcTarget(h.grpc_addr()), grpc::SslCredentials(o)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  s = as_dev->SpawnProc(&ctx, h.EchoRequest("as-dev"), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), AllOf(HasSubstr("for client \"dev\""), HasSubstr(absl::StrCat("ops=", proc_dir))));
+}
+
 TEST(HostdPolicyTest, ASpawnOutsideTheAllowListIsPermissionDeniedNamingProgramAndRule) {
   Hostd h({"--allow-exec", "/usr/bin/*", "--allow-exec", "admin=/opt/*"});
   v1::SpawnProcResponse resp;
