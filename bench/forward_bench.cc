@@ -10,6 +10,8 @@
 //   6. Fan-out: one client to 64 procs through the host vs to 1 proc.
 //   7. A peer: a ZeroMQ ROUTER/DEALER proxy (zmq_proxy) carrying the same sizes
 //      between a DEALER client and a DEALER worker, and its round trip.
+//   4t. TLS: the client -> host hop over a tls: frontend (certificates made for the
+//      run, mutual TLS) vs the same host's tcp: frontend, 64 B posted and 1 MiB.
 // Procs are in-process runtimes (LocalProcManager) serving real unix/tcp sockets,
 // so both paths run the same proc code; only the host hop differs.
 //
@@ -30,6 +32,7 @@
 #include "daemon/host.h"
 #include "manager/local_proc_manager.h"
 #include "testing/temp_dir.h"
+#include "testing/test_pki.h"
 
 namespace hostd::bench {
 namespace {
@@ -59,11 +62,15 @@ struct Counter {
 };
 
 // Sink and echo procs behind one host, on one transport.
+// `tls`: a second frontend-like listener is not possible, so a TLS setup serves its
+// frontend on tls:127.0.0.1:0 and everything else on `any`.
 struct Setup {
-  Setup(const std::string& any, int sinks) : mgr(*ChannelAddr::Parse(any)) {
+  Setup(const std::string& any, int sinks, std::shared_ptr<channel::TlsContext> tls = nullptr)
+      : mgr(*ChannelAddr::Parse(any)) {
     daemon::HostOptions o;
-    o.frontend = *ChannelAddr::Parse(any);
+    o.frontend = *ChannelAddr::Parse(tls != nullptr ? "tls:127.0.0.1:0" : any);
     o.backend = *ChannelAddr::Parse(any);
+    o.listener.tls = tls;
     host = *daemon::Host::Start(mgr, mgr, o);
     for (int i = 0; i < sinks; ++i) {
       manager::SpawnSpec spec;
@@ -88,8 +95,8 @@ struct Setup {
 
 // Messages per second from one client link to `dests` (round robin).
 double Throughput(channel::EventLoop& loop, Setup& s, const ChannelAddr& to, const std::vector<std::string>& dests,
-                  size_t payload, int n, bool one_per_send) {
-  auto link = channel::Sender::Dial(loop, to);
+                  size_t payload, int n, bool one_per_send, std::shared_ptr<channel::TlsContext> tls = nullptr) {
+  auto link = channel::Sender::Dial(loop, to, {.tls = std::move(tls)});
   std::vector<Message> msgs;
   for (const std::string& d : dests) msgs.push_back(*Message::Create(d, "sink", "", std::string(payload, 'x')));
   // Warm the connection and the route.
@@ -334,6 +341,37 @@ int main(int argc, char** argv) {
           goals[k].text, ratio >= goals[k].ratio);
       via_host[{tname, z.name}] = host.Median();
       if (k == 0 && std::string(tname) == "unix") one_proc_rate = host.Median();
+    }
+  }
+
+  // 4t. TLS against TCP: two hosts alike but for the frontend's transport, measured
+  // alternately so drift hits both.
+  if (want("4t. forward tls")) {
+    absl::StatusOr<hostd::testing::TestPki> pki = hostd::testing::TestPki::Create(dir.path(), "bench-ca");
+    absl::StatusOr<hostd::testing::TestPki::Leaf> host_cert, client_cert;
+    if (pki.ok()) host_cert = pki->Issue("bench-host");
+    if (pki.ok()) client_cert = pki->Issue("bench-client");
+    if (!pki.ok() || !host_cert.ok() || !client_cert.ok()) {
+      std::fprintf(stderr, "4t: cannot make certificates (is the openssl command installed?)\n");
+      return 1;
+    }
+    auto server_tls = *hostd::channel::TlsContext::Create(
+        {.cert_file = host_cert->cert, .key_file = host_cert->key, .ca_file = pki->ca_cert(), .require_client_cert = true});
+    auto client_tls = *hostd::channel::TlsContext::Create(
+        {.cert_file = client_cert->cert, .key_file = client_cert->key, .ca_file = pki->ca_cert()});
+    Setup tcp("tcp:127.0.0.1:0", 1);
+    Setup tls("tcp:127.0.0.1:0", 1, server_tls);
+    for (size_t k : {size_t{0}, size_t{3}}) {
+      const Size& z = sizes[k];
+      Samples plain, secure;
+      for (int r = 0; r < reps; ++r) {
+        plain.Add(Throughput(*loop, tcp, tcp.host->frontend(), {tcp.Dest(0)}, z.bytes, n_of(z.n), false));
+        secure.Add(
+            Throughput(*loop, tls, tls.host->frontend(), {tls.Dest(0)}, z.bytes, n_of(z.n), false, client_tls));
+      }
+      double ratio = secure.Median() / plain.Median();
+      Row(absl::StrCat("4t. forward tls vs tcp frontend, ", z.name), Spread(plain, "msg/s"), Spread(secure, "msg/s"),
+          ratio, k == 0 ? ">= 0.5x" : ">= 0.3x", ratio >= (k == 0 ? 0.5 : 0.3));
     }
   }
 

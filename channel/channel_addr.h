@@ -1,6 +1,8 @@
 // ChannelAddr: where a channel listens or dials, in a text form that round-trips.
 //
 //   tcp:127.0.0.1:4000   tcp:[::1]:4000      IPv4 or bracketed IPv6 literal, port 0-65535
+//   tcp:host-3.example.net:4000               a DNS name (dial only; resolved when dialled)
+//   tls:10.0.0.7:4000    tls:host-3:4000      the same over TLS (channel/tls.h)
 //   unix:/run/hostd/fe.sock                   absolute socket path, at most 107 bytes
 //   unix:@hostd-fe                            Linux abstract socket name
 //   local:7                                   in-process transport, id > 0
@@ -9,8 +11,12 @@
 // `tcp:<ip>:0` (kernel-chosen port), `unix:` (kernel-chosen abstract name) and
 // `local:0` (next free id). `Format(Parse(s)) == s` for every canonical `s`.
 //
-// Host names are not accepted: resolving them would block, and hostd's addresses are
-// written by machines. A value type; thread-compatible.
+// A DNS name is kept exactly as written, and only one spelling is accepted (lower
+// case letters, digits, '-' and '.'; labels of 1-63 bytes; at most 253 bytes; not
+// all digits and dots, which must be an IPv4 literal): hosts compare addresses as
+// text, byte for byte, so two spellings of one host would be two hosts. Names are
+// resolved when dialled, never when parsed, and a listener binds IP literals only.
+// A value type; thread-compatible.
 #ifndef HOSTD_CHANNEL_CHANNEL_ADDR_H_
 #define HOSTD_CHANNEL_CHANNEL_ADDR_H_
 
@@ -23,7 +29,7 @@
 
 namespace hostd::channel {
 
-enum class Transport { kTcp, kUnix, kLocal };
+enum class Transport { kTcp, kTls, kUnix, kLocal };
 
 absl::string_view TransportName(Transport t);
 
@@ -35,19 +41,28 @@ class ChannelAddr {
   // Parses the text form above. Errors are InvalidArgument and quote the input.
   static absl::StatusOr<ChannelAddr> Parse(absl::string_view text);
 
-  // `ip` is an IPv4 or IPv6 literal without brackets.
-  static absl::StatusOr<ChannelAddr> Tcp(absl::string_view ip, uint16_t port);
+  // `host` is an IPv4 or IPv6 literal without brackets, or a DNS name as above.
+  static absl::StatusOr<ChannelAddr> Tcp(absl::string_view host, uint16_t port);
+  static absl::StatusOr<ChannelAddr> Tls(absl::string_view host, uint16_t port);
   // An absolute path, or "@name" for an abstract name, or "" for any.
   static absl::StatusOr<ChannelAddr> Unix(absl::string_view path);
   static ChannelAddr Local(uint64_t id);
 
   Transport transport() const { return transport_; }
-  // kTcp: the IP literal (no brackets). kUnix: the path, "@name", or "" (any).
+  // kTcp, kTls: the IP literal (no brackets) or DNS name. kUnix: the path, "@name", or "" (any).
   const std::string& host() const { return host_; }
-  // kTcp: the port. kLocal: the id.
+  // kTcp, kTls: the port. kLocal: the id.
   uint64_t port() const { return port_; }
 
-  bool is_ipv6() const { return transport_ == Transport::kTcp && host_.find(':') != std::string::npos; }
+  // TCP underneath: tcp: or tls:.
+  bool is_inet() const { return transport_ == Transport::kTcp || transport_ == Transport::kTls; }
+  bool is_ipv6() const { return is_inet() && host_.find(':') != std::string::npos; }
+  // An inet address whose host is an IP literal (not a DNS name).
+  bool is_ip() const;
+  // 127.0.0.0/8, ::1, ::ffff:127.x.y.z or the name "localhost".
+  bool is_loopback() const;
+  // 0.0.0.0 or :: (bind to every interface).
+  bool is_unspecified() const;
   bool is_abstract() const { return transport_ == Transport::kUnix && !host_.empty() && host_[0] == '@'; }
   // True when binding must pick the concrete address (port 0, "unix:", "local:0").
   bool is_any() const;

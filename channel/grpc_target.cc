@@ -9,7 +9,7 @@ absl::StatusOr<std::string> GrpcTarget(absl::string_view addr) {
   absl::StatusOr<ChannelAddr> a = ChannelAddr::Parse(addr);
   if (!a.ok() || a->transport() == Transport::kLocal || a->is_any()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("gRPC address \"", addr, "\" is not unix:/path, unix:@name or tcp:host:port"));
+        absl::StrCat("gRPC address \"", addr, "\" is not unix:/path, unix:@name, tcp:host:port or tls:host:port"));
   }
   if (a->transport() == Transport::kUnix) {
     return a->is_abstract() ? absl::StrCat("unix-abstract:", a->host().substr(1)) : absl::StrCat("unix:", a->host());

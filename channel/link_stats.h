@@ -33,6 +33,7 @@ struct ListenerStats {
   uint64_t connections_open = 0;
   uint64_t connections_refused = 0;  // over ListenerOptions::max_connections
   uint64_t protocol_errors = 0;      // connections closed for a malformed stream
+  uint64_t tls_handshake_failures = 0;  // tls: connections refused (peer not verified, or it refused us)
   uint64_t sessions = 0;             // sessions known now
   uint64_t messages_received = 0;    // delivered to the Receiver
   uint64_t bytes_received = 0;       // frame bytes, headers included

@@ -100,10 +100,29 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     handshake_timer_.expires_after(ToChrono(owner_->opts.handshake_timeout));
     handshake_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec && self->state_ == State::kHandshake) {
+        if (!self->tls_done_) {
+          base::Log().warn("{}: closing: the TLS handshake did not finish within the handshake timeout", self->name_);
+          return self->Finish();
+        }
         self->ProtocolError(absl::DeadlineExceededError("no hello within the handshake timeout"));
       }
     });
-    StartRead();
+    sock_.SetDeadPeerTimeout(owner_->opts.dead_peer_timeout);
+    if (!sock_.is_tls()) {
+      tls_done_ = true;
+      return StartRead();
+    }
+    sock_.AsyncHandshake("", [self = shared_from_this()](absl::Status s) {
+      if (self->state_ != State::kHandshake) return;
+      if (!s.ok()) {
+        // Nothing can be said to a peer that has no TLS session with us.
+        ++self->owner_->stats.tls_handshake_failures;
+        base::Log().warn("{}: refused: {}", self->name_, s.message());
+        return self->Finish();
+      }
+      self->tls_done_ = true;
+      self->StartRead();
+    });
   }
 
   // Graceful: ack what was delivered, say goodbye, close once written.
@@ -381,6 +400,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   std::chrono::steady_clock::time_point last_byte_ = std::chrono::steady_clock::now();
   const std::string name_;
   State state_ = State::kHandshake;
+  bool tls_done_ = false;  // the TLS handshake (if any) is over: frames may be read
   Receiver::Wake wake_;
   bool reading_ = false;
   bool writing_ = false;
@@ -456,7 +476,7 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Serve(EventLoop& loop, const
   auto impl = std::make_shared<Impl>(loop, receiver, options);
   absl::Status status;
   loop.RunSync([&] {
-    absl::StatusOr<std::unique_ptr<StreamAcceptor>> acc = StreamAcceptor::Create(loop.context(), addr);
+    absl::StatusOr<std::unique_ptr<StreamAcceptor>> acc = StreamAcceptor::Create(loop.context(), addr, options.tls);
     if (!acc.ok()) {
       status = acc.status();
       return;

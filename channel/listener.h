@@ -30,6 +30,7 @@
 #include "channel/frame.h"
 #include "channel/link_stats.h"
 #include "channel/receiver.h"
+#include "channel/tls.h"
 
 namespace hostd::channel {
 
@@ -51,6 +52,12 @@ struct ListenerOptions {
   absl::Duration stall_timeout = absl::Seconds(60);
   // State of a session whose dialer vanished without closing is kept this long.
   absl::Duration session_linger = absl::Minutes(5);
+  // Required for a tls: address: the certificates (channel/tls.h). The TLS
+  // handshake runs under handshake_timeout, before the HELLO.
+  std::shared_ptr<TlsContext> tls;
+  // tcp:/tls: connections whose dialer stops answering are aborted within about
+  // this (Socket::SetDeadPeerTimeout); zero leaves the kernel's defaults (hours).
+  absl::Duration dead_peer_timeout = absl::ZeroDuration();
   // 0: random. Tests set it to check restart detection deterministically.
   uint64_t incarnation = 0;
 };

@@ -48,6 +48,7 @@
 #include "channel/frame.h"
 #include "channel/link_stats.h"
 #include "channel/message.h"
+#include "channel/tls.h"
 
 namespace hostd::channel {
 
@@ -65,6 +66,15 @@ struct SenderOptions {
   double backoff_multiplier = 2.0;
   double backoff_jitter = 0.5;  // each delay is cut by a random fraction up to this
   OnPeerRestart on_peer_restart = OnPeerRestart::kRedeliver;
+  // tcp:/tls: connections whose listener stops answering (host down, link cut:
+  // no FIN or RST ever comes) are aborted within about this and dialled again
+  // (Socket::SetDeadPeerTimeout); zero leaves the kernel's defaults (hours).
+  absl::Duration dead_peer_timeout = absl::ZeroDuration();
+  // Required to dial a tls: address (channel/tls.h). A handshake refused either way
+  // (certificate not verified, none offered to a listener that requires one) is
+  // logged as a warning and retried like any failed dial; messages that time out
+  // meanwhile come back with the refusal in their note.
+  std::shared_ptr<TlsContext> tls;
 };
 
 // The ReturnReason carried by a status a Sender hands back (kNone for others).

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "boost/asio/write.hpp"
@@ -78,14 +79,23 @@ void Sender::Impl::Connect() {
       self->ConnectionLost("connect and handshake did not finish within the connect timeout");
     }
   });
-  AsyncConnect(loop_.context(), addr_, [self = shared_from_this(), attempt](absl::Status status, Socket sock) {
+  AsyncConnect(loop_.context(), addr_, opts_.tls, [self = shared_from_this(), attempt](absl::Status status, Socket sock) {
     if (attempt != self->attempt_id_ || self->state_ != State::kConnecting) return;
     if (!status.ok()) {
       {
         absl::MutexLock lock(&self->mu_);
         ++self->stats_.connect_failures;
       }
-      base::Log().debug("dial {}: {}", self->addr_.ToString(), status.message());
+      // A refused TLS peer or a missing TLS setup will not fix itself: say so once
+      // per distinct cause, loudly.
+      bool loud = status.code() == absl::StatusCode::kUnauthenticated ||
+                  status.code() == absl::StatusCode::kFailedPrecondition;
+      if (loud && status.message() != self->last_failure_) {
+        base::Log().warn("dial {}: {}", self->addr_.ToString(), status.message());
+      } else {
+        base::Log().debug("dial {}: {}", self->addr_.ToString(), status.message());
+      }
+      self->last_failure_ = std::string(status.message());
       return self->ScheduleRetry();
     }
     self->OnConnected(std::move(sock));
@@ -94,6 +104,7 @@ void Sender::Impl::Connect() {
 
 void Sender::Impl::OnConnected(Socket sock) {
   loop_.AssertInLoop("Sender::Impl::OnConnected");
+  sock.SetDeadPeerTimeout(opts_.dead_peer_timeout);
   conn_ = std::make_shared<Conn>(std::move(sock));
   EncodedHeader h = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(kHelloSize), 0});
   conn_->hello.assign(h.data(), h.size());
@@ -166,6 +177,7 @@ void Sender::Impl::OnWelcome(const Welcome& w) {
   loop_.AssertInLoop("Sender::Impl::OnWelcome");
   connect_timer_.cancel();
   backoff_attempts_ = 0;
+  last_failure_.clear();
   bool restarted = incarnation_ != 0 && w.incarnation != incarnation_;
   bool forgotten = session_established_ && (restarted || !w.resumed);
   incarnation_ = w.incarnation;
@@ -230,7 +242,15 @@ void Sender::Impl::ResetSession() {
 void Sender::Impl::ConnectionLost(absl::string_view why) {
   loop_.AssertInLoop("Sender::Impl::ConnectionLost");
   if (state_ == State::kClosed) return;
-  base::Log().debug("link to {}: {}", addr_.ToString(), why);
+  // A TLS listener that requires a client certificate says so in an alert the
+  // dialer reads after its own handshake finished (TLS 1.3): as loud as a refusal.
+  bool refused = state_ == State::kHandshaking && absl::StrContains(why, "alert");
+  if (refused && why != last_failure_) {
+    base::Log().warn("link to {}: refused by the listener: {}", addr_.ToString(), why);
+  } else {
+    base::Log().debug("link to {}: {}", addr_.ToString(), why);
+  }
+  if (state_ == State::kHandshaking || state_ == State::kConnecting) last_failure_ = std::string(why);
   Disconnect();
   ScheduleRetry();
 }
@@ -348,7 +368,8 @@ void Sender::Impl::CheckDeliveryTimeout() {
   FailAll(Returned(
       absl::StatusCode::kDeadlineExceeded, ReturnReason::kTimeout,
       absl::StrCat("no acknowledgement from ", addr_.ToString(), " within ",
-                   absl::FormatDuration(opts_.delivery_timeout), "; the message may or may not have been delivered")));
+                   absl::FormatDuration(opts_.delivery_timeout), "; the message may or may not have been delivered",
+                   last_failure_.empty() ? "" : absl::StrCat(" (last connection failure: ", last_failure_, ")"))));
 }
 
 }  // namespace hostd::channel

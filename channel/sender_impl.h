@@ -183,6 +183,9 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   bool session_established_ = false;
   int backoff_attempts_ = 0;
   bool delivery_timer_armed_ = false;
+  // Why the last connection attempt or connection failed ("" after a welcome): the
+  // delivery timeout's note carries it.
+  std::string last_failure_;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer connect_timer_;
   boost::asio::steady_timer delivery_timer_;

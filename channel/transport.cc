@@ -21,6 +21,7 @@
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
 #include "boost/asio/basic_socket_acceptor.hpp"
+#include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 
@@ -40,9 +41,10 @@ struct SockAddr {
   const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
 };
 
+// `addr` is unix, or inet with an IP literal (a name is resolved first).
 SockAddr ToSockAddr(const ChannelAddr& addr) {
   SockAddr out;
-  if (addr.transport() == Transport::kTcp) {
+  if (addr.is_inet()) {
     out.protocol = IPPROTO_TCP;
     if (addr.is_ipv6()) {
       auto* sa = reinterpret_cast<sockaddr_in6*>(&out.storage);
@@ -74,10 +76,11 @@ absl::StatusOr<ChannelAddr> BoundAddr(int fd, const ChannelAddr& requested) {
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return base::ErrnoError(errno, absl::StrCat("getsockname for ", requested.ToString()));
   }
-  if (requested.transport() == Transport::kTcp) {
+  if (requested.is_inet()) {
     uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                              : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    return ChannelAddr::Tcp(requested.host(), port);
+    return requested.transport() == Transport::kTls ? ChannelAddr::Tls(requested.host(), port)
+                                                    : ChannelAddr::Tcp(requested.host(), port);
   }
   if (!requested.host().empty()) return requested;
   // Autobind names are five hex digits after the leading NUL.
@@ -91,16 +94,17 @@ void TuneSocket(int fd, int family) {
   }
 }
 
-Socket Adopt(asio::io_context& ctx, UniqueFd fd, int family, int protocol) {
+RawSocket Adopt(asio::io_context& ctx, UniqueFd fd, int family, int protocol) {
   TuneSocket(fd.get(), family);
   boost::system::error_code ec;
-  Socket s(ctx);
+  RawSocket s(ctx);
   s.assign(generic_stream(family, protocol), fd.get(), ec);
   if (!ec) fd.release();
   return s;
 }
 
-// ---- kernel sockets (unix, tcp) ----
+
+// ---- kernel sockets (unix, tcp, tls) ----
 
 // A unix listener of hostd serves only its own effective user and root: file
 // sockets are 0600 too, but abstract names (procs' own addresses) have no file
@@ -121,8 +125,10 @@ bool PeerMayConnect(int fd, const std::string& listener) {
 
 class KernelAcceptor final : public StreamAcceptor {
  public:
-  KernelAcceptor(asio::io_context& ctx, ChannelAddr addr, SockAddr sa, std::string unlink_path, struct stat st)
+  KernelAcceptor(asio::io_context& ctx, ChannelAddr addr, SockAddr sa, std::string unlink_path, struct stat st,
+                 std::shared_ptr<TlsContext> tls)
       : ctx_(ctx),
+        tls_(std::move(tls)),
         addr_(std::move(addr)),
         sa_(sa),
         unlink_path_(std::move(unlink_path)),
@@ -140,7 +146,16 @@ class KernelAcceptor final : public StreamAcceptor {
 
   const ChannelAddr& addr() const override { return addr_; }
 
-  void Start(AcceptFn on_accept) override { Arm(acceptor_, std::move(on_accept), ctx_, sa_, addr_.ToString()); }
+  void Start(AcceptFn on_accept) override {
+    if (tls_ != nullptr) {
+      // Each connection starts with the context of the moment: a reload reaches
+      // the next connection, not the ones up.
+      on_accept = [tls = tls_, inner = std::move(on_accept)](Socket plain) {
+        inner(Socket(std::move(plain).TakeRaw(), tls->server(), /*server=*/true));
+      };
+    }
+    Arm(acceptor_, std::move(on_accept), ctx_, sa_, addr_.ToString());
+  }
 
   void Close() override {
     if (!acceptor_->is_open()) return;
@@ -176,7 +191,7 @@ class KernelAcceptor final : public StreamAcceptor {
       if (fd >= 0) {
         UniqueFd conn(fd);
         if (sa.family == AF_UNIX && !PeerMayConnect(conn.get(), name)) continue;  // closed
-        on_accept(channel::Adopt(ctx, std::move(conn), sa.family, sa.protocol));
+        on_accept(Socket(channel::Adopt(ctx, std::move(conn), sa.family, sa.protocol)));
         continue;
       }
       int err = errno;
@@ -195,6 +210,7 @@ class KernelAcceptor final : public StreamAcceptor {
   }
 
   asio::io_context& ctx_;
+  std::shared_ptr<TlsContext> tls_;
   ChannelAddr addr_;
   SockAddr sa_;
   std::string unlink_path_;
@@ -210,7 +226,16 @@ bool UnixPathLive(const SockAddr& sa) {
   return ::connect(probe.get(), sa.get(), sa.len) == 0 || errno == EAGAIN;
 }
 
-absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx, const ChannelAddr& addr) {
+absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx, const ChannelAddr& addr,
+                                                           std::shared_ptr<TlsContext> tls) {
+  if (addr.is_inet() && !addr.is_ip()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot listen on ", addr.ToString(),
+                                                   ": a listener binds an IP literal, not a host name"));
+  }
+  if (addr.transport() == Transport::kTls && (tls == nullptr || tls->server() == nullptr)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot listen on ", addr.ToString(), ": TLS needs a certificate, its key and a CA (--tls-cert, --tls-key, --tls-ca)"));
+  }
   SockAddr sa = ToSockAddr(addr);
   UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
   if (!fd.valid()) return base::ErrnoError(errno, absl::StrCat("socket for ", addr.ToString()));
@@ -250,8 +275,9 @@ absl::StatusOr<std::unique_ptr<StreamAcceptor>> BindKernel(asio::io_context& ctx
   HOSTD_ASSIGN_OR_RETURN(ChannelAddr bound, BoundAddr(fd.get(), addr));
   struct stat st {};
   if (filesystem_path) stat(addr.host().c_str(), &st);
-  auto acceptor =
-      std::make_unique<KernelAcceptor>(ctx, std::move(bound), sa, filesystem_path ? addr.host() : std::string(), st);
+  auto acceptor = std::make_unique<KernelAcceptor>(ctx, std::move(bound), sa,
+                                                   filesystem_path ? addr.host() : std::string(), st,
+                                                   addr.transport() == Transport::kTls ? std::move(tls) : nullptr);
   HOSTD_RETURN_IF_ERROR(acceptor->Adopt(std::move(fd)));
   return acceptor;
 }
@@ -317,7 +343,7 @@ void DeliverLocal(const std::shared_ptr<LocalEndpoint>& ep, UniqueFd fd) {
       if (ep->closed) return;
       fn = ep->on_accept;
     }
-    fn(Adopt(*ep->ctx, std::move(*shared_fd), AF_UNIX, 0));
+    fn(Socket(Adopt(*ep->ctx, std::move(*shared_fd), AF_UNIX, 0)));
   });
 }
 
@@ -355,15 +381,65 @@ class LocalAcceptor final : public StreamAcceptor {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StreamAcceptor>> StreamAcceptor::Create(asio::io_context& ctx, const ChannelAddr& addr) {
-  if (addr.transport() != Transport::kLocal) return BindKernel(ctx, addr);
+absl::StatusOr<std::unique_ptr<StreamAcceptor>> StreamAcceptor::Create(asio::io_context& ctx, const ChannelAddr& addr,
+                                                                       std::shared_ptr<TlsContext> tls) {
+  if (addr.transport() != Transport::kLocal) return BindKernel(ctx, addr, std::move(tls));
   auto ep = std::make_shared<LocalEndpoint>();
   ep->ctx = &ctx;
   HOSTD_ASSIGN_OR_RETURN(uint64_t id, LocalRegistry::Get().Register(addr.port(), ep));
   return std::make_unique<LocalAcceptor>(ChannelAddr::Local(id), std::move(ep));
 }
 
-void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::function<void(absl::Status, Socket)> done) {
+namespace {
+
+using ConnectDone = std::function<void(absl::Status, Socket)>;
+
+// Connects to each of `targets` in turn from `next` until one answers.
+void ConnectKernel(asio::io_context& ctx, std::string name, std::shared_ptr<std::vector<SockAddr>> targets, size_t next,
+                   absl::Status last, ConnectDone done) {
+  auto finish = [&ctx, &done](absl::Status s) {
+    asio::post(ctx, [&ctx, s, done = std::move(done)] { done(s, Socket(ctx)); });
+  };
+  if (next >= targets->size()) return finish(last);
+  const SockAddr& sa = (*targets)[next];
+  UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
+  if (!fd.valid()) return finish(base::ErrnoError(errno, absl::StrCat("socket for ", name)));
+  auto sock = std::make_shared<RawSocket>(Adopt(ctx, std::move(fd), sa.family, sa.protocol));
+  generic_stream::endpoint ep(sa.get(), sa.len, sa.protocol);
+  sock->async_connect(ep, [&ctx, sock, targets, next, done = std::move(done),
+                           name = std::move(name)](boost::system::error_code ec) mutable {
+    if (ec) {
+      // Nobody listening there (or the path gone) is Unavailable: the caller dials
+      // again later; errno alone would say NotFound or DeadlineExceeded for some.
+      int err = ec.value();
+      bool nobody_there = err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == ETIMEDOUT ||
+                          err == EHOSTUNREACH || err == ENETUNREACH;
+      std::string what = absl::StrCat("cannot connect to ", name);
+      absl::Status why =
+          nobody_there ? base::ErrnoError(absl::StatusCode::kUnavailable, err, what) : base::ErrnoError(err, what);
+      return ConnectKernel(ctx, std::move(name), targets, next + 1, why, std::move(done));
+    }
+    done(absl::OkStatus(), Socket(std::move(*sock)));
+  });
+}
+
+// tls: the handshake on a connected socket, verifying the listener against `addr`'s host.
+void StartTls(asio::io_context& ctx, const ChannelAddr& addr, std::shared_ptr<asio::ssl::context> client,
+              Socket plain, ConnectDone done) {
+  auto sock = std::make_shared<Socket>(std::move(plain).TakeRaw(), std::move(client), /*server=*/false);
+  sock->AsyncHandshake(addr.host(), [&ctx, sock, done = std::move(done), name = addr.ToString()](absl::Status s) {
+    if (!s.ok()) return done(absl::Status(s.code(), absl::StrCat(name, ": ", s.message())), Socket(ctx));
+    done(absl::OkStatus(), std::move(*sock));
+  });
+}
+
+}  // namespace
+
+void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, ConnectDone done) {
+  AsyncConnect(ctx, addr, nullptr, std::move(done));
+}
+
+void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::shared_ptr<TlsContext> tls, ConnectDone done) {
   auto fail = [&ctx, done](absl::Status s) { asio::post(ctx, [&ctx, done, s] { done(s, Socket(ctx)); }); };
   if (addr.is_any()) {
     return fail(
@@ -381,25 +457,47 @@ void AsyncConnect(asio::io_context& ctx, const ChannelAddr& addr, std::function<
     asio::post(ctx, [done, sock] { done(absl::OkStatus(), std::move(*sock)); });
     return;
   }
-  SockAddr sa = ToSockAddr(addr);
-  UniqueFd fd(::socket(sa.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, sa.protocol));
-  if (!fd.valid()) return fail(base::ErrnoError(errno, absl::StrCat("socket for ", addr.ToString())));
-  auto sock = std::make_shared<Socket>(Adopt(ctx, std::move(fd), sa.family, sa.protocol));
-  generic_stream::endpoint ep(sa.get(), sa.len, sa.protocol);
-  sock->async_connect(ep, [sock, done, name = addr.ToString()](boost::system::error_code ec) {
-    if (ec) {
-      // Nobody listening there (or the path gone) is Unavailable: the caller dials
-      // again later; errno alone would say NotFound or DeadlineExceeded for some.
-      int err = ec.value();
-      bool nobody_there = err == ECONNREFUSED || err == ENOENT || err == ECONNRESET || err == ETIMEDOUT ||
-                          err == EHOSTUNREACH || err == ENETUNREACH;
-      std::string what = absl::StrCat("cannot connect to ", name);
-      done(nobody_there ? base::ErrnoError(absl::StatusCode::kUnavailable, err, what) : base::ErrnoError(err, what),
-           Socket(sock->get_executor()));
-      return;
+  std::shared_ptr<asio::ssl::context> client;
+  if (addr.transport() == Transport::kTls) {
+    client = tls == nullptr ? nullptr : tls->client();
+    if (client == nullptr) {
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot dial ", addr.ToString(), ": TLS is not configured (--tls-ca)")));
     }
-    done(absl::OkStatus(), std::move(*sock));
-  });
+  }
+  ConnectDone connected = done;
+  if (client != nullptr) {
+    connected = [&ctx, addr, client, done](absl::Status s, Socket sock) {
+      if (!s.ok()) return done(s, std::move(sock));
+      StartTls(ctx, addr, client, std::move(sock), done);
+    };
+  }
+  if (!addr.is_inet() || addr.is_ip()) {
+    auto targets = std::make_shared<std::vector<SockAddr>>(1, ToSockAddr(addr));
+    return ConnectKernel(ctx, addr.ToString(), targets, 0, absl::OkStatus(), std::move(connected));
+  }
+  // A host name: getaddrinfo runs on Asio's resolver thread, never on the loop.
+  auto resolver = std::make_shared<asio::ip::tcp::resolver>(ctx);
+  resolver->async_resolve(
+      addr.host(), std::to_string(addr.port()), asio::ip::tcp::resolver::numeric_service,
+      [&ctx, resolver, name = addr.ToString(), connected = std::move(connected)](
+          boost::system::error_code ec, asio::ip::tcp::resolver::results_type results) mutable {
+        if (ec) {
+          return connected(absl::UnavailableError(absl::StrCat("cannot resolve ", name, ": ", ec.message())),
+                           Socket(ctx));
+        }
+        auto targets = std::make_shared<std::vector<SockAddr>>();
+        for (const auto& r : results) {
+          SockAddr sa;
+          std::memcpy(&sa.storage, r.endpoint().data(), r.endpoint().size());
+          sa.len = static_cast<socklen_t>(r.endpoint().size());
+          sa.family = sa.get()->sa_family;
+          sa.protocol = IPPROTO_TCP;
+          targets->push_back(sa);
+        }
+        absl::Status none = absl::UnavailableError(absl::StrCat("cannot resolve ", name, ": no address"));
+        ConnectKernel(ctx, std::move(name), targets, 0, none, std::move(connected));
+      });
 }
 
 }  // namespace hostd::channel

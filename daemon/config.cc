@@ -1,13 +1,21 @@
 #include "daemon/config.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/default_paths.h"
+#include "base/status_macros.h"
 #include "channel/channel_addr.h"
 #include "channel/grpc_target.h"
 #include "CLI/CLI.hpp"
 #include "daemon/ops_http.h"
 
 namespace hostd::daemon {
+namespace {
+
+// Checks --advertise against the frontend and writes it in full (scheme included).
+absl::Status CheckAdvertise(const channel::ChannelAddr& frontend, std::string& advertise);
+
+}  // namespace
 
 void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.set_config("--config", "", "read options from this file (INI/TOML; keys are the long option names)");
@@ -17,6 +25,23 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
       ->default_str("unix:<runtime dir>/frontend.sock");
   app.add_option("--backend", cfg.backend, "where procs send everything else")
       ->default_str("unix:<runtime dir>/backend.sock");
+  app.add_option("--advertise", cfg.advertise,
+                 "HOST:PORT other hosts dial for the frontend (and ProcIds carry), when it is not the bound address");
+  app.add_option("--tls-cert", cfg.tls_cert, "PEM certificate (chain) of this host, for tls: addresses");
+  app.add_option("--tls-key", cfg.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", cfg.tls_ca, "PEM CA certificate(s) peers and clients are verified against");
+  app.add_flag("--tls-require-client-cert", cfg.tls_require_client_cert,
+               "refuse tls: and gRPC clients without a certificate signed by --tls-ca (mutual TLS)");
+  app.add_option("--dead-peer-timeout", cfg.dead_peer_timeout_s,
+                 "seconds within which a tcp:/tls: peer that stopped answering is noticed (TCP keepalive and "
+                 "TCP_USER_TIMEOUT); 0: the kernel's defaults")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app.add_flag("--insecure", cfg.insecure, "allow plaintext gRPC or frontend on a non-loopback address");
+  app.add_option("--allow-exec", cfg.allow_exec,
+                 "programs procs may run: a glob on the absolute path, or IDENTITY=GLOB for one client "
+                 "certificate identity; repeatable; none given: any program");
+  app.add_option("--allow-user", cfg.allow_user, "users (NAME or NAME:GROUP) procs may run as; repeatable");
   app.add_option("--state-dir", cfg.state_dir, "proc logs go under <dir>/logs")->default_str(base::DefaultStateDir());
   app.add_option("--manager", cfg.manager, "process: procs are processes; local: in-process procs")
       ->check(CLI::IsMember({"process", "local"}))
@@ -72,7 +97,67 @@ absl::Status FinishConfig(DaemonConfig& cfg) {
   }
   absl::StatusOr<std::string> target = channel::GrpcTarget(cfg.grpc);
   if (!target.ok()) return target.status();
+  channel::ChannelAddr frontend = *channel::ChannelAddr::Parse(cfg.frontend);
+  channel::ChannelAddr grpc = *channel::ChannelAddr::Parse(cfg.grpc);
+  HOSTD_RETURN_IF_ERROR(CheckAdvertise(frontend, cfg.advertise));
+  for (auto [flag, addr] : {std::pair{"--frontend", &frontend}, std::pair{"--grpc", &grpc}}) {
+    if (addr->transport() == channel::Transport::kTcp && !addr->is_loopback() && !cfg.insecure) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " ", addr->ToString(), " is plaintext on a non-loopback address: anyone who reaches it could ",
+          flag == std::string("--grpc") ? "run programs" : "send to every proc",
+          "; use tls: with --tls-cert, --tls-key and --tls-ca, or pass --insecure to allow it"));
+    }
+    if (addr->transport() == channel::Transport::kTls &&
+        (cfg.tls_cert.empty() || cfg.tls_key.empty() || cfg.tls_ca.empty())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " ", addr->ToString(), " needs --tls-cert, --tls-key and --tls-ca"));
+    }
+  }
+  if (cfg.tls_require_client_cert && cfg.tls_ca.empty()) {
+    return absl::InvalidArgumentError("--tls-require-client-cert needs --tls-ca to verify client certificates");
+  }
   return absl::OkStatus();
 }
+
+namespace {
+
+absl::Status CheckAdvertise(const channel::ChannelAddr& frontend, std::string& advertise) {
+  if (advertise.empty()) {
+    if (frontend.is_unspecified()) {
+      return absl::InvalidArgumentError(absl::StrCat("--frontend ", frontend.ToString(),
+                                                     " binds every interface: say with --advertise HOST:PORT which "
+                                                     "address other hosts dial"));
+    }
+    return absl::OkStatus();
+  }
+  if (!frontend.is_inet()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--advertise applies to a tcp: or tls: frontend, not ", frontend.ToString()));
+  }
+  std::string scheme = absl::StrCat(channel::TransportName(frontend.transport()), ":");
+  std::string text = absl::StartsWith(advertise, "tcp:") || absl::StartsWith(advertise, "tls:")
+                         ? advertise
+                         : absl::StrCat(scheme, advertise);
+  absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(text);
+  if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat("--advertise: ", a.status().message()));
+  if (a->transport() != frontend.transport()) {
+    return absl::InvalidArgumentError(absl::StrCat("--advertise ", advertise, " must use the frontend's scheme (",
+                                                   scheme, "), as peers dial it the same way"));
+  }
+  if (a->is_any() || a->is_unspecified()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--advertise ", advertise, " is not an address another host can dial (port 0 or 0.0.0.0/::)"));
+  }
+  if (a->is_loopback() && !frontend.is_loopback()) {
+    return absl::InvalidArgumentError(absl::StrCat("--advertise ", advertise, " is a loopback address, but --frontend ",
+                                                   frontend.ToString(),
+                                                   " serves other hosts: they could not reach it; advertise an "
+                                                   "address or name they can dial"));
+  }
+  advertise = a->ToString();
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 }  // namespace hostd::daemon

@@ -12,6 +12,7 @@
 #define HOSTD_DAEMON_CONFIG_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -23,9 +24,29 @@ class App;
 namespace hostd::daemon {
 
 struct DaemonConfig {
-  std::string grpc;      // unix:/path or tcp:host:port
+  std::string grpc;      // unix:/path, tcp:host:port or tls:host:port
   std::string frontend;  // a ChannelAddr
   std::string backend;   // a ChannelAddr
+  // The frontend address other hosts dial and ProcIds carry, when it differs from
+  // the bound one (NAT, pods, 0.0.0.0): HOST:PORT, or the whole address with the
+  // frontend's scheme. FinishConfig turns it into the full address text.
+  std::string advertise;
+  // TLS (tls: addresses of --frontend and --grpc, and links to tls: peers).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  bool tls_require_client_cert = false;
+  // tcp:/tls: links to and from other hosts: a peer that stops answering (host
+  // down, link cut) is noticed within about this many seconds; 0: the kernel's
+  // TCP defaults (hours).
+  double dead_peer_timeout_s = 20;
+  // Plaintext on a non-loopback address is refused unless this is set.
+  bool insecure = false;
+  // Who may run what: globs on the program's absolute path, each optionally
+  // "IDENTITY=GLOB" for one client certificate identity; empty: any program.
+  std::vector<std::string> allow_exec;
+  // Users (name or name:group) procs may run as, besides hostd's own.
+  std::vector<std::string> allow_user;
   std::string state_dir;
   std::string manager = "process";  // or "local" (in-process procs, for trying things out)
   bool cgroups = true;
@@ -46,7 +67,10 @@ struct DaemonConfig {
 // Registers the flags (and --config) on `app`, writing into `cfg`.
 void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg);
 // Fills the unset addresses with the defaults and checks the values; errors name
-// the option.
+// the option. Refused: plaintext (tcp:) gRPC or frontend on a non-loopback address
+// without --insecure; a tls: address without --tls-cert/--tls-key/--tls-ca; a
+// frontend bound to every interface (0.0.0.0, ::) without --advertise; a loopback
+// --advertise on a non-loopback bind (no other host could dial it).
 absl::Status FinishConfig(DaemonConfig& cfg);
 
 }  // namespace hostd::daemon

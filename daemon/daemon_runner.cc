@@ -18,9 +18,12 @@
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/own_dir.h"
+#include "base/small_file.h"
 #include "channel/frame_decoder.h"
 #include "channel/grpc_target.h"
+#include "channel/tls.h"
 #include "daemon/control_socket.h"
+#include "daemon/exec_policy.h"
 #include "daemon/grpc_metrics.h"
 #include "daemon/host.h"
 #include "daemon/host_metrics.h"
@@ -30,6 +33,7 @@
 #include "daemon/sd_notify.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "manager/local_proc_manager.h"
@@ -78,6 +82,45 @@ void RaiseDescriptorLimit() {
   base::Log().info("descriptor limit raised from {} to {}", was, lim.rlim_cur);
 }
 
+// The control API's credentials: TLS for a tls: address (client certificates
+// verified when offered, required with --tls-require-client-cert), else none.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(const DaemonConfig& cfg,
+                                                                         const channel::ChannelAddr& addr) {
+  if (addr.transport() != channel::Transport::kTls) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions o(cfg.tls_require_client_cert
+                                          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                          : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  absl::StatusOr<std::string> ca = base::ReadSmallFile(cfg.tls_ca);
+  absl::StatusOr<std::string> cert = base::ReadSmallFile(cfg.tls_cert);
+  absl::StatusOr<std::string> key = base::ReadSmallFile(cfg.tls_key);
+  for (const auto* f : {&ca, &cert, &key}) {
+    if (!f->ok()) return absl::InvalidArgumentError(absl::StrCat("TLS for --grpc: ", f->status().message()));
+  }
+  o.pem_root_certs = *ca;
+  o.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(o);
+}
+
+// Says loudly what an operator allowed that exposes hostd.
+void WarnAboutExposure(const DaemonConfig& cfg, const channel::ChannelAddr& frontend,
+                       const channel::ChannelAddr& grpc) {
+  for (auto [flag, addr] : {std::pair{"--frontend", &frontend}, std::pair{"--grpc", &grpc}}) {
+    if (addr->transport() == channel::Transport::kTcp && !addr->is_loopback()) {
+      base::Log().warn(
+          "INSECURE (--insecure): {} {} is plaintext on a non-loopback address: anyone who reaches it can {} and "
+          "read what passes",
+          flag, addr->ToString(),
+          flag == std::string("--grpc") ? "spawn programs as uid " + std::to_string(geteuid()) : "send to every proc");
+    }
+  }
+  if (grpc.is_inet() && cfg.allow_exec.empty()) {
+    base::Log().warn(
+        "the control API is on {} and no --allow-exec is set: every client it accepts may run any "
+        "program as uid {}",
+        grpc.ToString(), geteuid());
+  }
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonConfig& cfg) {
@@ -87,7 +130,23 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGHUP reloads the TLS certificates; the main thread waits for all three.
+  sigset_t main_signals = stop_signals;
+  sigaddset(&main_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &main_signals, nullptr);
+
+  absl::StatusOr<ExecPolicy> policy = ExecPolicy::Create(cfg.allow_exec, cfg.allow_user);
+  if (!policy.ok()) return policy.status();
+  std::shared_ptr<channel::TlsContext> tls;
+  if (!cfg.tls_ca.empty()) {
+    absl::StatusOr<std::shared_ptr<channel::TlsContext>> t =
+        channel::TlsContext::Create({.cert_file = cfg.tls_cert,
+                                     .key_file = cfg.tls_key,
+                                     .ca_file = cfg.tls_ca,
+                                     .require_client_cert = cfg.tls_require_client_cert});
+    if (!t.ok()) return t.status();
+    tls = *std::move(t);
+  }
 
   // The directories of unix sockets hostd binds: private to its user.
   for (const std::string& addr : {cfg.grpc, cfg.frontend, cfg.backend}) {
@@ -129,6 +188,16 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   HostOptions hopts;
   hopts.frontend = *channel::ChannelAddr::Parse(cfg.frontend);
   hopts.backend = *channel::ChannelAddr::Parse(cfg.backend);
+  if (!cfg.advertise.empty()) hopts.advertise = *channel::ChannelAddr::Parse(cfg.advertise);
+  hopts.listener.tls = tls;
+  hopts.listener.dead_peer_timeout = absl::Seconds(cfg.dead_peer_timeout_s);
+  hopts.remote_link.dead_peer_timeout = absl::Seconds(cfg.dead_peer_timeout_s);
+  hopts.remote_link.tls = tls;
+  channel::ChannelAddr grpc_addr = *channel::ChannelAddr::Parse(cfg.grpc);
+  WarnAboutExposure(cfg, hopts.frontend, grpc_addr);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> grpc_creds = GrpcCredentials(cfg, grpc_addr);
+  if (!grpc_creds.ok()) return grpc_creds.status();
+  sopts.exec_policy = *std::move(policy);
   absl::StatusOr<std::unique_ptr<Host>> host = Host::Start(*mgr_owner, *bulk, hopts);
   if (!host.ok()) return host.status();
 
@@ -142,10 +211,9 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   // A unix control socket hostd accepts itself, to know each caller (SO_PEERCRED);
   // other addresses (tcp, abstract) are gRPC's own listeners.
   std::unique_ptr<ControlSocket> control;
-  absl::StatusOr<channel::ChannelAddr> grpc_addr = channel::ChannelAddr::Parse(cfg.grpc);
-  if (grpc_addr.ok() && grpc_addr->transport() == channel::Transport::kUnix && !grpc_addr->is_abstract()) {
+  if (grpc_addr.transport() == channel::Transport::kUnix && !grpc_addr.is_abstract()) {
     absl::StatusOr<std::unique_ptr<ControlSocket>> listening =
-        ControlSocket::Listen(grpc_addr->host(), cfg.max_grpc_connections);
+        ControlSocket::Listen(grpc_addr.host(), cfg.max_grpc_connections);
     if (!listening.ok()) return listening.status();
     control = *std::move(listening);
     sopts.caller_of = [c = control.get()](const std::string& peer) { return c->CallerOf(peer); };
@@ -163,7 +231,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::string target = *channel::GrpcTarget(cfg.grpc);
   int port = 0;
-  if (control == nullptr) builder.AddListeningPort(target, grpc::InsecureServerCredentials(), &port);
+  if (control == nullptr) builder.AddListeningPort(target, *grpc_creds, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
   builder.SetMaxSendMessageSize(kMaxGrpcMessage);
@@ -198,6 +266,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   base::LogEvent(spdlog::level::info, "hostd ready",
                  {{"grpc", cfg.grpc},
                   {"frontend", h.frontend().ToString()},
+                  {"frontend_bound", h.bound_frontend().ToString()},
                   {"backend", h.backend().ToString()},
                   {"http", http ? http->addr() : ""},
                   {"manager", cfg.manager},
@@ -212,7 +281,20 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   }
   SdWatchdog watchdog(watchdog_period, [&h] { return h.Responsive(kAliveWithin); });
 
-  int sig = WaitForSignal(stop_signals);
+  int sig = WaitForSignal(main_signals);
+  for (; sig == SIGHUP; sig = WaitForSignal(main_signals)) {
+    if (tls == nullptr) {
+      base::Log().info("signal=SIGHUP: no TLS certificates to reload");
+      continue;
+    }
+    absl::Status reloaded = tls->Reload();
+    if (reloaded.ok()) {
+      base::Log().info("signal=SIGHUP: TLS certificates reloaded (generation {}); new connections use them",
+                       tls->generation());
+    } else {
+      base::Log().error("signal=SIGHUP: TLS certificates not reloaded, the previous ones stay: {}", reloaded.message());
+    }
+  }
   absl::Time shutdown_began = absl::Now();
   shutting_down = true;
   base::LogEvent(spdlog::level::info, "shutting down",

@@ -61,15 +61,16 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Start(manager::ProcManager& manager,
                                      host->opts_.listener);
   if (!be.ok()) return absl::Status(be.status().code(), absl::StrCat("host backend: ", be.status().message()));
   host->backend_ = *std::move(be);
+  host->advertised_ = host->opts_.advertise.value_or(host->frontend_->addr());
   Host* h = host.get();
   // Before the first message can be routed: the listeners hand messages to the
   // loop, where this runs first.
   h->loop_->RunSync([h] {
-    h->router_->SetAddresses(h->frontend_->addr().ToString(), h->backend_->addr().ToString());
+    h->router_->SetAddresses(h->advertised_.ToString(), h->backend_->addr().ToString());
     h->controller_->Attach();
   });
   h->table_->SetIdentity([h](absl::string_view name) { return h->IdOf(name); }, h->backend_->addr(),
-                         h->frontend_->addr().ToString());
+                         h->advertised_.ToString());
   return host;
 }
 
@@ -91,12 +92,13 @@ Host::~Host() {
   router_.reset();
 }
 
-const channel::ChannelAddr& Host::frontend() const { return frontend_->addr(); }
+const channel::ChannelAddr& Host::frontend() const { return advertised_; }
+const channel::ChannelAddr& Host::bound_frontend() const { return frontend_->addr(); }
 const channel::ChannelAddr& Host::backend() const { return backend_->addr(); }
 uint64_t Host::incarnation() const { return frontend_->incarnation(); }
 
 proc::ProcId Host::IdOf(absl::string_view name) const {
-  absl::StatusOr<proc::ProcId> id = proc::ProcId::Create(frontend_->addr(), name);
+  absl::StatusOr<proc::ProcId> id = proc::ProcId::Create(advertised_, name);
   if (!id.ok()) {  // a programmer error: only validated names reach here
     base::Log().critical("IdOf({}): {}", name, id.status().ToString());
     std::abort();

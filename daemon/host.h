@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@ namespace hostd::daemon {
 
 struct HostOptions {
   channel::ChannelAddr frontend = channel::ChannelAddr::Local(0);
+  // The frontend's address as other hosts dial it and ProcIds carry it, when not
+  // the bound one (a tcp:/tls: frontend behind NAT, in a pod, bound to 0.0.0.0).
+  // Routing compares a message's address with this text byte for byte.
+  std::optional<channel::ChannelAddr> advertise;
   channel::ChannelAddr backend = channel::ChannelAddr::Local(0);
   // Per starting proc: messages held until it is ready.
   size_t starting_buffer_messages = 1024;
@@ -75,7 +80,10 @@ class Host {
   Host(const Host&) = delete;
   Host& operator=(const Host&) = delete;
 
+  // The advertised frontend address (HostOptions::advertise), else the bound one.
   const channel::ChannelAddr& frontend() const;
+  // Where the frontend listener is bound (the concrete port filled in).
+  const channel::ChannelAddr& bound_frontend() const;
   const channel::ChannelAddr& backend() const;
   // The frontend listener's random incarnation id.
   uint64_t incarnation() const;
@@ -178,6 +186,7 @@ class Host {
   std::unique_ptr<SupervisionController> controller_;
   std::unique_ptr<channel::Listener> frontend_;
   std::unique_ptr<channel::Listener> backend_;
+  channel::ChannelAddr advertised_ = channel::ChannelAddr::Local(0);
 };
 
 }  // namespace hostd::daemon

@@ -109,11 +109,24 @@ HostService::HostService(Host& host, HostServiceOptions options)
 
 HostService::~HostService() = default;
 
+void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const {
+  // The client's certificate identity, when it presented one over TLS.
+  std::string identity;
+  if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context(); auth != nullptr) {
+    std::vector<grpc::string_ref> cn = auth->FindPropertyValues("x509_common_name");
+    if (!cn.empty()) identity.assign(cn.front().data(), cn.front().size());
+  }
+  spec.authorize = [policy = opts_.exec_policy, identity, user = spec.user](const std::string& program) {
+    return policy.Check(program, identity, user);
+  };
+}
+
 grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ctx, const v1::SpawnProcRequest* req,
                                                  v1::SpawnProcResponse* resp) {
   // The name, labels and policy are Host::Spawn's to check; here only what the
   // request's fields must be to convert.
   absl::StatusOr<manager::SpawnSpec> spec = FromProto(req->spec());
+  if (spec.ok()) Authorize(*ctx, *spec);
   absl::StatusOr<Supervision> sup = SupervisionFrom(*req);
   absl::Status valid = spec.ok() ? sup.status() : spec.status();
   Caller who = CallerOf(*ctx);
@@ -149,6 +162,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
   auto all = std::make_shared<std::vector<One>>();
   for (const v1::SpawnProcRequest& r : req->procs()) {
     absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
+    if (spec.ok()) Authorize(*ctx, *spec);
     absl::StatusOr<Supervision> sup = SupervisionFrom(r);
     if (!sup.ok()) spec = sup.status();
     all->push_back(

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "channel/event_loop.h"
+#include "daemon/exec_policy.h"
 #include "daemon/host.h"
 #include "daemon/worker_pool.h"
 #include "hostd/v1/host.grpc.pb.h"
@@ -57,6 +58,8 @@ struct HostServiceOptions {
   // RESOURCE_EXHAUSTED at its next event, while one within its share keeps
   // receiving: the total stays under twice this, plus one event per stream.
   size_t max_watch_bytes = 64 << 20;
+  // Who may run what (checked on the resolved program, per client certificate identity).
+  ExecPolicy exec_policy;
 };
 
 // What every WatchProcs stream of one service shares: its count and queued bytes.
@@ -116,6 +119,9 @@ class HostService final : public v1::HostService::CallbackService {
 
  private:
   Caller CallerOf(grpc::CallbackServerContext& ctx) const;
+  // Arms spec.authorize with the exec policy for this call's client identity: the
+  // manager asks it with the resolved program before each launch.
+  void Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const;
 
   Host& host_;
   const HostServiceOptions opts_;

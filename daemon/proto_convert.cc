@@ -251,6 +251,10 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
       return absl::InvalidArgumentError("spec: program and cwd must not contain NUL");
   }
   out.cwd = spec.cwd();
+  if (spec.user().size() > 256 || spec.user().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError("spec.user: at most 256 bytes, no NUL");
+  }
+  out.user = spec.user();
   switch (spec.readiness()) {
     case v1::READINESS_MODE_UNSPECIFIED:
     case v1::READINESS_MODE_HANDSHAKE: out.readiness = manager::ReadinessMode::kHandshake; break;

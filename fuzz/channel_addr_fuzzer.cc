@@ -38,13 +38,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(absl::StartsWith(text, absl::StrCat(hostd::channel::TransportName(a->transport()), ":")));
 
   switch (a->transport()) {
-    case Transport::kTcp: {
+    case Transport::kTcp:
+    case Transport::kTls: {
       FUZZ_CHECK(a->port() <= 65535);
       FUZZ_CHECK(!a->host().empty());
       FUZZ_CHECK(a->is_ipv6() == absl::StrContains(text, '['));
       FUZZ_CHECK(!a->is_abstract());
       FUZZ_CHECK(a->is_any() == (a->port() == 0));
-      absl::StatusOr<ChannelAddr> t = ChannelAddr::Tcp(a->host(), static_cast<uint16_t>(a->port()));
+      uint16_t port = static_cast<uint16_t>(a->port());
+      absl::StatusOr<ChannelAddr> t = a->transport() == Transport::kTls ? ChannelAddr::Tls(a->host(), port)
+                                                                         : ChannelAddr::Tcp(a->host(), port);
       FUZZ_CHECK(t.ok());
       FUZZ_CHECK(*t == *a);
       break;

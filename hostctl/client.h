@@ -50,13 +50,18 @@ inline constexpr int kExitPartlyFailed = 9;
 
 // Options every subcommand takes (before or after its name).
 struct GlobalOptions {
-  std::string grpc;  // hostd's control address, in hostd's own form (unix:/path, tcp:host:port)
+  std::string grpc;  // hostd's control address, in hostd's own form (unix:/path, tcp:host:port, tls:host:port)
+  // tls: addresses: the CA hostd's certificate must chain to, and this client's
+  // certificate and key when hostd requires one (also $HOSTD_TLS_CA, ...).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
   bool json = false;
   double timeout_s = 30;
 };
 
 // Sets g.grpc to $HOSTD_GRPC, else hostd's default address, and registers
-// --grpc, --json and --timeout on `app`.
+// --grpc, --tls-ca, --tls-cert, --tls-key, --json and --timeout on `app`.
 void AddGlobalOptions(CLI::App& app, GlobalOptions& g);
 
 // hostctl's exit code for a gRPC status code.

@@ -18,7 +18,7 @@ namespace hostd::hostctl {
 namespace {
 
 struct SpawnOptions {
-  std::string name, program, readiness = "handshake", cwd;
+  std::string name, program, readiness = "handshake", cwd, user;
   std::vector<std::string> args, env, labels, inherit;
   double ready_timeout = 30;
   int count = 0;
@@ -92,6 +92,7 @@ int Spawn(Client& c, const SpawnOptions& o) {
   }
   for (const auto& i : o.inherit) spec->add_inherit_env(i);
   spec->set_cwd(o.cwd);
+  spec->set_user(o.user);
   spec->set_readiness(o.readiness == "exec"     ? v1::READINESS_MODE_EXEC
                       : o.readiness == "notify" ? v1::READINESS_MODE_NOTIFY
                                                 : v1::READINESS_MODE_HANDSHAKE);
@@ -299,6 +300,7 @@ Subcommand AddSpawn(CLI::App& app) {
   cli->add_option("--inherit-env", o->inherit, "a variable copied from hostd's environment (repeatable)");
   cli->add_option("--label", o->labels, "KEY=VALUE label (repeatable)");
   cli->add_option("--cwd", o->cwd, "working directory");
+  cli->add_option("--user", o->user, "run as this user (NAME or NAME:GROUP; hostd's --allow-user must list it)");
   cli->add_option("--readiness", o->readiness, "handshake, exec or notify")
       ->check(CLI::IsMember({"handshake", "exec", "notify"}))
       ->capture_default_str();

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +43,7 @@ enum Step : int {
   kDescriptors,
   kCloseRange,
   kChdir,
+  kCredentials,
   kExec,
   kExecAttempt,  // not a failure: written just before execve, so EOF alone means it died before
 };
@@ -54,6 +58,7 @@ const char* StepName(int step) {
     case kDescriptors: return "setting up its descriptors (stdio, readiness, state)";
     case kCloseRange: return "closing inherited descriptors";
     case kChdir: return "changing to its working directory";
+    case kCredentials: return "taking its user's credentials (setgroups/setresgid/setresuid)";
     case kExec: return "exec";
     case kExecAttempt: return "reporting its exec";
     default: return "starting";
@@ -72,6 +77,11 @@ struct ChildArgs {
   const char* cwd;           // nullptr: inherit
   int fds[kFdSlots];         // sources for 0, 1, 2, kReadyFd and kStateFd (-1: nothing there)
   const char* cgroup_procs;  // nullptr: none
+  bool change_user;
+  uid_t uid;
+  gid_t gid;
+  const gid_t* groups;
+  size_t group_count;
   pid_t parent;
   int error_pipe;
 };
@@ -119,6 +129,17 @@ __attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
     ChildFail(a, kCloseRange);
   }
   if (a->cwd != nullptr && ::chdir(a->cwd) != 0) ChildFail(a, kChdir);
+  if (a->change_user) {
+    // Raw system calls: glibc's setuid() and friends would signal every thread of
+    // the daemon to change theirs too (this child shares its memory and thread
+    // list). Groups first, the user last, while the privilege to change them lasts.
+    if (::syscall(SYS_setgroups, a->group_count, a->groups) != 0) ChildFail(a, kCredentials);
+    if (::syscall(SYS_setresgid, a->gid, a->gid, a->gid) != 0) ChildFail(a, kCredentials);
+    if (::syscall(SYS_setresuid, a->uid, a->uid, a->uid) != 0) ChildFail(a, kCredentials);
+    // A change of credentials clears the parent-death signal: set it again.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(a, kPdeathsig);
+    if (::getppid() != a->parent) ChildFail(a, kParentGone);
+  }
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -147,6 +168,34 @@ absl::Status LaunchError(int err, absl::string_view what) {
     case EAGAIN: return base::ErrnoError(absl::StatusCode::kResourceExhausted, err, what);
     default: return base::ErrnoError(err, what);
   }
+}
+
+absl::StatusOr<LaunchRequest::Credentials> ResolveUser(const std::string& user) {
+  std::string name = user.substr(0, user.find(':'));
+  std::string group_name = user.find(':') == std::string::npos ? "" : user.substr(user.find(':') + 1);
+  std::vector<char> buf(1 << 16);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("user \"", name, "\" does not exist on this host"));
+  }
+  LaunchRequest::Credentials c{.uid = pw.pw_uid, .gid = pw.pw_gid, .groups = {}};
+  if (!group_name.empty()) {
+    std::vector<char> gbuf(1 << 16);
+    struct group gr {};
+    struct group* gfound = nullptr;
+    if (::getgrnam_r(group_name.c_str(), &gr, gbuf.data(), gbuf.size(), &gfound) != 0 || gfound == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat("group \"", group_name, "\" does not exist on this host"));
+    }
+    c.gid = gr.gr_gid;
+    c.groups = {c.gid};
+    return c;
+  }
+  int n = 64;
+  c.groups.resize(n);
+  while (::getgrouplist(name.c_str(), c.gid, c.groups.data(), &n) < 0) c.groups.resize(n);
+  c.groups.resize(n);
+  return c;
 }
 
 absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list) {
@@ -188,6 +237,13 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   args.fds[kReadyFd] = req.ready_fd;
   args.fds[kStateFd] = req.state_fd;
   args.cgroup_procs = req.cgroup_procs.empty() ? nullptr : req.cgroup_procs.c_str();
+  args.change_user = req.credentials.has_value();
+  if (req.credentials) {
+    args.uid = req.credentials->uid;
+    args.gid = req.credentials->gid;
+    args.groups = req.credentials->groups.data();
+    args.group_count = req.credentials->groups.size();
+  }
   args.parent = ::getpid();
   args.error_pipe = err_write.get();
 

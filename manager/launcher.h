@@ -27,6 +27,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,19 @@ struct LaunchRequest {
   int ready_fd = -1;              // becomes kReadyFd in the child, if set
   int state_fd = -1;              // becomes kStateFd in the child, if set
   std::string cgroup_procs;       // a cgroup.procs file to join, if set
+  // Run as another user: set by the caller from the user database before Launch,
+  // since the child cannot read it (ResolveUser).
+  struct Credentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary groups
+  };
+  std::optional<Credentials> credentials;
 };
+
+// The credentials of "NAME" (its primary and supplementary groups) or "NAME:GROUP"
+// (that group only). NotFound-style FailedPrecondition naming an unknown user or group.
+absl::StatusOr<LaunchRequest::Credentials> ResolveUser(const std::string& user);
 
 struct Launched {
   pid_t pid = 0;

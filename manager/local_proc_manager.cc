@@ -66,6 +66,10 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
                                                                     const channel::ChannelAddr& forwarder,
                                                                     const SpawnSpec& spec) {
   const std::string& name = id.name();
+  if (!spec.user.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot spawn proc \"", name, "\": in-process procs run as hostd's user, not \"", spec.user, "\""));
+  }
   if (spec.readiness != ReadinessMode::kHandshake) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot spawn proc \"", name, "\": in-process procs support handshake readiness only"));

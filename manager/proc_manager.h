@@ -51,6 +51,14 @@ struct SpawnSpec {
   // Host sets it for a restarted incarnation, so the logs keep every incarnation's
   // output; the terminal status's stderr tail is still this incarnation's only.
   bool append_logs = false;
+  // Process procs: run as this user, "NAME" (its primary group and supplementary
+  // groups) or "NAME:GROUP"; empty: the daemon's own. Changing user needs root
+  // (CAP_SETUID/CAP_SETGID): otherwise the spawn fails with PermissionDenied.
+  std::string user;
+  // Process procs: asked, with the program's resolved path, before each launch
+  // (restarts included); an error fails the spawn with it. The daemon's exec
+  // allow-list (daemon/exec_policy.h) is checked here, on the path that is run.
+  std::function<absl::Status(const std::string& program)> authorize;
 
   // In-process procs: the body, run on the proc's own thread once its runtime
   // serves; its return value is the exit code. It should return soon after

@@ -166,6 +166,19 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::string path_list = env.contains("PATH") ? env["PATH"] : kDefaultPath;
   absl::StatusOr<std::string> program = ResolveProgram(spec.program, path_list);
   if (!program.ok()) return fail(program.status());
+  if (spec.authorize) {
+    if (absl::Status allowed = spec.authorize(*program); !allowed.ok()) return fail(allowed);
+  }
+  std::optional<LaunchRequest::Credentials> credentials;
+  if (!spec.user.empty()) {
+    if (::geteuid() != 0) {
+      return fail(absl::PermissionDeniedError(
+          absl::StrCat("running as user \"", spec.user, "\" needs hostd to run as root")));
+    }
+    absl::StatusOr<LaunchRequest::Credentials> c = ResolveUser(spec.user);
+    if (!c.ok()) return fail(c.status());
+    credentials = *std::move(c);
+  }
   std::vector<std::string> argv = {spec.program};
   argv.insert(argv.end(), spec.args.begin(), spec.args.end());
   std::string command = absl::StrJoin(argv, " ");
@@ -253,6 +266,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   req.ready_fd = ready_write.get();
   req.state_fd = state_fd.get();
   if (!cgroup_dir.empty()) req.cgroup_procs = cgroup_dir + "/cgroup.procs";
+  req.credentials = std::move(credentials);
   absl::Status launched;
   // Launch from the loop thread: PR_SET_PDEATHSIG follows the launching thread.
   loop_->RunSync([&] {

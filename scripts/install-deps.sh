@@ -8,6 +8,7 @@ packages=(
   cmake ninja-build g++          # build
   libabsl-dev                    # Status, Mutex, Time, containers
   libboost1.81-dev               # Asio (event loop, sockets)
+  libssl-dev openssl             # the tls: transport and TLS gRPC; openssl makes test certificates
   libspdlog-dev libfmt-dev       # levelled logging
   nlohmann-json3-dev             # JSON log lines
   prometheus-cpp-dev             # metrics registry and text format

@@ -23,7 +23,8 @@ TEST_P(ChannelAddrRoundTripTest, FormatOfParseIsIdentity) {
 
 INSTANTIATE_TEST_SUITE_P(Canonical, ChannelAddrRoundTripTest,
                          ::testing::Values("tcp:127.0.0.1:4000", "tcp:0.0.0.0:0", "tcp:[::1]:4000",
-                                           "tcp:[fe80::1:2]:65535", "unix:/run/hostd/fe.sock", "unix:@hostd-fe",
+                                           "tcp:[fe80::1:2]:65535", "tls:10.0.0.7:4000", "tls:[::1]:1",
+                                           "tcp:host-3.example.net:4000", "tls:localhost:9", "unix:/run/hostd/fe.sock", "unix:@hostd-fe",
                                            "unix:", "local:7", "local:0", "local:18446744073709551615"));
 
 TEST(ChannelAddrTest, ExposesTransportHostAndPort) {
@@ -67,7 +68,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadAddr{"udp:1.2.3.4:5", "unknown scheme \"udp\""}, BadAddr{"tcp:1.2.3.4", "missing \":PORT\""},
                       BadAddr{"tcp:1.2.3.4:65536", "port \"65536\""}, BadAddr{"tcp:1.2.3.4:-1", "port \"-1\""},
                       BadAddr{"tcp:1.2.3.4:", "port \"\""}, BadAddr{"tcp:1.2.3.4:8o", "port \"8o\""},
-                      BadAddr{"tcp:localhost:80", "not an IPv4 literal"},
+                      BadAddr{"tcp:Host-3:80", "lower case"}, BadAddr{"tls:a..b:80", "empty label"},
+                      BadAddr{"tcp:-a:80", "cannot start or end with '-'"}, BadAddr{"tcp:a_b:80", "only letters"},
                       BadAddr{"tcp:1.2.3.256:80", "not an IPv4 literal"},
                       BadAddr{"tcp:::1:80", "must be written in brackets"}, BadAddr{"tcp:[::1:80", "closing ']'"},
                       BadAddr{"tcp:[::1]80", "missing \":PORT\""}, BadAddr{"tcp:[1.2.3.4]:80", "not an IPv6 literal"},
@@ -83,8 +85,25 @@ TEST(ChannelAddrTest, UnixPathLongerThanSunPathIsRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a unix socket path holds at most 107")));
 }
 
+TEST(ChannelAddrTest, HostNamesAreKeptAsWrittenAndLoopbackIsRecognised) {
+  ChannelAddr named = *ChannelAddr::Parse("tls:node-7.cluster.local:4000");
+  EXPECT_EQ(named.transport(), Transport::kTls);
+  EXPECT_EQ(named.host(), "node-7.cluster.local");
+  EXPECT_FALSE(named.is_ip());
+  EXPECT_TRUE(named.is_inet());
+  EXPECT_FALSE(named.is_loopback());
+  EXPECT_TRUE(ChannelAddr::Parse("tcp:127.0.0.2:1")->is_loopback());
+  EXPECT_TRUE(ChannelAddr::Parse("tcp:[::1]:1")->is_loopback());
+  EXPECT_TRUE(ChannelAddr::Parse("tls:localhost:1")->is_loopback());
+  EXPECT_FALSE(ChannelAddr::Parse("tcp:10.1.2.3:1")->is_loopback());
+  EXPECT_TRUE(ChannelAddr::Parse("tcp:0.0.0.0:1")->is_unspecified());
+  EXPECT_TRUE(ChannelAddr::Parse("tcp:[::]:1")->is_unspecified());
+  EXPECT_NE(*ChannelAddr::Parse("tcp:10.0.0.1:1"), *ChannelAddr::Parse("tls:10.0.0.1:1"));
+}
+
 TEST(ChannelAddrTest, FactoriesValidateToo) {
-  EXPECT_THAT(ChannelAddr::Tcp("example.com", 1), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("literal")));
+  EXPECT_THAT(ChannelAddr::Tcp("bad host", 1), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only letters")));
+  EXPECT_EQ(ChannelAddr::Tls("example.com", 1)->ToString(), "tls:example.com:1");
   EXPECT_EQ(ChannelAddr::Tcp("::1", 5)->ToString(), "tcp:[::1]:5");
   EXPECT_THAT(ChannelAddr::Unix("x"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("absolute")));
   EXPECT_EQ(ChannelAddr::Local(3).ToString(), "local:3");

@@ -18,10 +18,11 @@ TEST(GrpcTargetTest, UnixPathStaysAndAbstractNameBecomesUnixAbstract) {
 TEST(GrpcTargetTest, TcpBecomesHostPortWithIpv6Bracketed) {
   EXPECT_EQ(*GrpcTarget("tcp:127.0.0.1:7000"), "127.0.0.1:7000");
   EXPECT_EQ(*GrpcTarget("tcp:[::1]:7000"), "[::1]:7000");
+  EXPECT_EQ(*GrpcTarget("tls:node-3.example.net:7443"), "node-3.example.net:7443");
 }
 
 TEST(GrpcTargetTest, RejectsLocalAnyAndMalformedAddressesQuotingThem) {
-  for (const char* addr : {"local:3", "unix:", "tcp:127.0.0.1:0", "tcp:localhost:7000", "hostd.sock"}) {
+  for (const char* addr : {"local:3", "unix:", "tcp:127.0.0.1:0", "tcp:Localhost:7000", "hostd.sock"}) {
     EXPECT_THAT(GrpcTarget(addr),
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(absl::StrCat("\"", addr, "\""))));
   }

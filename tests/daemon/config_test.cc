@@ -192,7 +192,7 @@ TEST(DaemonConfigTest, BadAddressesAreRefusedNamingTheOption) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--backend: ")));
   EXPECT_THAT(Parse({"--grpc", "local:3"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       "gRPC address \"local:3\" is not unix:/path, unix:@name or tcp:host:port"));
+                       "gRPC address \"local:3\" is not unix:/path, unix:@name, tcp:host:port or tls:host:port"));
   EXPECT_THAT(Parse({"--grpc", "tcp:127.0.0.1:0"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("gRPC address \"tcp:127.0.0.1:0\"")));
 }
@@ -211,6 +211,38 @@ TEST(DaemonConfigTest, HttpIsOffByDefaultAndLoopbackOnlyUnlessAllowed) {
   EXPECT_THAT(Parse({"--http", "127.0.0.1"}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOST:PORT")));
   EXPECT_THAT(Parse({"--http", "127.0.0.1:99999"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("0 to 65535")));
+}
+
+TEST(DaemonConfigTest, AdvertiseIsWrittenInFullWithTheFrontendsScheme) {
+  absl::StatusOr<DaemonConfig> cfg =
+      Parse({"--frontend", "tls:0.0.0.0:7000", "--advertise", "node-3.example.net:7000", "--tls-cert", "c",
+             "--tls-key", "k", "--tls-ca", "ca"});
+  ASSERT_THAT(cfg, IsOk());
+  EXPECT_EQ(cfg->advertise, "tls:node-3.example.net:7000");
+  EXPECT_THAT(Parse({"--frontend", "tls:10.0.0.5:7000", "--advertise", "tcp:10.0.0.5:7000", "--tls-cert", "c",
+                     "--tls-key", "k", "--tls-ca", "ca"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must use the frontend's scheme (tls:)")));
+  EXPECT_THAT(Parse({"--advertise", "10.0.0.5:7000"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("applies to a tcp: or tls: frontend")));
+}
+
+TEST(DaemonConfigTest, AFrontendOnEveryInterfaceNeedsAnAdvertiseThatIsNotLoopback) {
+  EXPECT_THAT(Parse({"--frontend", "tcp:0.0.0.0:7000", "--insecure"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("say with --advertise HOST:PORT")));
+  EXPECT_THAT(Parse({"--frontend", "tcp:0.0.0.0:7000", "--insecure", "--advertise", "127.0.0.1:7000"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is a loopback address")));
+  EXPECT_THAT(Parse({"--frontend", "tcp:127.0.0.1:7000", "--advertise", "127.0.0.1:7000"}), IsOk());
+}
+
+TEST(DaemonConfigTest, PlaintextOffLoopbackNeedsInsecureAndTlsNeedsItsFiles) {
+  EXPECT_THAT(Parse({"--frontend", "tcp:10.0.0.5:7000"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("plaintext"), HasSubstr("--insecure"))));
+  EXPECT_THAT(Parse({"--grpc", "tcp:10.0.0.5:7001"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("--grpc"), HasSubstr("--insecure"))));
+  EXPECT_THAT(Parse({"--grpc", "tcp:10.0.0.5:7001", "--insecure"}), IsOk());
+  EXPECT_THAT(Parse({"--grpc", "tcp:127.0.0.1:7001"}), IsOk());
+  EXPECT_THAT(Parse({"--grpc", "tls:10.0.0.5:7001"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs --tls-cert, --tls-key and --tls-ca")));
 }
 
 }  // namespace

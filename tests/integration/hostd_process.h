@@ -26,9 +26,11 @@
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
+#include "channel/grpc_target.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "hostd/v1/host.grpc.pb.h"
 #include "testing/eventually.h"
@@ -65,6 +67,18 @@ class Hostd {
   // `extra`: more hostd flags; `env`: NAME=VALUE set in hostd's environment; with
   // `log_to_file`, hostd's stderr (its log) goes to log_path() instead of the test's.
   explicit Hostd(std::vector<std::string> extra = {}, std::vector<std::string> env = {}, bool log_to_file = false) {
+    Start(std::move(extra), std::move(env), log_to_file, "", "", nullptr);
+  }
+  // `grpc` and `frontend` replace the unix defaults in the temp dir (when not
+  // empty); `creds` are the control API client's (default: none, for unix).
+  Hostd(std::vector<std::string> extra, std::string grpc, std::string frontend = "",
+        std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
+    Start(std::move(extra), {}, false, std::move(grpc), std::move(frontend), std::move(creds));
+  }
+
+ private:
+  void Start(std::vector<std::string> extra, std::vector<std::string> env, bool log_to_file, std::string grpc,
+             std::string frontend, std::shared_ptr<grpc::ChannelCredentials> creds) {
     log_path_ = dir_.Join("hostd.log");
     notify_path_ = dir_.Join("notify");
     notify_ = base::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -74,12 +88,13 @@ class Hostd {
     if (sa.ok()) {
       EXPECT_EQ(bind(notify.get(), sa->get(), sa->size()), 0);
     }
-    grpc_ = "unix:" + dir_.Join("hostd.sock");
+    grpc_ = grpc.empty() ? "unix:" + dir_.Join("hostd.sock") : grpc;
+    if (frontend.empty()) frontend = "unix:" + dir_.Join("fe.sock");
     std::vector<std::string> args = {kHostd,
                                      "--grpc",
                                      grpc_,
                                      "--frontend",
-                                     "unix:" + dir_.Join("fe.sock"),
+                                     frontend,
                                      "--backend",
                                      "unix:" + dir_.Join("be.sock"),
                                      "--shutdown-grace",
@@ -107,9 +122,13 @@ class Hostd {
       _exit(127);
     }
     EXPECT_THAT(AwaitNotify(), ::testing::HasSubstr("READY=1")) << "hostd did not announce readiness";
-    channel_ = grpc::CreateChannel(grpc_, grpc::InsecureChannelCredentials());
+    absl::StatusOr<std::string> target = channel::GrpcTarget(grpc_);
+    channel_ = grpc::CreateChannel(target.ok() ? *target : grpc_,
+                                   creds != nullptr ? creds : grpc::InsecureChannelCredentials());
     stub_ = v1::HostService::NewStub(channel_);
   }
+
+ public:
   ~Hostd() {
     if (pid_ > 0 && !exited_) {
       kill(pid_, SIGKILL);

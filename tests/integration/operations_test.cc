@@ -297,7 +297,7 @@ TEST(OperationsTest, ReadinessAndHealthTurnNotServingWhileShuttingDown) {
 }
 
 TEST(OperationsTest, UnderASystemdWatchdogHostdPingsIt) {
-  Hostd h({}, {"WATCHDOG_USEC=200000"});
+  Hostd h({}, std::vector<std::string>{"WATCHDOG_USEC=200000"});
   // READY=1 came first (the fixture waited for it); pings follow.
   EXPECT_THAT(h.AwaitNotify(), HasSubstr("WATCHDOG=1"));
   EXPECT_THAT(h.AwaitNotify(), HasSubstr("WATCHDOG=1"));

@@ -252,7 +252,7 @@ TEST(BootstrapTest, EnvironmentIsValidatedNamingTheVariable) {
   env[kEnvReadyFd] = "999";
   EXPECT_THAT(ReadBootstrapEnv(get), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_READY_FD=\"999\"")));
   env.erase(kEnvReadyFd);
-  env[kEnvListen] = "tcp:nowhere:1";
+  env[kEnvListen] = "tcp:Nowhere:1";  // host names are lower case
   EXPECT_THAT(ReadBootstrapEnv(get), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("HOSTD_LISTEN")));
   env.erase(kEnvListen);
   absl::StatusOr<BootstrapEnv> ok = ReadBootstrapEnv(get);

@@ -1,0 +1,109 @@
+#include "channel/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace hostd::channel {
+namespace {
+
+namespace ssl = boost::asio::ssl;
+
+absl::Status Unusable(absl::string_view what, const std::string& file, absl::string_view fallback) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("TLS ", what, " \"", file, "\" cannot be used: ", TakeOpenSslError(fallback)));
+}
+
+// One side's context from the files. The dialing side may have no certificate of its
+// own (a client of a listener that does not ask for one).
+absl::StatusOr<std::shared_ptr<ssl::context>> Build(const TlsOptions& o, bool server) {
+  ERR_clear_error();
+  auto ctx = std::make_shared<ssl::context>(server ? ssl::context::tls_server : ssl::context::tls_client);
+  SSL_CTX* n = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(n, TLS1_2_VERSION);
+  SSL_CTX_set_options(n, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (!o.cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(n, o.cert_file.c_str()) != 1) {
+      return Unusable("certificate", o.cert_file, "not a PEM certificate");
+    }
+    if (SSL_CTX_use_PrivateKey_file(n, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return Unusable("key", o.key_file, "not a PEM private key");
+    }
+    if (SSL_CTX_check_private_key(n) != 1) {
+      return Unusable("key", o.key_file, absl::StrCat("it does not match the certificate ", o.cert_file));
+    }
+  }
+  if (SSL_CTX_load_verify_locations(n, o.ca_file.c_str(), nullptr) != 1) {
+    return Unusable("CA file", o.ca_file, "no PEM certificate in it");
+  }
+  if (server) {
+    // Tells dialers which CA their certificate must come from.
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(o.ca_file.c_str());
+    if (names != nullptr) SSL_CTX_set_client_CA_list(n, names);
+    SSL_CTX_set_verify(n, SSL_VERIFY_PEER | (o.require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+  } else {
+    SSL_CTX_set_verify(n, SSL_VERIFY_PEER, nullptr);
+  }
+  ERR_clear_error();
+  return ctx;
+}
+
+}  // namespace
+
+std::string TakeOpenSslError(absl::string_view fallback) {
+  std::string out;
+  while (unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? std::string(fallback) : out;
+}
+
+absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(TlsOptions options) {
+  if (options.ca_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs a CA file (--tls-ca) to verify peers against");
+  }
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate (--tls-cert) and its key (--tls-key), or neither");
+  }
+  std::shared_ptr<TlsContext> tls(new TlsContext(std::move(options)));
+  absl::Status loaded = tls->Reload();
+  if (!loaded.ok()) return loaded;
+  return tls;
+}
+
+absl::Status TlsContext::Reload() {
+  std::shared_ptr<ssl::context> server;
+  if (!opts_.cert_file.empty()) {
+    absl::StatusOr<std::shared_ptr<ssl::context>> s = Build(opts_, /*server=*/true);
+    if (!s.ok()) return s.status();
+    server = *std::move(s);
+  }
+  absl::StatusOr<std::shared_ptr<ssl::context>> client = Build(opts_, /*server=*/false);
+  if (!client.ok()) return client.status();
+  absl::MutexLock lock(&mu_);
+  server_ = std::move(server);
+  client_ = *std::move(client);
+  ++generation_;
+  return absl::OkStatus();
+}
+
+uint64_t TlsContext::generation() const {
+  absl::MutexLock lock(&mu_);
+  return generation_;
+}
+
+std::shared_ptr<ssl::context> TlsContext::server() const {
+  absl::MutexLock lock(&mu_);
+  return server_;
+}
+
+std::shared_ptr<ssl::context> TlsContext::client() const {
+  absl::MutexLock lock(&mu_);
+  return client_;
+}
+
+}  // namespace hostd::channel

@@ -1,0 +1,297 @@
+// hostd as a cluster service: TLS frontends and gRPC with real certificates made
+// for each test, addresses other hosts dial, plaintext refused off loopback, the
+// exec allow-list and procs run as another user.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "base/small_file.h"
+#include "channel/event_loop.h"
+#include "channel/listener.h"
+#include "channel/sender.h"
+#include "channel/tls.h"
+#include "channel/transport.h"
+#include "gmock/gmock.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "testing/temp_dir.h"
+#include "testing/test_pki.h"
+#include "tests/integration/hostd_process.h"
+
+namespace hostd {
+namespace {
+
+using integration::AwaitGone;
+using integration::Hostctl;
+using integration::Hostd;
+using integration::In;
+using integration::kHostctl;
+using integration::kHostd;
+using integration::kTestProc;
+using integration::RunShell;
+
+using ::hostd::testing::Eventually;
+using ::hostd::testing::HangGuard;
+using ::hostd::testing::TempDir;
+using ::hostd::testing::TestPki;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+// A TCP port nothing listens on now (bound, read and closed).
+int FreePort() {
+  base::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return 0;
+  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  return ntohs(sa.sin_port);
+}
+
+// Runs a command to its end: its exit status and what it wrote (stdout and stderr).
+std::pair<int, std::string> RunCommand(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(absl::StrCat(cmd, " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string Pem(const std::string& path) { return base::ReadSmallFile(path).value_or(""); }
+
+// A CA, hostd's certificate and a client's, in a temp dir.
+class SecureHostdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<TestPki> ca = TestPki::Create(dir_.path(), "ca1");
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_.emplace(*std::move(ca));
+    absl::StatusOr<TestPki::Leaf> host = ca_->Issue("host");
+    ASSERT_TRUE(host.ok()) << host.status();
+    // hostd's files are copies it can be told to reload.
+    std::filesystem::copy_file(host->cert, dir_.Join("hostd.crt"));
+    std::filesystem::copy_file(host->key, dir_.Join("hostd.key"));
+    absl::StatusOr<TestPki::Leaf> client = ca_->Issue("ops");
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *client;
+  }
+
+  std::vector<std::string> TlsFlags() {
+    return {"--tls-cert",   dir_.Join("hostd.crt"),     "--tls-key", dir_.Join("hostd.key"), "--tls-ca",
+            ca_->ca_cert(), "--tls-require-client-cert"};
+  }
+
+  std::shared_ptr<grpc::ChannelCredentials> ClientCreds(const std::string& ca, bool with_cert = true) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = Pem(ca);
+    if (with_cert) {
+      o.pem_cert_chain = Pem(client_.cert);
+      o.pem_private_key = Pem(client_.key);
+    }
+    return grpc::SslCredentials(o);
+  }
+
+  std::shared_ptr<channel::TlsContext> ClientTls(const std::string& ca) {
+    absl::StatusOr<std::shared_ptr<channel::TlsContext>> tls =
+        channel::TlsContext::Create({.cert_file = client_.cert, .key_file = client_.key, .ca_file = ca});
+    EXPECT_TRUE(tls.ok()) << tls.status();
+    return tls.value_or(nullptr);
+  }
+
+  std::string Hostctl(const std::string& grpc, const std::string& ca, bool with_cert, const std::string& args) {
+    std::string cmd = absl::StrCat(kHostctl, " --grpc ", grpc, " --tls-ca ", ca, " --timeout 20");
+    if (with_cert) absl::StrAppend(&cmd, " --tls-cert ", client_.cert, " --tls-key ", client_.key);
+    return absl::StrCat(cmd, " ", args);
+  }
+
+  TempDir dir_;
+  std::optional<TestPki> ca_;
+  TestPki::Leaf client_;
+};
+
+TEST(HostdAddressTest, PlaintextOffLoopbackIsRefusedNamingInsecureAndALoopbackAdvertiseTooAtStart) {
+  TempDir dir;
+  std::string base = absl::StrCat(kHostd, " --state-dir ", dir.Join("state"), " --backend unix:", dir.Join("be"));
+  auto [code, out] = RunCommand(
+      absl::StrCat(base, " --grpc unix:", dir.Join("g"), " --frontend tcp:0.0.0.0:7000 --advertise 10.1.2.3:7000"));
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, AllOf(HasSubstr("--frontend tcp:0.0.0.0:7000 is plaintext"), HasSubstr("--insecure")));
+  std::tie(code, out) = RunCommand(absl::StrCat(base, " --grpc tcp:0.0.0.0:7001 --frontend unix:", dir.Join("f")));
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, AllOf(HasSubstr("--grpc tcp:0.0.0.0:7001 is plaintext"), HasSubstr("--insecure")));
+  std::tie(code, out) = RunCommand(absl::StrCat(base, " --grpc unix:", dir.Join("g"),
+                                                " --frontend tcp:0.0.0.0:7000 --advertise 127.0.0.1:7000 --insecure"));
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(out, HasSubstr("--advertise 127.0.0.1:7000 is a loopback address"));
+}
+
+TEST(HostdAddressTest, WithInsecureAPlaintextFrontendOnEveryInterfaceServesAndProcIdsCarryTheAdvertisedAddress) {
+  int port = FreePort();
+  Hostd h({"--insecure", "--advertise", absl::StrCat("node-7.example.net:", port)}, "",
+          absl::StrCat("tcp:0.0.0.0:", port));
+  grpc::ClientContext ctx;
+  v1::HostInfo info;
+  ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());
+  EXPECT_EQ(info.frontend_addr(), absl::StrCat("tcp:node-7.example.net:", port));
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("echo"), &resp).ok());
+  EXPECT_EQ(resp.proc().proc_id(), absl::StrCat("tcp:node-7.example.net:", port, ",echo"));
+}
+
+TEST_F(SecureHostdTest, TlsGrpcAndFrontendWithClientCertificatesCarryMessagesBothWays) {
+  std::string grpc = absl::StrCat("tls:127.0.0.1:", FreePort());
+  Hostd h(TlsFlags(), grpc, "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  grpc::ClientContext ctx;
+  v1::HostInfo info;
+  grpc::Status s = h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_THAT(info.frontend_addr(), HasSubstr("tls:127.0.0.1:"));
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("echo"), &resp).ok());
+
+  // A client with its own TLS listener: the echo's reply comes back to it over a
+  // link the host dials with its own certificate.
+  auto loop = channel::EventLoop::Start("client");
+  std::shared_ptr<channel::TlsContext> tls = ClientTls(ca_->ca_cert());
+  channel::Inbox inbox;
+  auto me = channel::Listener::Serve(*loop, *channel::ChannelAddr::Parse("tls:127.0.0.1:0"), inbox, {.tls = tls});
+  ASSERT_TRUE(me.ok()) << me.status();
+  auto sender = channel::Sender::Dial(*loop, *channel::ChannelAddr::Parse(info.frontend_addr()), {.tls = tls});
+  absl::StatusOr<channel::Message> m = channel::Message::Create(
+      absl::StrCat(info.frontend_addr(), ",echo"), "echo", absl::StrCat((*me)->addr().ToString(), ",me"), "over tls");
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(sender->Send(*std::move(m), HangGuard()).ok());
+  absl::StatusOr<channel::Message> reply = inbox.Receive(HangGuard());
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->payload(), "over tls");
+
+  auto [code, out] = RunCommand(Hostctl(grpc, ca_->ca_cert(), true, "list"));
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("echo"));
+}
+
+TEST_F(SecureHostdTest, AClientTrustingAnotherCaOrWithoutACertificateIsRefusedWithAClearError) {
+  absl::StatusOr<TestPki> other = TestPki::Create(dir_.path(), "ca2");
+  ASSERT_TRUE(other.ok()) << other.status();
+  std::string grpc = absl::StrCat("tls:127.0.0.1:", FreePort());
+  Hostd h(TlsFlags(), grpc, "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  auto [code, out] = RunCommand(Hostctl(grpc, other->ca_cert(), true, "list"));
+  EXPECT_EQ(code, 6) << out;
+  EXPECT_THAT(out, AllOf(HasSubstr("TLS handshake with hostd"), HasSubstr("--tls-ca")));
+  std::tie(code, out) = RunCommand(Hostctl(grpc, ca_->ca_cert(), false, "list"));
+  EXPECT_NE(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("TLS handshake with hostd"));
+}
+
+TEST_F(SecureHostdTest, SighupReloadsTheFrontendCertificate) {
+  absl::StatusOr<TestPki> next = TestPki::Create(dir_.path(), "ca2");
+  ASSERT_TRUE(next.ok()) << next.status();
+  absl::StatusOr<TestPki::Leaf> renewed = next->Issue("renewed");
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  Hostd h(TlsFlags(), "", "tls:127.0.0.1:0");
+  grpc::ClientContext ctx;
+  v1::HostInfo info;
+  ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());
+  channel::ChannelAddr frontend = *channel::ChannelAddr::Parse(info.frontend_addr());
+
+  // A client that trusts only the new CA: refused until hostd serves the new certificate.
+  auto loop = channel::EventLoop::Start("client");
+  std::shared_ptr<channel::TlsContext> trusts_next = ClientTls(next->ca_cert());
+  auto dial = [&] {
+    absl::Notification done;
+    absl::Status out;
+    loop->Post([&] {
+      channel::AsyncConnect(loop->context(), frontend, trusts_next, [&](absl::Status s, channel::Socket) {
+        out = s;
+        done.Notify();
+      });
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithDeadline(HangGuard()));
+    return out;
+  };
+  EXPECT_THAT(dial().message(), HasSubstr("certificate verify failed"));
+  std::filesystem::copy_file(renewed->cert, dir_.Join("hostd.crt"), std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(renewed->key, dir_.Join("hostd.key"), std::filesystem::copy_options::overwrite_existing);
+  kill(h.pid(), SIGHUP);
+  EXPECT_TRUE(Eventually([&] { return dial().ok(); }));
+}
+
+TEST_F(SecureHostdTest, AnIdentityRuleAllowsItsClientCertificateOnly) {
+  absl::StatusOr<TestPki::Leaf> dev = ca_->Issue("dev");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  std::vector<std::string> flags = TlsFlags();
+  std::string proc_dir = std::filesystem::path(kTestProc).parent_path();
+  flags.insert(flags.end(), {"--allow-exec", absl::StrCat("ops=", proc_dir, "/*")});
+  Hostd h(flags, absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h.Spawn(h.EchoRequest("as-ops"), &resp);  // client "ops"
+  EXPECT_TRUE(s.ok()) << s.error_message();
+
+  grpc::SslCredentialsOptions o{
+      .pem_root_certs = Pem(ca_->ca_cert()), .pem_private_key = Pem(dev->key), .pem_cert_chain = Pem(dev->cert)};
+  auto as_dev =
+      v1::HostService::NewStub(grpc::CreateChannel(*channel::GrpcTarget(h.grpc_addr()), grpc::SslCredentials(o)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  s = as_dev->SpawnProc(&ctx, h.EchoRequest("as-dev"), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), AllOf(HasSubstr("for client \"dev\""), HasSubstr(absl::StrCat("ops=", proc_dir))));
+}
+
+TEST(HostdPolicyTest, ASpawnOutsideTheAllowListIsPermissionDeniedNamingProgramAndRule) {
+  Hostd h({"--allow-exec", "/usr/bin/*", "--allow-exec", "admin=/opt/*"});
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h.Spawn(h.EchoRequest("echo"), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), AllOf(HasSubstr(absl::StrCat("program \"", kTestProc, "\" is not allowed")),
+                                       HasSubstr("rules: /usr/bin/*, admin=/opt/*")));
+  v1::SpawnProcRequest allowed;
+  allowed.set_name("sleeper");
+  allowed.mutable_spec()->set_program("sleep");  // found in PATH as /usr/bin/sleep
+  allowed.mutable_spec()->add_args("30");
+  allowed.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
+  s = h.Spawn(allowed, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+TEST(HostdPolicyTest, AProcRunsAsTheUserItsSpecNamesWhenTheConfigAllowsIt) {
+  if (geteuid() != 0) GTEST_SKIP() << "running procs as another user needs root";
+  passwd* nobody = getpwnam("nobody");
+  if (nobody == nullptr) GTEST_SKIP() << "no user \"nobody\" here";
+  Hostd h({"--allow-user", "nobody"});
+  v1::SpawnProcRequest req;
+  req.set_name("who");
+  req.mutable_spec()->set_program("/usr/bin/id");
+  req.mutable_spec()->add_args("-u");
+  req.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
+  req.mutable_spec()->set_user("nobody");
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h.Spawn(req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  v1::WaitProcRequest wait;
+  wait.set_name("who");
+  v1::Proc ended;
+  ASSERT_TRUE(h.api().WaitProc(&ctx, wait, &ended).ok());
+  EXPECT_EQ(base::ReadSmallFile(h.Path("state/logs/who.stdout")).value_or(""), absl::StrCat(nobody->pw_uid, "\n"));
+
+  req.set_name("root-shell");
+  req.mutable_spec()->set_user("root");
+  s = h.Spawn(req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), AllOf(HasSubstr("may not run as user \"root\""), HasSubstr("rules: nobody")));
+}
+
+}  // namespace
+}  // namespace hostd
