@@ -385,6 +385,32 @@ TEST(UnixListenerTest, ABadFirstFrameIsAnsweredWithACloseNamingTheCause) {
   EXPECT_EQ((*listener)->stats().protocol_errors, 1u);
 }
 
+// A HELLO for `session`, then a DATA header declaring `length` body bytes and only
+// `part` of them: what a peer that stalls mid-frame sends.
+std::string HelloThenPartOfAFrame(uint64_t session, uint32_t length, const std::string& part) {
+  std::string hello = EncodeHello({.session_id = session});
+  EncodedHeader hh = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
+  EncodedHeader dh = EncodeHeader({FrameType::kData, length, 1});
+  return std::string(hh.data(), hh.size()) + hello + std::string(dh.data(), dh.size()) + part;
+}
+
+// Reads frames from `fd` until a CLOSE (the last in `frames`); fails if the
+// connection ends without one or nothing comes for 10 s.
+void ReadUntilClose(int fd, std::vector<Frame>* frames) {
+  FrameDecoder decoder;
+  while (frames->empty() || frames->back().header.type != FrameType::kClose) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no answer";
+    absl::Span<char> span = decoder.WritableSpan();
+    ssize_t n = ::read(fd, span.data(), span.size());
+    ASSERT_GT(n, 0) << "closed without a CLOSE frame";
+    decoder.CommitWrite(static_cast<size_t>(n));
+    for (absl::StatusOr<std::optional<Frame>> f = decoder.Next(); f.ok() && f->has_value(); f = decoder.Next()) {
+      frames->push_back(std::move(**f));
+    }
+  }
+}
+
 // A peer that sends part of a frame and then nothing holds the listener's memory:
 // after the stall timeout it is told so and closed.
 TEST(UnixListenerTest, AHalfSentFrameIsTimedOutWithACloseSayingSo) {
@@ -399,24 +425,10 @@ TEST(UnixListenerTest, AHalfSentFrameIsTimedOutWithACloseSayingSo) {
   ASSERT_THAT(addr, IsOk());
   base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_EQ(::connect(fd.get(), addr->get(), addr->size()), 0);
-  std::string hello = EncodeHello({.session_id = 9});
-  EncodedHeader hh = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
-  EncodedHeader dh = EncodeHeader({FrameType::kData, 100, 1});
-  std::string bytes = std::string(hh.data(), hh.size()) + hello + std::string(dh.data(), dh.size()) + "0123456789";
+  std::string bytes = HelloThenPartOfAFrame(9, 100, "0123456789");
   ASSERT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  FrameDecoder decoder;
   std::vector<Frame> frames;
-  while (frames.empty() || frames.back().header.type != FrameType::kClose) {
-    pollfd p{fd.get(), POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no answer";
-    absl::Span<char> span = decoder.WritableSpan();
-    ssize_t n = ::read(fd.get(), span.data(), span.size());
-    ASSERT_GT(n, 0) << "closed without a CLOSE frame";
-    decoder.CommitWrite(static_cast<size_t>(n));
-    for (absl::StatusOr<std::optional<Frame>> f = decoder.Next(); f.ok() && f->has_value(); f = decoder.Next()) {
-      frames.push_back(std::move(**f));
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(ReadUntilClose(fd.get(), &frames));
   ASSERT_EQ(frames.front().header.type, FrameType::kWelcome);
   EXPECT_THAT(frames.back().body, AllOf(HasSubstr("protocol error"), HasSubstr("stalled")));
   EXPECT_EQ(inbox.size(), 0u);
@@ -438,10 +450,7 @@ TEST(UnixListenerTest, PartialLargeFramesPastTheProcessBudgetAreClosedNamingIt) 
   auto attack = [&](uint64_t session) {
     base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     EXPECT_EQ(::connect(fd.get(), addr->get(), addr->size()), 0);
-    std::string hello = EncodeHello({.session_id = session});
-    EncodedHeader hh = EncodeHeader({FrameType::kHello, static_cast<uint32_t>(hello.size()), 0});
-    EncodedHeader dh = EncodeHeader({FrameType::kData, 60u << 20, 1});
-    std::string bytes = std::string(hh.data(), hh.size()) + hello + std::string(dh.data(), dh.size()) + "abc";
+    std::string bytes = HelloThenPartOfAFrame(session, 60u << 20, "abc");
     EXPECT_EQ(::write(fd.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
     return fd;
   };
@@ -451,19 +460,8 @@ TEST(UnixListenerTest, PartialLargeFramesPastTheProcessBudgetAreClosedNamingIt) 
     ASSERT_TRUE(Eventually([&] { return FrameDecoder::partial_body_bytes() == i * kStep; }));
   }
   base::UniqueFd refused = attack(4);
-  FrameDecoder decoder;
   std::vector<Frame> frames;
-  while (frames.empty() || frames.back().header.type != FrameType::kClose) {
-    pollfd p{refused.get(), POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "no answer";
-    absl::Span<char> span = decoder.WritableSpan();
-    ssize_t n = ::read(refused.get(), span.data(), span.size());
-    ASSERT_GT(n, 0) << "closed without a CLOSE frame";
-    decoder.CommitWrite(static_cast<size_t>(n));
-    for (absl::StatusOr<std::optional<Frame>> f = decoder.Next(); f.ok() && f->has_value(); f = decoder.Next()) {
-      frames.push_back(std::move(**f));
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(ReadUntilClose(refused.get(), &frames));
   EXPECT_THAT(frames.back().body, HasSubstr("--max-partial-frame-bytes"));
   EXPECT_EQ(FrameDecoder::partial_body_bytes(), 3 * kStep);
   held.clear();
