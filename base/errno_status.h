@@ -21,8 +21,10 @@ namespace hostd::base {
 
 inline absl::Status ErrnoError(int err, absl::string_view what) { return absl::ErrnoToStatus(err, what); }
 
+// "<what>: <strerror> (<errno name>)", e.g. "program \"/x\": No such file or directory (ENOENT)".
 inline absl::Status ErrnoError(absl::StatusCode code, int err, absl::string_view what) {
-  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err)));
+  const char* name = ::strerrorname_np(err);
+  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err), " (", name ? name : "errno", ")"));
 }
 
 }  // namespace hostd::base

@@ -53,7 +53,36 @@ absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::st
 
 }  // namespace
 
-ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options) : options_(std::move(options)) {}
+ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options)
+    : options_(std::move(options)),
+      logs_({.dir = absl::StrCat(options_.state_dir, "/logs"),
+             .max_bytes = options_.log_max_bytes,
+             .rotations = options_.log_rotations,
+             .keep_ended = options_.log_keep_ended,
+             .keep_age = options_.log_keep_age}) {}
+
+void ProcessProcManager::CheckLogs() {
+  absl::flat_hash_map<std::string, std::shared_ptr<ProcHandle>> running;
+  absl::flat_hash_set<std::string> live;
+  for (auto& h : procs_.All()) {
+    live.insert(h->proc_id().name());
+    running[h->proc_id().name()] = std::move(h);
+  }
+  logs_.RotateOversized(live, [&running](const std::string& name, bool stderr_log) {
+    // The stderr tail of the end status starts at the truncated file's start
+    // (the exit monitor reads it on this thread too).
+    if (stderr_log) static_cast<ProcessHandle&>(*running[name]).set_stderr_start(0);
+  });
+  // Pruning lists the directory: when procs have ended since the last look, and
+  // once a minute for the age limit.
+  constexpr size_t kChecksPerPrune = 120;
+  if (live.size() < last_live_ || ++log_checks_ % kChecksPerPrune == 0) logs_.Prune(live, absl::Now());
+  last_live_ = live.size();
+  log_timer_->expires_after(absl::ToChronoNanoseconds(options_.log_check_interval));
+  log_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) CheckLogs();
+  });
+}
 
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
@@ -94,6 +123,8 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
     raw->loop_thread_ = std::this_thread::get_id();
     raw->reaper_ = std::make_unique<OrphanReaper>(
         raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(), raw->janitor_pid());
+    raw->log_timer_ = std::make_unique<boost::asio::steady_timer>(raw->loop_->context());
+    raw->CheckLogs();  // ended procs' logs from an earlier run are pruned at once
   });
   return mgr;
 }
@@ -114,6 +145,7 @@ ProcessProcManager::~ProcessProcManager() {
   loop_->RunSync([&] {
     for (auto& h : handles) h->ReleaseWithManager();
     reaper_.reset();  // on its loop thread, which it belongs to
+    log_timer_.reset();
   });
   handles.clear();
   loop_.reset();
@@ -121,8 +153,8 @@ ProcessProcManager::~ProcessProcManager() {
   cgroups_.reset();
 }
 
-std::string ProcessProcManager::LogPath(const std::string& name, bool stderr_log) const {
-  return absl::StrCat(options_.state_dir, "/logs/", name, stderr_log ? ".stderr" : ".stdout");
+std::string ProcessProcManager::LogPath(const std::string& name, bool stderr_log, int rotation) const {
+  return logs_.Path(name, stderr_log, rotation);
 }
 
 std::vector<std::shared_ptr<ProcHandle>> ProcessProcManager::Procs() const { return procs_.All(); }
@@ -208,20 +240,12 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::vector<std::string> envp;
   for (const auto& [k, v] : env) envp.push_back(absl::StrCat(k, "=", v));
 
-  // O_NOFOLLOW: a symlink planted at a log's path is refused, never written through.
-  const int log_mode = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (spec.append_logs ? O_APPEND : O_TRUNC);
-  base::UniqueFd out(::open(LogPath(name, false).c_str(), log_mode, 0640));
-  base::UniqueFd err(::open(LogPath(name, true).c_str(), log_mode, 0640));
+  absl::StatusOr<std::pair<base::UniqueFd, base::UniqueFd>> log_fds = logs_.Open(name, spec.append_logs);
+  if (!log_fds.ok()) return abandon(fail(log_fds.status()));
+  base::UniqueFd out = std::move(log_fds->first);
+  base::UniqueFd err = std::move(log_fds->second);
   struct stat err_stat {};
-  if (!out.valid() || !err.valid() || ::fstat(err.get(), &err_stat) != 0) {
-    const int err = errno;
-    if (err == ELOOP) {
-      return abandon(fail(
-          absl::FailedPreconditionError(absl::StrCat("a symlink is where its log file goes, under ", options_.state_dir,
-                                                     "/logs; hostd never writes through one"))));
-    }
-    return abandon(fail(LaunchError(err, absl::StrCat("log files under ", options_.state_dir, "/logs"))));
-  }
+  if (::fstat(err.get(), &err_stat) != 0) return abandon(fail(LaunchError(errno, "stat of its stderr log")));
   handle->set_stderr_start(err_stat.st_size);
   if (cgroups_ != nullptr) {
     absl::StatusOr<std::string> dir = cgroups_->CreateChild(name);
@@ -274,6 +298,11 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::string what = timed_out ? absl::StrCat("did not become ready within ", absl::FormatDuration(spec.ready_timeout),
                                               " and was killed")
                                : absl::StrCat("ended before it was ready");
+  if (timed_out && spec.readiness == ReadinessMode::kHandshake && problem.empty()) {
+    problem =
+        "a program without hostd's proc runtime never reports ready: spawn it with readiness exec or notify "
+        "(hostctl spawn --readiness exec|notify)";
+  }
   std::string status = end.ok() ? end->ToString() : std::string(end.status().message());
   std::string tail = end.ok() && !end->stderr_tail.empty() ? absl::StrCat("; stderr: ", end->stderr_tail) : "";
   return absl::Status(timed_out ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kFailedPrecondition,
