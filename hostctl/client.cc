@@ -3,11 +3,13 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/default_paths.h"
 #include "channel/grpc_target.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/create_channel.h"
+#include "hostctl/output.h"
 
 namespace hostd::hostctl {
 namespace {
@@ -58,6 +60,13 @@ void Client::Prepare(grpc::ClientContext& ctx, absl::Duration timeout) {
 void Client::Prepare(grpc::ClientContext& ctx) { Prepare(ctx, absl::Seconds(g_.timeout_s)); }
 
 int Client::Fail(const grpc::Status& s) {
+  if (g_.json) {
+    // Scripts read stdout: the error is a JSON object there too (and the exit code says the same).
+    PrintJsonObject({{"error",
+                      {{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))},
+                       {"message", s.error_message()},
+                       {"exit_code", ExitCodeOf(s.error_code())}}}});
+  }
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
       (s.error_message().find("connect") != std::string::npos ||
        s.error_message().find("No such file") != std::string::npos)) {
