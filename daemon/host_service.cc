@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/log.h"
 #include "boost/asio/steady_timer.hpp"
 #include "daemon/proto_convert.h"
 
@@ -221,7 +222,9 @@ void HostService::TrimSoon() {
     timer->expires_after(std::chrono::seconds(1));
     timer->async_wait([this, timer](const boost::system::error_code& ec) {
       trim_armed_.store(false);
-      if (!ec) malloc_trim(0);
+      if (ec) return;
+      int released = malloc_trim(0);
+      base::Log().debug("heap trimmed after a large call (memory released: {})", released != 0);
     });
   });
 }

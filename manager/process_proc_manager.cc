@@ -76,8 +76,11 @@ void ProcessProcManager::CheckLogs() {
   // Pruning lists the directory: when procs have ended since the last look, and
   // once a minute for the age limit.
   constexpr size_t kChecksPerPrune = 120;
-  if (live.size() < last_live_ || ++log_checks_ % kChecksPerPrune == 0) logs_.Prune(live, absl::Now());
-  last_live_ = live.size();
+  uint64_t ended = procs_ended_.load();
+  if (ended != ended_at_last_prune_ || ++log_checks_ % kChecksPerPrune == 0) {
+    ended_at_last_prune_ = ended;
+    logs_.Prune(live, absl::Now());
+  }
   log_timer_->expires_after(absl::ToChronoNanoseconds(options_.log_check_interval));
   log_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) CheckLogs();

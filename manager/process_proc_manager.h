@@ -43,6 +43,7 @@
 #ifndef HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 #define HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 
+#include <atomic>
 #include <limits>
 #include <memory>
 #include <string>
@@ -112,11 +113,12 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::unique_ptr<OrphanReaper> reaper_;
   std::thread::id loop_thread_;  // set once by Create
   ProcLogs logs_;
-  // Loop thread only: the log check, and the live names it last saw.
+  // Loop thread only: the log check, and what it last pruned after.
   void CheckLogs();
   std::unique_ptr<boost::asio::steady_timer> log_timer_;
   size_t log_checks_ = 0;
-  size_t last_live_ = 0;
+  uint64_t ended_at_last_prune_ = 0;
+  std::atomic<uint64_t> procs_ended_{0};  // any thread: each proc's end adds one
   mutable absl::Mutex mu_;
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are
   // released before it goes, even if a caller still holds the handle.
