@@ -8,7 +8,7 @@ namespace {
 
 TEST(QuoteTest, ShortInputIsQuotedAndEscaped) {
   EXPECT_EQ(Quote("proc-1"), "\"proc-1\"");
-  EXPECT_EQ(Quote(std::string("a\0b\n", 4)), "\"a\\000b\\n\"");
+  EXPECT_EQ(Quote(std::string("a\0z\n", 4)), "\"a\\x00z\\n\"");
 }
 
 TEST(QuoteTest, LongInputIsCutAndSaysHowLongItWas) {
