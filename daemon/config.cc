@@ -32,6 +32,13 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.add_option("--log-format", cfg.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_option("--max-watch-streams", cfg.max_watch_streams, "WatchProcs streams open at once")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--max-watch-bytes", cfg.max_watch_bytes,
+                 "bytes of events queued for all WatchProcs streams together (a stream past its share is ended)")
+      ->check(CLI::Range(size_t{4096}, size_t{1} << 40))
+      ->capture_default_str();
   // A misspelt key in --config would otherwise be ignored without a word.
   app.allow_config_extras(CLI::config_extras_mode::error);
 

@@ -34,6 +34,8 @@ struct DaemonConfig {
   int shutdown_max_in_flight = 256;
   std::string log_level = "info";
   std::string log_format = "text";
+  size_t max_watch_streams = 1024;       // WatchProcs streams open at once
+  size_t max_watch_bytes = 64ull << 20;  // events queued for all WatchProcs streams
   // Limits (README, "Limits"): each refusal names its flag.
   size_t max_procs = 10000;       // live procs on the host
   size_t max_spawn_batch = 1000;  // entries in one SpawnProcs

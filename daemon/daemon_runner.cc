@@ -83,6 +83,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   manager::BulkTerminate* bulk = nullptr;
   HostServiceOptions sopts;
   sopts.version = kVersion;
+  sopts.max_watch_streams = cfg.max_watch_streams;
+  sopts.max_watch_bytes = cfg.max_watch_bytes;
   if (cfg.manager == "process") {
     absl::StatusOr<std::unique_ptr<manager::ProcessProcManager>> m =
         manager::ProcessProcManager::Create({.state_dir = cfg.state_dir,

@@ -209,6 +209,7 @@ grpc::ServerUnaryReactor* WaitForGood(Host& host, channel::EventLoop& timers, co
 HostService::HostService(Host& host, HostServiceOptions options)
     : host_(host),
       opts_(std::move(options)),
+      watch_budget_(std::make_shared<WatchBudget>(opts_.max_watch_streams, opts_.max_watch_bytes)),
       timers_(channel::EventLoop::Start("grpc-timers")),
       pool_(opts_.workers, opts_.max_queued_calls) {}
 

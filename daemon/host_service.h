@@ -41,6 +41,22 @@ struct HostServiceOptions {
   // Bulk replies (SpawnProcs, TerminateAll, ListProcs) stop adding detail at this
   // size, under gRPC's default 4 MiB client limit (see each reply's fields).
   size_t reply_budget_bytes = 3u << 20;
+  // WatchProcs streams open at once; one more is refused with RESOURCE_EXHAUSTED.
+  size_t max_watch_streams = 1024;
+  // Bytes of events queued for all WatchProcs streams together. Past it, a stream
+  // holding more than its fair share (this / open streams) is ended with
+  // RESOURCE_EXHAUSTED at its next event, while one within its share keeps
+  // receiving: the total stays under twice this, plus one event per stream.
+  size_t max_watch_bytes = 64 << 20;
+};
+
+// What every WatchProcs stream of one service shares: its count and queued bytes.
+struct WatchBudget {
+  WatchBudget(size_t max_streams, size_t max_bytes) : max_streams(max_streams), max_bytes(max_bytes) {}
+  const size_t max_streams;
+  const size_t max_bytes;
+  std::atomic<size_t> streams{0};
+  std::atomic<size_t> bytes{0};
 };
 
 class HostService final : public v1::HostService::CallbackService {
@@ -83,6 +99,10 @@ class HostService final : public v1::HostService::CallbackService {
   grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest* req,
                                         v1::HostInfo* resp) override;
 
+  // WatchProcs streams open now, and the bytes of events queued for them.
+  size_t watch_streams() const { return watch_budget_->streams.load(); }
+  size_t watch_bytes() const { return watch_budget_->bytes.load(); }
+
  private:
   Host& host_;
   const HostServiceOptions opts_;
@@ -90,6 +110,7 @@ class HostService final : public v1::HostService::CallbackService {
   // once per burst of them; on timers_.
   void TrimSoon();
 
+  std::shared_ptr<WatchBudget> watch_budget_;
   std::unique_ptr<channel::EventLoop> timers_;  // deadlines, log polling, heap trims
   WorkerPool pool_;
   std::atomic<bool> trim_armed_{false};

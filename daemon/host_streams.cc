@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -25,11 +26,13 @@ constexpr size_t kLogChunk = 64 << 10;
 constexpr absl::Duration kLogPoll = absl::Milliseconds(100);
 
 // A server stream written one message at a time from a bounded queue, finished
-// exactly once (a Finish asked for during a write waits for that write).
+// exactly once (a Finish asked for during a write waits for that write). With a
+// budget, the queued bytes count against every stream's total (WatchBudget).
 template <typename T>
 class QueuedWriter : public grpc::ServerWriteReactor<T> {
  public:
-  explicit QueuedWriter(size_t max_queued) : max_queued_(max_queued) {}
+  explicit QueuedWriter(size_t max_queued, std::shared_ptr<WatchBudget> budget = nullptr)
+      : max_queued_(max_queued), budget_(std::move(budget)) {}
 
   // False when the stream is over. Finishes with RESOURCE_EXHAUSTED on overflow.
   bool Enqueue(T msg) {
@@ -43,7 +46,22 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
                                        queue_.size())));
       return false;
     }
-    queue_.push_back(std::move(msg));
+    const size_t size = msg.ByteSizeLong() + sizeof(T);
+    if (budget_ != nullptr) {
+      const size_t total = budget_->bytes.load(std::memory_order_relaxed);
+      const size_t fair = budget_->max_bytes / std::max<size_t>(1, budget_->streams.load(std::memory_order_relaxed));
+      if (total + size > budget_->max_bytes && queued_bytes_ + size > fair) {
+        FinishLocked(grpc::Status(
+            grpc::StatusCode::RESOURCE_EXHAUSTED,
+            absl::StrFormat("the client fell %d events (%d bytes) behind while all WatchProcs streams together hold "
+                            "%d bytes (max_watch_bytes %d); read faster, or start again",
+                            queue_.size(), queued_bytes_, total, budget_->max_bytes)));
+        return false;
+      }
+      budget_->bytes.fetch_add(size, std::memory_order_relaxed);
+    }
+    queued_bytes_ += size;
+    queue_.emplace_back(std::move(msg), size);
     StartNextLocked();
     return true;
   }
@@ -79,7 +97,8 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
  private:
   void StartNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finished_ || queue_.empty()) return;
-    current_ = std::move(queue_.front());
+    Unqueued(queue_.front().second);
+    current_ = std::move(queue_.front().first);
     queue_.pop_front();
     writing_ = true;
     this->StartWrite(&current_);
@@ -87,6 +106,10 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
   void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_) return;
     finished_ = true;
+    // What was never going to be written goes now, not when gRPC is done with the
+    // stream.
+    Unqueued(queued_bytes_);
+    std::deque<std::pair<T, size_t>>().swap(queue_);
     if (writing_) {  // OnWriteDone finishes
       finishing_ = true;
       final_ = s;
@@ -94,10 +117,16 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
     }
     this->Finish(s);
   }
+  void Unqueued(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queued_bytes_ -= bytes;
+    if (budget_ != nullptr) budget_->bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  }
 
   const size_t max_queued_;
+  const std::shared_ptr<WatchBudget> budget_;
   absl::Mutex mu_;
-  std::deque<T> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<T, size_t>> queue_ ABSL_GUARDED_BY(mu_);  // each with its counted size
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   T current_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -114,8 +143,11 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
     EventStream* stream ABSL_GUARDED_BY(mu) = nullptr;
   };
 
-  EventStream(Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req, size_t max_backlog)
-      : QueuedWriter(max_backlog),
+  // The caller has counted it in budget->streams already.
+  EventStream(Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req, size_t max_backlog,
+              std::shared_ptr<WatchBudget> budget)
+      : QueuedWriter(max_backlog, budget),
+        budget_(std::move(budget)),
         host_(host),
         loop_(loop),
         names_(req.names().begin(), req.names().end()),
@@ -144,10 +176,12 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
     }
     // Not inline: this may run under the host's lock, in an event's delivery.
     loop_.Post([&host = host_, id = sub_] { host.Unsubscribe(id); });
+    budget_->streams.fetch_sub(1, std::memory_order_relaxed);
     delete this;
   }
 
  private:
+  const std::shared_ptr<WatchBudget> budget_;
   Host& host_;
   channel::EventLoop& loop_;
   const absl::flat_hash_set<std::string> names_;
@@ -297,7 +331,13 @@ grpc::ServerWriteReactor<v1::ProcEvent>* HostService::WatchProcs(grpc::CallbackS
     absl::Status valid = ValidateName(n);
     if (!valid.ok()) return Refuse<v1::ProcEvent>(valid);
   }
-  return new EventStream(host_, *timers_, *req, opts_.max_watch_backlog);
+  if (watch_budget_->streams.fetch_add(1, std::memory_order_relaxed) >= watch_budget_->max_streams) {
+    watch_budget_->streams.fetch_sub(1, std::memory_order_relaxed);
+    return Refuse<v1::ProcEvent>(absl::ResourceExhaustedError(
+        absl::StrCat("too many WatchProcs streams are open (max_watch_streams ", watch_budget_->max_streams,
+                     "); close one, or raise --max-watch-streams")));
+  }
+  return new EventStream(host_, *timers_, *req, opts_.max_watch_backlog, watch_budget_);
 }
 
 grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackServerContext*,

@@ -54,6 +54,41 @@ SESSION = (frame(HELLO, 0, hello(0x1122334455667788)) + frame(WELCOME, 0, welcom
            frame(DATA, 1, MSG) + frame(DATA, 2, message(b"local:7", b"p", b"", b"")) +
            frame(ACK, 2) + frame(CLOSE, 0, b"bye"))
 
+
+# Protobuf wire encoding, for the control API's requests.
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def ld(field, data):
+    """A length-delimited field (string, bytes, message)."""
+    if isinstance(data, str):
+        data = data.encode()
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+def vi(field, n):
+    """A varint field (integer, bool, enum)."""
+    return varint(field << 3) + varint(n)
+
+
+# HostService methods in declaration order (byte 0 of a grpc_service_fuzzer input).
+METHODS = ["SpawnProc", "SpawnProcs", "GetProc", "ListProcs", "WaitProc", "TerminateProc", "KillProc",
+           "TerminateAll", "WatchProcs", "StreamLogs", "SendMessage", "GetHostInfo", "CreateGroup",
+           "DeleteGroup", "RestartProc", "BroadcastSignal", "GetTree"]
+
+
+def rpc(method, body=b""):
+    return bytes([METHODS.index(method)]) + body
+
+
 CORPUS = {
     "frame_decoder_fuzzer": {
         "empty": decoder_input(MAX_DEFAULT, 0, 7, 0, b""),
@@ -102,6 +137,27 @@ CORPUS = {
         "bad_unix_relative": b"unix:run/hostd.sock",
         "bad_port": b"tcp:1.2.3.4:65536",
         "bad_scheme": b"udp:1.2.3.4:53",
+    },
+    "grpc_service_fuzzer": {
+        "spawn": rpc("SpawnProc", ld(1, "p0") + ld(2, ld(1, "echo"))),
+        "spawn_in_group": rpc("SpawnProc", ld(1, "p1") + ld(2, ld(1, "x")) + ld(5, "g0")),
+        "spawn_labels": rpc("SpawnProc", ld(1, "p2") + ld(2, ld(1, "x")) + ld(3, ld(1, "k") + ld(2, "v"))),
+        "spawn_many": rpc("SpawnProcs", ld(1, ld(1, "p0") + ld(2, ld(1, "x"))) * 3),
+        "get": rpc("GetProc", ld(1, "p0")),
+        "list": rpc("ListProcs"),
+        "wait": rpc("WaitProc", ld(1, "p0")),
+        "terminate": rpc("TerminateProc", ld(1, "p0")),
+        "kill": rpc("KillProc", ld(1, "p0")),
+        "terminate_all": rpc("TerminateAll"),
+        "watch": rpc("WatchProcs", ld(1, "p0")),
+        "logs": rpc("StreamLogs", ld(1, "p0")),
+        "send": rpc("SendMessage", ld(1, "p0") + ld(2, "echo") + ld(3, "hi")),
+        "info": rpc("GetHostInfo"),
+        "create_group": rpc("CreateGroup", ld(1, "g0") + vi(3, 1)),
+        "delete_group": rpc("DeleteGroup", ld(1, "g0")),
+        "restart": rpc("RestartProc", ld(1, "p0")),
+        "broadcast": rpc("BroadcastSignal", ld(1, "sig")),
+        "tree": rpc("GetTree"),
     },
 }
 

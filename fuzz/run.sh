@@ -9,7 +9,7 @@ secs="${1:-300}"
 shift || true
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(frame_decoder_fuzzer handshake_fuzzer channel_addr_fuzzer)
+  targets=(frame_decoder_fuzzer handshake_fuzzer channel_addr_fuzzer grpc_service_fuzzer)
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -17,6 +17,7 @@
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "manager/descriptors.h"
+#include "manager/proc_mark.h"
 
 namespace hostd::manager {
 namespace {
@@ -36,7 +37,24 @@ struct JanitorArgs {
   const char* cgroup_parent;  // nullptr: none
   const char* cgroup_kill;    // <parent>/cgroup.kill
   pid_t* table;               // kCapacity slots, 0 = free
+  const char* mark_token;     // nullptr: procs carry no mark
 };
+
+__attribute__((no_sanitize("address", "undefined"))) void KillMarked(pid_t pid, uint64_t, void*) {
+  ::kill(pid, SIGKILL);
+}
+
+// Kills every process carrying the manager's mark, pass after pass: a process
+// forking as it is killed leaves a marked child for the next pass.
+__attribute__((no_sanitize("address", "undefined"))) void KillAllMarked(const char* token) {
+  for (int pass = 0; pass < 100; ++pass) {
+    if (ScanMarked(token, KillMarked, nullptr) == 0) return;
+    struct timespec ts {
+      0, 5 * 1000 * 1000
+    };  // the killed are still exiting (a zombie's environ reads empty)
+    ::nanosleep(&ts, nullptr);
+  }
+}
 
 // Removes the (emptied) child cgroups of `parent`, then `parent`.
 __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const char* parent) {
@@ -125,13 +143,17 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
   for (size_t i = 0; i < Janitor::kCapacity; ++i) {
     if (a.table[i] > 0) ::kill(-a.table[i], SIGKILL);
   }
+  // Descendants that left their proc's group (setsid) and, without cgroups, every
+  // other container.
+  if (a.mark_token != nullptr) KillAllMarked(a.mark_token);
   if (a.cgroup_parent != nullptr) RemoveCgroups(a.cgroup_parent);
   ::_exit(0);
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent) {
+absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent,
+                                                        const std::string& mark_token) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return base::ErrnoError(errno, "janitor socketpair");
@@ -140,7 +162,8 @@ absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgrou
   std::string kill_path = cgroup_parent.empty() ? "" : cgroup_parent + "/cgroup.kill";
   std::vector<pid_t> table(kCapacity, 0);
   JanitorArgs args{theirs.get(), cgroup_parent.empty() ? nullptr : cgroup_parent.c_str(),
-                   kill_path.empty() ? nullptr : kill_path.c_str(), table.data()};
+                   kill_path.empty() ? nullptr : kill_path.c_str(), table.data(),
+                   mark_token.empty() ? nullptr : mark_token.c_str()};
   // A real fork, once: the janitor must outlive us, so it cannot share our memory.
   pid_t pid = ::fork();
   // fork fails only for want of memory or processes (ENOMEM, EAGAIN).

@@ -9,8 +9,9 @@
 // and blocks reading process-group ids the manager reports as procs start and end.
 // When the other end closes (the daemon exited, however it exited) it writes
 // cgroup.kill of the manager's parent cgroup (every descendant, setsid() escapees
-// included), SIGKILLs every process group still recorded, removes the emptied
-// cgroups, and exits. A manager destroyed normally has already ended its procs; it
+// included), SIGKILLs every process group still recorded, SIGKILLs every process
+// carrying the manager's mark (proc_mark.h: the setsid() escapees when there are
+// no cgroups), removes the emptied cgroups, and exits. A manager destroyed normally has already ended its procs; it
 // closes the socket and reaps the janitor.
 #ifndef HOSTD_MANAGER_JANITOR_H_
 #define HOSTD_MANAGER_JANITOR_H_
@@ -31,8 +32,10 @@ class Janitor {
   // Process groups it can hold at once; more are not tracked (and logged).
   static constexpr size_t kCapacity = 1 << 16;
 
-  // `cgroup_parent` may be empty (no cgroups: process groups only).
-  static absl::StatusOr<std::unique_ptr<Janitor>> Start(const std::string& cgroup_parent);
+  // `cgroup_parent` may be empty (no cgroups: process groups only); `mark_token`
+  // is the manager's ProcMark token (empty: no marked processes to kill).
+  static absl::StatusOr<std::unique_ptr<Janitor>> Start(const std::string& cgroup_parent,
+                                                        const std::string& mark_token);
   ~Janitor();
 
   void Track(pid_t pgid);

@@ -1,5 +1,6 @@
 #include "manager/orphan_reaper.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "base/small_file.h"
 #include "boost/asio/post.hpp"
 #include "manager/cgroup.h"
+#include "manager/proc_mark.h"
 
 namespace hostd::manager {
 namespace {
@@ -55,13 +57,18 @@ bool IsZombieChild(idtype_t type, pid_t pid) {
 
 }  // namespace
 
-OrphanReaper::OrphanReaper(boost::asio::io_context& context, std::string cgroup_parent, pid_t janitor)
-    : context_(context), cgroup_parent_(std::move(cgroup_parent)), janitor_(janitor), periodic_(context) {}
+OrphanReaper::OrphanReaper(boost::asio::io_context& context, std::string cgroup_parent, pid_t janitor,
+                           std::string mark_token)
+    : context_(context),
+      cgroup_parent_(std::move(cgroup_parent)),
+      janitor_(janitor),
+      mark_token_(std::move(mark_token)),
+      periodic_(context) {}
 
 OrphanReaper::~OrphanReaper() { periodic_.cancel(); }
 
-void OrphanReaper::LeaderStarted(pid_t pid) {
-  live_leaders_.insert(pid);
+void OrphanReaper::LeaderStarted(pid_t pid, uint64_t serial) {
+  live_leaders_[pid] = serial;
   groups_.insert(pid);
   groups_order_.push_back(pid);
   if (groups_order_.size() > kEndedGroups) {  // forget the oldest group, unless its proc still runs
@@ -77,8 +84,12 @@ void OrphanReaper::LeaderStarted(pid_t pid) {
 }
 
 void OrphanReaper::LeaderReaped(pid_t pid) {
-  live_leaders_.erase(pid);
   last_exit_ = absl::Now();
+  if (auto it = live_leaders_.find(pid); it != live_leaders_.end()) {
+    // Without cgroups its setsid() escapees are found by its mark.
+    if (cgroup_parent_.empty() && !mark_token_.empty()) ended_marks_[it->second] = last_exit_;
+    live_leaders_.erase(it);
+  }
   if (sweep_posted_) return;  // one sweep for every exit handled in this loop turn
   sweep_posted_ = true;
   boost::asio::post(context_, [this, alive = std::weak_ptr<bool>(alive_)] {
@@ -100,7 +111,27 @@ void OrphanReaper::ArmPeriodic() {
   });
 }
 
+void OrphanReaper::KillEscapees() {
+  const absl::Time now = absl::Now();
+  absl::erase_if(ended_marks_, [&](const auto& entry) { return now - entry.second > kLinger; });
+  if (ended_marks_.empty()) return;
+  struct Scan {
+    OrphanReaper* self;
+  } scan{this};
+  ScanMarked(
+      mark_token_.c_str(),
+      [](pid_t pid, uint64_t serial, void* context) {
+        OrphanReaper* self = static_cast<Scan*>(context)->self;
+        if (!self->ended_marks_.contains(serial) || self->live_leaders_.contains(pid)) return;
+        if (::kill(pid, SIGKILL) != 0) return;                             // gone already
+        if (self->killed_.size() >= kKilledMemory) self->killed_.clear();  // only attribution is lost
+        self->killed_.insert(pid);
+      },
+      &scan);
+}
+
 void OrphanReaper::Sweep() {
+  KillEscapees();
   if (!IsZombieChild(P_ALL, 0)) return;  // the usual case: nothing to reap at all
   for (pid_t pid : OwnChildren()) {
     // A live leader is its monitor's to reap; an ended leader's pid may be an orphan's now.
@@ -108,6 +139,7 @@ void OrphanReaper::Sweep() {
     if (!IsZombieChild(P_PID, pid) || !Attributable(pid)) continue;
     siginfo_t info{};
     ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG);
+    killed_.erase(pid);
   }
 }
 
@@ -115,7 +147,7 @@ bool OrphanReaper::Attributable(pid_t zombie) const {
   char state = 0;
   pid_t pgrp = 0;
   if (!StatOf(zombie, &state, &pgrp) || state != 'Z') return false;
-  if (groups_.contains(pgrp)) return true;
+  if (groups_.contains(pgrp) || killed_.contains(zombie)) return true;
   if (cgroup_parent_.empty()) return false;
   // A setsid() orphan left its group but not its cgroup.
   absl::StatusOr<std::string> text = base::ReadSmallFile(absl::StrCat("/proc/", zombie, "/cgroup"));

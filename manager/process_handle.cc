@@ -65,7 +65,7 @@ void ProcessHandle::Started(pid_t pid, base::UniqueFd pidfd) {
     pid_ = pid;
   }
   if (mgr_->janitor_) mgr_->janitor_->Track(pid);  // the proc's process group
-  mgr_->reaper_->LeaderStarted(pid);
+  mgr_->reaper_->LeaderStarted(pid, mark_serial_);
   (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
   exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
   AwaitExit();

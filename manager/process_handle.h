@@ -77,6 +77,8 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   void set_cgroup_dir(std::string dir) { cgroup_dir_ = std::move(dir); }
   // Where this spawn's output begins in the stderr log (Spawn, before the launch).
   void set_stderr_start(off_t offset) { stderr_start_ = offset; }
+  // The serial of the ProcMark it is launched with (proc_mark.h).
+  void set_mark_serial(uint64_t serial) { mark_serial_ = serial; }
 
   const std::string& command() const { return command_; }
   const std::string& cgroup_dir() const { return cgroup_dir_; }
@@ -127,6 +129,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   bool mgr_gone_ ABSL_GUARDED_BY(mgr_mu_) = false;
   const std::string command_;
   std::string cgroup_dir_;
+  uint64_t mark_serial_ = 0;
   off_t stderr_start_ = 0;
 
   mutable absl::Mutex mu_;

@@ -22,6 +22,7 @@
 #include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
+#include "manager/proc_mark.h"
 #include "manager/process_handle.h"
 #include "proc/bootstrap.h"
 
@@ -55,6 +56,7 @@ absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::st
 
 ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options)
     : options_(std::move(options)),
+      mark_token_(NewMarkToken()),
       logs_({.dir = absl::StrCat(options_.state_dir, "/logs"),
              .max_bytes = options_.log_max_bytes,
              .rotations = options_.log_rotations,
@@ -113,7 +115,7 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   if (mgr->options_.janitor) {
     // Forked before the loop thread exists, while this process is as small as it gets.
     absl::StatusOr<std::unique_ptr<Janitor>> janitor =
-        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string());
+        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string(), mgr->mark_token_);
     if (!janitor.ok()) {
       mgr->loop_ = channel::EventLoop::Start("procs");  // the destructor runs on a whole manager
       return janitor.status();
@@ -124,8 +126,9 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   ProcessProcManager* raw = mgr.get();
   mgr->loop_->RunSync([raw] {
     raw->loop_thread_ = std::this_thread::get_id();
-    raw->reaper_ = std::make_unique<OrphanReaper>(
-        raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(), raw->janitor_pid());
+    raw->reaper_ =
+        std::make_unique<OrphanReaper>(raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
+                                       raw->janitor_pid(), raw->mark_token_);
     raw->log_timer_ = std::make_unique<boost::asio::steady_timer>(raw->loop_->context());
     raw->CheckLogs();  // ended procs' logs from an earlier run are pruned at once
   });
@@ -216,6 +219,9 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   env[proc::kEnvProcId] = id.ToString();
   env[proc::kEnvHostBackend] = forwarder.ToString();
   env[proc::kEnvParentPid] = absl::StrCat(::getpid());
+  const uint64_t mark_serial = next_mark_serial_.fetch_add(1, std::memory_order_relaxed);
+  env[kEnvProcMark] = MarkValue(mark_token_, mark_serial);
+  handle->set_mark_serial(mark_serial);
   base::UniqueFd ready_read, ready_write, notify_sock, state_fd;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];

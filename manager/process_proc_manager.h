@@ -12,9 +12,9 @@
 // watches its leader's pidfd on the loop, signals its process group and cgroup,
 // and, when the leader exits, kills and reaps the rest of the proc before the
 // terminal status is published, so Wait() returning means nothing of the proc is
-// left. Without cgroups a descendant that called setsid() and lost its parent is
-// outside every group hostd knows: it is not found (a known limit of the
-// fallback; run with cgroups to contain it).
+// left. Without cgroups a descendant that called setsid() is outside every group
+// hostd knows; it is found by the mark every proc carries in its environment
+// (proc_mark.h) and killed in the orphan reaper's next sweep (orphan_reaper.h).
 // If this process dies without destroying the manager (even by SIGKILL), the procs
 // get PR_SET_PDEATHSIG and the janitor kills everything they left (janitor.h).
 // As a subreaper this process inherits the procs' orphans (a daemonising double
@@ -108,6 +108,9 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::unique_ptr<CgroupTree> cgroups_;
   std::unique_ptr<Janitor> janitor_;
   std::string cgroup_fallback_reason_;
+  // Every proc's environment carries MarkValue(mark_token_, serial) (proc_mark.h).
+  const std::string mark_token_;
+  std::atomic<uint64_t> next_mark_serial_{1};
   ProcRegistry procs_;
   // Loop thread only (created and destroyed there): the procs' orphans' reaper.
   std::unique_ptr<OrphanReaper> reaper_;

@@ -15,6 +15,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
   libzmq3-dev pkg-config         # the peer in bench/forward_bench
   libgtest-dev libgmock-dev      # tests
+  python3 python3-grpcio python3-protobuf python3-pytest python3-venv python3-setuptools python3-pip  # the Python package and its tests
 )
 if [[ "${1:-}" == "--clang" ]]; then
   packages+=(clang libclang-rt-14-dev)  # -Wthread-safety, libFuzzer runtime

@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "base/small_file.h"
 #include "base/unique_fd.h"
@@ -426,17 +428,125 @@ TEST(HostdTest, ReadsAConfigFile) {
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
-TEST(HostdTest, SigkillOfHostdLeavesNoProc) {
-  Hostd h;
+// Pids a test proc printed as "grandchild <pid>" into its stdout log.
+std::vector<pid_t> GrandchildrenIn(const std::string& log) {
+  std::vector<pid_t> out;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    absl::string_view rest = line;
+    int pid = 0;
+    if (absl::ConsumePrefix(&rest, "grandchild ") && absl::SimpleAtoi(rest, &pid)) out.push_back(pid);
+  }
+  return out;
+}
+
+// With and without cgroups: without them, the grandchildren that called setsid()
+// are found by the mark in their environment (manager/proc_mark.h).
+class HostdSigkillTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(CgroupsOnOff, HostdSigkillTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Cgroups" : "NoCgroups"; });
+
+TEST_P(HostdSigkillTest, SigkillOfHostdLeavesNoProcAndNoEscapedGrandchild) {
+  Hostd h({"--cgroups", GetParam() ? "true" : "false"});
   std::vector<pid_t> pids;
   for (int i = 0; i < 5; ++i) {
     v1::SpawnProcResponse resp;
-    ASSERT_TRUE(h.Spawn(h.EchoRequest(absl::StrCat("k", i), {"--ignore-sigterm", "--grandchild"}), &resp).ok());
+    std::string name = absl::StrCat("k", i);
+    ASSERT_TRUE(h.Spawn(h.EchoRequest(name, {"--ignore-sigterm", "--grandchild", "--grandchild-setsid"}), &resp).ok());
     pids.push_back(resp.proc().status().pid());
+    std::string log = h.Path(absl::StrCat("state/logs/", name, ".stdout"));
+    ASSERT_TRUE(testing::Eventually([&] { return GrandchildrenIn(log).size() == 2; })) << log;
+    for (pid_t g : GrandchildrenIn(log)) pids.push_back(g);
   }
   int status = h.Signal(SIGKILL);
   EXPECT_TRUE(WIFSIGNALED(status));
-  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
+  for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "pid " << p << " outlived hostd";
+}
+
+// WatchProcs streams that never read cannot make hostd hold more than its budget:
+// past max_watch_bytes the streams behind by more than their share are ended with
+// RESOURCE_EXHAUSTED naming the limit, while a stream that keeps up gets every
+// event; one stream more than max_watch_streams is refused.
+TEST(HostdTest, WatchStreamsThatNeverReadAreCutOffAtTheHostWideBudget) {
+  constexpr int kSilent = 8;
+  constexpr int kProcs = 400;
+  Hostd h({"--manager", "local", "--max-watch-bytes", "262144", "--max-watch-streams", absl::StrCat(kSilent + 1)});
+  // The silent streams share a connection of their own, so that their unread
+  // events stall only it; small flow-control windows keep gRPC's own buffers small.
+  grpc::ChannelArguments silent_args;
+  silent_args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  silent_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  silent_args.SetInt("hostd.test.connection", 1);
+  auto silent_channel = grpc::CreateCustomChannel(h.grpc_addr(), grpc::InsecureChannelCredentials(), silent_args);
+  auto silent_stub = v1::HostService::NewStub(silent_channel);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::ProcEvent>>> silent;
+  for (int i = 0; i < kSilent; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(In(testing::kHangGuard));
+    silent.push_back(silent_stub->WatchProcs(contexts.back().get(), v1::WatchProcsRequest()));
+  }
+  // The one that reads, on hostd's usual channel.
+  grpc::ClientContext reader_ctx;
+  reader_ctx.set_deadline(In(testing::kHangGuard));
+  auto reader = h.api().WatchProcs(&reader_ctx, v1::WatchProcsRequest());
+  v1::ProcEvent first;
+  // Every stream is open once the service answers past the cap.
+  ASSERT_TRUE(testing::Eventually([&] {
+    grpc::ClientContext ctx;
+    auto extra = h.api().WatchProcs(&ctx, v1::WatchProcsRequest());
+    v1::ProcEvent e;
+    if (extra->Read(&e)) return false;
+    grpc::Status st = extra->Finish();
+    return st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+           absl::StrContains(st.error_message(), "max_watch_streams");
+  }));
+  int seen = 0;
+  bool saw_last = false;
+  std::thread read_all([&] {
+    v1::ProcEvent e;
+    while (reader->Read(&e)) {
+      ++seen;
+      if (e.name() == "last" && e.kind() == v1::ProcEvent::KIND_SPAWNED) {
+        saw_last = true;
+        break;
+      }
+    }
+  });
+  for (int batch = 0; batch < kProcs / 100; ++batch) {
+    v1::SpawnProcsRequest req;
+    for (int i = 0; i < 100; ++i) *req.add_procs() = h.EchoRequest(absl::StrCat("w", batch, "-", i));
+    v1::SpawnProcsResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(testing::kHangGuard));
+    ASSERT_TRUE(h.api().SpawnProcs(&ctx, req, &resp).ok());
+  }
+  {
+    v1::TerminateAllResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(testing::kHangGuard));
+    ASSERT_TRUE(h.api().TerminateAll(&ctx, v1::TerminateAllRequest(), &resp).ok());
+  }
+  v1::SpawnProcResponse last;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("last"), &last).ok());
+  read_all.join();
+  EXPECT_TRUE(saw_last) << "the stream that kept up was cut off after " << seen << " events";
+  EXPECT_GT(seen, kProcs * 3);
+  reader_ctx.TryCancel();
+  (void)reader->Finish();
+  int cut_off = 0;
+  for (int i = 0; i < kSilent; ++i) {
+    v1::ProcEvent e;
+    while (silent[i]->Read(&e)) {
+    }
+    grpc::Status st = silent[i]->Finish();
+    if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      EXPECT_THAT(st.error_message(), HasSubstr("max_watch_bytes"));
+      ++cut_off;
+    }
+  }
+  EXPECT_EQ(cut_off, kSilent) << "every silent stream fell far behind and was ended";
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
 TEST(HostdTest, HostctlEndToEnd) {

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manager/launcher.h"
+#include "manager/proc_mark.h"
 #include "manager_test_util.h"
 #include "testing/status_matchers.h"
 
@@ -69,6 +70,99 @@ TEST_P(OrphanReapingTest, DaemonisedOrphansAreReapedWhileTheProcRunsAndAfter) {
   EXPECT_TRUE(ZombieChildren(janitor).empty()) << "zombie while the proc runs";
   ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
   EXPECT_TRUE(NoChildrenLeft(janitor));
+}
+
+// ScanMarked finds exactly the processes whose environment holds the token's mark as
+// an entry of its own, wherever that entry is and however large the environment.
+TEST(ProcMarkTest, ScanFindsExactlyTheMarkedProcesses) {
+  const std::string token = NewMarkToken();
+  ASSERT_EQ(token.size(), kMarkTokenLength);
+  EXPECT_NE(token, NewMarkToken());
+  const std::string mark = absl::StrCat(kEnvProcMark, "=", MarkValue(token, 7));
+  const std::string big(100000, 'x');  // the mark straddles read buffers after it
+  const std::vector<std::vector<std::string>> envs = {
+      {mark},                                                                           // 0: found, serial 7
+      {"A=1", "BIG=" + big, absl::StrCat(kEnvProcMark, "=", MarkValue(token, 12345))},  // 1: found, serial 12345
+      {absl::StrCat("OTHER=", mark)},                                                   // 2: inside another value
+      {absl::StrCat(kEnvProcMark, "=", MarkValue(NewMarkToken(), 7))},                  // 3: another manager's
+      {mark + "x"},                                                                     // 4: not a serial
+      {"A=1"},                                                                          // 5: no mark at all
+  };
+  std::vector<pid_t> pids;
+  for (const auto& env : envs) {
+    std::vector<char*> envp;
+    for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      char* argv[] = {const_cast<char*>("sleep"), const_cast<char*>("30"), nullptr};
+      ::execve("/bin/sleep", argv, envp.data());
+      ::_exit(127);
+    }
+    ASSERT_GT(pid, 0);
+    pids.push_back(pid);
+  }
+  // Until each has exec'd (before that, its environ is this test's).
+  auto exec_done = [&] {
+    for (pid_t p : pids) {
+      if (!absl::StartsWith(ReadFile(absl::StrCat("/proc/", p, "/comm")), "sleep")) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(Eventually(exec_done));
+  std::vector<std::pair<pid_t, uint64_t>> found;
+  int n = ScanMarked(
+      token.c_str(),
+      [](pid_t pid, uint64_t serial, void* context) {
+        static_cast<std::vector<std::pair<pid_t, uint64_t>>*>(context)->emplace_back(pid, serial);
+      },
+      &found);
+  for (pid_t p : pids) {
+    ::kill(p, SIGKILL);
+    ::waitpid(p, nullptr, 0);
+  }
+  EXPECT_EQ(n, 2);
+  EXPECT_THAT(found, ::testing::UnorderedElementsAre(std::pair<pid_t, uint64_t>(pids[0], 7),
+                                                     std::pair<pid_t, uint64_t>(pids[1], 12345)));
+}
+
+// A descendant that calls setsid() leaves its proc's process group: group signals
+// miss it. It dies with its proc all the same, with cgroups or without (the mark in
+// its environment, manager/proc_mark.h), and its zombie is reaped.
+TEST_P(OrphanReapingTest, SetsidEscapeesDieWithTheirProc) {
+  ManagerHarness h(Kind::kProcess, {.use_cgroups = GetParam()});
+  const std::string orphaned = h.dir().Join("orphaned.pid");
+  const std::string child = h.dir().Join("child.pid");
+  const std::string bystander = h.dir().Join("bystander.pid");
+  // One escapee orphaned at once (its parent subshell exits), one still the proc's child.
+  auto handle = h.manager().Spawn(
+      h.Id("escaper"), h.backend(),
+      Shell("(setsid sh -c 'echo $$ > " + orphaned + "; exec sleep 300' &); setsid sh -c 'echo $$ > " + child +
+            "; exec sleep 300' & exec sleep 300"));
+  ASSERT_THAT(handle, IsOk());
+  // Another proc's escapee: it must survive the first proc's end.
+  auto other =
+      h.manager().Spawn(h.Id("other"), h.backend(),
+                        Shell("(setsid sh -c 'echo $$ > " + bystander + "; exec sleep 300' &); exec sleep 300"));
+  ASSERT_THAT(other, IsOk());
+  std::vector<pid_t> escapees;
+  for (const std::string& f : {orphaned, child, bystander}) {
+    ASSERT_TRUE(Eventually([&] { return absl::StrContains(ReadFile(f), "\n"); })) << f;
+    int pid = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(f)), &pid));
+    escapees.push_back(pid);
+    ASSERT_FALSE(ProcessGone(pid));
+    ASSERT_EQ(::getsid(pid), pid) << "it leads a session of its own";
+  }
+  ASSERT_THAT((*handle)->Terminate(absl::Seconds(30), "test"), IsOk());
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(absl::StrCat("/proc/", escapees[i])); }))
+        << "escapee " << escapees[i] << " outlived its proc, or its zombie was not reaped";
+  }
+  EXPECT_FALSE(ProcessGone(escapees[2])) << "another proc's escapee was killed";
+  ASSERT_THAT((*other)->Terminate(absl::Seconds(30), "test"), IsOk());
+  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(absl::StrCat("/proc/", escapees[2])); }));
+  EXPECT_TRUE(Eventually([&] { return NoChildrenLeft(h.process().janitor_pid()); }));
 }
 
 TEST_P(OrphanReapingTest, ChildTheProcNeverReapedIsReapedWhenItEnds) {
