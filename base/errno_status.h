@@ -31,9 +31,11 @@ inline absl::Status ErrnoError(int err, absl::string_view what) {
   return absl::ErrnoToStatus(err, what);
 }
 
+// "<what>: <strerror> (<errno name>)", e.g. "program \"/x\": No such file or directory (ENOENT)".
 inline absl::Status ErrnoError(absl::StatusCode code, int err, absl::string_view what) {
   if (err == EMFILE || err == ENFILE) return DescriptorsExhausted(err, what);
-  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err)));
+  const char* name = ::strerrorname_np(err);
+  return absl::Status(code, absl::StrCat(what, ": ", std::strerror(err), " (", name ? name : "errno", ")"));
 }
 
 }  // namespace hostd::base

@@ -78,6 +78,44 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
                  "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (loopback only; off by default)");
   app.add_flag("--http-allow-remote", cfg.http_allow_remote,
                "let --http bind a non-loopback address (the endpoint has no authentication)");
+  // A misspelt key in --config would otherwise be ignored without a word.
+  app.allow_config_extras(CLI::config_extras_mode::error);
+
+  auto* limits = "Limits (each refusal names its flag)";
+  app.add_option("--max-procs", cfg.max_procs, "live procs on this host; past it spawns are RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str()
+      ->group(limits);
+  app.add_option("--max-spawn-batch", cfg.max_spawn_batch, "entries in one SpawnProcs request")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str()
+      ->group(limits);
+  app.add_option("--watch-backlog", cfg.watch_backlog,
+                 "events a WatchProcs client may fall behind before it is cut off")
+      ->check(CLI::Range(16, 10000000))
+      ->capture_default_str()
+      ->group(limits);
+  app.add_option("--grpc-max-message-mib", cfg.grpc_max_message_mib, "MiB of one control API request or reply")
+      ->check(CLI::Range(4, 1024))
+      ->capture_default_str()
+      ->group(limits);
+  auto* logs = "Proc logs";
+  app.add_option("--log-max-bytes", cfg.log_max_bytes, "a proc's stdout or stderr log is rotated past this size")
+      ->check(CLI::Range(size_t{4096}, size_t{1} << 40))
+      ->capture_default_str()
+      ->group(logs);
+  app.add_option("--log-rotations", cfg.log_rotations, "rotated files kept per log (<name>.stdout.1 is the newest)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str()
+      ->group(logs);
+  app.add_option("--log-keep-ended", cfg.log_keep_ended, "ended procs whose logs are kept (the newest)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str()
+      ->group(logs);
+  app.add_option("--log-keep-age", cfg.log_keep_age_h, "hours an ended proc's logs are kept")
+      ->check(CLI::Range(0.0, 100000.0))
+      ->capture_default_str()
+      ->group(logs);
 }
 
 absl::Status FinishConfig(DaemonConfig& cfg) {

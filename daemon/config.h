@@ -11,6 +11,7 @@
 #ifndef HOSTD_DAEMON_CONFIG_H_
 #define HOSTD_DAEMON_CONFIG_H_
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,20 @@ struct DaemonConfig {
   // Loopback only unless http_allow_remote.
   std::string http;
   bool http_allow_remote = false;
+  // Limits (README, "Limits"): each refusal names its flag.
+  size_t max_procs = 10000;       // live procs on the host
+  size_t max_spawn_batch = 1000;  // entries in one SpawnProcs
+  size_t watch_backlog = 65536;   // events a WatchProcs client may lag behind
+  // A request's (and reply's) size on the control API; over gRPC's default 4 MiB so
+  // that SendMessage takes what the data plane takes.
+  int grpc_max_message_mib = 80;
+  // Proc logs: each of <name>.stdout|.stderr is rotated past log_max_bytes into
+  // .1 .. .<log_rotations>; ended procs' logs are removed past log_keep_ended
+  // procs or log_keep_age_h hours after their end.
+  size_t log_max_bytes = 16u << 20;
+  int log_rotations = 2;
+  size_t log_keep_ended = 256;
+  double log_keep_age_h = 168;
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.

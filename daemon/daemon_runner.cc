@@ -42,8 +42,6 @@
 namespace hostd::daemon {
 namespace {
 
-// gRPC's default 4 MiB would refuse SendMessage payloads the data plane takes.
-constexpr int kMaxGrpcMessage = 80 << 20;
 // After a second stop signal, how long hostd waits to see its SIGKILLed procs end
 // before it exits anyway (the janitor and PR_SET_PDEATHSIG cover the rest).
 constexpr absl::Duration kSecondSignalKillWait = absl::Seconds(1);
@@ -169,12 +167,17 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   sopts.max_watch_bytes = cfg.max_watch_bytes;
   if (cfg.manager == "process") {
     absl::StatusOr<std::unique_ptr<manager::ProcessProcManager>> m =
-        manager::ProcessProcManager::Create({.state_dir = cfg.state_dir, .use_cgroups = cfg.cgroups});
+        manager::ProcessProcManager::Create({.state_dir = cfg.state_dir,
+                                             .use_cgroups = cfg.cgroups,
+                                             .log_max_bytes = cfg.log_max_bytes,
+                                             .log_rotations = cfg.log_rotations,
+                                             .log_keep_ended = cfg.log_keep_ended,
+                                             .log_keep_age = absl::Hours(cfg.log_keep_age_h)});
     if (!m.ok()) return m.status();
     manager::ProcessProcManager* pm = m->get();
     sopts.manager_kind = "process";
     sopts.cgroup_fallback = pm->cgroups_enabled() ? "" : pm->cgroup_fallback_reason();
-    sopts.log_path = [pm](const std::string& name, bool err) { return pm->LogPath(name, err); };
+    sopts.log_path = [pm](const std::string& name, bool err, int rotation) { return pm->LogPath(name, err, rotation); };
     if (!pm->cgroups_enabled()) base::Log().warn("procs run without cgroups: {}", pm->cgroup_fallback_reason());
     bulk = pm;
     mgr_owner = *std::move(m);
@@ -185,7 +188,11 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     mgr_owner = std::move(m);
   }
 
+  sopts.max_spawn_batch = cfg.max_spawn_batch;
+  sopts.max_watch_backlog = cfg.watch_backlog;
+
   HostOptions hopts;
+  hopts.max_live_procs = cfg.max_procs;
   hopts.frontend = *channel::ChannelAddr::Parse(cfg.frontend);
   hopts.backend = *channel::ChannelAddr::Parse(cfg.backend);
   if (!cfg.advertise.empty()) hopts.advertise = *channel::ChannelAddr::Parse(cfg.advertise);
@@ -233,8 +240,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   int port = 0;
   if (control == nullptr) builder.AddListeningPort(target, *grpc_creds, &port);
   builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(kMaxGrpcMessage);
-  builder.SetMaxSendMessageSize(kMaxGrpcMessage);
+  builder.SetMaxReceiveMessageSize(cfg.grpc_max_message_mib << 20);
+  builder.SetMaxSendMessageSize(cfg.grpc_max_message_mib << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", cfg.grpc,

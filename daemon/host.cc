@@ -2,11 +2,11 @@
 
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
+#include "base/quote.h"
 #include "base/status_macros.h"
 #include "daemon/proc_table.h"
 #include "daemon/supervision_controller.h"
@@ -24,9 +24,12 @@ absl::Status ValidateLabels(const Labels& labels) {
   }
   for (const auto& [k, v] : labels) {
     if (k.empty() || k.size() > kMaxLabelBytes || v.size() > kMaxLabelBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat("label %s: keys must be 1-%d bytes and values at most %d bytes",
+                                                        base::Quote(k), kMaxLabelBytes, kMaxLabelBytes));
+    }
+    if (k.find('\0') != std::string::npos || v.find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("label \"%s\": keys must be 1-%d bytes and values at most %d bytes",
-                          absl::CHexEscape(k.substr(0, 64)), kMaxLabelBytes, kMaxLabelBytes));
+          absl::StrCat("label ", base::Quote(k), ": keys and values must not contain a NUL byte"));
     }
   }
   return absl::OkStatus();
@@ -40,8 +43,9 @@ Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOpti
                                                              .starting_buffer_bytes = opts_.starting_buffer_bytes,
                                                              .proc_link = opts_.proc_link,
                                                              .remote_link = opts_.remote_link});
-  table_ = std::make_unique<ProcTable>(manager, bulk, *loop_, *router_,
-                                       ProcTable::Options{.ended_procs_kept = opts_.ended_procs_kept});
+  table_ = std::make_unique<ProcTable>(
+      manager, bulk, *loop_, *router_,
+      ProcTable::Options{.ended_procs_kept = opts_.ended_procs_kept, .max_live_procs = opts_.max_live_procs});
   controller_ = std::make_unique<SupervisionController>(
       *table_, *router_, *loop_,
       SupervisionController::Options{.stop_grace = opts_.supervisor_stop_grace,

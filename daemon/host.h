@@ -58,6 +58,9 @@ struct HostOptions {
   size_t starting_buffer_bytes = 16u << 20;
   // Ended procs remembered (their names then free up oldest first).
   size_t ended_procs_kept = 4096;
+  // Live (starting, running, restarting) procs at most; past it Spawn is
+  // ResourceExhausted naming the limit. 0: no limit.
+  size_t max_live_procs = 0;
   channel::ListenerOptions listener = {};
   channel::SenderOptions proc_link = {};    // to procs (a restarted proc's messages are returned)
   channel::SenderOptions remote_link = {};  // to other hosts' frontends
@@ -91,7 +94,7 @@ class Host {
   proc::ProcId IdOf(absl::string_view name) const;
 
   // Spawns `name` and waits until it is ready. InvalidArgument for a bad name,
-  // labels or restart policy; AlreadyExists if a live (starting, restarting) proc
+  // labels or restart policy; ResourceExhausted at max_live_procs; AlreadyExists if a live (starting, restarting) proc
   // has the name; NotFound or FailedPrecondition for its group (Supervisor::
   // CheckJoin); Unavailable after StopSpawns; otherwise the manager's error
   // (nothing is left of the proc). A first start that fails is not retried.

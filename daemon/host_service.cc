@@ -1,5 +1,6 @@
 #include "daemon/host_service.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,24 @@ constexpr absl::Duration kDefaultGrace = absl::Seconds(10);
 constexpr int kDefaultTerminateInFlight = 64;
 constexpr int kDefaultSpawnInFlight = 16;
 constexpr int kMaxSpawnInFlight = 256;
+// A call this many entries long leaves enough freed heap behind to trim.
+constexpr size_t kLargeCall = 256;
+
+// Keeps a bulk reply under its byte budget: Take(m) counts m in if it fits.
+class ReplyBudget {
+ public:
+  explicit ReplyBudget(size_t bytes) : left_(bytes) {}
+  bool Take(const google::protobuf::Message& m) {
+    size_t cost = Cost(m);
+    if (cost > left_) return false;
+    left_ -= cost;
+    return true;
+  }
+
+ private:
+  static size_t Cost(const google::protobuf::Message& m) { return m.ByteSizeLong() + 8; }  // + tag and length
+  size_t left_;
+};
 
 absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
   // Host::Spawn checks the policy's limits and the group's name.
@@ -121,6 +140,21 @@ void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec
   };
 }
 
+void HostService::TrimSoon() {
+  if (trim_armed_.exchange(true)) return;
+  auto timer = std::make_shared<boost::asio::steady_timer>(timers_->context());
+  timers_->Post([this, timer] {
+    // Late enough that gRPC has freed the call's request and reply.
+    timer->expires_after(std::chrono::seconds(1));
+    timer->async_wait([this, timer](const boost::system::error_code& ec) {
+      trim_armed_.store(false);
+      if (ec) return;
+      int released = malloc_trim(0);
+      base::Log().debug("heap trimmed after a large call (memory released: {})", released != 0);
+    });
+  });
+}
+
 grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ctx, const v1::SpawnProcRequest* req,
                                                  v1::SpawnProcResponse* resp) {
   // The name, labels and policy are Host::Spawn's to check; here only what the
@@ -159,7 +193,16 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     Labels labels;
     Supervision sup;
   };
+  if (static_cast<size_t>(req->procs_size()) >= kLargeCall) TrimSoon();  // the request's memory, once gRPC frees it
+  if (static_cast<size_t>(req->procs_size()) > opts_.max_spawn_batch) {
+    return Answer<v1::SpawnProcsResponse>(
+        ctx, absl::ResourceExhaustedError(absl::StrFormat(
+                 "SpawnProcs: %d entries is over the limit of %d per request (hostd --max-spawn-batch); "
+                 "send them in batches",
+                 req->procs_size(), opts_.max_spawn_batch)));
+  }
   auto all = std::make_shared<std::vector<One>>();
+  all->reserve(req->procs_size());
   for (const v1::SpawnProcRequest& r : req->procs()) {
     absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
     if (spec.ok()) Authorize(*ctx, *spec);
@@ -176,6 +219,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
   base::LogEvent(spdlog::level::info, "spawns requested",
                  {{"count", req->procs_size()}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
   return OnPool<v1::SpawnProcsResponse>(pool_, resp, [this, all, in_flight](v1::SpawnProcsResponse& out) {
+    ReplyBudget budget(opts_.reply_budget_bytes);
     std::vector<v1::SpawnResult> results(all->size());
     std::atomic<size_t> next{0};
     auto run = [&] {
@@ -201,6 +245,15 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     for (std::thread& t : threads) t.join();
     for (v1::SpawnResult& r : results) {
       (r.code() == 0 ? out.set_ok(out.ok() + 1) : out.set_failed(out.failed() + 1));
+      if (!budget.Take(r)) {
+        bool had_proc = r.has_proc();
+        r.clear_proc();  // name, code and error still fit, maybe
+        if (!budget.Take(r)) {
+          out.set_results_omitted(out.results_omitted() + 1);
+          continue;
+        }
+        if (had_proc) out.set_details_omitted(out.details_omitted() + 1);
+      }
       *out.add_results() = std::move(r);
     }
     return absl::OkStatus();
@@ -219,7 +272,11 @@ grpc::ServerUnaryReactor* HostService::GetProc(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ctx, const v1::ListProcsRequest* req,
                                                  v1::ListProcsResponse* resp) {
   absl::Time start = absl::Now();
-  for (const ProcInfo& p : host_.List()) {
+  ReplyBudget budget(opts_.reply_budget_bytes);
+  std::vector<ProcInfo> all = host_.List();  // sorted by name
+  if (all.size() >= kLargeCall) TrimSoon();
+  for (const ProcInfo& p : all) {
+    if (!req->page_token().empty() && p.name <= req->page_token()) continue;
     if (req->live_only() && p.status.terminal()) continue;
     if (req->states_size() > 0 &&
         std::find(req->states().begin(), req->states().end(), ToProto(p.status.state)) == req->states().end()) {
@@ -230,7 +287,13 @@ grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ct
       return it != p.labels.end() && it->second == kv.second;
     });
     if (!labels_match) continue;
-    ToProto(p, resp->add_procs());
+    v1::Proc one;
+    ToProto(p, &one);
+    if (!budget.Take(one) && resp->procs_size() > 0) {
+      resp->set_next_page_token(resp->procs(resp->procs_size() - 1).name());
+      break;
+    }
+    *resp->add_procs() = std::move(one);
   }
   // What the call cost this server (serialization excluded), for clients and benchmarks.
   ctx->AddTrailingMetadata("hostd-server-time-us", std::to_string(absl::ToInt64Microseconds(absl::Now() - start)));
@@ -325,24 +388,34 @@ grpc::ServerUnaryReactor* HostService::TerminateAll(grpc::CallbackServerContext*
                   {"uid", who.uid},
                   {"caller_pid", who.pid},
                   {"peer", who.peer}});
-  return OnPool<v1::TerminateAllResponse>(pool_, resp,
-                                          [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
-                                            manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
-                                            out.set_attempted(s.attempted);
-                                            out.set_ok(s.ok);
-                                            out.set_failed(s.failed);
-                                            for (const manager::TerminateOutcome& o : s.outcomes) {
-                                              v1::TerminateOutcome* po = out.add_outcomes();
-                                              po->set_name(o.proc_id.name());
-                                              po->set_ok(o.result.ok());
-                                              if (o.result.ok()) {
-                                                ToProto(*o.result, po->mutable_status());
-                                              } else {
-                                                po->set_error(std::string(o.result.status().message()));
-                                              }
-                                            }
-                                            return absl::OkStatus();
-                                          });
+  return OnPool<v1::TerminateAllResponse>(
+      pool_, resp, [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
+        manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
+        out.set_attempted(s.attempted);
+        out.set_ok(s.ok);
+        out.set_failed(s.failed);
+        if (s.outcomes.size() >= kLargeCall) TrimSoon();
+        // Failures first: they matter most when the budget runs out.
+        std::stable_partition(s.outcomes.begin(), s.outcomes.end(),
+                              [](const manager::TerminateOutcome& o) { return !o.result.ok(); });
+        ReplyBudget budget(opts_.reply_budget_bytes);
+        for (const manager::TerminateOutcome& o : s.outcomes) {
+          v1::TerminateOutcome po;
+          po.set_name(o.proc_id.name());
+          po.set_ok(o.result.ok());
+          if (o.result.ok()) {
+            ToProto(*o.result, po.mutable_status());
+          } else {
+            po.set_error(std::string(o.result.status().message()));
+          }
+          if (!budget.Take(po)) {
+            out.set_outcomes_omitted(out.outcomes_omitted() + 1);
+            continue;
+          }
+          *out.add_outcomes() = std::move(po);
+        }
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* ctx, const v1::SendMessageRequest* req,

@@ -38,9 +38,10 @@ struct HostServiceOptions {
   std::string version = "dev";
   std::string manager_kind = "local";  // "process" or "local", for GetHostInfo
   std::string cgroup_fallback;         // why procs have no cgroups (empty: they do)
-  // Where a proc's stdout (false) or stderr (true) log is; unset: StreamLogs is
-  // UNIMPLEMENTED (in-process procs have no logs).
-  std::function<std::string(const std::string& name, bool stderr_log)> log_path;
+  // Where a proc's stdout (false) or stderr (true) log is, and its rotated files
+  // (rotation 1 the newest); unset: StreamLogs is UNIMPLEMENTED (in-process procs
+  // have no logs).
+  std::function<std::string(const std::string& name, bool stderr_log, int rotation)> log_path;
   // Each spawn request's outcome, OK or why not (HostMetrics::SpawnDone).
   std::function<void(const absl::Status&)> on_spawn_done;
   // After a Drain call, with the state now (the daemon turns its health with it).
@@ -51,6 +52,11 @@ struct HostServiceOptions {
   int workers = 32;                  // threads for blocking manager calls
   size_t max_queued_calls = 10000;   // beyond this, RESOURCE_EXHAUSTED
   size_t max_watch_backlog = 65536;  // events a slow WatchProcs client may lag behind
+  // Entries one SpawnProcs may carry; more is RESOURCE_EXHAUSTED naming the limit.
+  size_t max_spawn_batch = 1000;
+  // Bulk replies (SpawnProcs, TerminateAll, ListProcs) stop adding detail at this
+  // size, under gRPC's default 4 MiB client limit (see each reply's fields).
+  size_t reply_budget_bytes = 3u << 20;
   // WatchProcs streams open at once; one more is refused with RESOURCE_EXHAUSTED.
   size_t max_watch_streams = 1024;
   // Bytes of events queued for all WatchProcs streams together. Past it, a stream
@@ -125,9 +131,14 @@ class HostService final : public v1::HostService::CallbackService {
 
   Host& host_;
   const HostServiceOptions opts_;
+  // Gives freed heap back to the system soon after a large call (malloc_trim),
+  // once per burst of them; on timers_.
+  void TrimSoon();
+
   std::shared_ptr<WatchBudget> watch_budget_;
-  std::unique_ptr<channel::EventLoop> timers_;  // deadlines and log polling
+  std::unique_ptr<channel::EventLoop> timers_;  // deadlines, log polling, heap trims
   WorkerPool pool_;
+  std::atomic<bool> trim_armed_{false};
 };
 
 }  // namespace hostd::daemon

@@ -1,11 +1,14 @@
 // The two server-streaming calls of HostService: WatchProcs and StreamLogs.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -36,8 +39,11 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
     absl::MutexLock lock(&mu_);
     if (finished_) return false;
     if (queue_.size() >= max_queued_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                absl::StrFormat("the client fell %d messages behind; start again", queue_.size())));
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       absl::StrFormat("the client fell %d messages behind, the limit (hostd --watch-backlog); "
+                                       "read faster, or start again",
+                                       queue_.size())));
       return false;
     }
     const size_t size = msg.ByteSizeLong() + sizeof(T);
@@ -184,9 +190,37 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
   uint64_t sub_ = 0;
 };
 
-// StreamLogs: the file from an offset, then (following) what is appended until
-// the proc has ended for good (not restarting: the logs of a supervised proc hold
-// every incarnation's output) and everything it wrote was sent.
+// Where the last `lines` lines of `files` (older first, read as one text) begin:
+// the index of the first file to read and the offset in it. A final newline ends
+// the last line rather than starting another.
+std::pair<size_t, off_t> TailLineStart(const std::vector<base::UniqueFd>& files, int64_t lines) {
+  std::string buf(kLogChunk, '\0');
+  int64_t seen = 0;
+  bool at_end = true;
+  for (size_t i = files.size(); i-- > 0;) {
+    struct stat st {};
+    if (fstat(files[i].get(), &st) != 0) continue;
+    for (off_t pos = st.st_size; pos > 0;) {
+      off_t len = std::min<off_t>(pos, static_cast<off_t>(buf.size()));
+      pos -= len;
+      ssize_t n = pread(files[i].get(), buf.data(), static_cast<size_t>(len), pos);
+      if (n != len) return {0, 0};  // cannot read it backwards: send it all
+      for (off_t j = len; j-- > 0;) {
+        bool newline = buf[static_cast<size_t>(j)] == '\n';
+        if (newline && !at_end && ++seen == lines) return {i, pos + j + 1};
+        at_end = false;
+      }
+    }
+  }
+  return {0, 0};
+}
+
+// StreamLogs: the files from an offset (the newest rotated one, then the log),
+// then (following) what is appended to the log until the proc has ended for good
+// (not restarting: the logs of a supervised proc hold every incarnation's output)
+// and everything it wrote was sent. When a rotation truncates the log while it is
+// followed, the stream goes on from the log's new start (what was written between
+// the last read and the rotation is in <log>.1, not in the stream).
 class LogStream final : public QueuedWriter<v1::LogChunk> {
  public:
   struct Poll {
@@ -195,10 +229,11 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   };
 
   // `ended`: whether the proc has ended for good; any thread.
-  LogStream(channel::EventLoop& loop, base::UniqueFd fd, bool follow, std::function<bool()> ended)
+  // `files`: older first, each at the offset to read from; the last is the log.
+  LogStream(channel::EventLoop& loop, std::vector<base::UniqueFd> files, bool follow, std::function<bool()> ended)
       : QueuedWriter(2),
         loop_(loop),
-        fd_(std::move(fd)),
+        files_(std::move(files)),
         follow_(follow),
         ended_(std::move(ended)),
         poll_(std::make_shared<Poll>()) {
@@ -225,10 +260,22 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
     v1::LogChunk chunk;
     std::string* data = chunk.mutable_data();
     data->resize(kLogChunk);
-    ssize_t n = read(fd_.get(), data->data(), data->size());
+    int fd = files_[current_].get();
+    ssize_t n = read(fd, data->data(), data->size());
     if (n > 0) {
       data->resize(static_cast<size_t>(n));
       Enqueue(std::move(chunk));
+      return;
+    }
+    if (n == 0 && current_ + 1 < files_.size()) {
+      ++current_;
+      ReadMore();
+      return;
+    }
+    struct stat st {};
+    if (n == 0 && fstat(fd, &st) == 0 && st.st_size < lseek(fd, 0, SEEK_CUR)) {
+      (void)lseek(fd, 0, SEEK_SET);  // rotated under us
+      ReadMore();
       return;
     }
     if (n < 0) {
@@ -258,7 +305,8 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   }
 
   channel::EventLoop& loop_;
-  base::UniqueFd fd_;
+  std::vector<base::UniqueFd> files_;
+  size_t current_ = 0;
   const bool follow_;
   const std::function<bool()> ended_;
   bool saw_end_ = false;
@@ -296,22 +344,35 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
                                                                 const v1::StreamLogsRequest* req) {
   absl::Status valid = ValidateName(req->name());
   if (valid.ok() && req->tail_bytes() < 0) valid = absl::InvalidArgumentError("tail_bytes: must not be negative");
+  if (valid.ok() && req->tail_lines() < 0) valid = absl::InvalidArgumentError("tail_lines: must not be negative");
   if (!valid.ok()) return Refuse<v1::LogChunk>(valid);
   if (!opts_.log_path) {
     return Refuse<v1::LogChunk>(absl::UnimplementedError("this host's procs run in-process and have no log files"));
   }
   absl::StatusOr<ProcInfo> info = host_.Get(req->name());
   if (!info.ok()) return Refuse<v1::LogChunk>(info.status());
-  std::string path = opts_.log_path(req->name(), req->stderr());
+  std::string path = opts_.log_path(req->name(), req->stderr(), 0);
   base::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     return Refuse<v1::LogChunk>(
         base::ErrnoError(absl::StatusCode::kNotFound, errno,
                          absl::StrCat("log of proc \"", req->name(), "\" (", path, ") cannot be opened")));
   }
-  if (req->tail_bytes() > 0) {
-    off_t end = lseek(fd.get(), 0, SEEK_END);
-    (void)lseek(fd.get(), std::max<off_t>(0, end - req->tail_bytes()), SEEK_SET);
+  std::vector<base::UniqueFd> files;
+  if (req->tail_lines() > 0) {
+    // Lines are counted across the newest rotation too.
+    base::UniqueFd rotated(open(opts_.log_path(req->name(), req->stderr(), 1).c_str(), O_RDONLY | O_CLOEXEC));
+    if (rotated.valid()) files.push_back(std::move(rotated));
+    files.push_back(std::move(fd));
+    auto [first, offset] = TailLineStart(files, req->tail_lines());
+    files.erase(files.begin(), files.begin() + static_cast<std::ptrdiff_t>(first));
+    (void)lseek(files.front().get(), offset, SEEK_SET);
+  } else {
+    if (req->tail_bytes() > 0) {
+      off_t end = lseek(fd.get(), 0, SEEK_END);
+      (void)lseek(fd.get(), std::max<off_t>(0, end - req->tail_bytes()), SEEK_SET);
+    }
+    files.push_back(std::move(fd));
   }
   // Ended for good, or gone (a proc spawned again under the name has another
   // created_at).
@@ -319,7 +380,7 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
     absl::StatusOr<ProcInfo> now = host->Get(name);
     return !now.ok() || now->created_at != created || now->ended;
   };
-  auto* stream = new LogStream(*timers_, std::move(fd), req->follow(), std::move(ended));
+  auto* stream = new LogStream(*timers_, std::move(files), req->follow(), std::move(ended));
   stream->Start();
   return stream;
 }

@@ -12,7 +12,18 @@ int main(int argc, char** argv) {
   CLI::App app{"hostd: spawns, supervises and routes messages to procs on this host"};
   app.set_version_flag("--version", hostd::daemon::kVersion);
   hostd::daemon::AddDaemonFlags(app, cfg);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ConfigError& e) {
+    fprintf(stderr, "hostd: --config: an unknown key or a bad value (%s)\n  `hostd --help` lists the keys\n", e.what());
+    return 2;
+  } catch (const CLI::ParseError& e) {
+    // A usage error (a bad flag, an unknown key in --config) exits 2, as hostctl's do.
+    fprintf(stderr, "hostd: %s\n  `hostd --help` lists the options (also the keys of --config)\n", e.what());
+    return 2;
+  }
   absl::Status s = hostd::base::InitLogging(cfg.log_level);
   if (s.ok()) s = hostd::base::SetLogFormat(cfg.log_format);
   if (s.ok()) s = hostd::daemon::FinishConfig(cfg);

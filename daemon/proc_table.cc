@@ -81,6 +81,15 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
       return absl::UnavailableError(absl::StrCat("host takes no new spawns: ", stopped_why_));
     }
     if (absl::Status s = supervisor_.CheckJoin(supervision.group); !s.ok()) return s;
+    if (opts_.max_live_procs > 0) {
+      size_t live = 0;
+      for (const auto& [n, r] : records_) live += r->state != ProcRecord::State::kEnded;
+      if (live >= opts_.max_live_procs) {
+        return absl::ResourceExhaustedError(absl::StrCat("proc \"", name, "\" not spawned: the host already runs ",
+                                                         live, " procs, its limit (hostd ",
+                                                         "--max-procs); end some, or raise the limit"));
+      }
+    }
     auto it = records_.find(name);
     if (it != records_.end() && it->second->state == ProcRecord::State::kRestarting) {
       return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists (restarting as incarnation ",

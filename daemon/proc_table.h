@@ -85,6 +85,7 @@ class ProcTable {
  public:
   struct Options {
     size_t ended_procs_kept = 4096;
+    size_t max_live_procs = 0;  // 0: no limit
   };
   // `router` and `loop` belong to the Host and outlive the table.
   ProcTable(manager::ProcManager& manager, manager::BulkTerminate& bulk, channel::EventLoop& loop, Router& router,

@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/quote.h"
+#include "base/status_macros.h"
 
 namespace hostd::daemon {
 
@@ -228,27 +230,34 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrFormat("spec.args: %d arguments; at most %d", spec.args_size(), kMaxArgs));
   }
+  // A C string ends at its first NUL: passed on, the rest would be cut silently.
+  auto no_nul = [](absl::string_view field, absl::string_view value) {
+    if (value.find('\0') == absl::string_view::npos) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", base::Quote(value), " contains a NUL byte; it would be cut there"));
+  };
+  HOSTD_RETURN_IF_ERROR(no_nul("spec.program", spec.program()));
+  HOSTD_RETURN_IF_ERROR(no_nul("spec.cwd", spec.cwd()));
   size_t bytes = spec.program().size() + spec.cwd().size();
   out.program = spec.program();
-  for (const auto& a : spec.args()) {
-    bytes += a.size();
-    out.args.push_back(a);
+  for (int i = 0; i < spec.args_size(); ++i) {
+    HOSTD_RETURN_IF_ERROR(no_nul(absl::StrCat("spec.args[", i, "]"), spec.args(i)));
+    bytes += spec.args(i).size();
+    out.args.push_back(spec.args(i));
   }
   for (const auto& e : spec.env()) {
-    if (e.name().empty() || e.name().find('=') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("spec.env: \"", e.name(), "\" is not a variable name"));
+    if (e.name().empty() || e.name().find('=') != std::string::npos || e.name().find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.env: ", base::Quote(e.name()), " is not a variable name"));
     }
+    HOSTD_RETURN_IF_ERROR(no_nul(absl::StrCat("spec.env[", e.name(), "]"), e.value()));
     bytes += e.name().size() + e.value().size();
     out.env.emplace_back(e.name(), e.value());
   }
+  for (const auto& name : spec.inherit_env()) HOSTD_RETURN_IF_ERROR(no_nul("spec.inherit_env", name));
   if (spec.inherit_env_size() > 0) out.inherit_env.assign(spec.inherit_env().begin(), spec.inherit_env().end());
   if (bytes > kMaxSpecBytes) {
     return absl::InvalidArgumentError(
         absl::StrFormat("spec: %d bytes of program, args and env; at most %d", bytes, kMaxSpecBytes));
-  }
-  for (absl::string_view s : {absl::string_view(spec.program()), absl::string_view(spec.cwd())}) {
-    if (s.find('\0') != absl::string_view::npos)
-      return absl::InvalidArgumentError("spec: program and cwd must not contain NUL");
   }
   out.cwd = spec.cwd();
   if (spec.user().size() > 256 || spec.user().find('\0') != std::string::npos) {

@@ -22,7 +22,7 @@ absl::Status WorkerPool::Submit(absl::AnyInvocable<void()> task) {
   if (stopping_) return absl::UnavailableError("the worker pool is shutting down");
   if (queue_.size() >= max_queued_) {
     return absl::ResourceExhaustedError(
-        absl::StrFormat("%d blocking calls are already queued; retry later", queue_.size()));
+        absl::StrFormat("%d blocking calls are already queued, the limit; retry later", queue_.size()));
   }
   queue_.push_back(std::move(task));
   return absl::OkStatus();

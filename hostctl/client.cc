@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "base/default_paths.h"
@@ -11,6 +12,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "hostctl/output.h"
 
 namespace hostd::hostctl {
 namespace {
@@ -30,8 +32,10 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& g) {
   g.tls_ca = env("HOSTD_TLS_CA");
   g.tls_cert = env("HOSTD_TLS_CERT");
   g.tls_key = env("HOSTD_TLS_KEY");
-  app.add_option("--tls-ca", g.tls_ca, "tls: addresses: the CA hostd's certificate is verified against ($HOSTD_TLS_CA)");
-  app.add_option("--tls-cert", g.tls_cert, "tls: addresses: this client's certificate, if hostd asks ($HOSTD_TLS_CERT)");
+  app.add_option("--tls-ca", g.tls_ca,
+                 "tls: addresses: the CA hostd's certificate is verified against ($HOSTD_TLS_CA)");
+  app.add_option("--tls-cert", g.tls_cert,
+                 "tls: addresses: this client's certificate, if hostd asks ($HOSTD_TLS_CERT)");
   app.add_option("--tls-key", g.tls_key, "the key of --tls-cert ($HOSTD_TLS_KEY)");
   app.add_flag("--json", g.json, "machine-readable output (one JSON object per result or event)");
   app.add_option("--timeout", g.timeout_s, "seconds to wait for hostd on quick calls")->capture_default_str();
@@ -86,6 +90,14 @@ void Client::Prepare(grpc::ClientContext& ctx, absl::Duration timeout) {
 void Client::Prepare(grpc::ClientContext& ctx) { Prepare(ctx, absl::Seconds(g_.timeout_s)); }
 
 int Client::Fail(const grpc::Status& s) {
+  if (g_.json) {
+    // Scripts read stdout: the error is a JSON object there too (and the exit code says the same).
+    PrintJsonObject({{"error",
+                      {{"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))},
+                       {"message", s.error_message()},
+                       {"exit_code", ExitCodeOf(s.error_code())}}}});
+    return ExitCodeOf(s.error_code());
+  }
   const std::string& m = s.error_message();
   // gRPC reports a refused TLS handshake as UNAVAILABLE: "Ssl handshake failed"
   // when hostd's certificate was not verified, "Socket closed" when hostd refused

@@ -20,7 +20,7 @@ struct WatchOptions {
 struct LogsOptions {
   std::string name;
   bool err_log = false, follow = false;
-  int64_t tail = 0;
+  int64_t tail_lines = 0, tail_bytes = 0;
 };
 
 struct InfoOptions {};
@@ -50,14 +50,30 @@ int Logs(Client& c, const LogsOptions& o) {
   req.set_name(o.name);
   req.set_stderr(o.err_log);
   req.set_follow(o.follow);
-  req.set_tail_bytes(o.tail);
+  req.set_tail_lines(o.tail_lines);
+  req.set_tail_bytes(o.tail_bytes);
   grpc::ClientContext ctx;
   auto reader = c.stub().StreamLogs(&ctx, req);
   v1::LogChunk chunk;
+  // --json: one object per line (a line cut by a chunk's end waits for its rest).
+  std::string partial;
+  auto print_line = [&](absl::string_view line) {
+    PrintJsonObject({{"name", o.name}, {"stream", o.err_log ? "stderr" : "stdout"}, {"line", std::string(line)}});
+  };
   while (reader->Read(&chunk)) {
-    fwrite(chunk.data().data(), 1, chunk.data().size(), stdout);
+    if (!c.options().json) {
+      fwrite(chunk.data().data(), 1, chunk.data().size(), stdout);
+    } else {
+      partial += chunk.data();
+      size_t start = 0;
+      for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+        print_line(absl::string_view(partial).substr(start, nl - start));
+      }
+      partial.erase(0, start);
+    }
     fflush(stdout);
   }
+  if (c.options().json && !partial.empty()) print_line(partial);
   grpc::Status s = reader->Finish();
   return s.ok() ? 0 : c.Fail(s);
 }
@@ -101,7 +117,8 @@ Subcommand AddLogs(CLI::App& app) {
   cli->add_option("name", o->name)->required();
   cli->add_flag("--stderr", o->err_log, "stderr instead of stdout");
   cli->add_flag("-f,--follow", o->follow, "keep printing until the proc ends for good (across restarts)");
-  cli->add_option("--tail", o->tail, "start this many bytes before the end");
+  cli->add_option("-n,--tail", o->tail_lines, "only the last N lines (counted across the newest rotated file too)");
+  cli->add_option("--tail-bytes", o->tail_bytes, "only the last N bytes of the current file");
   return MakeSubcommand(cli, std::move(o), Logs);
 }
 

@@ -1,5 +1,6 @@
 #include "hostctl/commands_procs.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -116,20 +117,31 @@ int Spawn(Client& c, const SpawnOptions& o) {
     }
     return 0;
   }
-  v1::SpawnProcsRequest bulk;
-  for (int i = 0; i < o.count; ++i) {
-    v1::SpawnProcRequest* r = bulk.add_procs();
-    *r = one;
-    r->set_name(absl::StrCat(o.name, "-", i));
-  }
+  // In batches no bigger than hostd's default --max-spawn-batch; the replies add up.
+  constexpr int kBatch = 1000;
   v1::SpawnProcsResponse resp;
-  c.Prepare(ctx, limit == absl::InfiniteDuration() ? limit : limit * (1 + o.count / 16));
   grpc::Status s;
   {
     Progress progress(c, "ready", o.count, [&](const v1::ProcEvent& e) {
       return e.status().state() == v1::PROC_STATE_READY && absl::StartsWith(e.name(), o.name + "-");
     });
-    s = c.stub().SpawnProcs(&ctx, bulk, &resp);
+    for (int first = 0; first < o.count && s.ok(); first += kBatch) {
+      v1::SpawnProcsRequest bulk;
+      for (int i = first; i < std::min(o.count, first + kBatch); ++i) {
+        v1::SpawnProcRequest* r = bulk.add_procs();
+        *r = one;
+        r->set_name(absl::StrCat(o.name, "-", i));
+      }
+      v1::SpawnProcsResponse part;
+      grpc::ClientContext batch_ctx;
+      c.Prepare(batch_ctx, limit == absl::InfiniteDuration() ? limit : limit * (1 + bulk.procs_size() / 16));
+      s = c.stub().SpawnProcs(&batch_ctx, bulk, &part);
+      resp.set_ok(resp.ok() + part.ok());
+      resp.set_failed(resp.failed() + part.failed());
+      resp.set_details_omitted(resp.details_omitted() + part.details_omitted());
+      resp.set_results_omitted(resp.results_omitted() + part.results_omitted());
+      for (auto& r : *part.mutable_results()) *resp.add_results() = std::move(r);
+    }
   }
   if (!s.ok()) return c.Fail(s);
   if (c.options().json) {
@@ -159,10 +171,15 @@ int List(Client& c, const ListOptions& o) {
     req.add_states(parsed);
   }
   v1::ListProcsResponse resp;
-  grpc::ClientContext ctx;
-  c.Prepare(ctx);
-  grpc::Status s = c.stub().ListProcs(&ctx, req, &resp);
-  if (!s.ok()) return c.Fail(s);
+  do {  // page by page, as hostd's reply budget cuts them
+    v1::ListProcsResponse page;
+    grpc::ClientContext ctx;
+    c.Prepare(ctx);
+    grpc::Status s = c.stub().ListProcs(&ctx, req, &page);
+    if (!s.ok()) return c.Fail(s);
+    for (auto& p : *page.mutable_procs()) *resp.add_procs() = std::move(p);
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (c.options().json) {
     PrintJson(resp);
   } else {

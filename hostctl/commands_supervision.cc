@@ -108,7 +108,11 @@ int GroupDelete(Client& c, const GroupDeleteOptions& o) {
   c.Prepare(ctx);
   grpc::Status s = c.stub().DeleteGroup(&ctx, req, &resp);
   if (!s.ok()) return c.Fail(s);
-  if (!c.options().json) printf("group %s deleted\n", o.name.c_str());
+  if (c.options().json) {
+    PrintJsonObject({{"deleted", o.name}});
+  } else {
+    printf("group %s deleted\n", o.name.c_str());
+  }
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // hostctl: the command-line client of hostd's gRPC API, one subcommand per RPC.
 // `hostctl --help` and `hostctl <command> --help` describe them; exit codes are
 // listed in kExitCodes (hostctl/client.h) and in the README.
+#include <cstdio>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -10,6 +11,7 @@
 #include "hostctl/commands_procs.h"
 #include "hostctl/commands_supervision.h"
 #include "hostctl/subcommand.h"
+#include "hostctl/usage.h"
 
 int main(int argc, char** argv) {
   using namespace hostd::hostctl;  // NOLINT: a main file
@@ -18,6 +20,7 @@ int main(int argc, char** argv) {
   app.footer(kExitCodes);
   app.require_subcommand(1);
   app.fallthrough();  // --json, --grpc, --timeout also after the subcommand
+  app.set_version_flag("--version", HOSTD_VERSION);
   AddGlobalOptions(app, g);
 
   std::vector<Subcommand> commands;
@@ -40,7 +43,14 @@ int main(int argc, char** argv) {
   commands.push_back(AddSignal(app));
   commands.push_back(AddTree(app));
 
-  CLI11_PARSE(app, argc, argv);
+  // Hidden: prints the bash completion script the build installs.
+  CLI::App* completion = app.add_subcommand("completion", "")->group("");
+
+  if (int code = ParseCommandLine(app, argc, argv); code >= 0) return code;
+  if (completion->parsed()) {
+    fputs(BashCompletion(app).c_str(), stdout);
+    return 0;
+  }
   Client client(g);
   for (Subcommand& command : commands) {
     if (command.cli->parsed()) return command.run(client);

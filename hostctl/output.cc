@@ -1,5 +1,6 @@
 #include "hostctl/output.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -22,6 +23,11 @@ void PrintJson(const google::protobuf::Message& m) {
   std::cout << out << "\n";
 }
 
+void PrintJsonObject(const nlohmann::json& object) {
+  // Invalid UTF-8 (a proc's raw output) is replaced, not thrown on.
+  std::cout << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
+
 std::string StateName(v1::ProcState s) {
   std::string n = v1::ProcState_Name(s);
   return n.size() > 11 ? absl::AsciiStrToLower(n.substr(11)) : n;  // PROC_STATE_
@@ -33,12 +39,64 @@ std::string Age(const google::protobuf::Timestamp& t) {
   return absl::FormatDuration(absl::Trunc(d, absl::Seconds(1)));
 }
 
-void PrintProcTable(const google::protobuf::RepeatedPtrField<v1::Proc>& procs) {
-  printf("%-24s %-9s %-8s %-10s %s\n", "NAME", "STATE", "PID", "AGE", "STATUS");
-  for (const v1::Proc& p : procs) {
-    printf("%-24s %-9s %-8d %-10s %s\n", p.name().c_str(), StateName(p.status().state()).c_str(), p.status().pid(),
-           Age(p.created_at()).c_str(), p.status().display().c_str());
+bool NaturalLess(absl::string_view a, absl::string_view b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (absl::ascii_isdigit(a[i]) && absl::ascii_isdigit(b[j])) {
+      size_t ei = i, ej = j;
+      while (ei < a.size() && absl::ascii_isdigit(a[ei])) ++ei;
+      while (ej < b.size() && absl::ascii_isdigit(b[ej])) ++ej;
+      absl::string_view na = a.substr(i, ei - i);
+      absl::string_view nb = b.substr(j, ej - j);
+      while (na.size() > 1 && na[0] == '0') na.remove_prefix(1);
+      while (nb.size() > 1 && nb[0] == '0') nb.remove_prefix(1);
+      if (na.size() != nb.size()) return na.size() < nb.size();
+      if (na != nb) return na < nb;
+      i = ei;
+      j = ej;
+      continue;
+    }
+    if (a[i] != b[j]) return a[i] < b[j];
+    ++i;
+    ++j;
   }
+  return a.size() - i < b.size() - j;
+}
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      absl::StrAppend(&line, row[c]);
+      if (c + 1 < row.size()) line.append(width[c] - row[c].size() + 2, ' ');
+    }
+    printf("%s\n", line.c_str());
+  }
+}
+
+void PrintProcTable(const google::protobuf::RepeatedPtrField<v1::Proc>& procs) {
+  std::vector<const v1::Proc*> sorted;
+  for (const v1::Proc& p : procs) sorted.push_back(&p);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const v1::Proc* a, const v1::Proc* b) { return NaturalLess(a->name(), b->name()); });
+  std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "PID", "RESTARTS", "AGE", "STATUS"}};
+  for (const v1::Proc* p : sorted) {
+    rows.push_back({p->name(), StateName(p->status().state()), absl::StrCat(p->status().pid()),
+                    absl::StrCat(p->incarnation() > 0 ? p->incarnation() - 1 : 0), Age(p->created_at()),
+                    p->status().display()});
+  }
+  PrintTable(rows);
+}
+
+std::string LocalTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  absl::Time at = absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3S%Ez", at, absl::LocalTimeZone());
 }
 
 void PrintProc(const v1::Proc& p) {
@@ -67,8 +125,9 @@ void PrintEvent(const v1::ProcEvent& e) {
     default: break;
   }
   std::string who = e.is_group() ? absl::StrCat("group ", e.name()) : e.name();
-  printf("%-6llu %-15s %-24s %s%s%s\n", static_cast<unsigned long long>(e.seq()), kind.c_str(), who.c_str(),
-         e.is_group() ? "" : e.status().display().c_str(), extra.empty() ? "" : "  ", extra.c_str());
+  printf("%s %-6llu %-15s %-24s %s%s%s\n", LocalTime(e.at()).c_str(), static_cast<unsigned long long>(e.seq()),
+         kind.c_str(), who.c_str(), e.is_group() ? "" : e.status().display().c_str(), extra.empty() ? "" : "  ",
+         extra.c_str());
 }
 
 }  // namespace hostd::hostctl

@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/errno_status.h"
+#include "base/quote.h"
 #include "manager/descriptors.h"
 // Boost 1.81's process/v2/environment.hpp is not self-contained: with
 // BOOST_PROCESS_USE_STD_FS (set for this library in CMake; Debian ships no
@@ -164,7 +166,12 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
 absl::Status LaunchError(int err, absl::string_view what) {
   switch (err) {
     case ENOENT:
-    case ENOEXEC: return base::ErrnoError(absl::StatusCode::kFailedPrecondition, err, what);
+    case ENOEXEC:
+    case EACCES:
+    case EISDIR:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG: return base::ErrnoError(absl::StatusCode::kFailedPrecondition, err, what);
     case EAGAIN: return base::ErrnoError(absl::StatusCode::kResourceExhausted, err, what);
     default: return base::ErrnoError(err, what);
   }
@@ -201,9 +208,15 @@ absl::StatusOr<LaunchRequest::Credentials> ResolveUser(const std::string& user) 
 absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list) {
   if (program.empty()) return absl::InvalidArgumentError("program is empty");
   if (program.find('/') != std::string::npos) {
+    // execve would say EACCES for a directory: say what it is.
+    struct stat st {};
+    if (::stat(program.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      return LaunchError(S_ISDIR(st.st_mode) ? EISDIR : EACCES,
+                         absl::StrCat("program ", base::Quote(program), " is not a regular file"));
+    }
     if (::access(program.c_str(), X_OK) != 0) {
       const int err = errno;
-      return LaunchError(err, absl::StrCat("program ", program));
+      return LaunchError(err, absl::StrCat("program ", base::Quote(program)));
     }
     return program;
   }
@@ -212,7 +225,8 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std
       {"PATH", absl::StrJoin(absl::StrSplit(path_list, ':', absl::SkipEmpty()), ":")}};
   std::filesystem::path found = environment::find_executable(program, env);
   if (found.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("program \"", program, "\" not found in PATH=", path_list));
+    return absl::FailedPreconditionError(
+        absl::StrCat("program ", base::Quote(program), " not found in PATH=", base::Quote(path_list)));
   }
   return found.string();
 }

@@ -85,7 +85,7 @@ absl::Status LaunchError(int err, absl::string_view what);
 // The program to run: `program` itself if it has a '/', else the first executable
 // regular file named `program` in the ':'-separated `path_list` (empty entries are
 // skipped: they would mean this process's working directory, not the proc's).
-// FailedPrecondition (missing) / PermissionDenied name it.
+// FailedPrecondition names it, with errno: missing, a directory, not executable.
 absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& path_list);
 
 }  // namespace hostd::manager

@@ -11,7 +11,7 @@
 namespace hostd::manager {
 
 LogSpace::LogSpace(boost::asio::io_context& context, std::string dir)
-    : context_(context), dir_(std::move(dir)), timer_(context) {}
+    : dir_(std::move(dir)), timer_(context) {}
 
 LogSpace::~LogSpace() { timer_.cancel(); }
 

@@ -48,7 +48,6 @@ class LogSpace {
  private:
   void Arm();
 
-  boost::asio::io_context& context_;
   const std::string dir_;
   boost::asio::steady_timer timer_;
   bool armed_ = false;

@@ -294,6 +294,7 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   if (notify_) notify_->close();
   ReleaseAgentLink();
   mgr_->procs_.Remove(proc_id().name(), this);
+  mgr_->procs_ended_.fetch_add(1);  // its logs may be pruned now
   (void)cell().Transition(std::move(end));
 }
 

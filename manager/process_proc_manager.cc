@@ -55,7 +55,39 @@ absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::st
 }  // namespace
 
 ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options)
-    : options_(std::move(options)), mark_token_(NewMarkToken()) {}
+    : options_(std::move(options)),
+      mark_token_(NewMarkToken()),
+      logs_({.dir = absl::StrCat(options_.state_dir, "/logs"),
+             .max_bytes = options_.log_max_bytes,
+             .rotations = options_.log_rotations,
+             .keep_ended = options_.log_keep_ended,
+             .keep_age = options_.log_keep_age}) {}
+
+void ProcessProcManager::CheckLogs() {
+  absl::flat_hash_map<std::string, std::shared_ptr<ProcHandle>> running;
+  absl::flat_hash_set<std::string> live;
+  for (auto& h : procs_.All()) {
+    live.insert(h->proc_id().name());
+    running[h->proc_id().name()] = std::move(h);
+  }
+  logs_.RotateOversized(live, [&running](const std::string& name, bool stderr_log) {
+    // The stderr tail of the end status starts at the truncated file's start
+    // (the exit monitor reads it on this thread too).
+    if (stderr_log) static_cast<ProcessHandle&>(*running[name]).set_stderr_start(0);
+  });
+  // Pruning lists the directory: when procs have ended since the last look, and
+  // once a minute for the age limit.
+  constexpr size_t kChecksPerPrune = 120;
+  uint64_t ended = procs_ended_.load();
+  if (ended != ended_at_last_prune_ || ++log_checks_ % kChecksPerPrune == 0) {
+    ended_at_last_prune_ = ended;
+    logs_.Prune(live, absl::Now());
+  }
+  log_timer_->expires_after(absl::ToChronoNanoseconds(options_.log_check_interval));
+  log_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) CheckLogs();
+  });
+}
 
 absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(ProcessProcManagerOptions options) {
   if (options.state_dir.empty()) return absl::InvalidArgumentError("ProcessProcManager needs a state directory");
@@ -98,6 +130,8 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
         std::make_unique<OrphanReaper>(raw->loop_->context(), raw->cgroups_ ? raw->cgroups_->parent() : std::string(),
                                        raw->janitor_pid(), raw->mark_token_);
     raw->log_space_ = std::make_unique<LogSpace>(raw->loop_->context(), absl::StrCat(raw->options_.state_dir, "/logs"));
+    raw->log_timer_ = std::make_unique<boost::asio::steady_timer>(raw->loop_->context());
+    raw->CheckLogs();  // ended procs' logs from an earlier run are pruned at once
   });
   return mgr;
 }
@@ -119,6 +153,7 @@ ProcessProcManager::~ProcessProcManager() {
     for (auto& h : handles) h->ReleaseWithManager();
     reaper_.reset();  // on its loop thread, which it belongs to
     log_space_.reset();
+    log_timer_.reset();
   });
   handles.clear();
   loop_.reset();
@@ -126,8 +161,8 @@ ProcessProcManager::~ProcessProcManager() {
   cgroups_.reset();
 }
 
-std::string ProcessProcManager::LogPath(const std::string& name, bool stderr_log) const {
-  return absl::StrCat(options_.state_dir, "/logs/", name, stderr_log ? ".stderr" : ".stdout");
+std::string ProcessProcManager::LogPath(const std::string& name, bool stderr_log, int rotation) const {
+  return logs_.Path(name, stderr_log, rotation);
 }
 
 std::vector<std::shared_ptr<ProcHandle>> ProcessProcManager::Procs() const { return procs_.All(); }
@@ -172,8 +207,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::optional<LaunchRequest::Credentials> credentials;
   if (!spec.user.empty()) {
     if (::geteuid() != 0) {
-      return fail(absl::PermissionDeniedError(
-          absl::StrCat("running as user \"", spec.user, "\" needs hostd to run as root")));
+      return fail(
+          absl::PermissionDeniedError(absl::StrCat("running as user \"", spec.user, "\" needs hostd to run as root")));
     }
     absl::StatusOr<LaunchRequest::Credentials> c = ResolveUser(spec.user);
     if (!c.ok()) return fail(c.status());
@@ -229,20 +264,12 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::vector<std::string> envp;
   for (const auto& [k, v] : env) envp.push_back(absl::StrCat(k, "=", v));
 
-  // O_NOFOLLOW: a symlink planted at a log's path is refused, never written through.
-  const int log_mode = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (spec.append_logs ? O_APPEND : O_TRUNC);
-  base::UniqueFd out(::open(LogPath(name, false).c_str(), log_mode, 0640));
-  base::UniqueFd err(::open(LogPath(name, true).c_str(), log_mode, 0640));
+  absl::StatusOr<std::pair<base::UniqueFd, base::UniqueFd>> log_fds = logs_.Open(name, spec.append_logs);
+  if (!log_fds.ok()) return abandon(fail(log_fds.status()));
+  base::UniqueFd out = std::move(log_fds->first);
+  base::UniqueFd err = std::move(log_fds->second);
   struct stat err_stat {};
-  if (!out.valid() || !err.valid() || ::fstat(err.get(), &err_stat) != 0) {
-    const int err = errno;
-    if (err == ELOOP) {
-      return abandon(fail(
-          absl::FailedPreconditionError(absl::StrCat("a symlink is where its log file goes, under ", options_.state_dir,
-                                                     "/logs; hostd never writes through one"))));
-    }
-    return abandon(fail(LaunchError(err, absl::StrCat("log files under ", options_.state_dir, "/logs"))));
-  }
+  if (::fstat(err.get(), &err_stat) != 0) return abandon(fail(LaunchError(errno, "stat of its stderr log")));
   handle->set_stderr_start(err_stat.st_size);
   if (cgroups_ != nullptr) {
     absl::StatusOr<std::string> dir = cgroups_->CreateChild(name);
@@ -296,6 +323,11 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   std::string what = timed_out ? absl::StrCat("did not become ready within ", absl::FormatDuration(spec.ready_timeout),
                                               " and was killed")
                                : absl::StrCat("ended before it was ready");
+  if (timed_out && spec.readiness == ReadinessMode::kHandshake && problem.empty()) {
+    problem =
+        "a program without hostd's proc runtime never reports ready: spawn it with readiness exec or notify "
+        "(hostctl spawn --readiness exec|notify)";
+  }
   std::string status = end.ok() ? end->ToString() : std::string(end.status().message());
   std::string tail = end.ok() && !end->stderr_tail.empty() ? absl::StrCat("; stderr: ", end->stderr_tail) : "";
   return absl::Status(timed_out ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kFailedPrecondition,

@@ -24,9 +24,10 @@
 // other thread's poll or epoll_wait is interrupted): it sweeps on its loop every
 // second while it has procs, and right after each proc's exit.
 //
-// stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (truncated at each
-// spawn unless SpawnSpec::append_logs); the last `stderr_tail_bytes` of what this
-// spawn wrote to stderr are kept in the terminal status.
+// stdout and stderr go to <state_dir>/logs/<name>.stdout|.stderr (started afresh at
+// each spawn unless SpawnSpec::append_logs), rotated and pruned by ProcLogs
+// (manager/proc_logs.h); the last `stderr_tail_bytes` of what this spawn wrote to
+// stderr (since the last rotation) are kept in the terminal status.
 // The environment is explicit: SpawnSpec::env, the inherit_env names copied from
 // this process, and the HOSTD_* bootstrap variables (proc/bootstrap.h).
 //
@@ -43,16 +44,19 @@
 #define HOSTD_MANAGER_PROCESS_PROC_MANAGER_H_
 
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "boost/asio/steady_timer.hpp"
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
 #include "manager/log_space.h"
 #include "manager/orphan_reaper.h"
+#include "manager/proc_logs.h"
 #include "manager/proc_manager.h"
 #include "manager/proc_registry.h"
 
@@ -67,6 +71,14 @@ struct ProcessProcManagerOptions {
   // process dies without cleaning up, e.g. by SIGKILL.
   bool janitor = true;
   size_t stderr_tail_bytes = 4096;
+  // Proc logs kept bounded (manager/proc_logs.h): rotation past log_max_bytes
+  // (0: none), checked every log_check_interval; ended procs' logs removed past
+  // log_keep_ended names or log_keep_age.
+  size_t log_max_bytes = 0;
+  int log_rotations = 2;
+  size_t log_keep_ended = std::numeric_limits<size_t>::max();
+  absl::Duration log_keep_age = absl::InfiniteDuration();
+  absl::Duration log_check_interval = absl::Milliseconds(500);
 };
 
 class ProcessProcManager final : public ProcManager, public BulkTerminate {
@@ -83,7 +95,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   bool cgroups_enabled() const { return cgroups_ != nullptr; }
   // Why cgroups are not used (empty when they are).
   const std::string& cgroup_fallback_reason() const { return cgroup_fallback_reason_; }
-  std::string LogPath(const std::string& name, bool stderr_log) const;
+  // rotation 1 is the newest rotated file.
+  std::string LogPath(const std::string& name, bool stderr_log, int rotation = 0) const;
   // The janitor process (0 if none): a child of this process for the manager's life.
   pid_t janitor_pid() const { return janitor_ ? janitor_->pid() : 0; }
 
@@ -105,6 +118,13 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   // Loop thread only, like reaper_: whether the logs' file system is full.
   std::unique_ptr<LogSpace> log_space_;
   std::thread::id loop_thread_;  // set once by Create
+  ProcLogs logs_;
+  // Loop thread only: the log check, and what it last pruned after.
+  void CheckLogs();
+  std::unique_ptr<boost::asio::steady_timer> log_timer_;
+  size_t log_checks_ = 0;
+  uint64_t ended_at_last_prune_ = 0;
+  std::atomic<uint64_t> procs_ended_{0};  // any thread: each proc's end adds one
   mutable absl::Mutex mu_;
   // Every handle handed out, live or not: their Asio objects belong to loop_ and are
   // released before it goes, even if a caller still holds the handle.

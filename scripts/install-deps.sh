@@ -14,6 +14,8 @@ packages=(
   prometheus-cpp-dev             # metrics registry and text format
   libcpp-httplib-dev             # the /metrics, /healthz, /readyz endpoint
   libcli11-dev                   # command-line parsing and the config file
+  nlohmann-json3-dev             # hostctl --json output
+  help2man bash-completion       # hostctl's and hostd's man pages; hostctl's completion directory
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
   libzmq3-dev pkg-config         # the peer in bench/forward_bench
   libgtest-dev libgmock-dev      # tests

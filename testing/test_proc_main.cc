@@ -12,6 +12,8 @@
 //   --grandchild           fork a child that sleeps in our process group
 //   --grandchild-setsid    double fork; the grandchild calls setsid() and sleeps
 //   --flood-stdout=BYTES   write that many bytes to stdout at start
+//   --print-lines=N        write "line <i>" (padded to 100 bytes) for i in 1..N to stdout
+//                          at start, one write each, --line-gap-us=U apart (default 0)
 //   --list-fds             print "fds: 0 1 2 ..." (its open descriptors) to stdout
 //   --stderr=TEXT          write TEXT to stderr at start
 //   --notify               no runtime: send READY=1 to $NOTIFY_SOCKET, then sleep
@@ -172,6 +174,16 @@ int main(int argc, char** argv) {
     std::string chunk(4096, 'x');
     for (int left = n; left > 0; left -= 4096) std::fwrite(chunk.data(), 1, std::min(left, 4096), stdout);
     std::fflush(stdout);
+  }
+  if (int n = IntFlag(flags, "print-lines", 0); n > 0) {
+    int gap_us = IntFlag(flags, "line-gap-us", 0);
+    for (int i = 1; i <= n; ++i) {
+      std::string line = absl::StrCat("line ", i, " ");
+      line.resize(99, '.');
+      line += '\n';
+      if (::write(1, line.data(), line.size()) < 0) return 3;
+      if (gap_us > 0) absl::SleepFor(absl::Microseconds(gap_us));
+    }
   }
   if (has("list-fds")) ListFds();
   if (has("grandchild")) SpawnGrandchild(false);

@@ -166,6 +166,29 @@ TEST(DaemonConfigTest, IniConfigFileIsReadToo) {
   EXPECT_EQ(cfg->shutdown_max_in_flight, 3);
 }
 
+TEST(DaemonConfigTest, AnUnknownKeyInTheConfigFileIsRefusedNamingIt) {
+  TempDir dir;
+  std::string path = dir.Join("hostd.toml");
+  std::ofstream(path) << "max-procs = 5\nmax-prcs = 5\n";
+  EXPECT_THAT(Parse({"--config", path}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max-prcs")));
+}
+
+TEST(DaemonConfigTest, LimitsAndLogBoundsAreSetByFlagOrFile) {
+  TempDir dir;
+  std::string path = dir.Join("hostd.toml");
+  std::ofstream(path) << "max-spawn-batch = 50\nlog-keep-ended = 7\n";
+  absl::StatusOr<DaemonConfig> cfg =
+      Parse({"--config", path, "--max-procs", "9", "--log-max-bytes", "65536", "--log-rotations", "4"});
+  ASSERT_THAT(cfg, IsOk());
+  EXPECT_EQ(cfg->max_procs, 9u);
+  EXPECT_EQ(cfg->max_spawn_batch, 50u);
+  EXPECT_EQ(cfg->log_max_bytes, 65536u);
+  EXPECT_EQ(cfg->log_rotations, 4);
+  EXPECT_EQ(cfg->log_keep_ended, 7u);
+  EXPECT_THAT(Parse({"--log-max-bytes", "10"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--log-max-bytes")));
+}
+
 TEST(DaemonConfigTest, MissingConfigFileIsRefused) {
   EXPECT_THAT(Parse({"--config", "/nonexistent/hostd.toml"}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("/nonexistent/hostd.toml")));

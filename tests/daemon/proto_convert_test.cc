@@ -277,10 +277,10 @@ TEST(ProtoConvertTest, SpawnSpecWithNulInProgramOrCwdIsRefused) {
   v1::ProcSpec spec;
   spec.set_program(std::string("x\0y", 3));
   EXPECT_THAT(FromProto(spec),
-              StatusIs(absl::StatusCode::kInvalidArgument, "spec: program and cwd must not contain NUL"));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.program: \"x\\x00y\" contains a NUL byte")));
   spec.set_program("x");
   spec.set_cwd(std::string("/t\0", 3));
-  EXPECT_THAT(FromProto(spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must not contain NUL")));
+  EXPECT_THAT(FromProto(spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.cwd: ")));
 }
 
 TEST(ProtoConvertTest, SpawnSpecWithUnknownReadinessOrBadTimeoutIsRefused) {

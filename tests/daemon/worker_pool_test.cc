@@ -59,7 +59,7 @@ TEST(WorkerPoolTest, FullQueueIsResourceExhausted) {
   ASSERT_THAT(pool.Submit([] {}), IsOk());
   ASSERT_THAT(pool.Submit([] {}), IsOk());
   EXPECT_THAT(pool.Submit([] {}),
-              StatusIs(absl::StatusCode::kResourceExhausted, "2 blocking calls are already queued; retry later"));
+              StatusIs(absl::StatusCode::kResourceExhausted, "2 blocking calls are already queued, the limit; retry later"));
   release.Notify();
   // Room again once the queue drains.
   EXPECT_TRUE(::hostd::testing::Eventually([&] { return pool.Submit([] {}).ok(); }));

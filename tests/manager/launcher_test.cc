@@ -44,9 +44,10 @@ TEST(LauncherTest, ResolveProgramSkipsDirectoriesEmptyEntriesAndMissingPrograms)
   EXPECT_EQ(*sh, "/bin/sh");
   EXPECT_THAT(ResolveProgram("no-such-program-hostd", "/bin:/usr/bin"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("program \"no-such-program-hostd\" not found in PATH=/bin:/usr/bin")));
+                       HasSubstr("program \"no-such-program-hostd\" not found in PATH=\"/bin:/usr/bin\"")));
   EXPECT_THAT(ResolveProgram("/nonexistent/hostd-program", "/bin"),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("program /nonexistent/hostd-program")));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("program \"/nonexistent/hostd-program\""), HasSubstr("ENOENT"))));
 }
 
 TEST(LauncherTest, StateDescriptorLandsOnItsNumberWithoutAReadinessPipe) {

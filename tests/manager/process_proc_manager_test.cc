@@ -152,7 +152,10 @@ TEST_F(ProcessProcManagerTest, MissingOrNonExecutableProgramIsAClearErrorAndLeav
   { std::ofstream(text) << "#!/bin/sh\n"; }
   spec.program = text;
   EXPECT_THAT(h_.manager().Spawn(h_.Id("noexec"), h_.backend(), spec),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr(text)));
+              StatusIs(absl::StatusCode::kFailedPrecondition, AllOf(HasSubstr(text), HasSubstr("EACCES"))));
+  spec.program = h_.dir().path();
+  EXPECT_THAT(h_.manager().Spawn(h_.Id("dir"), h_.backend(), spec),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("EISDIR")));
   // Executable bit but no valid format: only exec itself can tell; the error comes
   // back through the launcher's pipe and the failed child is reaped.
   std::string garbage = h_.dir().Join("garbage");
