@@ -72,8 +72,9 @@ struct World {
     hostd::daemon::HostServiceOptions opts;
     opts.workers = 4;
     opts.max_queued_calls = 64;
-    opts.log_path = [this](const std::string& name, bool err) {
-      return absl::StrCat(logs, "/", name, err ? ".stderr" : ".stdout");
+    opts.log_path = [this](const std::string& name, bool err, int rotation) {
+      return absl::StrCat(logs, "/", name, err ? ".stderr" : ".stdout",
+                          rotation > 0 ? absl::StrCat(".", rotation) : "");
     };
     service = std::make_unique<hostd::daemon::HostService>(*host, opts);
     grpc::ServerBuilder builder;
