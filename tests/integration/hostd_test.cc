@@ -376,6 +376,11 @@ grpc::Status FreshCall(const Hostd& h, absl::Duration timeout) {
 
 // gRPC's own listener stops accepting for good after one EMFILE; hostd's does not.
 TEST(HostdTest, TheControlApiServesAgainAfterHostdRanOutOfDescriptors) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' own runtime needs descriptors to report (and UBSan's vptr check
+  // fails without them), so a sanitized hostd out of descriptors aborts.
+  GTEST_SKIP() << "not meaningful with the sanitizers, which themselves need descriptors";
+#endif
   Hostd h;
   {
     grpc::ClientContext ctx;
