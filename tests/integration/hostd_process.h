@@ -36,9 +36,7 @@
 #include "testing/eventually.h"
 #include "testing/temp_dir.h"
 
-namespace hostd::integration {
-
-namespace v1 = ::hostd::v1;
+namespace hostd {
 
 constexpr char kHostd[] = HOSTD_BIN;
 constexpr char kHostctl[] = HOSTCTL_BIN;
@@ -234,6 +232,6 @@ inline std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& ar
   return RunShell(absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args));
 }
 
-}  // namespace hostd::integration
+}  // namespace hostd
 
 #endif  // HOSTD_TESTS_INTEGRATION_HOSTD_PROCESS_H_

@@ -28,15 +28,6 @@
 namespace hostd {
 namespace {
 
-using integration::AwaitGone;
-using integration::Hostctl;
-using integration::Hostd;
-using integration::In;
-using integration::kHostctl;
-using integration::kHostd;
-using integration::kTestProc;
-using integration::RunShell;
-
 using ::hostd::testing::Eventually;
 using ::hostd::testing::HangGuard;
 using ::hostd::testing::TempDir;

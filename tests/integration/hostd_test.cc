@@ -41,15 +41,6 @@
 namespace hostd {
 namespace {
 
-using integration::AwaitGone;
-using integration::Hostctl;
-using integration::Hostd;
-using integration::In;
-using integration::kHostctl;
-using integration::kHostd;
-using integration::kTestProc;
-using integration::RunShell;
-using integration::Secs;
 using ::testing::HasSubstr;
 namespace v1 = ::hostd::v1;
 
@@ -272,7 +263,7 @@ TEST(HostdTest, EveryRpcSucceedsAndFailsWithTheRightCode) {
   }
   // The standard health service answers SERVING, for the server and by name.
   for (const char* service : {"", "hostd.v1.HostService"}) {
-    auto [hs, serving] = integration::HealthCheck(h.channel(), service);
+    auto [hs, serving] = HealthCheck(h.channel(), service);
     ASSERT_TRUE(hs.ok()) << hs.error_message();
     EXPECT_EQ(serving, 1) << "service \"" << service << "\"";
   }

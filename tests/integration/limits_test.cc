@@ -23,15 +23,6 @@
 namespace hostd {
 namespace {
 
-using integration::AwaitGone;
-using integration::Hostctl;
-using integration::Hostd;
-using integration::In;
-using integration::kHostctl;
-using integration::kHostd;
-using integration::kTestProc;
-using integration::RunShell;
-using integration::Secs;
 namespace v1 = ::hostd::v1;
 
 using ::testing::HasSubstr;

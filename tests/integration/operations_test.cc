@@ -27,14 +27,6 @@
 namespace hostd {
 namespace {
 
-using integration::HealthCheck;
-using integration::Hostctl;
-using integration::Hostd;
-using integration::In;
-using integration::kHostd;
-using integration::kTestProc;
-using integration::RunShell;
-using integration::Secs;
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
 namespace v1 = ::hostd::v1;
