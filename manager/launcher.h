@@ -22,6 +22,8 @@
 //
 // PR_SET_PDEATHSIG follows the *thread* that launched: launch from a thread that
 // lives as long as the procs should (ProcessProcManager uses its loop thread).
+// LaunchRequest::parent_death_kill = false leaves it unarmed, for procs that are
+// to outlive this process (ProcessProcManagerOptions::keep_procs).
 #ifndef HOSTD_MANAGER_LAUNCHER_H_
 #define HOSTD_MANAGER_LAUNCHER_H_
 
@@ -52,6 +54,9 @@ struct LaunchRequest {
   int ready_fd = -1;              // becomes kReadyFd in the child, if set
   int state_fd = -1;              // becomes kStateFd in the child, if set
   std::string cgroup_procs;       // a cgroup.procs file to join, if set
+  // SIGKILL to the child when the launching thread dies (PR_SET_PDEATHSIG). False
+  // for procs that are to outlive their manager's process (a hostd restart).
+  bool parent_death_kill = true;
 };
 
 struct Launched {

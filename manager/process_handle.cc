@@ -71,6 +71,28 @@ void ProcessHandle::Started(pid_t pid, base::UniqueFd pidfd) {
   AwaitExit();
 }
 
+void ProcessHandle::Adopted(pid_t pid, base::UniqueFd pidfd) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::Adopted");
+  {
+    absl::MutexLock lock(&mu_);
+    pid_ = pid;
+    adopted_pidfd_.reset(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
+  }
+  adopted_ = true;
+  if (mgr_->janitor_) mgr_->janitor_->Track(pid);
+  (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
+  exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
+  AwaitExit();
+}
+
+bool ProcessHandle::EndedAsNonChild(int err) {
+  if (!adopted_ || err != ECHILD || exit_watch_ == nullptr) return false;
+  pollfd p{exit_watch_->native_handle(), POLLIN, 0};
+  if (::poll(&p, 1, 0) != 1) return false;
+  not_child_exit_ = true;
+  return true;
+}
+
 void ProcessHandle::WatchHandshake(base::UniqueFd read_end) {
   mgr_->loop_->AssertInLoop("ProcessHandle::WatchHandshake");
   ready_pipe_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), read_end.release());
@@ -137,7 +159,11 @@ ProcUsage ProcessHandle::Usage() const {
 // the group's id is still its own: it cannot have been reused.
 void ProcessHandle::Signal(int sig) {
   absl::MutexLock lock(&mu_);
-  if (pid_ > 0 && !leader_exited_) ::kill(-pid_, sig);
+  if (pid_ <= 0 || leader_exited_) return;
+  // An adopted leader may not be our child: no zombie of ours holds its group id.
+  // Signal the group only while the leader is alive.
+  if (adopted_pidfd_.valid() && ::syscall(SYS_pidfd_send_signal, adopted_pidfd_.get(), 0, nullptr, 0) != 0) return;
+  ::kill(-pid_, sig);
 }
 
 void ProcessHandle::ReadReport() {
@@ -204,7 +230,9 @@ bool ProcessHandle::ObserveExitHere(absl::Time deadline) {
     if (ready > 0 || ms == 0 || (ready < 0 && errno != EINTR)) break;
   }
   siginfo_t info{};
-  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
+  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    if (!EndedAsNonChild(errno)) return false;
+  } else if (info.si_pid == 0) {
     return false;
   }
   OnExit({});
@@ -225,7 +253,7 @@ void ProcessHandle::AwaitExit() {
       siginfo_t info{};
       const int pidfd = self->exit_watch_->native_handle();
       if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
-        ec = boost::system::error_code(errno, boost::system::system_category());
+        if (!self->EndedAsNonChild(errno)) ec = boost::system::error_code(errno, boost::system::system_category());
       } else if (info.si_pid == 0) {
         return self->AwaitExit();  // still running
       }
@@ -251,11 +279,13 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   if (!cgroup_dir_.empty()) {
     rest = CgroupTree::Pids(cgroup_dir_);
     CgroupTree::KillAll(cgroup_dir_);
-  } else if (!ec) {
+  } else if (!ec && !not_child_exit_) {
     ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
+  } else if (!ec && ::kill(pid, 0) != 0 && errno == ESRCH) {
+    ::kill(-pid, SIGKILL);  // no process has the pid: whoever is in its group is the proc's
   }
   siginfo_t leader{};
-  if (!ec && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
+  if (!ec && !not_child_exit_ && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
     ec = boost::system::error_code(errno, boost::system::system_category());
   }
   exit_watch_.reset();
@@ -280,6 +310,10 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   ProcStatus end;
   if (ec) {
     end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
+  } else if (not_child_exit_) {
+    end = ProcStatus::Failed(
+        "ended after this hostd re-adopted it; its exit status is unknown (only its parent, the previous hostd, "
+        "could have read it)");
   } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
     end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
   } else {
