@@ -90,6 +90,21 @@ Host::~Host() {
   router_.reset();
 }
 
+void Host::SetRecorder(
+    std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder) {
+  table_->SetRecorder(std::move(recorder));
+}
+
+absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                         std::shared_ptr<manager::ProcHandle> handle) {
+  return table_->Adopt(name, spec, std::move(labels), incarnation, std::move(handle));
+}
+
+void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                        const proc::ProcStatus& status) {
+  table_->RestoreEnded(name, spec, std::move(labels), incarnation, status);
+}
+
 const channel::ChannelAddr& Host::frontend() const { return frontend_->addr(); }
 const channel::ChannelAddr& Host::backend() const { return backend_->addr(); }
 uint64_t Host::incarnation() const { return frontend_->incarnation(); }

@@ -63,6 +63,7 @@ struct HostOptions {
 };
 
 class ProcTable;
+struct ProcRecord;
 class SupervisionController;
 
 class Host {
@@ -147,6 +148,15 @@ class Host {
   using EventFn = std::function<void(const HostEvent&)>;
   uint64_t Subscribe(EventFn fn, bool snapshot);
   void Unsubscribe(uint64_t id);
+
+  // The durable proc table's feed and hostd's re-adoption after a restart
+  // (daemon/adoption.h); see ProcTable::SetRecorder, Adopt and RestoreEnded.
+  void SetRecorder(std::function<void(const std::string& name, const ProcRecord* record,
+                                      const proc::ProcStatus& status)> recorder);
+  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                     std::shared_ptr<manager::ProcHandle> handle);
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                    const proc::ProcStatus& status);
 
   HostCounters counters() const;
   int live_procs() const;

@@ -10,6 +10,7 @@ packages=(
   libboost1.81-dev               # Asio (event loop, sockets)
   libspdlog-dev libfmt-dev       # levelled logging
   libcli11-dev                   # command-line parsing and the config file
+  libsqlite3-dev                 # the durable proc table (<state dir>/procs.db)
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
   libzmq3-dev pkg-config         # the peer in bench/forward_bench
   libgtest-dev libgmock-dev      # tests
