@@ -35,6 +35,10 @@ struct DaemonConfig {
   std::string log_format = "text";
   size_t max_watch_streams = 1024;       // WatchProcs streams open at once
   size_t max_watch_bytes = 64ull << 20;  // events queued for all WatchProcs streams
+  // Procs outlive hostd (README, "Restarts and upgrades"); the janitor waits this
+  // long for a new hostd before it kills them.
+  bool keep_procs = false;
+  double reattach_timeout_s = 60;
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,15 +11,21 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "base/default_paths.h"
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/own_dir.h"
+#include "base/small_file.h"
 #include "channel/grpc_target.h"
+#include "daemon/adoption.h"
 #include "daemon/host.h"
+#include "daemon/proc_store.h"
 #include "daemon/host_service.h"
 #include "daemon/sd_notify.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -58,6 +65,43 @@ void RaiseDescriptorLimit() {
   base::Log().info("descriptor limit raised from {} to {}", was, lim.rlim_cur);
 }
 
+// Handed to the next image across an upgrade's exec: the previous janitor, a child
+// of this pid that exits once the new image holds the state lock, to be reaped.
+constexpr char kEnvPreviousJanitor[] = "HOSTD_PREVIOUS_JANITOR";
+
+// This process's own argv, as the kernel holds it.
+std::vector<std::string> OwnArgv() {
+  absl::StatusOr<std::string> cmdline = base::ReadSmallFile("/proc/self/cmdline", 1 << 20);
+  std::vector<std::string> argv;
+  if (!cmdline.ok()) return argv;
+  for (absl::string_view a : absl::StrSplit(*cmdline, absl::string_view("\0", 1))) argv.emplace_back(a);
+  if (!argv.empty() && argv.back().empty()) argv.pop_back();
+  return argv;
+}
+
+// Re-executes this process as `path` with the same arguments; returns only on failure.
+absl::Status ExecUpgrade(const std::string& path, pid_t janitor) {
+  std::vector<std::string> args = OwnArgv();
+  if (args.empty()) return absl::InternalError("cannot read /proc/self/cmdline");
+  args[0] = path;
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::setenv(kEnvPreviousJanitor, absl::StrCat(janitor).c_str(), 1);
+  ::execv(path.c_str(), argv.data());
+  return base::ErrnoError(errno, absl::StrCat("exec ", path));
+}
+
+// After an upgrade: reaps the previous image's janitor once it has seen this image
+// take the state lock (it then exits without killing anything).
+void ReapPreviousJanitor() {
+  const char* v = ::getenv(kEnvPreviousJanitor);
+  int pid = 0;
+  if (v == nullptr || !absl::SimpleAtoi(v, &pid) || pid <= 0) return;
+  ::unsetenv(kEnvPreviousJanitor);
+  std::thread([pid] { ::waitpid(pid, nullptr, 0); }).detach();
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonConfig& cfg) {
@@ -81,17 +125,28 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   // The state directory holds procs' logs and state: hostd's user's alone.
   if (absl::Status s = base::MakeOwnDir(cfg.state_dir, 0700); !s.ok()) return s;
 
+  if (cfg.keep_procs && cfg.manager != "process") {
+    return absl::InvalidArgumentError("--keep-procs needs --manager process (in-process procs die with hostd)");
+  }
   std::unique_ptr<manager::ProcManager> mgr_owner;
+  manager::ProcessProcManager* pm = nullptr;
   manager::BulkTerminate* bulk = nullptr;
+  // An upgrade under way (HostService::Upgrade): the binary to re-execute.
+  absl::Mutex upgrade_mu;
+  std::string upgrade_path;
   HostServiceOptions sopts;
   sopts.version = kVersion;
   sopts.max_watch_streams = cfg.max_watch_streams;
   sopts.max_watch_bytes = cfg.max_watch_bytes;
   if (cfg.manager == "process") {
     absl::StatusOr<std::unique_ptr<manager::ProcessProcManager>> m =
-        manager::ProcessProcManager::Create({.state_dir = cfg.state_dir, .use_cgroups = cfg.cgroups});
+        manager::ProcessProcManager::Create({.state_dir = cfg.state_dir,
+                                             .use_cgroups = cfg.cgroups,
+                                             .keep_procs = cfg.keep_procs,
+                                             .reattach_timeout = absl::Seconds(cfg.reattach_timeout_s)});
     if (!m.ok()) return m.status();
-    manager::ProcessProcManager* pm = m->get();
+    ReapPreviousJanitor();
+    pm = m->get();
     sopts.manager_kind = "process";
     sopts.cgroup_fallback = pm->cgroups_enabled() ? "" : pm->cgroup_fallback_reason();
     sopts.log_path = [pm](const std::string& name, bool err) { return pm->LogPath(name, err); };
@@ -105,11 +160,45 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     mgr_owner = std::move(m);
   }
 
+  sopts.upgrade = [&cfg, &upgrade_mu, &upgrade_path](const std::string& path) -> absl::Status {
+    if (!cfg.keep_procs) {
+      return absl::FailedPreconditionError("upgrade needs hostd --keep-procs: without it the procs would die");
+    }
+    if (path.empty() || path[0] != '/') return absl::InvalidArgumentError("path: must be absolute");
+    if (::access(path.c_str(), X_OK) != 0) {
+      return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, absl::StrCat("path ", path));
+    }
+    absl::MutexLock lock(&upgrade_mu);
+    if (!upgrade_path.empty()) return absl::FailedPreconditionError("an upgrade is already under way");
+    upgrade_path = path;
+    ::kill(::getpid(), SIGTERM);  // wakes the main thread's sigwait
+    return absl::OkStatus();
+  };
+
   HostOptions hopts;
   hopts.frontend = *channel::ChannelAddr::Parse(cfg.frontend);
   hopts.backend = *channel::ChannelAddr::Parse(cfg.backend);
   absl::StatusOr<std::unique_ptr<Host>> host = Host::Start(*mgr_owner, *bulk, hopts);
   if (!host.ok()) return host.status();
+
+  // The durable proc table: what a hostd with --keep-procs re-adopts next time.
+  std::unique_ptr<ProcStore> store;
+  if (pm != nullptr) {
+    absl::StatusOr<std::unique_ptr<ProcStore>> opened =
+        ProcStore::Open(cfg.state_dir, [pm](const std::string& name, bool err) { return pm->LogPath(name, err); });
+    if (!opened.ok()) return opened.status();
+    store = *std::move(opened);
+    RecordInto(**host, *store);
+    if (cfg.keep_procs) {
+      AdoptionSummary a = AdoptStored(store->loaded(), *pm, **host, *store);
+      base::Log().info("durable proc table {}: {} procs recorded, {} re-adopted, {} ended while hostd was down, {} "
+                       "pids reused by other processes (not adopted), {} killed mid-start",
+                       store->path(), a.rows, a.adopted, a.ended, a.strangers, a.killed);
+    } else {
+      // Without --keep-procs the previous hostd's procs died with it.
+      for (const StoredProc& row : store->loaded()) store->Forget(row.name);
+    }
+  }
 
   HostService service(**host, sopts);
   grpc::EnableDefaultHealthCheckService(true);
@@ -135,6 +224,36 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   (void)SdNotify(absl::StrCat("READY=1\nSTATUS=serving on ", cfg.grpc, "\nMAINPID=", getpid()));
 
   int sig = WaitForSignal(stop_signals);
+  if (cfg.keep_procs) {
+    std::string upgrade;
+    {
+      absl::MutexLock lock(&upgrade_mu);
+      upgrade = upgrade_path;
+    }
+    // Hand over: no spawn half done, the control API drained (an Upgrade's reply
+    // goes out), the message listeners closed and what they took delivered, the
+    // durable table committed. The procs keep running; the janitor waits
+    // --reattach-timeout for the next hostd.
+    base::Log().info("{}: leaving {} procs running for the next hostd", upgrade.empty() ? strsignal(sig) : "upgrade",
+                     (*host)->live_procs());
+    (void)SdNotify(upgrade.empty() ? "STOPPING=1" : "RELOADING=1");
+    server->GetHealthCheckService()->SetServingStatus(false);
+    (*host)->StopSpawns("hostd is handing its procs over to the next hostd", absl::Now() + absl::Seconds(10));
+    server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    server->Wait();
+    size_t unacked = (*host)->Quiesce(absl::Now() + absl::Seconds(5));
+    if (unacked > 0) base::Log().warn("hand-over: {} messages taken were not acknowledged by their procs", unacked);
+    store->Flush();
+    if (!upgrade.empty()) {
+      base::Log().info("upgrade: re-executing {} (pid {})", upgrade, getpid());
+      absl::Status s = ExecUpgrade(upgrade, pm->janitor_pid());
+      base::Log().error("upgrade failed: {}; the procs wait {}s for a new hostd", s.message(), cfg.reattach_timeout_s);
+      std::fflush(nullptr);
+      _exit(1);
+    }
+    std::fflush(nullptr);
+    _exit(0);  // not returning: destroying the manager would end the procs
+  }
   base::Log().info("signal={} shutting down: terminating procs (grace {}s each)", strsignal(sig), cfg.shutdown_grace_s);
   (void)SdNotify("STOPPING=1");
   server->GetHealthCheckService()->SetServingStatus(false);

@@ -105,6 +105,17 @@ void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec,
   table_->RestoreEnded(name, spec, std::move(labels), incarnation, status);
 }
 
+size_t Host::Quiesce(absl::Time deadline) {
+  if (frontend_) frontend_->Close();
+  if (backend_) backend_->Close();
+  while (true) {
+    size_t left = 0;
+    loop_->RunSync([&] { left = router_->Unacked(); });
+    if (left == 0 || absl::Now() >= deadline) return left;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
 const channel::ChannelAddr& Host::frontend() const { return frontend_->addr(); }
 const channel::ChannelAddr& Host::backend() const { return backend_->addr(); }
 uint64_t Host::incarnation() const { return frontend_->incarnation(); }

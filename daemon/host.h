@@ -158,6 +158,14 @@ class Host {
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                     const proc::ProcStatus& status);
 
+  // A hand-over to the next hostd (hostd --keep-procs): closes the frontend and
+  // backend listeners (gracefully: every dialer is told, so what it has not had
+  // acknowledged goes back to its sender or is sent again to the next hostd), then
+  // waits until every message already taken has been acknowledged by its proc or
+  // remote host, or `deadline`. Returns how many were still unacknowledged then
+  // (0: nothing taken is lost). The procs keep running.
+  size_t Quiesce(absl::Time deadline);
+
   HostCounters counters() const;
   int live_procs() const;
 

@@ -80,6 +80,7 @@ void ProcessHandle::Adopted(pid_t pid, base::UniqueFd pidfd) {
   }
   adopted_ = true;
   if (mgr_->janitor_) mgr_->janitor_->Track(pid);
+  mgr_->reaper_->LeaderStarted(pid, 0);  // its group's zombies are the proc's (no mark of this manager's)
   (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
   exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
   AwaitExit();

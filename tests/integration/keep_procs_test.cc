@@ -1,0 +1,270 @@
+// hostd --keep-procs against the real binaries: procs outlive a hostd stopped by
+// SIGTERM, killed by SIGKILL, or re-executed by `hostctl upgrade`, and the next
+// hostd on the same state directory re-adopts them; a stranger that has a
+// recorded pid is not adopted; with no hostd coming back the procs are killed.
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "base/small_file.h"
+#include "tests/integration/hostd_fixture.h"
+
+namespace hostd {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::vector<std::string> kKeep = {"--keep-procs", "--reattach-timeout", "5"};
+
+std::map<std::string, v1::Proc> ListByName(Hostd& h) {
+  v1::ListProcsRequest req;
+  v1::ListProcsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  grpc::Status s = h.api().ListProcs(&ctx, req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  std::map<std::string, v1::Proc> out;
+  for (const v1::Proc& p : resp.procs()) out[p.name()] = p;
+  return out;
+}
+
+// Sends `payload` to `name`'s port "data" (the test proc's --log-data prints it).
+grpc::Status SendData(Hostd& h, const std::string& name, const std::string& payload) {
+  v1::SendMessageRequest req;
+  req.set_name(name);
+  req.set_port("data");
+  req.set_payload(payload);
+  v1::SendMessageResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Seconds(10)));
+  return h.api().SendMessage(&ctx, req, &resp);
+}
+
+bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+// `hostctl <args>` against `h`; its exit code.
+int Hostctl(Hostd& h, const std::string& args) {
+  std::string cmd = absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args, " >/dev/null 2>&1");
+  int status = system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// 20 procs (some with a grandchild in their process group, all logging the
+// messages they get) through two restarts of each kind: SIGTERM with
+// --keep-procs, SIGKILL of hostd, `hostctl upgrade`. Meanwhile a client keeps
+// sending messages; each one hostd acknowledged must be in its proc's log.
+TEST(KeepProcsTest, ProcsSurviveEveryKindOfRestart) {
+  testing::TempDir root;
+  constexpr int kProcs = 20;
+  auto h = std::make_unique<Hostd>(kKeep, root.path());
+  std::map<std::string, pid_t> pids;
+  for (int i = 0; i < kProcs; ++i) {
+    std::string name = absl::StrCat("p", i);
+    std::vector<std::string> args = {"--log-data"};
+    if (i % 4 == 0) args.push_back("--grandchild");
+    v1::SpawnProcResponse resp;
+    ASSERT_TRUE(h->Spawn(h->EchoRequest(name, args), &resp).ok());
+    pids[name] = resp.proc().status().pid();
+  }
+  // The durable table: private to hostd's user, in WAL mode.
+  struct stat st {};
+  ASSERT_EQ(stat(h->Path("state/procs.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+
+  // The client: one message after another, round robin; each acknowledged one is
+  // remembered, each refused one (hostd down, or handing over) is not lost.
+  absl::Mutex mu;
+  Hostd* current = h.get();
+  std::map<std::string, std::vector<std::string>> acked;  // proc -> payloads
+  int refused = 0;
+  std::atomic<bool> stop{false};
+  std::thread client([&] {
+    for (int n = 0; !stop.load(); ++n) {
+      std::string name = absl::StrCat("p", n % kProcs);
+      std::string payload = absl::StrCat("m", n);
+      grpc::Status s;
+      {
+        absl::MutexLock lock(&mu);
+        s = SendData(*current, name, payload);
+        if (s.ok()) {
+          acked[name].push_back(payload);
+        } else {
+          ++refused;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+
+  struct Row {
+    std::string kind;
+    int procs = 0, readopted = 0, same_pid = 0;
+  };
+  std::vector<Row> rows;
+  for (const std::string kind : {"sigterm", "sigkill", "upgrade", "sigterm", "sigkill", "upgrade"}) {
+    absl::SleepFor(absl::Milliseconds(200));  // some messages before each restart
+    {
+      absl::MutexLock lock(&mu);
+      if (kind == "upgrade") {
+        EXPECT_EQ(Hostctl(*h, absl::StrCat("upgrade ", kHostd)), 0);
+        EXPECT_THAT(h->AwaitNotify(), HasSubstr("READY=1")) << "the new image did not announce readiness";
+      } else {
+        int status = h->Signal(kind == "sigterm" ? SIGTERM : SIGKILL);
+        if (kind == "sigterm") {
+          EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+        }
+        h = std::make_unique<Hostd>(kKeep, root.path());
+        current = h.get();
+      }
+    }
+    Row row{kind};
+    std::map<std::string, v1::Proc> now = ListByName(*h);
+    for (const auto& [name, pid] : pids) {
+      ++row.procs;
+      auto it = now.find(name);
+      if (it == now.end() || it->second.status().state() != v1::PROC_STATE_READY) {
+        ADD_FAILURE() << kind << ": " << name << " not re-adopted";
+        continue;
+      }
+      ++row.readopted;
+      row.same_pid += it->second.status().pid() == pid;
+    }
+    EXPECT_EQ(row.readopted, kProcs) << kind;
+    EXPECT_EQ(row.same_pid, kProcs) << kind;
+    rows.push_back(row);
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  stop.store(true);
+  client.join();
+
+  // Every acknowledged message reached its proc: its log has it (the logs are
+  // appended to across restarts).
+  int acked_total = 0, lost = 0;
+  for (const auto& [name, payloads] : acked) {
+    absl::StatusOr<std::string> log = base::ReadSmallFile(h->Path(absl::StrCat("state/logs/", name, ".stdout")));
+    ASSERT_TRUE(log.ok()) << log.status();
+    for (const std::string& p : payloads) {
+      ++acked_total;
+      if (!absl::StrContains(*log, absl::StrCat("data ", p, "\n"))) ++lost;
+    }
+  }
+  EXPECT_EQ(lost, 0);
+  EXPECT_GT(acked_total, 0);
+
+  // Terminate works on adopted procs; then nothing of any proc is left.
+  v1::TerminateProcRequest term;
+  term.set_name("p1");
+  *term.mutable_grace() = Secs(5);
+  v1::Proc ended;
+  grpc::ClientContext tctx;
+  ASSERT_TRUE(h->api().TerminateProc(&tctx, term, &ended).ok());
+  EXPECT_FALSE(Alive(pids["p1"]));
+  v1::TerminateAllRequest all;
+  *all.mutable_grace() = Secs(5);
+  v1::TerminateAllResponse all_resp;
+  grpc::ClientContext actx;
+  ASSERT_TRUE(h->api().TerminateAll(&actx, all, &all_resp).ok());
+  int orphans = 0;
+  for (const auto& [name, pid] : pids) orphans += AwaitGone(pid) ? 0 : 1;
+  EXPECT_EQ(orphans, 0);
+
+  std::printf("| restart | procs | re-adopted | pids unchanged |\n|---|---|---|---|\n");
+  for (const Row& r : rows) std::printf("| %s | %d | %d | %d |\n", r.kind.c_str(), r.procs, r.readopted, r.same_pid);
+  std::printf("messages acknowledged %d, refused while hostd was away %d, silently lost %d; orphans %d\n",
+              acked_total, refused, lost, orphans);
+}
+
+// A recorded pid whose start time does not match is someone else's: not adopted,
+// not signalled, recorded as ended.
+TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(kKeep, root.path());
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h->Spawn(h->EchoRequest("s"), &resp).ok());
+  const pid_t pid = resp.proc().status().pid();
+  h->Signal(SIGTERM);
+  // Make the row name another process: its start time one tick off.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE procs SET start_time = start_time + 1 WHERE name = 's'", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_close(db);
+  h = std::make_unique<Hostd>(kKeep, root.path());
+  v1::GetProcRequest req;
+  req.set_name("s");
+  v1::Proc p;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(h->api().GetProc(&ctx, req, &p).ok());
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_FAILED);
+  EXPECT_THAT(p.status().reason(), HasSubstr("ended while hostd was down"));
+  EXPECT_THAT(p.status().reason(), HasSubstr("another process"));
+  EXPECT_TRUE(Alive(pid)) << "the stranger was signalled";
+  kill(pid, SIGKILL);  // the test's own proc, left alone by hostd as a stranger
+  EXPECT_TRUE(AwaitGone(pid));
+}
+
+// A proc that ended while hostd was down is reported so.
+TEST(KeepProcsTest, ProcEndedWhileHostdWasDown) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(kKeep, root.path());
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h->Spawn(h->EchoRequest("gone"), &resp).ok());
+  const pid_t pid = resp.proc().status().pid();
+  h->Signal(SIGKILL);
+  kill(pid, SIGKILL);
+  ASSERT_TRUE(AwaitGone(pid));
+  h = std::make_unique<Hostd>(kKeep, root.path());
+  v1::GetProcRequest req;
+  req.set_name("gone");
+  v1::Proc p;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(h->api().GetProc(&ctx, req, &p).ok());
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_FAILED);
+  EXPECT_EQ(p.status().reason(), "ended while hostd was down");
+  // The name is free again.
+  ASSERT_TRUE(h->Spawn(h->EchoRequest("gone"), &resp).ok());
+}
+
+// No hostd comes back: the janitor kills every proc (grandchildren too) after
+// --reattach-timeout.
+TEST(KeepProcsTest, NoHostdComingBackMeansNoOrphans) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(std::vector<std::string>{"--keep-procs", "--reattach-timeout", "1"}, root.path());
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) {
+    v1::SpawnProcResponse resp;
+    ASSERT_TRUE(h->Spawn(h->EchoRequest(absl::StrCat("o", i), {"--grandchild"}), &resp).ok());
+    pids.push_back(resp.proc().status().pid());
+  }
+  h->Signal(SIGKILL);
+  for (pid_t pid : pids) EXPECT_TRUE(Alive(pid)) << "killed at once, not after the reattach timeout";
+  for (pid_t pid : pids) EXPECT_TRUE(AwaitGone(pid));
+}
+
+// Without --keep-procs nothing changes: the procs die with hostd, and upgrade is refused.
+TEST(KeepProcsTest, WithoutKeepProcsProcsDieWithHostd) {
+  Hostd h;
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("d"), &resp).ok());
+  v1::UpgradeRequest req;
+  req.set_path(kHostd);
+  v1::UpgradeResponse up;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(h.api().Upgrade(&ctx, req, &up).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  h.Signal(SIGKILL);
+  EXPECT_TRUE(AwaitGone(resp.proc().status().pid()));
+}
+
+}  // namespace
+}  // namespace hostd
