@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "base/log.h"
 #include "manager/cgroup.h"
+#include "manager/proc_identity.h"
 #include "manager/process_proc_manager.h"
 
 namespace hostd::manager {
@@ -71,7 +72,7 @@ void ProcessHandle::Started(pid_t pid, base::UniqueFd pidfd) {
   AwaitExit();
 }
 
-void ProcessHandle::Adopted(pid_t pid, base::UniqueFd pidfd) {
+void ProcessHandle::Adopted(pid_t pid, uint64_t start_time, base::UniqueFd pidfd) {
   mgr_->loop_->AssertInLoop("ProcessHandle::Adopted");
   {
     absl::MutexLock lock(&mu_);
@@ -79,6 +80,7 @@ void ProcessHandle::Adopted(pid_t pid, base::UniqueFd pidfd) {
     adopted_pidfd_.reset(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
   }
   adopted_ = true;
+  adopted_start_time_ = start_time;
   if (mgr_->janitor_) mgr_->janitor_->Track(pid);
   mgr_->reaper_->LeaderStarted(pid, 0);  // its group's zombies are the proc's (no mark of this manager's)
   (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
@@ -282,8 +284,12 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
     CgroupTree::KillAll(cgroup_dir_);
   } else if (!ec && !not_child_exit_) {
     ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
-  } else if (!ec && ::kill(pid, 0) != 0 && errno == ESRCH) {
-    ::kill(-pid, SIGKILL);  // no process has the pid: whoever is in its group is the proc's
+  } else if (!ec) {
+    // Not our child: no zombie of ours holds the group id, but a pid is not reused
+    // while it is a live group's id, so the group is the proc's unless the pid
+    // already names a newer process.
+    absl::StatusOr<uint64_t> now = ProcStartTime(pid);
+    if (!now.ok() || *now == adopted_start_time_) ::kill(-pid, SIGKILL);
   }
   siginfo_t leader{};
   if (!ec && !not_child_exit_ && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {

@@ -26,9 +26,9 @@
 //   - ProcessHandle::SignalTerm / SignalKill: Terminate, Kill, the manager's
 //     KillAll and destructor (KillWithoutWaiting): the one path for callers.
 //   - ProcessHandle::OnExit: what the proc left behind after its leader exited.
-//     For an adopted proc that is not this process's child, the process group only
-//     when no process has the leader's pid any more (it cannot be reused as a
-//     group id while members remain).
+//     For an adopted proc that is not this process's child, the process group
+//     unless the leader's pid already names another process (a different start
+//     time): a pid is not reused while it is a live process group's id.
 //   - ProcessHandle::ReleaseWithManager: pidfd_send_signal(SIGKILL) to a leader
 //     whose exit the manager, as it goes, has not observed yet.
 //   - The launcher (launcher.h): PR_SET_PDEATHSIG, the kernel's SIGKILL to the
@@ -96,7 +96,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // readable is the end, with an unknown status (Failed saying so), and its
   // process group is signalled only while the leader is alive (by its pidfd), since
   // its exited leader's id is not held by a zombie of ours.
-  void Adopted(pid_t pid, base::UniqueFd pidfd);
+  void Adopted(pid_t pid, uint64_t start_time, base::UniqueFd pidfd);
   // Loop thread: waits for "READY <addr>" on the pipe, or EOF.
   void WatchHandshake(base::UniqueFd read_end);
   // Loop thread: waits for a "READY=1" datagram on the notify socket.
@@ -151,6 +151,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // Adopted: a copy of the leader's pidfd, to check it is alive before signalling.
   base::UniqueFd adopted_pidfd_ ABSL_GUARDED_BY(mu_);
   bool adopted_ = false;       // set by Adopted, before the monitor starts
+  uint64_t adopted_start_time_ = 0;
   bool not_child_exit_ = false;  // loop thread: the leader ended, but not as our child
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);
 

@@ -356,7 +356,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
     handed_out_.push_back(handle);
   }
   loop_->RunSync([&] {
-    handle->Adopted(request.pid, std::move(pidfd));
+    handle->Adopted(request.pid, request.start_time, std::move(pidfd));
     handle->MarkReady(request.addr);
   });
   return std::shared_ptr<ProcHandle>(handle);

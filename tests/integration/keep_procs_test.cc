@@ -12,9 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include <filesystem>
+
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "base/small_file.h"
 #include "tests/integration/hostd_fixture.h"
 
@@ -38,7 +41,7 @@ std::map<std::string, v1::Proc> ListByName(Hostd& h) {
 }
 
 // Sends `payload` to `name`'s port "data" (the test proc's --log-data prints it).
-grpc::Status SendData(Hostd& h, const std::string& name, const std::string& payload) {
+grpc::Status SendData(v1::HostService::Stub& api, const std::string& name, const std::string& payload) {
   v1::SendMessageRequest req;
   req.set_name(name);
   req.set_port("data");
@@ -46,10 +49,34 @@ grpc::Status SendData(Hostd& h, const std::string& name, const std::string& payl
   v1::SendMessageResponse resp;
   grpc::ClientContext ctx;
   ctx.set_deadline(In(absl::Seconds(10)));
-  return h.api().SendMessage(&ctx, req, &resp);
+  return api.SendMessage(&ctx, req, &resp);
+}
+
+// The next READY=1 hostd sends (an upgrade sends RELOADING=1 first).
+bool AwaitReady(Hostd& h) {
+  for (int i = 0; i < 4; ++i) {
+    if (absl::StrContains(h.AwaitNotify(), "READY=1")) return true;
+  }
+  return false;
 }
 
 bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+// Processes (zombies aside) whose process group is one of `groups`.
+int LiveMembersOf(const std::vector<pid_t>& groups) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    absl::StatusOr<std::string> stat = base::ReadSmallFile(entry.path().string() + "/stat", 4096);
+    if (!stat.ok()) continue;
+    size_t close = stat->rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> f = absl::StrSplit(stat->substr(close + 2), ' ');
+    pid_t pgrp = 0;
+    if (f.size() < 3 || f[0] == "Z" || !absl::SimpleAtoi(f[2], &pgrp)) continue;
+    for (pid_t g : groups) n += pgrp == g;
+  }
+  return n;
+}
 
 // `hostctl <args>` against `h`; its exit code.
 int Hostctl(Hostd& h, const std::string& args) {
@@ -80,10 +107,10 @@ TEST(KeepProcsTest, ProcsSurviveEveryKindOfRestart) {
   ASSERT_EQ(stat(h->Path("state/procs.db").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600);
 
-  // The client: one message after another, round robin; each acknowledged one is
-  // remembered, each refused one (hostd down, or handing over) is not lost.
-  absl::Mutex mu;
-  Hostd* current = h.get();
+  // The client, on its own connection to hostd's control socket (the same path
+  // across restarts): one message after another, round robin; each acknowledged
+  // one is remembered, each refused one (hostd down, or handing over) is not lost.
+  auto client_api = v1::HostService::NewStub(grpc::CreateChannel(h->grpc_addr(), grpc::InsecureChannelCredentials()));
   std::map<std::string, std::vector<std::string>> acked;  // proc -> payloads
   int refused = 0;
   std::atomic<bool> stop{false};
@@ -91,15 +118,10 @@ TEST(KeepProcsTest, ProcsSurviveEveryKindOfRestart) {
     for (int n = 0; !stop.load(); ++n) {
       std::string name = absl::StrCat("p", n % kProcs);
       std::string payload = absl::StrCat("m", n);
-      grpc::Status s;
-      {
-        absl::MutexLock lock(&mu);
-        s = SendData(*current, name, payload);
-        if (s.ok()) {
-          acked[name].push_back(payload);
-        } else {
-          ++refused;
-        }
+      if (SendData(*client_api, name, payload).ok()) {
+        acked[name].push_back(payload);
+      } else {
+        ++refused;
       }
       absl::SleepFor(absl::Milliseconds(5));
     }
@@ -112,19 +134,15 @@ TEST(KeepProcsTest, ProcsSurviveEveryKindOfRestart) {
   std::vector<Row> rows;
   for (const std::string kind : {"sigterm", "sigkill", "upgrade", "sigterm", "sigkill", "upgrade"}) {
     absl::SleepFor(absl::Milliseconds(200));  // some messages before each restart
-    {
-      absl::MutexLock lock(&mu);
-      if (kind == "upgrade") {
-        EXPECT_EQ(Hostctl(*h, absl::StrCat("upgrade ", kHostd)), 0);
-        EXPECT_THAT(h->AwaitNotify(), HasSubstr("READY=1")) << "the new image did not announce readiness";
-      } else {
-        int status = h->Signal(kind == "sigterm" ? SIGTERM : SIGKILL);
-        if (kind == "sigterm") {
-          EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-        }
-        h = std::make_unique<Hostd>(kKeep, root.path());
-        current = h.get();
+    if (kind == "upgrade") {
+      EXPECT_EQ(Hostctl(*h, absl::StrCat("upgrade ", kHostd)), 0);
+      EXPECT_TRUE(AwaitReady(*h)) << "the new image did not announce readiness";
+    } else {
+      int status = h->Signal(kind == "sigterm" ? SIGTERM : SIGKILL);
+      if (kind == "sigterm") {
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
       }
+      h = std::make_unique<Hostd>(kKeep, root.path());
     }
     Row row{kind};
     std::map<std::string, v1::Proc> now = ListByName(*h);
@@ -167,14 +185,22 @@ TEST(KeepProcsTest, ProcsSurviveEveryKindOfRestart) {
   v1::Proc ended;
   grpc::ClientContext tctx;
   ASSERT_TRUE(h->api().TerminateProc(&tctx, term, &ended).ok());
-  EXPECT_FALSE(Alive(pids["p1"]));
+  EXPECT_EQ(ended.status().state(), v1::PROC_STATE_FAILED);  // not hostd's child: its exit status is unknown
+  EXPECT_THAT(ended.status().reason(), HasSubstr("exit status is unknown"));
+  EXPECT_TRUE(AwaitGone(pids["p1"]));
   v1::TerminateAllRequest all;
   *all.mutable_grace() = Secs(5);
   v1::TerminateAllResponse all_resp;
   grpc::ClientContext actx;
   ASSERT_TRUE(h->api().TerminateAll(&actx, all, &all_resp).ok());
+  std::vector<pid_t> groups;
+  for (const auto& [name, pid] : pids) {
+    EXPECT_TRUE(AwaitGone(pid)) << name;
+    groups.push_back(pid);
+  }
+  // Grandchildren included: nothing is left in any proc's process group.
   int orphans = 0;
-  for (const auto& [name, pid] : pids) orphans += AwaitGone(pid) ? 0 : 1;
+  testing::Eventually([&] { return (orphans = LiveMembersOf(groups)) == 0; });
   EXPECT_EQ(orphans, 0);
 
   std::printf("| restart | procs | re-adopted | pids unchanged |\n|---|---|---|---|\n");
@@ -250,6 +276,7 @@ TEST(KeepProcsTest, NoHostdComingBackMeansNoOrphans) {
   h->Signal(SIGKILL);
   for (pid_t pid : pids) EXPECT_TRUE(Alive(pid)) << "killed at once, not after the reattach timeout";
   for (pid_t pid : pids) EXPECT_TRUE(AwaitGone(pid));
+  EXPECT_TRUE(testing::Eventually([&] { return LiveMembersOf(pids) == 0; })) << "a grandchild was left";
 }
 
 // Without --keep-procs nothing changes: the procs die with hostd, and upgrade is refused.
