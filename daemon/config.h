@@ -7,7 +7,8 @@
 //   runtime dir  created mode 0700
 //   gRPC         unix:<runtime dir>/hostd.sock, mode 0600
 //   frontend     unix:<runtime dir>/frontend.sock; backend unix:<runtime dir>/backend.sock
-//   state dir    proc logs under <state dir>/logs
+//   state dir    proc logs under <state dir>/logs, the durable proc table
+//                <state dir>/procs.db, with --keep-procs the lock <state dir>/hostd.lock
 #ifndef HOSTD_DAEMON_CONFIG_H_
 #define HOSTD_DAEMON_CONFIG_H_
 

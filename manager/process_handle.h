@@ -32,12 +32,13 @@
 //   - ProcessHandle::ReleaseWithManager: pidfd_send_signal(SIGKILL) to a leader
 //     whose exit the manager, as it goes, has not observed yet.
 //   - The launcher (launcher.h): PR_SET_PDEATHSIG, the kernel's SIGKILL to the
-//     leader when the manager's loop thread dies.
+//     leader when the manager's loop thread dies (not armed with keep_procs).
 //   - CgroupTree::KillAll (cgroup.h): cgroup.kill, or each member on kernels
 //     without it; called from here only.
 //   - The janitor (janitor.h): a separate process, since it must act when hostd
 //     itself died without cleaning up (even by SIGKILL); it kills the recorded
-//     process groups and the manager's whole cgroup subtree.
+//     process groups and the manager's whole cgroup subtree (with keep_procs, only
+//     if no new owner takes the state lock within the reattach timeout).
 //
 // Thread-safety: the ProcHandle methods are thread-safe. The methods below marked
 // "loop thread" abort when called off the manager's loop (EventLoop::AssertInLoop).
