@@ -40,8 +40,8 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
       ->check(CLI::Range(size_t{4096}, size_t{1} << 40))
       ->capture_default_str();
   app.add_flag("--keep-procs", cfg.keep_procs,
-                 "procs outlive hostd (a stop, crash or upgrade); the next hostd on the same state directory "
-                 "re-adopts them")
+               "procs outlive hostd (a stop, crash or upgrade); the next hostd on the same state directory "
+               "re-adopts them")
       ->capture_default_str();
   app.add_option("--reattach-timeout", cfg.reattach_timeout_s,
                  "with --keep-procs: seconds the procs wait for a new hostd before they are killed")

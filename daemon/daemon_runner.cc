@@ -25,8 +25,8 @@
 #include "channel/grpc_target.h"
 #include "daemon/adoption.h"
 #include "daemon/host.h"
-#include "daemon/proc_store.h"
 #include "daemon/host_service.h"
+#include "daemon/proc_store.h"
 #include "daemon/sd_notify.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -191,9 +191,10 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     RecordInto(**host, *store);
     if (cfg.keep_procs) {
       AdoptionSummary a = AdoptStored(store->loaded(), *pm, **host, *store);
-      base::Log().info("durable proc table {}: {} procs recorded, {} re-adopted, {} ended while hostd was down, {} "
-                       "pids reused by other processes (not adopted), {} killed mid-start",
-                       store->path(), a.rows, a.adopted, a.ended, a.strangers, a.killed);
+      base::Log().info(
+          "durable proc table {}: {} procs recorded, {} re-adopted, {} ended while hostd was down, {} "
+          "pids reused by other processes (not adopted), {} killed mid-start",
+          store->path(), a.rows, a.adopted, a.ended, a.strangers, a.killed);
     } else {
       // Without --keep-procs the previous hostd's procs died with it.
       for (const StoredProc& row : store->loaded()) store->Forget(row.name);

@@ -151,8 +151,8 @@ class Host {
 
   // The durable proc table's feed and hostd's re-adoption after a restart
   // (daemon/adoption.h); see ProcTable::SetRecorder, Adopt and RestoreEnded.
-  void SetRecorder(std::function<void(const std::string& name, const ProcRecord* record,
-                                      const proc::ProcStatus& status)> recorder);
+  void SetRecorder(
+      std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder);
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                      std::shared_ptr<manager::ProcHandle> handle);
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,

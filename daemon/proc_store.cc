@@ -51,7 +51,8 @@ absl::Status SqlError(sqlite3* db, absl::string_view what, const std::string& pa
 
 absl::string_view ColumnText(sqlite3_stmt* st, int i) {
   const void* p = sqlite3_column_blob(st, i);
-  return p == nullptr ? absl::string_view() : absl::string_view(static_cast<const char*>(p), sqlite3_column_bytes(st, i));
+  return p == nullptr ? absl::string_view()
+                      : absl::string_view(static_cast<const char*>(p), sqlite3_column_bytes(st, i));
 }
 
 void BindText(sqlite3_stmt* st, int i, const std::string& s) {

@@ -65,8 +65,8 @@ class ProcStore {
   static constexpr char kFileName[] = "procs.db";
 
   // `log_path(name, stderr)`: where a proc's logs are (recorded with each row).
-  static absl::StatusOr<std::unique_ptr<ProcStore>> Open(
-      const std::string& state_dir, std::function<std::string(const std::string&, bool)> log_path);
+  static absl::StatusOr<std::unique_ptr<ProcStore>> Open(const std::string& state_dir,
+                                                         std::function<std::string(const std::string&, bool)> log_path);
   ~ProcStore();  // commits what is queued, then closes
   ProcStore(const ProcStore&) = delete;
   ProcStore& operator=(const ProcStore&) = delete;

@@ -153,7 +153,7 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
 }
 
 absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                             std::shared_ptr<manager::ProcHandle> handle) {
+                              std::shared_ptr<manager::ProcHandle> handle) {
   uint64_t gen;
   {
     absl::MutexLock lock(&mu_);

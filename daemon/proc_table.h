@@ -96,7 +96,8 @@ class ProcTable {
   // Told of every proc's lifecycle event under the table's lock (so in order; it
   // must only queue): the record (null once the name is forgotten) and the status
   // the event carries. The durable table (daemon/proc_store.h) is fed this way.
-  using Recorder = std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)>;
+  using Recorder =
+      std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)>;
   // Set once, before the first Spawn or Adopt.
   void SetRecorder(Recorder recorder) { recorder_ = std::move(recorder); }
 

@@ -191,8 +191,7 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent,
-                                                        const std::string& mark_token,
+absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent, const std::string& mark_token,
                                                         const JanitorReattach& reattach) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -201,8 +200,10 @@ absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgrou
   base::UniqueFd ours(sv[0]), theirs(sv[1]);
   std::string kill_path = cgroup_parent.empty() ? "" : cgroup_parent + "/cgroup.kill";
   std::vector<pid_t> table(kCapacity, 0);
-  JanitorArgs args{theirs.get(), cgroup_parent.empty() ? nullptr : cgroup_parent.c_str(),
-                   kill_path.empty() ? nullptr : kill_path.c_str(), table.data(),
+  JanitorArgs args{theirs.get(),
+                   cgroup_parent.empty() ? nullptr : cgroup_parent.c_str(),
+                   kill_path.empty() ? nullptr : kill_path.c_str(),
+                   table.data(),
                    mark_token.empty() ? nullptr : mark_token.c_str(),
                    reattach.lock_path.empty() ? nullptr : reattach.lock_path.c_str(),
                    reattach.token.c_str(),

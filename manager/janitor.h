@@ -50,8 +50,7 @@ class Janitor {
 
   // `cgroup_parent` may be empty (no cgroups: process groups only); `mark_token`
   // is the manager's ProcMark token (empty: no marked processes to kill).
-  static absl::StatusOr<std::unique_ptr<Janitor>> Start(const std::string& cgroup_parent,
-                                                        const std::string& mark_token,
+  static absl::StatusOr<std::unique_ptr<Janitor>> Start(const std::string& cgroup_parent, const std::string& mark_token,
                                                         const JanitorReattach& reattach = {});
   ~Janitor();
 

@@ -151,7 +151,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   bool leader_exited_ ABSL_GUARDED_BY(mu_) = false;  // OnExit has taken over
   // Adopted: a copy of the leader's pidfd, to check it is alive before signalling.
   base::UniqueFd adopted_pidfd_ ABSL_GUARDED_BY(mu_);
-  bool adopted_ = false;       // set by Adopted, before the monitor starts
+  bool adopted_ = false;  // set by Adopted, before the monitor starts
   uint64_t adopted_start_time_ = 0;
   bool not_child_exit_ = false;  // loop thread: the leader ended, but not as our child
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);

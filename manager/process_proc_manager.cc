@@ -1,14 +1,14 @@
 #include "manager/process_proc_manager.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -339,8 +339,8 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
     absl::StatusOr<std::string> cg = ProcCgroupPath(request.pid);
     if (!cg.ok()) return absl::NotFoundError(absl::StrCat("proc \"", name, "\": ", cg.status().message()));
     if (CgroupTree::MountPoint() + *cg != request.cgroup_dir) {
-      return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\": pid ", request.pid, " is in cgroup ",
-                                                        *cg, ", not the proc's ", request.cgroup_dir));
+      return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\": pid ", request.pid, " is in cgroup ", *cg,
+                                                        ", not the proc's ", request.cgroup_dir));
     }
   }
   pollfd alive{pidfd.get(), POLLIN, 0};

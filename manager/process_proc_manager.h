@@ -85,8 +85,8 @@ struct ProcessProcManagerOptions {
 // A proc a previous manager launched, as recorded then (the durable proc table).
 struct AdoptRequest {
   pid_t pid = 0;
-  uint64_t start_time = 0;  // ProcStartTime when it was launched
-  std::string cgroup_dir;   // its cgroup directory, empty if it had none
+  uint64_t start_time = 0;                   // ProcStartTime when it was launched
+  std::string cgroup_dir;                    // its cgroup directory, empty if it had none
   std::optional<channel::ChannelAddr> addr;  // what it reported at readiness
   std::string command;
 };

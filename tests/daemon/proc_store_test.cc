@@ -1,8 +1,7 @@
-#include "daemon/proc_store.h"
-
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/proc_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manager/proc_identity.h"

@@ -54,7 +54,8 @@ inline bool AwaitGone(pid_t pid) {
 // same sockets and state directory), with READY=1 awaited on a notify socket.
 class Hostd {
  public:
-  explicit Hostd(std::vector<std::string> extra = {}, std::string root = "") : root_(root.empty() ? dir_.path() : root) {
+  explicit Hostd(std::vector<std::string> extra = {}, std::string root = "")
+      : root_(root.empty() ? dir_.path() : root) {
     notify_path_ = Path("notify");
     ::unlink(notify_path_.c_str());
     notify_ = base::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));

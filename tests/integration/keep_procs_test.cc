@@ -7,17 +7,16 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <filesystem>
-
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/small_file.h"
 #include "tests/integration/hostd_fixture.h"
 
@@ -205,8 +204,8 @@ TEST(KeepProcsTest, ProcsSurviveEveryKindOfRestart) {
 
   std::printf("| restart | procs | re-adopted | pids unchanged |\n|---|---|---|---|\n");
   for (const Row& r : rows) std::printf("| %s | %d | %d | %d |\n", r.kind.c_str(), r.procs, r.readopted, r.same_pid);
-  std::printf("messages acknowledged %d, refused while hostd was away %d, silently lost %d; orphans %d\n",
-              acked_total, refused, lost, orphans);
+  std::printf("messages acknowledged %d, refused while hostd was away %d, silently lost %d; orphans %d\n", acked_total,
+              refused, lost, orphans);
 }
 
 // A recorded pid whose start time does not match is someone else's: not adopted,
@@ -221,9 +220,9 @@ TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
   // Make the row name another process: its start time one tick off.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE procs SET start_time = start_time + 1 WHERE name = 's'", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "UPDATE procs SET start_time = start_time + 1 WHERE name = 's'", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   EXPECT_EQ(sqlite3_changes(db), 1);
   sqlite3_close(db);
   h = std::make_unique<Hostd>(kKeep, root.path());
