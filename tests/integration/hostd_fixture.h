@@ -27,8 +27,6 @@
 
 namespace hostd {
 
-namespace v1 = ::hostd::v1;
-
 inline constexpr char kHostd[] = HOSTD_BIN;
 inline constexpr char kHostctl[] = HOSTCTL_BIN;
 inline constexpr char kTestProc[] = HOSTD_TEST_PROC;
