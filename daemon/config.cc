@@ -116,6 +116,14 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
       ->check(CLI::Range(0.0, 100000.0))
       ->capture_default_str()
       ->group(logs);
+  app.add_flag("--keep-procs", cfg.keep_procs,
+               "procs outlive hostd (a stop, crash or upgrade); the next hostd on the same state directory "
+               "re-adopts them")
+      ->capture_default_str();
+  app.add_option("--reattach-timeout", cfg.reattach_timeout_s,
+                 "with --keep-procs: seconds the procs wait for a new hostd before they are killed")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
 }
 
 absl::Status FinishConfig(DaemonConfig& cfg) {

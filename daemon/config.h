@@ -7,7 +7,8 @@
 //   runtime dir  created mode 0700
 //   gRPC         unix:<runtime dir>/hostd.sock, mode 0600
 //   frontend     unix:<runtime dir>/frontend.sock; backend unix:<runtime dir>/backend.sock
-//   state dir    proc logs under <state dir>/logs
+//   state dir    proc logs under <state dir>/logs, the durable proc table
+//                <state dir>/procs.db, with --keep-procs the lock <state dir>/hostd.lock
 #ifndef HOSTD_DAEMON_CONFIG_H_
 #define HOSTD_DAEMON_CONFIG_H_
 
@@ -77,6 +78,10 @@ struct DaemonConfig {
   int log_rotations = 2;
   size_t log_keep_ended = 256;
   double log_keep_age_h = 168;
+  // Procs outlive hostd (README, "Restarts and upgrades"); the janitor waits this
+  // long for a new hostd before it kills them.
+  bool keep_procs = false;
+  double reattach_timeout_s = 60;
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,7 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "base/default_paths.h"
 #include "base/errno_status.h"
@@ -22,6 +25,7 @@
 #include "channel/frame_decoder.h"
 #include "channel/grpc_target.h"
 #include "channel/tls.h"
+#include "daemon/adoption.h"
 #include "daemon/control_socket.h"
 #include "daemon/exec_policy.h"
 #include "daemon/grpc_metrics.h"
@@ -30,6 +34,7 @@
 #include "daemon/host_service.h"
 #include "daemon/lifecycle_log.h"
 #include "daemon/ops_http.h"
+#include "daemon/proc_store.h"
 #include "daemon/sd_notify.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -119,6 +124,43 @@ void WarnAboutExposure(const DaemonConfig& cfg, const channel::ChannelAddr& fron
   }
 }
 
+// Handed to the next image across an upgrade's exec: the previous janitor, a child
+// of this pid that exits once the new image holds the state lock, to be reaped.
+constexpr char kEnvPreviousJanitor[] = "HOSTD_PREVIOUS_JANITOR";
+
+// This process's own argv, as the kernel holds it.
+std::vector<std::string> OwnArgv() {
+  absl::StatusOr<std::string> cmdline = base::ReadSmallFile("/proc/self/cmdline", 1 << 20);
+  std::vector<std::string> argv;
+  if (!cmdline.ok()) return argv;
+  for (absl::string_view a : absl::StrSplit(*cmdline, absl::string_view("\0", 1))) argv.emplace_back(a);
+  if (!argv.empty() && argv.back().empty()) argv.pop_back();
+  return argv;
+}
+
+// Re-executes this process as `path` with the same arguments; returns only on failure.
+absl::Status ExecUpgrade(const std::string& path, pid_t janitor) {
+  std::vector<std::string> args = OwnArgv();
+  if (args.empty()) return absl::InternalError("cannot read /proc/self/cmdline");
+  args[0] = path;
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::setenv(kEnvPreviousJanitor, absl::StrCat(janitor).c_str(), 1);
+  ::execv(path.c_str(), argv.data());
+  return base::ErrnoError(errno, absl::StrCat("exec ", path));
+}
+
+// After an upgrade: reaps the previous image's janitor once it has seen this image
+// take the state lock (it then exits without killing anything).
+void ReapPreviousJanitor() {
+  const char* v = ::getenv(kEnvPreviousJanitor);
+  int pid = 0;
+  if (v == nullptr || !absl::SimpleAtoi(v, &pid) || pid <= 0) return;
+  ::unsetenv(kEnvPreviousJanitor);
+  std::thread([pid] { ::waitpid(pid, nullptr, 0); }).detach();
+}
+
 }  // namespace
 
 absl::Status RunDaemon(const DaemonConfig& cfg) {
@@ -159,8 +201,15 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   // The state directory holds procs' logs and state: hostd's user's alone.
   if (absl::Status s = base::MakeOwnDir(cfg.state_dir, 0700); !s.ok()) return s;
 
+  if (cfg.keep_procs && cfg.manager != "process") {
+    return absl::InvalidArgumentError("--keep-procs needs --manager process (in-process procs die with hostd)");
+  }
   std::unique_ptr<manager::ProcManager> mgr_owner;
+  manager::ProcessProcManager* pm = nullptr;
   manager::BulkTerminate* bulk = nullptr;
+  // An upgrade under way (HostService::Upgrade): the binary to re-execute.
+  absl::Mutex upgrade_mu;
+  std::string upgrade_path;
   HostServiceOptions sopts;
   sopts.version = kVersion;
   sopts.max_watch_streams = cfg.max_watch_streams;
@@ -172,9 +221,12 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                                              .log_max_bytes = cfg.log_max_bytes,
                                              .log_rotations = cfg.log_rotations,
                                              .log_keep_ended = cfg.log_keep_ended,
-                                             .log_keep_age = absl::Hours(cfg.log_keep_age_h)});
+                                             .log_keep_age = absl::Hours(cfg.log_keep_age_h),
+                                             .keep_procs = cfg.keep_procs,
+                                             .reattach_timeout = absl::Seconds(cfg.reattach_timeout_s)});
     if (!m.ok()) return m.status();
-    manager::ProcessProcManager* pm = m->get();
+    ReapPreviousJanitor();
+    pm = m->get();
     sopts.manager_kind = "process";
     sopts.cgroup_fallback = pm->cgroups_enabled() ? "" : pm->cgroup_fallback_reason();
     sopts.log_path = [pm](const std::string& name, bool err, int rotation) { return pm->LogPath(name, err, rotation); };
@@ -190,6 +242,20 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
 
   sopts.max_spawn_batch = cfg.max_spawn_batch;
   sopts.max_watch_backlog = cfg.watch_backlog;
+  sopts.upgrade = [&cfg, &upgrade_mu, &upgrade_path](const std::string& path) -> absl::Status {
+    if (!cfg.keep_procs) {
+      return absl::FailedPreconditionError("upgrade needs hostd --keep-procs: without it the procs would die");
+    }
+    if (path.empty() || path[0] != '/') return absl::InvalidArgumentError("path: must be absolute");
+    if (::access(path.c_str(), X_OK) != 0) {
+      return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, absl::StrCat("path ", path));
+    }
+    absl::MutexLock lock(&upgrade_mu);
+    if (!upgrade_path.empty()) return absl::FailedPreconditionError("an upgrade is already under way");
+    upgrade_path = path;
+    ::kill(::getpid(), SIGTERM);  // wakes the main thread's sigwait
+    return absl::OkStatus();
+  };
 
   HostOptions hopts;
   hopts.max_live_procs = cfg.max_procs;
@@ -228,6 +294,25 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   sopts.on_drain = [&serving, &shutting_down](bool draining) {
     if (grpc::Server* s = serving.load(); s != nullptr && !shutting_down.load()) SetHealth(*s, !draining);
   };
+  // The durable proc table: what a hostd with --keep-procs re-adopts next time.
+  std::unique_ptr<ProcStore> store;
+  if (pm != nullptr) {
+    absl::StatusOr<std::unique_ptr<ProcStore>> opened =
+        ProcStore::Open(cfg.state_dir, [pm](const std::string& name, bool err) { return pm->LogPath(name, err); });
+    if (!opened.ok()) return opened.status();
+    store = *std::move(opened);
+    RecordInto(**host, *store);
+    if (cfg.keep_procs) {
+      AdoptionSummary a = AdoptStored(store->loaded(), *pm, **host, *store);
+      base::Log().info(
+          "durable proc table {}: {} procs recorded, {} re-adopted, {} ended while hostd was down, {} "
+          "pids reused by other processes (not adopted), {} killed mid-start",
+          store->path(), a.rows, a.adopted, a.ended, a.strangers, a.killed);
+    } else {
+      // Without --keep-procs the previous hostd's procs died with it.
+      for (const StoredProc& row : store->loaded()) store->Forget(row.name);
+    }
+  }
 
   HostService service(**host, sopts);
   grpc::EnableDefaultHealthCheckService(true);
@@ -308,6 +393,38 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                  {{"signal", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?"},
                   {"live_procs", h.live_procs()},
                   {"grace_ms", static_cast<int64_t>(cfg.shutdown_grace_s * 1000)}});
+  if (cfg.keep_procs) {
+    std::string upgrade;
+    {
+      absl::MutexLock lock(&upgrade_mu);
+      upgrade = upgrade_path;
+    }
+    // Hand over: no spawn half done, the control API drained (an Upgrade's reply
+    // goes out), the message listeners closed and what they took delivered, the
+    // durable table committed. The procs keep running; the janitor waits
+    // --reattach-timeout for the next hostd.
+    base::Log().info("{}: leaving {} procs running for the next hostd", upgrade.empty() ? strsignal(sig) : "upgrade",
+                     (*host)->live_procs());
+    (void)SdNotify(upgrade.empty() ? "STOPPING=1" : "RELOADING=1");
+    SetHealth(*server, false);
+    (*host)->StopSpawns("hostd is handing its procs over to the next hostd", absl::Now() + absl::Seconds(10));
+    if (http) http->Stop();
+    if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
+    server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    server->Wait();
+    size_t unacked = (*host)->Quiesce(absl::Now() + absl::Seconds(5));
+    if (unacked > 0) base::Log().warn("hand-over: {} messages taken were not acknowledged by their procs", unacked);
+    store->Flush();
+    if (!upgrade.empty()) {
+      base::Log().info("upgrade: re-executing {} (pid {})", upgrade, getpid());
+      absl::Status s = ExecUpgrade(upgrade, pm->janitor_pid());
+      base::Log().error("upgrade failed: {}; the procs wait {}s for a new hostd", s.message(), cfg.reattach_timeout_s);
+      std::fflush(nullptr);
+      _exit(1);
+    }
+    std::fflush(nullptr);
+    _exit(0);  // not returning: destroying the manager would end the procs
+  }
   (void)SdNotify("STOPPING=1");
   SetHealth(*server, false);
 

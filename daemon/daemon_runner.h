@@ -15,6 +15,19 @@
 //      each is seen ended, within a second (the janitor kills what is left).
 // If hostd is SIGKILLed, its procs die with it (PR_SET_PDEATHSIG and the janitor,
 // manager/janitor.h).
+//
+// With --keep-procs (process manager only) instead:
+//   2'. the manager holds <state dir>/hostd.lock and launches procs that outlive
+//       hostd; the procs the durable table (<state dir>/procs.db) lists as live are
+//       re-adopted before readiness is announced (daemon/adoption.h);
+//   4'. the first SIGTERM/SIGINT, or an Upgrade RPC, hands over: no new spawns,
+//       the gRPC server drained, the message listeners closed and what the host
+//       took acknowledged (bounded), the table flushed; then exit 0 leaving every
+//       proc running, or (upgrade) execv of the new binary with the same argv, in
+//       place, so the procs stay children of this pid. A failed exec exits 1: the
+//       procs then wait --reattach-timeout for another hostd.
+// Without --keep-procs the table is still written, and the rows a previous hostd
+// left are dropped at start (its procs died with it).
 #ifndef HOSTD_DAEMON_DAEMON_RUNNER_H_
 #define HOSTD_DAEMON_DAEMON_RUNNER_H_
 

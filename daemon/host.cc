@@ -96,6 +96,32 @@ Host::~Host() {
   router_.reset();
 }
 
+void Host::SetRecorder(
+    std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder) {
+  table_->SetRecorder(std::move(recorder));
+}
+
+absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                         std::shared_ptr<manager::ProcHandle> handle) {
+  return table_->Adopt(name, spec, std::move(labels), incarnation, std::move(handle));
+}
+
+void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                        const proc::ProcStatus& status) {
+  table_->RestoreEnded(name, spec, std::move(labels), incarnation, status);
+}
+
+size_t Host::Quiesce(absl::Time deadline) {
+  if (frontend_) frontend_->Close();
+  if (backend_) backend_->Close();
+  while (true) {
+    size_t left = 0;
+    loop_->RunSync([&] { left = router_->Unacked(); });
+    if (left == 0 || absl::Now() >= deadline) return left;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
 const channel::ChannelAddr& Host::frontend() const { return advertised_; }
 const channel::ChannelAddr& Host::bound_frontend() const { return frontend_->addr(); }
 const channel::ChannelAddr& Host::backend() const { return backend_->addr(); }

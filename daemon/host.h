@@ -73,6 +73,7 @@ struct HostOptions {
 };
 
 class ProcTable;
+struct ProcRecord;
 class SupervisionController;
 
 class Host {
@@ -165,6 +166,23 @@ class Host {
   using EventFn = std::function<void(const HostEvent&)>;
   uint64_t Subscribe(EventFn fn, bool snapshot);
   void Unsubscribe(uint64_t id);
+
+  // The durable proc table's feed and hostd's re-adoption after a restart
+  // (daemon/adoption.h); see ProcTable::SetRecorder, Adopt and RestoreEnded.
+  void SetRecorder(
+      std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder);
+  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                     std::shared_ptr<manager::ProcHandle> handle);
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                    const proc::ProcStatus& status);
+
+  // A hand-over to the next hostd (hostd --keep-procs): closes the frontend and
+  // backend listeners (gracefully: every dialer is told, so what it has not had
+  // acknowledged goes back to its sender or is sent again to the next hostd), then
+  // waits until every message already taken has been acknowledged by its proc or
+  // remote host, or `deadline`. Returns how many were still unacknowledged then
+  // (0: nothing taken is lost). The procs keep running.
+  size_t Quiesce(absl::Time deadline);
 
   HostCounters counters() const;
   int live_procs() const;

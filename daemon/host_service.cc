@@ -445,6 +445,14 @@ grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* 
   return call;
 }
 
+grpc::ServerUnaryReactor* HostService::Upgrade(grpc::CallbackServerContext* ctx, const v1::UpgradeRequest* req,
+                                               v1::UpgradeResponse* resp) {
+  if (!opts_.upgrade) return Answer<v1::UpgradeResponse>(ctx, absl::UnimplementedError("this hostd cannot upgrade"));
+  absl::Status s = opts_.upgrade(req->path());
+  if (s.ok()) resp->set_pid(getpid());
+  return Answer<v1::UpgradeResponse>(ctx, s);
+}
+
 grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest*,
                                                    v1::HostInfo* resp) {
   resp->set_frontend_addr(host_.frontend().ToString());

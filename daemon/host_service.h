@@ -66,6 +66,9 @@ struct HostServiceOptions {
   size_t max_watch_bytes = 64 << 20;
   // Who may run what (checked on the resolved program, per client certificate identity).
   ExecPolicy exec_policy;
+  // Upgrade: starts the hand-over to the binary at the path and returns at once
+  // (the daemon re-executes once the reply is out); unset: UNIMPLEMENTED.
+  std::function<absl::Status(const std::string& path)> upgrade;
 };
 
 // What every WatchProcs stream of one service shares: its count and queued bytes.
@@ -114,6 +117,8 @@ class HostService final : public v1::HostService::CallbackService {
                                             v1::BroadcastSignalResponse* resp) override;
   grpc::ServerUnaryReactor* GetTree(grpc::CallbackServerContext* ctx, const v1::GetTreeRequest* req,
                                     v1::Tree* resp) override;
+  grpc::ServerUnaryReactor* Upgrade(grpc::CallbackServerContext* ctx, const v1::UpgradeRequest* req,
+                                    v1::UpgradeResponse* resp) override;
   grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* ctx, const v1::GetHostInfoRequest* req,
                                         v1::HostInfo* resp) override;
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const v1::DrainRequest* req,

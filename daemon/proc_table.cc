@@ -130,6 +130,7 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
                         .incarnation = 1,
                         .detail = why});
       records_.erase(name);
+      if (recorder_) recorder_(name, nullptr, proc::ProcStatus::Failed(why));
       supervisor_.RemoveProc(name);
       ToRouter([name, gen, note = absl::StrCat("proc \"", name, "\" failed to start: ", why)](Router& router) {
         router.Abandon(name, gen, note);
@@ -158,6 +159,52 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
   // Ended, and its name taken again, meanwhile.
   return ProcInfo{
       .name = name, .id = id_of_(name), .status = h->status(), .program = spec.program, .args = spec.args, .handle = h};
+}
+
+absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                              std::shared_ptr<manager::ProcHandle> handle) {
+  uint64_t gen;
+  {
+    absl::MutexLock lock(&mu_);
+    if (records_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
+    auto r = std::make_unique<ProcRecord>();
+    r->name = name;
+    r->gen = gen = next_gen_++;
+    r->labels = std::move(labels);
+    r->created_at = r->incarnation_started = absl::Now();
+    r->spec = spec;
+    r->incarnation = incarnation;
+    ProcRecord& rec = *r;
+    records_[name] = std::move(r);
+    supervisor_.AddProc(name, Supervision{});
+    ToRouter([name, gen](Router& router) { router.Open(name, gen); });
+    Publish(HostEvent::Kind::kSpawned, name, proc::ProcStatus::Starting());
+    Activate(rec, handle);
+  }
+  Follow(name, gen, handle);
+  return absl::OkStatus();
+}
+
+void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                             const proc::ProcStatus& status) {
+  absl::MutexLock lock(&mu_);
+  if (records_.contains(name)) return;
+  auto r = std::make_unique<ProcRecord>();
+  r->name = name;
+  r->gen = next_gen_++;
+  r->labels = std::move(labels);
+  r->created_at = r->incarnation_started = absl::Now();
+  r->spec = spec;
+  r->incarnation = incarnation;
+  r->status = status;
+  r->stop_requested = true;
+  ProcRecord& rec = *r;
+  records_[name] = std::move(r);
+  supervisor_.AddProc(name, Supervision{});
+  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
+  EndRecord(rec);
+  Publish(HostEvent::Kind::kTransition, name, status);
+  ForgetEnded(opts_.ended_procs_kept);
 }
 
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> ProcTable::SpawnChecked(const std::string& name,
@@ -387,6 +434,11 @@ void ProcTable::Publish(HostEvent e) {
     if (e.incarnation == 0 && it != records_.end()) e.incarnation = it->second->incarnation;
   }
   for (auto& [id, fn] : subscribers_) fn(e);
+  if (recorder_ && !e.is_group) {
+    auto it = records_.find(e.name);
+    recorder_(e.name, e.kind == HostEvent::Kind::kRemoved || it == records_.end() ? nullptr : it->second.get(),
+              e.status);
+  }
 }
 
 uint64_t ProcTable::Subscribe(EventFn fn, bool snapshot) {

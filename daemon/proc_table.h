@@ -94,6 +94,24 @@ class ProcTable {
   ProcTable(const ProcTable&) = delete;
   ProcTable& operator=(const ProcTable&) = delete;
 
+  // Told of every proc's lifecycle event under the table's lock (so in order; it
+  // must only queue): the record (null once the name is forgotten) and the status
+  // the event carries. The durable table (daemon/proc_store.h) is fed this way.
+  using Recorder =
+      std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)>;
+  // Set once, before the first Spawn or Adopt.
+  void SetRecorder(Recorder recorder) { recorder_ = std::move(recorder); }
+
+  // A proc a previous hostd ran, taken over by the manager (its handle is Ready):
+  // it becomes live under `name` with its route, as if spawned, with `incarnation`
+  // and no restart policy. AlreadyExists if the name is known.
+  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                     std::shared_ptr<manager::ProcHandle> handle);
+  // A proc a previous hostd ran that is not running now: known as ended with
+  // `status` (messages to it bounce with it) until its name is taken again.
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                    const proc::ProcStatus& status);
+
   // Set once by the Host, before the first Spawn.
   void SetController(SupervisionController* controller) { controller_ = controller; }
   // How ProcIds are made, where procs send (the backend), and the host's name in
@@ -161,6 +179,7 @@ class ProcTable {
   Router& router_;
   const Options opts_;
   SupervisionController* controller_ = nullptr;
+  Recorder recorder_;
   std::function<proc::ProcId(absl::string_view)> id_of_;
   channel::ChannelAddr backend_ = channel::ChannelAddr::Local(0);
   std::string host_name_;

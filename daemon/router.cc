@@ -491,4 +491,15 @@ void Router::Signal(const std::vector<std::string>& names, const std::string& pa
   tally->Settle();
 }
 
+size_t Router::Unacked() const {
+  loop_.AssertInLoop("Router::Unacked");
+  size_t n = 0;
+  for (const auto& [name, r] : routes_) {
+    n += r->held.size();
+    if (r->link) n += r->link->stats().queue_depth;
+  }
+  for (const auto& [addr, link] : remotes_) n += link->stats().queue_depth;
+  return n;
+}
+
 }  // namespace hostd::daemon

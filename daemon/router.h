@@ -145,6 +145,9 @@ class Router {
 
   // Closes every link; from here on nothing is returned (loop thread).
   void Close();
+  // Loop thread: messages taken from clients or procs that a link still holds
+  // unacknowledged, or that wait for a starting proc (a hand-over waits for 0).
+  size_t Unacked() const;
 
   Counters counters() const;  // any thread
   // Link stats by LinkKind. Loop thread: a scraper RunSyncs it, so the message

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct LogsOptions {
 };
 
 struct InfoOptions {};
+
+struct UpgradeOptions {
+  std::string path;
+};
 
 int Watch(Client& c, const WatchOptions& o) {
   v1::WatchProcsRequest req;
@@ -100,7 +105,57 @@ int Info(Client& c, const InfoOptions&) {
   return 0;
 }
 
+// Asks hostd to re-execute as `path`, then waits until the new image serves (its
+// incarnation differs) and prints what it serves.
+int Upgrade(Client& c, const UpgradeOptions& o) {
+  std::error_code ec;
+  std::string path = std::filesystem::absolute(o.path, ec).string();
+  v1::HostInfo before;
+  {
+    grpc::ClientContext ctx;
+    c.Prepare(ctx);
+    grpc::Status s = c.stub().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &before);
+    if (!s.ok()) return c.Fail(s);
+  }
+  v1::UpgradeRequest req;
+  req.set_path(path);
+  v1::UpgradeResponse resp;
+  {
+    grpc::ClientContext ctx;
+    c.Prepare(ctx);
+    grpc::Status s = c.stub().Upgrade(&ctx, req, &resp);
+    if (!s.ok()) return c.Fail(s);
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  grpc::Status last;
+  while (absl::Now() < deadline) {
+    v1::HostInfo after;
+    grpc::ClientContext ctx;
+    c.Prepare(ctx, absl::Seconds(2));
+    last = c.stub().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &after);
+    if (last.ok() && after.incarnation() != before.incarnation()) {
+      if (c.options().json) {
+        PrintJson(after);
+      } else {
+        printf("upgraded: pid %d, %s, %d live procs\n", after.pid(), after.version().c_str(), after.live_procs());
+      }
+      return 0;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  fprintf(stderr, "hostctl: hostd did not come back from the upgrade within 60 s\n");
+  return last.ok() ? 5 : c.Fail(last);
+}
+
 }  // namespace
+
+Subcommand AddUpgrade(CLI::App& app) {
+  auto o = std::make_unique<UpgradeOptions>();
+  CLI::App* cli = app.add_subcommand(
+      "upgrade", "re-execute hostd in place as another binary, keeping its procs (needs hostd --keep-procs)");
+  cli->add_option("path", o->path, "the new hostd binary")->required();
+  return MakeSubcommand(cli, std::move(o), Upgrade);
+}
 
 Subcommand AddWatch(CLI::App& app) {
   auto o = std::make_unique<WatchOptions>();

@@ -11,6 +11,7 @@ namespace hostd::hostctl {
 Subcommand AddWatch(CLI::App& app);
 Subcommand AddLogs(CLI::App& app);
 Subcommand AddInfo(CLI::App& app);
+Subcommand AddUpgrade(CLI::App& app);
 
 }  // namespace hostd::hostctl
 

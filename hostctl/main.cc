@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   commands.push_back(AddSend(app));
   commands.push_back(AddInfo(app));
   commands.push_back(AddDrain(app));
+  commands.push_back(AddUpgrade(app));
   CLI::App* group = AddGroup(app);
   commands.push_back(AddGroupCreate(*group));
   commands.push_back(AddGroupDelete(*group));

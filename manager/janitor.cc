@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -38,7 +39,44 @@ struct JanitorArgs {
   const char* cgroup_kill;    // <parent>/cgroup.kill
   pid_t* table;               // kCapacity slots, 0 = free
   const char* mark_token;     // nullptr: procs carry no mark
+  const char* lock_path;      // nullptr: no reattach wait
+  const char* lock_token;
+  size_t lock_token_len;
+  int64_t reattach_ms;
 };
+
+__attribute__((no_sanitize("address", "undefined"))) int64_t NowMs() {
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// True once a new owner holds the lock: an exclusive flock on the file, which holds
+// a token other than ours.
+__attribute__((no_sanitize("address", "undefined"))) bool NewOwnerHolds(const JanitorArgs& a) {
+  int fd = ::open(a.lock_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  if (!held) ::flock(fd, LOCK_UN);
+  char buf[128];
+  ssize_t n = held ? ::pread(fd, buf, sizeof(buf), 0) : 0;
+  ::close(fd);
+  if (!held || n <= 0) return false;  // free, or the new owner has not written its token yet
+  return static_cast<size_t>(n) != a.lock_token_len || std::memcmp(buf, a.lock_token, a.lock_token_len) != 0;
+}
+
+// Waits up to the reattach timeout for a new owner; true if one came.
+__attribute__((no_sanitize("address", "undefined"))) bool AwaitNewOwner(const JanitorArgs& a) {
+  const int64_t deadline = NowMs() + a.reattach_ms;
+  while (true) {
+    if (NewOwnerHolds(a)) return true;
+    if (NowMs() >= deadline) return false;
+    struct timespec ts {
+      0, 50 * 1000 * 1000
+    };
+    ::nanosleep(&ts, nullptr);
+  }
+}
 
 __attribute__((no_sanitize("address", "undefined"))) void KillMarked(pid_t pid, uint64_t, void*) {
   ::kill(pid, SIGKILL);
@@ -132,6 +170,7 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
       }
     }
   }
+  if (a.lock_path != nullptr && AwaitNewOwner(a)) ::_exit(0);  // the procs have a new owner
   if (a.cgroup_kill != nullptr) {
     int fd = ::open(a.cgroup_kill, O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -152,8 +191,8 @@ __attribute__((no_sanitize("address", "undefined"))) void RemoveCgroups(const ch
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent,
-                                                        const std::string& mark_token) {
+absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgroup_parent, const std::string& mark_token,
+                                                        const JanitorReattach& reattach) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return base::ErrnoError(errno, "janitor socketpair");
@@ -161,9 +200,15 @@ absl::StatusOr<std::unique_ptr<Janitor>> Janitor::Start(const std::string& cgrou
   base::UniqueFd ours(sv[0]), theirs(sv[1]);
   std::string kill_path = cgroup_parent.empty() ? "" : cgroup_parent + "/cgroup.kill";
   std::vector<pid_t> table(kCapacity, 0);
-  JanitorArgs args{theirs.get(), cgroup_parent.empty() ? nullptr : cgroup_parent.c_str(),
-                   kill_path.empty() ? nullptr : kill_path.c_str(), table.data(),
-                   mark_token.empty() ? nullptr : mark_token.c_str()};
+  JanitorArgs args{theirs.get(),
+                   cgroup_parent.empty() ? nullptr : cgroup_parent.c_str(),
+                   kill_path.empty() ? nullptr : kill_path.c_str(),
+                   table.data(),
+                   mark_token.empty() ? nullptr : mark_token.c_str(),
+                   reattach.lock_path.empty() ? nullptr : reattach.lock_path.c_str(),
+                   reattach.token.c_str(),
+                   reattach.token.size(),
+                   absl::ToInt64Milliseconds(reattach.timeout)};
   // A real fork, once: the janitor must outlive us, so it cannot share our memory.
   pid_t pid = ::fork();
   // fork fails only for want of memory or processes (ENOMEM, EAGAIN).

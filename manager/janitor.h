@@ -13,6 +13,15 @@
 // carrying the manager's mark (proc_mark.h: the setsid() escapees when there are
 // no cgroups), removes the emptied cgroups, and exits. A manager destroyed normally has already ended its procs; it
 // closes the socket and reaps the janitor.
+//
+// With a reattach lock (JanitorReattach, hostd --keep-procs) the procs are meant to
+// outlive this process: on EOF the janitor does not kill at once. It waits up to
+// `timeout` for a new owner: a process holding an exclusive flock(2) on `lock_path`
+// whose file holds a token other than its own owner's (a new hostd on the same
+// state directory, or this one re-executed). When one appears, the janitor exits
+// without killing anything (the new owner re-adopts the procs and has a janitor of
+// its own); when none does, it kills everything as above. The token tells the new
+// owner from the old one still releasing its lock as it dies.
 #ifndef HOSTD_MANAGER_JANITOR_H_
 #define HOSTD_MANAGER_JANITOR_H_
 
@@ -23,9 +32,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "base/unique_fd.h"
 
 namespace hostd::manager {
+
+struct JanitorReattach {
+  std::string lock_path;  // empty: kill as soon as the owner is gone
+  std::string token;      // what the owner wrote into the lock file
+  absl::Duration timeout = absl::Seconds(60);
+};
 
 class Janitor {
  public:
@@ -34,8 +50,8 @@ class Janitor {
 
   // `cgroup_parent` may be empty (no cgroups: process groups only); `mark_token`
   // is the manager's ProcMark token (empty: no marked processes to kill).
-  static absl::StatusOr<std::unique_ptr<Janitor>> Start(const std::string& cgroup_parent,
-                                                        const std::string& mark_token);
+  static absl::StatusOr<std::unique_ptr<Janitor>> Start(const std::string& cgroup_parent, const std::string& mark_token,
+                                                        const JanitorReattach& reattach = {});
   ~Janitor();
 
   void Track(pid_t pgid);

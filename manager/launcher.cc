@@ -86,6 +86,7 @@ struct ChildArgs {
   size_t group_count;
   pid_t parent;
   int error_pipe;
+  bool parent_death_kill;
 };
 
 [[noreturn]] __attribute__((no_sanitize("address", "undefined"))) void ChildFail(const ChildArgs* a, int step) {
@@ -105,8 +106,10 @@ __attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
     if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // glibc-internal signals fail: fine
   }
   if (::setpgid(0, 0) != 0) ChildFail(a, kSetpgid);
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(a, kPdeathsig);
-  if (::getppid() != a->parent) ChildFail(a, kParentGone);
+  if (a->parent_death_kill) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(a, kPdeathsig);
+    if (::getppid() != a->parent) ChildFail(a, kParentGone);
+  }
   if (a->cgroup_procs != nullptr) {
     int fd = ::open(a->cgroup_procs, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ::write(fd, "0", 1) != 1) ChildFail(a, kCgroup);
@@ -260,6 +263,7 @@ absl::StatusOr<Launched> Launch(const LaunchRequest& req) {
   }
   args.parent = ::getpid();
   args.error_pipe = err_write.get();
+  args.parent_death_kill = req.parent_death_kill;
 
   constexpr size_t kStackSize = 64 * 1024;
   std::unique_ptr<char[]> stack(new char[kStackSize]);

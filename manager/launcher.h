@@ -22,6 +22,8 @@
 //
 // PR_SET_PDEATHSIG follows the *thread* that launched: launch from a thread that
 // lives as long as the procs should (ProcessProcManager uses its loop thread).
+// LaunchRequest::parent_death_kill = false leaves it unarmed, for procs that are
+// to outlive this process (ProcessProcManagerOptions::keep_procs).
 #ifndef HOSTD_MANAGER_LAUNCHER_H_
 #define HOSTD_MANAGER_LAUNCHER_H_
 
@@ -61,6 +63,9 @@ struct LaunchRequest {
     std::vector<gid_t> groups;  // supplementary groups
   };
   std::optional<Credentials> credentials;
+  // SIGKILL to the child when the launching thread dies (PR_SET_PDEATHSIG). False
+  // for procs that are to outlive their manager's process (a hostd restart).
+  bool parent_death_kill = true;
 };
 
 // The credentials of "NAME" (its primary and supplementary groups) or "NAME:GROUP"

@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "base/log.h"
 #include "manager/cgroup.h"
+#include "manager/proc_identity.h"
 #include "manager/process_proc_manager.h"
 
 namespace hostd::manager {
@@ -70,6 +71,30 @@ void ProcessHandle::Started(pid_t pid, base::UniqueFd pidfd) {
   (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
   exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
   AwaitExit();
+}
+
+void ProcessHandle::Adopted(pid_t pid, uint64_t start_time, base::UniqueFd pidfd) {
+  mgr_->loop_->AssertInLoop("ProcessHandle::Adopted");
+  {
+    absl::MutexLock lock(&mu_);
+    pid_ = pid;
+    adopted_pidfd_.reset(::fcntl(pidfd.get(), F_DUPFD_CLOEXEC, 0));
+  }
+  adopted_ = true;
+  adopted_start_time_ = start_time;
+  if (mgr_->janitor_) mgr_->janitor_->Track(pid);
+  mgr_->reaper_->LeaderStarted(pid, 0);  // its group's zombies are the proc's (no mark of this manager's)
+  (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
+  exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
+  AwaitExit();
+}
+
+bool ProcessHandle::EndedAsNonChild(int err) {
+  if (!adopted_ || err != ECHILD || exit_watch_ == nullptr) return false;
+  pollfd p{exit_watch_->native_handle(), POLLIN, 0};
+  if (::poll(&p, 1, 0) != 1) return false;
+  not_child_exit_ = true;
+  return true;
 }
 
 void ProcessHandle::WatchHandshake(base::UniqueFd read_end) {
@@ -138,7 +163,11 @@ ProcUsage ProcessHandle::Usage() const {
 // the group's id is still its own: it cannot have been reused.
 void ProcessHandle::Signal(int sig) {
   absl::MutexLock lock(&mu_);
-  if (pid_ > 0 && !leader_exited_) ::kill(-pid_, sig);
+  if (pid_ <= 0 || leader_exited_) return;
+  // An adopted leader may not be our child: no zombie of ours holds its group id.
+  // Signal the group only while the leader is alive.
+  if (adopted_pidfd_.valid() && ::syscall(SYS_pidfd_send_signal, adopted_pidfd_.get(), 0, nullptr, 0) != 0) return;
+  ::kill(-pid_, sig);
 }
 
 void ProcessHandle::ReadReport() {
@@ -205,7 +234,9 @@ bool ProcessHandle::ObserveExitHere(absl::Time deadline) {
     if (ready > 0 || ms == 0 || (ready < 0 && errno != EINTR)) break;
   }
   siginfo_t info{};
-  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
+  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    if (!EndedAsNonChild(errno)) return false;
+  } else if (info.si_pid == 0) {
     return false;
   }
   OnExit({});
@@ -226,7 +257,7 @@ void ProcessHandle::AwaitExit() {
       siginfo_t info{};
       const int pidfd = self->exit_watch_->native_handle();
       if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
-        ec = boost::system::error_code(errno, boost::system::system_category());
+        if (!self->EndedAsNonChild(errno)) ec = boost::system::error_code(errno, boost::system::system_category());
       } else if (info.si_pid == 0) {
         return self->AwaitExit();  // still running
       }
@@ -252,11 +283,17 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   if (!cgroup_dir_.empty()) {
     rest = CgroupTree::Pids(cgroup_dir_);
     CgroupTree::KillAll(cgroup_dir_);
-  } else if (!ec) {
+  } else if (!ec && !not_child_exit_) {
     ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
+  } else if (!ec) {
+    // Not our child: no zombie of ours holds the group id, but a pid is not reused
+    // while it is a live group's id, so the group is the proc's unless the pid
+    // already names a newer process.
+    absl::StatusOr<uint64_t> now = ProcStartTime(pid);
+    if (!now.ok() || *now == adopted_start_time_) ::kill(-pid, SIGKILL);
   }
   siginfo_t leader{};
-  if (!ec && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
+  if (!ec && !not_child_exit_ && ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &leader, WEXITED | WNOHANG) != 0) {
     ec = boost::system::error_code(errno, boost::system::system_category());
   }
   exit_watch_.reset();
@@ -281,6 +318,10 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   ProcStatus end;
   if (ec) {
     end = ProcStatus::Failed(absl::StrCat("exit monitor failed: ", ec.message()));
+  } else if (not_child_exit_) {
+    end = ProcStatus::Failed(
+        "ended after this hostd re-adopted it; its exit status is unknown (only its parent, the previous hostd, "
+        "could have read it)");
   } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
     end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
   } else {

@@ -26,15 +26,19 @@
 //   - ProcessHandle::SignalTerm / SignalKill: Terminate, Kill, the manager's
 //     KillAll and destructor (KillWithoutWaiting): the one path for callers.
 //   - ProcessHandle::OnExit: what the proc left behind after its leader exited.
+//     For an adopted proc that is not this process's child, the process group
+//     unless the leader's pid already names another process (a different start
+//     time): a pid is not reused while it is a live process group's id.
 //   - ProcessHandle::ReleaseWithManager: pidfd_send_signal(SIGKILL) to a leader
 //     whose exit the manager, as it goes, has not observed yet.
 //   - The launcher (launcher.h): PR_SET_PDEATHSIG, the kernel's SIGKILL to the
-//     leader when the manager's loop thread dies.
+//     leader when the manager's loop thread dies (not armed with keep_procs).
 //   - CgroupTree::KillAll (cgroup.h): cgroup.kill, or each member on kernels
 //     without it; called from here only.
 //   - The janitor (janitor.h): a separate process, since it must act when hostd
 //     itself died without cleaning up (even by SIGKILL); it kills the recorded
-//     process groups and the manager's whole cgroup subtree.
+//     process groups and the manager's whole cgroup subtree (with keep_procs, only
+//     if no new owner takes the state lock within the reattach timeout).
 //
 // Thread-safety: the ProcHandle methods are thread-safe. The methods below marked
 // "loop thread" abort when called off the manager's loop (EventLoop::AssertInLoop).
@@ -87,6 +91,13 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
 
   // Loop thread: the child exec'd; the exit monitor starts.
   void Started(pid_t pid, base::UniqueFd pidfd);
+  // Loop thread: a proc a previous manager launched was verified and is taken over
+  // (ProcessProcManager::Adopt); the exit monitor starts on `pidfd`. If the proc
+  // is not this process's child, waitid cannot see its end: the pidfd turning
+  // readable is the end, with an unknown status (Failed saying so), and its
+  // process group is signalled only while the leader is alive (by its pidfd), since
+  // its exited leader's id is not held by a zombie of ours.
+  void Adopted(pid_t pid, uint64_t start_time, base::UniqueFd pidfd);
   // Loop thread: waits for "READY <addr>" on the pipe, or EOF.
   void WatchHandshake(base::UniqueFd read_end);
   // Loop thread: waits for a "READY=1" datagram on the notify socket.
@@ -119,6 +130,9 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // then handles the exit as the monitor would. True if it exited.
   bool ObserveExitHere(absl::Time deadline);
   void AwaitExit();
+  // Loop thread: after waitid(P_PIDFD) failed with `err`: true if that means an
+  // adopted non-child leader has ended (its pidfd is readable).
+  bool EndedAsNonChild(int err);
   void OnExit(boost::system::error_code ec);
 
   // Loop-thread code runs only while the manager exists; other threads reach it
@@ -136,6 +150,11 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   mutable absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
   bool leader_exited_ ABSL_GUARDED_BY(mu_) = false;  // OnExit has taken over
+  // Adopted: a copy of the leader's pidfd, to check it is alive before signalling.
+  base::UniqueFd adopted_pidfd_ ABSL_GUARDED_BY(mu_);
+  bool adopted_ = false;  // set by Adopted, before the monitor starts
+  uint64_t adopted_start_time_ = 0;
+  bool not_child_exit_ = false;  // loop thread: the leader ended, but not as our child
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);
 
   // Loop thread only. The leader's pidfd, until it is reaped.

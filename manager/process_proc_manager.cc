@@ -1,10 +1,13 @@
 #include "manager/process_proc_manager.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -22,6 +25,7 @@
 #include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
+#include "manager/proc_identity.h"
 #include "manager/proc_mark.h"
 #include "manager/process_handle.h"
 #include "proc/bootstrap.h"
@@ -112,10 +116,33 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   } else {
     mgr->cgroup_fallback_reason_ = "disabled by configuration";
   }
+  JanitorReattach reattach;
+  if (mgr->options_.keep_procs) {
+    // One owner per state directory: the lock's holder is who the procs belong to.
+    reattach.lock_path = absl::StrCat(mgr->options_.state_dir, "/hostd.lock");
+    reattach.token = absl::StrCat(NewMarkToken(), " ", ::getpid());
+    reattach.timeout = mgr->options_.reattach_timeout;
+    mgr->state_lock_.reset(::open(reattach.lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!mgr->state_lock_.valid()) {
+      mgr->loop_ = channel::EventLoop::Start("procs");
+      return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, reattach.lock_path);
+    }
+    if (::flock(mgr->state_lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      mgr->loop_ = channel::EventLoop::Start("procs");
+      return absl::FailedPreconditionError(absl::StrCat("another hostd holds ", reattach.lock_path,
+                                                        ": one hostd per state directory with --keep-procs"));
+    }
+    if (::ftruncate(mgr->state_lock_.get(), 0) != 0 ||
+        ::pwrite(mgr->state_lock_.get(), reattach.token.data(), reattach.token.size(), 0) !=
+            static_cast<ssize_t>(reattach.token.size())) {
+      mgr->loop_ = channel::EventLoop::Start("procs");
+      return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, reattach.lock_path);
+    }
+  }
   if (mgr->options_.janitor) {
     // Forked before the loop thread exists, while this process is as small as it gets.
     absl::StatusOr<std::unique_ptr<Janitor>> janitor =
-        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string(), mgr->mark_token_);
+        Janitor::Start(mgr->cgroups_ ? mgr->cgroups_->parent() : std::string(), mgr->mark_token_, reattach);
     if (!janitor.ok()) {
       mgr->loop_ = channel::EventLoop::Start("procs");  // the destructor runs on a whole manager
       return janitor.status();
@@ -234,6 +261,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   env[proc::kEnvProcId] = id.ToString();
   env[proc::kEnvHostBackend] = forwarder.ToString();
   env[proc::kEnvParentPid] = absl::StrCat(::getpid());
+  if (options_.keep_procs) env[proc::kEnvOutliveParent] = "1";
   const uint64_t mark_serial = next_mark_serial_.fetch_add(1, std::memory_order_relaxed);
   env[kEnvProcMark] = MarkValue(mark_token_, mark_serial);
   handle->set_mark_serial(mark_serial);
@@ -294,6 +322,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   req.state_fd = state_fd.get();
   if (!cgroup_dir.empty()) req.cgroup_procs = cgroup_dir + "/cgroup.procs";
   req.credentials = std::move(credentials);
+  req.parent_death_kill = !options_.keep_procs;
   absl::Status launched;
   // Launch from the loop thread: PR_SET_PDEATHSIG follows the launching thread.
   loop_->RunSync([&] {
@@ -333,6 +362,52 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   return absl::Status(timed_out ? absl::StatusCode::kDeadlineExceeded : absl::StatusCode::kFailedPrecondition,
                       absl::StrCat("proc \"", name, "\" ", what, " (", status, ", command: ", command, ")",
                                    problem.empty() ? "" : absl::StrCat("; ", problem), tail));
+}
+
+absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc::ProcId& id,
+                                                                      const AdoptRequest& request) {
+  const std::string& name = id.name();
+  if (!options_.keep_procs) return absl::FailedPreconditionError("adopting procs needs keep_procs");
+  if (request.pid <= 0) return absl::InvalidArgumentError(absl::StrCat("proc \"", name, "\": no pid recorded"));
+  // The pidfd first, then the identity: if the process it names is still running
+  // after the checks, the checks were of that process (its pid cannot be reused
+  // while it lives).
+  base::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, request.pid, 0)));
+  if (!pidfd.valid()) {
+    return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
+  }
+  absl::StatusOr<uint64_t> start = ProcStartTime(request.pid);
+  if (!start.ok()) return absl::NotFoundError(absl::StrCat("proc \"", name, "\": ", start.status().message()));
+  if (*start != request.start_time) {
+    return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\": pid ", request.pid,
+                                                      " is now another process (started at tick ", *start,
+                                                      ", the proc at tick ", request.start_time, ")"));
+  }
+  if (!request.cgroup_dir.empty()) {
+    absl::StatusOr<std::string> cg = ProcCgroupPath(request.pid);
+    if (!cg.ok()) return absl::NotFoundError(absl::StrCat("proc \"", name, "\": ", cg.status().message()));
+    if (CgroupTree::MountPoint() + *cg != request.cgroup_dir) {
+      return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\": pid ", request.pid, " is in cgroup ", *cg,
+                                                        ", not the proc's ", request.cgroup_dir));
+    }
+  }
+  pollfd alive{pidfd.get(), POLLIN, 0};
+  if (::poll(&alive, 1, 0) != 0) {
+    return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
+  }
+  auto handle = std::make_shared<ProcessHandle>(this, id, request.command);
+  if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
+  handle->set_cgroup_dir(request.cgroup_dir);
+  {
+    absl::MutexLock lock(&mu_);
+    std::erase_if(handed_out_, [](const auto& w) { return w.expired(); });
+    handed_out_.push_back(handle);
+  }
+  loop_->RunSync([&] {
+    handle->Adopted(request.pid, request.start_time, std::move(pidfd));
+    handle->MarkReady(request.addr);
+  });
+  return std::shared_ptr<ProcHandle>(handle);
 }
 
 }  // namespace hostd::manager

@@ -36,6 +36,16 @@
 // monitor cannot run meanwhile; they hold the loop while they wait, so a Terminate
 // there cannot send its stop request: it goes on to SIGTERM after grace/2.
 //
+// Procs that outlive this process (keep_procs, hostd --keep-procs): procs are
+// launched without PR_SET_PDEATHSIG (HOSTD_OUTLIVE_PARENT=1 tells the proc runtime
+// not to arm it either); Create takes an exclusive flock on <state_dir>/hostd.lock
+// (FailedPrecondition if another live manager holds it) and writes a fresh token
+// into it; the janitor, when this process is gone, waits `reattach_timeout` for a
+// new holder of that lock before it kills anything (janitor.h). Adopt takes such a
+// proc back under a new manager (a new hostd on the same state directory). The
+// destructor still kills every proc: a process that means to leave its procs
+// running exits without destroying its manager.
+//
 // Destroying the manager kills every proc it still has and waits for each (each
 // within ProcHandleBase::kKillWait), even if its loop was busy meanwhile. Handles
 // may outlive it: each is left terminal (Failed if its exit could not be observed)
@@ -51,6 +61,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/steady_timer.hpp"
+#include "base/unique_fd.h"
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
@@ -79,6 +90,18 @@ struct ProcessProcManagerOptions {
   size_t log_keep_ended = std::numeric_limits<size_t>::max();
   absl::Duration log_keep_age = absl::InfiniteDuration();
   absl::Duration log_check_interval = absl::Milliseconds(500);
+  // Procs outlive this process; see the class comment.
+  bool keep_procs = false;
+  absl::Duration reattach_timeout = absl::Seconds(60);
+};
+
+// A proc a previous manager launched, as recorded then (the durable proc table).
+struct AdoptRequest {
+  pid_t pid = 0;
+  uint64_t start_time = 0;                   // ProcStartTime when it was launched
+  std::string cgroup_dir;                    // its cgroup directory, empty if it had none
+  std::optional<channel::ChannelAddr> addr;  // what it reported at readiness
+  std::string command;
 };
 
 class ProcessProcManager final : public ProcManager, public BulkTerminate {
@@ -89,6 +112,14 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   absl::StatusOr<std::shared_ptr<ProcHandle>> Spawn(const proc::ProcId& id, const channel::ChannelAddr& forwarder,
                                                     const SpawnSpec& spec) override;
   std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
+  // Takes over a running proc a previous manager launched (needs keep_procs): it
+  // must be the same process (pid, start time and, if recorded, cgroup), else
+  // FailedPrecondition (its pid now belongs to a stranger) or NotFound (it ended).
+  // The handle starts Ready (with `addr`); its exit is watched by pidfd. A proc
+  // that is not this process's child (adopted after a restart, not a re-exec)
+  // ends with Failed saying its exit status is unknown: only a parent can learn it.
+  // AlreadyExists if the name is taken.
+  absl::StatusOr<std::shared_ptr<ProcHandle>> Adopt(const proc::ProcId& id, const AdoptRequest& request);
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
   TerminateSummary KillAll(absl::Time deadline) override;
 
@@ -99,6 +130,7 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::string LogPath(const std::string& name, bool stderr_log, int rotation = 0) const;
   // The janitor process (0 if none): a child of this process for the manager's life.
   pid_t janitor_pid() const { return janitor_ ? janitor_->pid() : 0; }
+  bool keep_procs() const { return options_.keep_procs; }
 
  private:
   friend class ProcessHandle;
@@ -108,6 +140,7 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::unique_ptr<channel::EventLoop> loop_;
   std::unique_ptr<CgroupTree> cgroups_;
   std::unique_ptr<Janitor> janitor_;
+  base::UniqueFd state_lock_;  // keep_procs: <state_dir>/hostd.lock, flock'ed for the manager's life
   std::string cgroup_fallback_reason_;
   // Every proc's environment carries MarkValue(mark_token_, serial) (proc_mark.h).
   const std::string mark_token_;

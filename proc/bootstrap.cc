@@ -68,6 +68,7 @@ absl::StatusOr<BootstrapEnv> ReadBootstrapEnv(const GetEnv& getenv) {
     if (!absl::SimpleAtoi(v, &pid) || pid <= 0) return BadVar(kEnvParentPid, v, "not a process id");
     env.parent_pid = pid;
   }
+  if (const char* v = getenv(kEnvOutliveParent); v != nullptr) env.outlive_parent = absl::string_view(v) == "1";
   return env;
 }
 
@@ -130,7 +131,7 @@ absl::StatusOr<BootedProc> BootstrapProc(const std::function<absl::Status(ProcRu
                                          const GetEnv& getenv) {
   HOSTD_ASSIGN_OR_RETURN(BootstrapEnv env, ReadBootstrapEnv(getenv));
   base::UniqueFd state_fd(env.state_fd);  // closed on every path
-  HOSTD_RETURN_IF_ERROR(ArmParentDeathSignal(env.parent_pid));
+  if (!env.outlive_parent) HOSTD_RETURN_IF_ERROR(ArmParentDeathSignal(env.parent_pid));
   std::optional<std::string> initial_state;
   if (state_fd.valid()) {
     HOSTD_ASSIGN_OR_RETURN(initial_state, ReadHandedOverState(state_fd.release()));

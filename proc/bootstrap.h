@@ -14,6 +14,8 @@
 //   HOSTD_LISTEN         where to serve; default "unix:" (any)    (optional)
 //   HOSTD_READY_FD       descriptor to report readiness on        (optional)
 //   HOSTD_PARENT_PID     the manager's pid, for the death re-check (optional)
+//   HOSTD_OUTLIVE_PARENT "1": do not arm SIGKILL on the parent's death; the proc  (optional)
+//                        is to outlive a manager that restarts (hostd --keep-procs)
 //   HOSTD_STATE_FD       descriptor holding the state the previous   (optional)
 //                        incarnation handed over (ProcRuntime::initial_state())
 // validates each (an error names the variable and the problem), arms SIGKILL on
@@ -38,6 +40,7 @@
 namespace hostd::proc {
 
 inline constexpr char kEnvProcId[] = "HOSTD_PROC_ID";
+inline constexpr char kEnvOutliveParent[] = "HOSTD_OUTLIVE_PARENT";
 inline constexpr char kEnvHostBackend[] = "HOSTD_HOST_BACKEND";
 inline constexpr char kEnvListen[] = "HOSTD_LISTEN";
 inline constexpr char kEnvReadyFd[] = "HOSTD_READY_FD";
@@ -50,6 +53,7 @@ struct BootstrapEnv {
   channel::ChannelAddr listen;
   int ready_fd = -1;
   pid_t parent_pid = 0;
+  bool outlive_parent = false;  // HOSTD_OUTLIVE_PARENT=1
   int state_fd = -1;  // -1: no state handed over
 };
 

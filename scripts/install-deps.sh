@@ -16,6 +16,7 @@ packages=(
   libcli11-dev                   # command-line parsing and the config file
   nlohmann-json3-dev             # hostctl --json output
   help2man bash-completion       # hostctl's and hostd's man pages; hostctl's completion directory
+  libsqlite3-dev                 # the durable proc table (<state dir>/procs.db)
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the control API
   libzmq3-dev pkg-config         # the peer in bench/forward_bench
   libgtest-dev libgmock-dev      # tests

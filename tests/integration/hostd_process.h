@@ -73,12 +73,19 @@ class Hostd {
         std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
     Start(std::move(extra), {}, false, std::move(grpc), std::move(frontend), std::move(creds));
   }
+  // In `root` instead of a temp dir of its own: a second Hostd on the same root
+  // finds the first one's state directory and sockets (a restart).
+  Hostd(std::vector<std::string> extra, const testing::TempDir& root) : root_(root.path()) {
+    Start(std::move(extra), {}, false, "", "", nullptr);
+  }
 
  private:
   void Start(std::vector<std::string> extra, std::vector<std::string> env, bool log_to_file, std::string grpc,
              std::string frontend, std::shared_ptr<grpc::ChannelCredentials> creds) {
-    log_path_ = dir_.Join("hostd.log");
-    notify_path_ = dir_.Join("notify");
+    if (root_.empty()) root_ = dir_.path();
+    log_path_ = Path("hostd.log");
+    notify_path_ = Path("notify");
+    ::unlink(notify_path_.c_str());  // left by a previous Hostd on the same root
     notify_ = base::UniqueFd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     base::UniqueFd& notify = notify_;
     absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(notify_path_);
@@ -86,19 +93,19 @@ class Hostd {
     if (sa.ok()) {
       EXPECT_EQ(bind(notify.get(), sa->get(), sa->size()), 0);
     }
-    grpc_ = grpc.empty() ? "unix:" + dir_.Join("hostd.sock") : grpc;
-    if (frontend.empty()) frontend = "unix:" + dir_.Join("fe.sock");
+    grpc_ = grpc.empty() ? "unix:" + Path("hostd.sock") : grpc;
+    if (frontend.empty()) frontend = "unix:" + Path("fe.sock");
     std::vector<std::string> args = {kHostd,
                                      "--grpc",
                                      grpc_,
                                      "--frontend",
                                      frontend,
                                      "--backend",
-                                     "unix:" + dir_.Join("be.sock"),
+                                     "unix:" + Path("be.sock"),
                                      "--shutdown-grace",
                                      "2"};
     if (std::find(extra.begin(), extra.end(), "--state-dir") == extra.end()) {
-      args.insert(args.end(), {"--state-dir", dir_.Join("state")});
+      args.insert(args.end(), {"--state-dir", Path("state")});
     }
     // Quiet unless the test asks for a level of its own.
     if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end()) {
@@ -147,11 +154,14 @@ class Hostd {
   grpc::Channel& channel() { return *channel_; }
   const std::string& grpc_addr() const { return grpc_; }
   pid_t pid() const { return pid_; }
-  std::string Path(const std::string& name) const { return dir_.Join(name); }
+  std::string Path(const std::string& name) const { return root_ + "/" + name; }
   // hostd's log, when started with log_to_file.
   const std::string& log_path() const { return log_path_; }
   // Whether hostd has exited (after Signal).
   bool exited() const { return exited_; }
+  // Forgets the process without killing or reaping it (it left its procs running,
+  // and the test waits for it itself).
+  void Release() { exited_ = true; }
 
   // Sends `sig` and returns hostd's wait status.
   int Signal(int sig) {
@@ -179,6 +189,7 @@ class Hostd {
 
  private:
   testing::TempDir dir_;
+  std::string root_;  // dir_, or the root a restart shares
   std::string notify_path_;
   std::string log_path_;
   base::UniqueFd notify_;

@@ -1,0 +1,262 @@
+#include "daemon/proc_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "base/errno_status.h"
+#include "base/log.h"
+#include "manager/cgroup.h"
+#include "manager/proc_identity.h"
+
+namespace hostd::daemon {
+namespace {
+
+constexpr char kSchema[] =
+    "CREATE TABLE IF NOT EXISTS procs ("
+    " name TEXT PRIMARY KEY,"
+    " program TEXT NOT NULL, args BLOB NOT NULL, env BLOB NOT NULL, inherit_env BLOB NOT NULL,"
+    " cwd TEXT NOT NULL, readiness INTEGER NOT NULL, labels BLOB NOT NULL,"
+    " incarnation INTEGER NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL, terminal INTEGER NOT NULL,"
+    " pid INTEGER NOT NULL, start_time INTEGER NOT NULL, cgroup TEXT NOT NULL, addr TEXT NOT NULL,"
+    " stdout_log TEXT NOT NULL, stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL)";
+
+constexpr char kUpsert[] =
+    "INSERT OR REPLACE INTO procs (name, program, args, env, inherit_env, cwd, readiness, labels, incarnation,"
+    " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
+constexpr char kSelect[] =
+    "SELECT name, program, args, env, inherit_env, cwd, readiness, labels, incarnation, state, status, terminal,"
+    " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at FROM procs ORDER BY name";
+
+// Lists are stored NUL-separated (no element of them can hold a NUL).
+std::string JoinList(const std::vector<std::string>& items) { return absl::StrJoin(items, absl::string_view("\0", 1)); }
+std::vector<std::string> SplitList(absl::string_view blob) {
+  if (blob.empty()) return {};
+  return absl::StrSplit(blob, absl::string_view("\0", 1));
+}
+
+absl::Status SqlError(sqlite3* db, absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(path, ": ", what, ": ", sqlite3_errmsg(db)));
+}
+
+absl::string_view ColumnText(sqlite3_stmt* st, int i) {
+  const void* p = sqlite3_column_blob(st, i);
+  return p == nullptr ? absl::string_view()
+                      : absl::string_view(static_cast<const char*>(p), sqlite3_column_bytes(st, i));
+}
+
+void BindText(sqlite3_stmt* st, int i, const std::string& s) {
+  sqlite3_bind_text(st, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+}
+void BindBlob(sqlite3_stmt* st, int i, const std::string& s) {
+  sqlite3_bind_blob(st, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+}
+
+// The cgroup directory of `pid` if it is one hostd made for a proc
+// (<own>/hostd-<pid>-<n>/<name>-<serial>, manager/cgroup.h); empty otherwise.
+std::string HostdCgroupOf(pid_t pid) {
+  if (manager::CgroupTree::MountPoint().empty()) return "";
+  absl::StatusOr<std::string> cg = manager::ProcCgroupPath(pid);
+  if (!cg.ok() || cg->empty()) return "";
+  std::vector<absl::string_view> parts = absl::StrSplit(*cg, '/', absl::SkipEmpty());
+  if (parts.size() < 2 || !absl::StartsWith(parts[parts.size() - 2], "hostd-")) return "";
+  return absl::StrCat(manager::CgroupTree::MountPoint(), *cg);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProcStore>> ProcStore::Open(
+    const std::string& state_dir, std::function<std::string(const std::string&, bool)> log_path) {
+  std::string path = absl::StrCat(state_dir, "/", kFileName);
+  // Created 0600 before SQLite sees it (it would follow the umask); O_NOFOLLOW: a
+  // symlink planted there is refused.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, path);
+  ::fchmod(fd, 0600);
+  ::close(fd);
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    absl::Status s = SqlError(db, "open", path);
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", kSchema}) {
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      absl::Status s = SqlError(db, sql, path);
+      sqlite3_close(db);
+      return s;
+    }
+  }
+  // The WAL and shared-memory files SQLite made take the umask: tighten them too.
+  for (const char* suffix : {"-wal", "-shm"}) ::chmod(absl::StrCat(path, suffix).c_str(), 0600);
+  std::unique_ptr<ProcStore> store(new ProcStore(path, db, std::move(log_path)));
+  if (absl::Status s = store->Load(); !s.ok()) return s;
+  store->writer_ = std::thread([raw = store.get()] { raw->Run(); });
+  return store;
+}
+
+ProcStore::ProcStore(std::string path, sqlite3* db, std::function<std::string(const std::string&, bool)> log_path)
+    : path_(std::move(path)), db_(db), log_path_(std::move(log_path)) {}
+
+ProcStore::~ProcStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+  sqlite3_close(db_);
+}
+
+absl::Status ProcStore::Load() {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, kSelect, -1, &st, nullptr) != SQLITE_OK) return SqlError(db_, "read", path_);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    StoredProc p;
+    p.name = std::string(ColumnText(st, 0));
+    p.spec.program = std::string(ColumnText(st, 1));
+    p.spec.args = SplitList(ColumnText(st, 2));
+    for (const std::string& kv : SplitList(ColumnText(st, 3))) {
+      size_t eq = kv.find('=');
+      if (eq != std::string::npos) p.spec.env.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    p.spec.inherit_env = SplitList(ColumnText(st, 4));
+    p.spec.cwd = std::string(ColumnText(st, 5));
+    p.spec.readiness = static_cast<manager::ReadinessMode>(sqlite3_column_int(st, 6));
+    for (const std::string& kv : SplitList(ColumnText(st, 7))) {
+      size_t eq = kv.find('=');
+      if (eq != std::string::npos) p.labels[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    p.incarnation = sqlite3_column_int(st, 8);
+    p.state = std::string(ColumnText(st, 9));
+    p.status = std::string(ColumnText(st, 10));
+    p.terminal = sqlite3_column_int(st, 11) != 0;
+    p.pid = static_cast<pid_t>(sqlite3_column_int64(st, 12));
+    p.start_time = static_cast<uint64_t>(sqlite3_column_int64(st, 13));
+    p.cgroup = std::string(ColumnText(st, 14));
+    p.addr = std::string(ColumnText(st, 15));
+    p.stdout_log = std::string(ColumnText(st, 16));
+    p.stderr_log = std::string(ColumnText(st, 17));
+    p.updated_at = absl::FromUnixMillis(sqlite3_column_int64(st, 18));
+    identities_[p.name] = Identity{p.pid, p.start_time, p.cgroup};
+    loaded_.push_back(std::move(p));
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return SqlError(db_, "read", path_);
+  return absl::OkStatus();
+}
+
+void ProcStore::Record(StoredProc row) {
+  absl::MutexLock lock(&mu_);
+  std::string name = row.name;
+  auto [it, fresh] = pending_.insert_or_assign(name, std::move(row));
+  if (fresh) order_.push_back(std::move(name));
+  ++queued_;
+}
+
+void ProcStore::Forget(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto [it, fresh] = pending_.insert_or_assign(name, std::nullopt);
+  if (fresh) order_.push_back(name);
+  ++queued_;
+}
+
+void ProcStore::Flush() {
+  absl::MutexLock lock(&mu_);
+  const uint64_t target = queued_;
+  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return committed_ >= target || stop_; };
+  mu_.Await(absl::Condition(&done));
+}
+
+void ProcStore::Run() {
+  while (true) {
+    std::vector<std::pair<std::string, std::optional<StoredProc>>> batch;
+    uint64_t upto;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !order_.empty() || stop_; };
+      mu_.Await(absl::Condition(&ready));
+      if (order_.empty() && stop_) return;
+      for (std::string& name : order_) {
+        auto it = pending_.find(name);
+        batch.emplace_back(std::move(name), std::move(it->second));
+      }
+      order_.clear();
+      pending_.clear();
+      upto = queued_;
+    }
+    Commit(batch);
+    absl::MutexLock lock(&mu_);
+    committed_ = upto;
+  }
+}
+
+void ProcStore::Commit(std::vector<std::pair<std::string, std::optional<StoredProc>>>& batch) {
+  sqlite3_stmt* upsert = nullptr;
+  sqlite3_stmt* remove = nullptr;
+  bool ok = sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK &&
+            sqlite3_prepare_v2(db_, kUpsert, -1, &upsert, nullptr) == SQLITE_OK &&
+            sqlite3_prepare_v2(db_, "DELETE FROM procs WHERE name = ?1", -1, &remove, nullptr) == SQLITE_OK;
+  for (auto& [name, row] : batch) {
+    if (!ok) break;
+    if (!row.has_value()) {
+      identities_.erase(name);
+      BindText(remove, 1, name);
+      ok = sqlite3_step(remove) == SQLITE_DONE;
+      sqlite3_reset(remove);
+      continue;
+    }
+    StoredProc& p = *row;
+    Identity& id = identities_[name];
+    if (p.pid > 0 && p.pid != id.pid) {
+      absl::StatusOr<uint64_t> start = manager::ProcStartTime(p.pid);
+      id = Identity{p.pid, start.ok() ? *start : 0, HostdCgroupOf(p.pid)};
+    }
+    // A row without a pid (starting, restarting) keeps the last one known: adoption
+    // only takes live rows, and for an ended one it says which process it was.
+    p.pid = id.pid;
+    p.start_time = id.start_time;
+    p.cgroup = id.cgroup;
+    std::vector<std::string> env, labels;
+    for (const auto& [k, v] : p.spec.env) env.push_back(absl::StrCat(k, "=", v));
+    for (const auto& [k, v] : p.labels) labels.push_back(absl::StrCat(k, "=", v));
+    BindText(upsert, 1, p.name);
+    BindText(upsert, 2, p.spec.program);
+    BindBlob(upsert, 3, JoinList(p.spec.args));
+    BindBlob(upsert, 4, JoinList(env));
+    BindBlob(upsert, 5, JoinList(p.spec.inherit_env));
+    BindText(upsert, 6, p.spec.cwd);
+    sqlite3_bind_int(upsert, 7, static_cast<int>(p.spec.readiness));
+    BindBlob(upsert, 8, JoinList(labels));
+    sqlite3_bind_int(upsert, 9, p.incarnation);
+    BindText(upsert, 10, p.state);
+    BindText(upsert, 11, p.status);
+    sqlite3_bind_int(upsert, 12, p.terminal ? 1 : 0);
+    sqlite3_bind_int64(upsert, 13, p.pid);
+    sqlite3_bind_int64(upsert, 14, static_cast<int64_t>(p.start_time));
+    BindText(upsert, 15, p.cgroup);
+    BindText(upsert, 16, p.addr);
+    BindText(upsert, 17, p.stdout_log.empty() && log_path_ ? log_path_(p.name, false) : p.stdout_log);
+    BindText(upsert, 18, p.stderr_log.empty() && log_path_ ? log_path_(p.name, true) : p.stderr_log);
+    sqlite3_bind_int64(upsert, 19, absl::ToUnixMillis(p.updated_at));
+    ok = sqlite3_step(upsert) == SQLITE_DONE;
+    sqlite3_reset(upsert);
+  }
+  if (!ok) base::Log().error("durable proc table {}: {}; this batch is not recorded", path_, sqlite3_errmsg(db_));
+  sqlite3_finalize(upsert);
+  sqlite3_finalize(remove);
+  sqlite3_exec(db_, ok ? "COMMIT" : "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+}  // namespace hostd::daemon

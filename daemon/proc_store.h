@@ -1,0 +1,115 @@
+// ProcStore: the durable proc table, <state dir>/procs.db.
+//
+// One row per proc name hostd knows: its spec (program, args, environment, working
+// directory, readiness), labels, incarnation, the table's state (starting, live,
+// restarting, ended) and last status, its pid with the pid's start time and cgroup
+// (manager/proc_identity.h: what proves it is the same process later), its backend
+// address and its log paths. A hostd started with --keep-procs on the same state
+// directory reads it back (Load) to re-adopt what still runs (daemon/adoption.h).
+//
+// Storage: SQLite in WAL mode with synchronous=NORMAL: a crash of hostd (even by
+// SIGKILL) loses nothing committed, and the database is never left half-written;
+// a power loss may lose the last transactions, never consistency. The file is
+// created mode 0600 (it holds procs' environments). A database it cannot open or
+// read fails Open with the path and SQLite's message.
+//
+// Writes are off the message path: Record and Forget queue (latest row per name
+// wins) and return; one writer thread commits what is queued in one transaction,
+// and reads each new pid's start time and cgroup there, from /proc. A pid is read
+// moments after its Running event: a proc that ends and has its pid reused in that
+// moment is recorded with the stranger's start time and, being gone, is never
+// adopted: the error falls on the safe side. Flush waits until everything queued
+// is committed (hostd calls it before it exits or re-executes with its procs
+// running). Thread-safe.
+#ifndef HOSTD_DAEMON_PROC_STORE_H_
+#define HOSTD_DAEMON_PROC_STORE_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "daemon/host_types.h"
+#include "manager/proc_manager.h"
+
+struct sqlite3;
+
+namespace hostd::daemon {
+
+struct StoredProc {
+  std::string name;
+  manager::SpawnSpec spec;  // program, args, env, cwd, readiness
+  Labels labels;
+  int incarnation = 1;
+  std::string state;   // "starting", "live", "restarting" or "ended"
+  std::string status;  // ProcStatus::ToString()
+  bool terminal = false;
+  pid_t pid = 0;
+  uint64_t start_time = 0;  // ticks since boot (ProcStartTime); 0 unknown
+  std::string cgroup;       // cgroup directory, empty if none
+  std::string addr;         // backend address reported at readiness, empty if none
+  std::string stdout_log, stderr_log;
+  absl::Time updated_at;
+};
+
+class ProcStore {
+ public:
+  static constexpr char kFileName[] = "procs.db";
+
+  // `log_path(name, stderr)`: where a proc's logs are (recorded with each row).
+  static absl::StatusOr<std::unique_ptr<ProcStore>> Open(const std::string& state_dir,
+                                                         std::function<std::string(const std::string&, bool)> log_path);
+  ~ProcStore();  // commits what is queued, then closes
+  ProcStore(const ProcStore&) = delete;
+  ProcStore& operator=(const ProcStore&) = delete;
+
+  // The rows as they were when Open ran.
+  const std::vector<StoredProc>& loaded() const { return loaded_; }
+  // Queues a row (start_time and cgroup are filled in by the writer).
+  void Record(StoredProc row);
+  // Queues the removal of `name`'s row.
+  void Forget(const std::string& name);
+  // Returns once everything queued before the call is committed.
+  void Flush();
+  const std::string& path() const { return path_; }
+
+ private:
+  ProcStore(std::string path, sqlite3* db, std::function<std::string(const std::string&, bool)> log_path);
+  absl::Status Load();
+  void Run();
+  // Writer thread: one transaction for `batch` (nullopt: a removal).
+  void Commit(std::vector<std::pair<std::string, std::optional<StoredProc>>>& batch);
+
+  const std::string path_;
+  sqlite3* const db_;
+  const std::function<std::string(const std::string&, bool)> log_path_;
+  std::vector<StoredProc> loaded_;
+
+  absl::Mutex mu_;
+  // Pending writes in order of first arrival; the latest per name wins.
+  std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::optional<StoredProc>> pending_ ABSL_GUARDED_BY(mu_);
+  uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;     // writes queued so far
+  uint64_t committed_ ABSL_GUARDED_BY(mu_) = 0;  // of those, committed
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Writer thread only: what it last knew of each name's pid.
+  struct Identity {
+    pid_t pid = 0;
+    uint64_t start_time = 0;
+    std::string cgroup;
+  };
+  absl::flat_hash_map<std::string, Identity> identities_;
+  std::thread writer_;
+};
+
+}  // namespace hostd::daemon
+
+#endif  // HOSTD_DAEMON_PROC_STORE_H_
