@@ -278,6 +278,21 @@ def reasons(ret):
     return ",".join(f"{k}:{v}" for k, v in sorted(out.items())) or "-"
 
 
+def remove_stale():
+    """Namespaces of an earlier run that was killed before it could clean up (its
+    pid is gone): their processes are killed, then the namespaces deleted."""
+    for line in run("ip", "netns", "list", check=False).stdout.splitlines():
+        m = re.match(r"(hdc(\d+)-\S+)", line)
+        if not m or os.path.exists(f"/proc/{m.group(2)}"):
+            continue
+        for pid in run("ip", "netns", "pids", m.group(1), check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        run("ip", "netns", "del", m.group(1), check=False)
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
@@ -291,6 +306,7 @@ def main():
         return SKIP
     run("ip", "netns", "del", probe, check=False)
 
+    remove_stale()
     c = Cluster(*[os.path.abspath(a) for a in sys.argv[1:]])
     rows, failures = [], []
     # ctest's timeout sends SIGTERM: clean up then too.
