@@ -175,12 +175,11 @@ void Stream(hostd::proc::ProcRuntime& rt, const std::vector<std::string>& to, co
   for (int seq = 1; seq <= count; ++seq) {
     for (size_t i = 0; i < to.size(); ++i) {
       std::string payload = absl::StrCat(tag, ":", i, ":", seq);
+      auto came_back = [payload](absl::Status s, Message) {
+        if (!s.ok()) PrintLine(absl::StrCat("ret ", payload, " local: ", s.message()));
+      };
       absl::StatusOr<Message> m = Message::Create(to[i], "sink", rt.id().ToString(), payload);
-      absl::Status sent = m.ok() ? rt.Send(*std::move(m),
-                                           [payload](absl::Status s, Message) {
-                                             if (!s.ok()) PrintLine(absl::StrCat("ret ", payload, " local: ", s.message()));
-                                           })
-                                 : m.status();
+      absl::Status sent = m.ok() ? rt.Send(*std::move(m), came_back) : m.status();
       if (!sent.ok()) PrintLine(absl::StrCat("ret ", payload, " local: ", sent.message()));
     }
     absl::SleepFor(absl::Milliseconds(gap_ms));

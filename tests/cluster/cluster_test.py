@@ -225,8 +225,9 @@ class Phase:
         self.c, self.name, self.sink = c, name, sink
         self.streams = {s: targets_of(s) for s in senders}
         self.extra_sink_logs = []   # sink logs moved aside (a restarted host's old sink)
-        self.died_in_host = 0
-        self.detect = []
+        self.detect = []   # seconds from the fault to each peer noticing it
+        # Of the messages neither delivered nor returned, those the fault explains.
+        self.excused = lambda lost: []
 
     def start(self):
         for s, targets in self.streams.items():
@@ -260,11 +261,14 @@ class Phase:
         lost = [p for p in sent if p not in got and p not in ret]
         return sent, got, ret, lost
 
-    def settle(self, excused=lambda lost: []):
+    def settle(self):
+        """Waits until every message is delivered, returned or excused (or the
+        deadline), and returns the tally; `lost` leaves the excused out."""
         deadline = time.time() + SETTLE_S
         while True:
             sent, got, ret, lost = self.tally()
-            lost = [p for p in lost if p not in excused(lost)]
+            excused = set(self.excused(lost))
+            lost = [p for p in lost if p not in excused]
             if not lost or time.time() > deadline:
                 return sent, got, ret, lost
             time.sleep(0.25)
@@ -326,9 +330,8 @@ def main():
             p.start()
             fault(p)
             p.wait_sent()
-            excused = getattr(p, "excused", lambda lost: [])
-            sent, got, ret, lost = p.settle(excused)
-            died = [x for x in excused([x for x in sent if x not in got and x not in ret])]
+            sent, got, ret, lost = p.settle()
+            died = p.excused([x for x in sent if x not in got and x not in ret])
             dup = sum(n - 1 for n in got.values())
             both = sum(1 for x in ret if x in got)
             det = f"{min(p.detect):.2f}-{max(p.detect):.2f}" if p.detect else "-"
@@ -388,20 +391,20 @@ def main():
                 # and before the first one the new sink printed or that came back.
                 old = {}
                 for x in c.lines(before, "got"):
-                    if x.startswith("kill."):
+                    if x.startswith(p.name + "."):
                         stream, _, q = x.rpartition(":")
                         old[stream] = max(old.get(stream, 0), int(q))
                 _, got, ret, _ = p.tally()
                 after = {}
                 for x in list(c.lines(c.logfile("h3", "sink"), "got")) + list(ret):
-                    if x.startswith("kill."):
+                    if x.startswith(p.name + "."):
                         stream, _, q = x.rpartition(":")
                         if int(q) > old.get(stream, 0):
                             after[stream] = min(after.get(stream, COUNT + 1), int(q))
                 out = []
                 for x in lost:
                     stream, _, q = x.rpartition(":")
-                    if stream in old and old[stream] < int(q) < after.get(stream, COUNT + 1):
+                    if stream in old and stream in after and old[stream] < int(q) < after[stream]:
                         out.append(x)
                 return out
             p.excused = excused
