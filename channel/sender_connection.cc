@@ -247,6 +247,9 @@ void Sender::Impl::ConnectionLost(absl::string_view why) {
   bool refused = state_ == State::kHandshaking && absl::StrContains(why, "alert");
   if (refused && why != last_failure_) {
     base::Log().warn("link to {}: refused by the listener: {}", addr_.ToString(), why);
+  } else if (state_ == State::kOpen) {
+    // A peer that died or a link that was cut shows here (dead-peer timeout).
+    base::Log().info("link to {}: connection lost: {}", addr_.ToString(), why);
   } else {
     base::Log().debug("link to {}: {}", addr_.ToString(), why);
   }

@@ -29,6 +29,14 @@
 //                          handoffs chain across incarnations)
 //   --fail-handoff         the state provider refuses: "handoff refused by --fail-handoff"
 //   --save-state=TEXT      once ready, SaveState(TEXT) (the host keeps it)
+//   --sink                 bind port "sink": print "got <payload>" for each message, and
+//                          "ret <payload> <reason>: <note>" for each of ours that came back
+//   --crash-after=K        with --sink: abort() right after printing the K-th "got"
+//   --stream-to=ID+ID+...  with --sink, once ready: send --stream-count=N (default 100)
+//                          messages to port "sink" of each ProcId, one round every
+//                          --stream-gap-ms=G (default 10), payloads "<--stream-tag>:<i>:<seq>"
+//                          (i: the ProcId's index, seq from 1); a send its own host link
+//                          hands back prints "ret <payload> local: <status>"; then "done"
 // Port "set-state" is always bound: a message there makes its payload the current
 // state (installing the provider if there was none) and is answered "ok" on port
 // "set-state.reply". Without --state, --fail-handoff, an adopted initial state or a
@@ -46,10 +54,12 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/unix_addr.h"
@@ -139,6 +149,44 @@ void SpawnGrandchild(bool setsid_too) {
   if (setsid_too) waitpid(child, nullptr, 0);
 }
 
+// Port "sink": what arrives, and what of ours comes back, one line each.
+class Sink {
+ public:
+  explicit Sink(int crash_after) : crash_after_(crash_after) {}
+  // On the runtime's loop thread.
+  void Take(const hostd::channel::Message& m) {
+    if (m.kind() == hostd::channel::Message::Kind::kReturned) {
+      PrintLine(absl::StrCat("ret ", m.payload(), " ", hostd::channel::ReturnReasonName(m.reason()), ": ", m.note()));
+      return;
+    }
+    PrintLine(absl::StrCat("got ", m.payload()));
+    if (crash_after_ > 0 && ++taken_ == crash_after_) std::abort();
+  }
+
+ private:
+  const int crash_after_;
+  int taken_ = 0;
+};
+
+// --stream-to: `count` rounds, one message to each of `to` per round.
+void Stream(hostd::proc::ProcRuntime& rt, const std::vector<std::string>& to, const std::string& tag, int count,
+            int gap_ms) {
+  using hostd::channel::Message;
+  for (int seq = 1; seq <= count; ++seq) {
+    for (size_t i = 0; i < to.size(); ++i) {
+      std::string payload = absl::StrCat(tag, ":", i, ":", seq);
+      auto came_back = [payload](absl::Status s, Message) {
+        if (!s.ok()) PrintLine(absl::StrCat("ret ", payload, " local: ", s.message()));
+      };
+      absl::StatusOr<Message> m = Message::Create(to[i], "sink", rt.id().ToString(), payload);
+      absl::Status sent = m.ok() ? rt.Send(*std::move(m), came_back) : m.status();
+      if (!sent.ok()) PrintLine(absl::StrCat("ret ", payload, " local: ", sent.message()));
+    }
+    absl::SleepFor(absl::Milliseconds(gap_ms));
+  }
+  PrintLine("done");
+}
+
 void ListFds() {
   std::string out = "fds:";
   DIR* d = opendir("/proc/self/fd");
@@ -215,6 +263,7 @@ int main(int argc, char** argv) {
   if (int late = IntFlag(flags, "ready-after-ms", 0); late > 0) absl::SleepFor(absl::Milliseconds(late));
 
   CurrentState state;
+  Sink sink(IntFlag(flags, "crash-after", 0));
   if (auto it = flags.find("state"); it != flags.end()) state.Set(it->second);
   absl::StatusOr<hostd::proc::BootedProc> proc = hostd::proc::BootstrapProc([&](ProcRuntime& rt) -> absl::Status {
     using hostd::channel::Message;
@@ -231,6 +280,10 @@ int main(int argc, char** argv) {
       absl::Status bound = rt.Bind("data", [](Message m) {
         if (m.kind() == Message::Kind::kMessage) PrintLine(absl::StrCat("data ", m.payload()));
       });
+      if (!bound.ok()) return bound;
+    }
+    if (has("sink")) {
+      absl::Status bound = rt.Bind("sink", [&sink](Message m) { sink.Take(m); });
       if (!bound.ok()) return bound;
     }
     if (has("print-state")) {
@@ -264,6 +317,10 @@ int main(int argc, char** argv) {
     }
   }
   if (has("crash")) std::abort();
+  if (auto it = flags.find("stream-to"); it != flags.end()) {
+    Stream(*proc->runtime, absl::StrSplit(it->second, '+', absl::SkipEmpty()), flags["stream-tag"],
+           IntFlag(flags, "stream-count", 100), IntFlag(flags, "stream-gap-ms", 10));
+  }
   while (true) {
     absl::StatusOr<std::string> stop = proc->runtime->WaitForStopRequest(until);
     if (!stop.ok()) return exit_code;  // --exit-after-ms elapsed
