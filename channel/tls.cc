@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/small_file.h"
 
 namespace hostd::channel {
 namespace {
@@ -75,7 +76,36 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(TlsOptions option
   return tls;
 }
 
+absl::StatusOr<std::string> TlsContext::ReadFiles() const {
+  std::string all;
+  for (const std::string* f : {&opts_.cert_file, &opts_.key_file, &opts_.ca_file}) {
+    if (f->empty()) continue;
+    absl::StatusOr<std::string> bytes = base::ReadSmallFile(*f);
+    if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat("TLS: ", bytes.status().message()));
+    // Length-prefixed, so that bytes moving from one file to the next still differ.
+    absl::StrAppend(&all, bytes->size(), ":", *bytes);
+  }
+  return all;
+}
+
+absl::StatusOr<bool> TlsContext::ReloadIfChanged() {
+  absl::StatusOr<std::string> now = ReadFiles();
+  if (!now.ok()) return now.status();
+  {
+    absl::MutexLock lock(&mu_);
+    if (*now == seen_) return false;
+    // Seen from here on, loaded or not: a broken file is reported once.
+    seen_ = *now;
+  }
+  absl::Status loaded = Reload();
+  if (!loaded.ok()) return loaded;
+  return true;
+}
+
 absl::Status TlsContext::Reload() {
+  // Read before OpenSSL loads them: a change in between is seen at the next
+  // ReloadIfChanged and loaded again.
+  absl::StatusOr<std::string> files = ReadFiles();
   std::shared_ptr<ssl::context> server;
   if (!opts_.cert_file.empty()) {
     absl::StatusOr<std::shared_ptr<ssl::context>> s = Build(opts_, /*server=*/true);
@@ -87,6 +117,7 @@ absl::Status TlsContext::Reload() {
   absl::MutexLock lock(&mu_);
   server_ = std::move(server);
   client_ = *std::move(client);
+  if (files.ok()) seen_ = *std::move(files);
   ++generation_;
   return absl::OkStatus();
 }

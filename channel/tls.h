@@ -4,6 +4,7 @@
 //       .key_file = "host.key", .ca_file = "ca.crt", .require_client_cert = true}));
 //   ListenerOptions lo{.tls = tls};  SenderOptions so{.tls = tls};
 //   ... on SIGHUP: tls->Reload() ...
+//   ... every few seconds: tls->ReloadIfChanged() ...
 //
 // One certificate and key serve as this end's identity whether it listens or
 // dials, so a host's certificate must allow TLS server and client use (no extended
@@ -18,7 +19,10 @@
 //
 // Reload reads the files again and, if they make a valid context, new connections
 // use it; connections already up keep the one they started with. On failure the
-// old context stays and the error says which file is wrong.
+// old context stays and the error says which file is wrong. ReloadIfChanged does
+// the same only when the files' bytes differ from those it saw last (at Create,
+// Reload or its own previous call), so a caller may poll it: a replaced file is
+// loaded once, and a broken one reported once, not at every poll.
 //
 // Thread-safe. Connections hold the context they use (shared_ptr), so a reload or
 // the TlsContext's destruction never pulls one from under a connection.
@@ -49,6 +53,10 @@ class TlsContext {
   static absl::StatusOr<std::shared_ptr<TlsContext>> Create(TlsOptions options);
 
   absl::Status Reload() ABSL_LOCKS_EXCLUDED(mu_);
+  // false: the files are unchanged (nothing done); true: they changed and now
+  // serve new connections; an error: they changed but cannot be used (or cannot
+  // be read), and the previous context stays.
+  absl::StatusOr<bool> ReloadIfChanged() ABSL_LOCKS_EXCLUDED(mu_);
   // Times Reload succeeded.
   uint64_t generation() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -59,12 +67,16 @@ class TlsContext {
 
  private:
   explicit TlsContext(TlsOptions options) : opts_(std::move(options)) {}
+  // The three files' bytes as they are now.
+  absl::StatusOr<std::string> ReadFiles() const;
 
   const TlsOptions opts_;
   mutable absl::Mutex mu_;
   std::shared_ptr<boost::asio::ssl::context> server_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<boost::asio::ssl::context> client_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // ReadFiles() as last seen by Reload or ReloadIfChanged.
+  std::string seen_ ABSL_GUARDED_BY(mu_);
 };
 
 // OpenSSL's reason for the last failure on this thread (the error queue, emptied),

@@ -32,6 +32,11 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
   app.add_option("--tls-ca", cfg.tls_ca, "PEM CA certificate(s) peers and clients are verified against");
   app.add_flag("--tls-require-client-cert", cfg.tls_require_client_cert,
                "refuse tls: and gRPC clients without a certificate signed by --tls-ca (mutual TLS)");
+  app.add_option("--tls-refresh", cfg.tls_refresh_s,
+                 "seconds between looks at the TLS files; changed ones serve new connections (frontend, links and "
+                 "gRPC; SIGHUP reloads the frontend's and links' at once)")
+      ->check(CLI::Range(1u, 86400u))
+      ->capture_default_str();
   app.add_option("--dead-peer-timeout", cfg.dead_peer_timeout_s,
                  "seconds within which a tcp:/tls: peer that stopped answering is noticed (TCP keepalive and "
                  "TCP_USER_TIMEOUT); 0: the kernel's defaults")

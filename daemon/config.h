@@ -38,6 +38,10 @@ struct DaemonConfig {
   std::string tls_key;
   std::string tls_ca;
   bool tls_require_client_cert = false;
+  // Seconds between looks at the TLS files: changed files are loaded for new
+  // connections of the frontend, links and gRPC (SIGHUP reloads the frontend's
+  // and links' at once).
+  unsigned tls_refresh_s = 10;
   // tcp:/tls: links to and from other hosts: a peer that stops answering (host
   // down, link cut) is noticed within about this many seconds; 0: the kernel's
   // TCP defaults (hours).

@@ -21,7 +21,6 @@
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/own_dir.h"
-#include "base/small_file.h"
 #include "channel/frame_decoder.h"
 #include "channel/grpc_target.h"
 #include "channel/tls.h"
@@ -39,6 +38,8 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "manager/local_proc_manager.h"
@@ -71,6 +72,37 @@ int WaitForSignal(const sigset_t& set) {
   return sig;
 }
 
+// Waits for a stop signal. Meanwhile SIGHUP reloads the TLS files at once, and
+// every `refresh` they are reloaded if they changed (`tls` may be null).
+int WaitForSignalOrReload(const sigset_t& set, channel::TlsContext* tls, absl::Duration refresh) {
+  const timespec period = absl::ToTimespec(refresh);
+  while (true) {
+    int sig = tls == nullptr ? WaitForSignal(set) : sigtimedwait(&set, nullptr, &period);
+    if (sig < 0) {
+      if (errno != EAGAIN) continue;  // EINTR
+      absl::StatusOr<bool> changed = tls->ReloadIfChanged();
+      if (!changed.ok()) {
+        base::Log().error("TLS files changed but cannot be used, the previous ones stay: {}", changed.status().message());
+      } else if (*changed) {
+        base::Log().info("TLS files changed: reloaded (generation {}); new connections use them", tls->generation());
+      }
+      continue;
+    }
+    if (sig != SIGHUP) return sig;
+    if (tls == nullptr) {
+      base::Log().info("signal=SIGHUP: no TLS certificates to reload");
+      continue;
+    }
+    absl::Status reloaded = tls->Reload();
+    if (reloaded.ok()) {
+      base::Log().info("signal=SIGHUP: TLS certificates reloaded (generation {}); new connections use them",
+                       tls->generation());
+    } else {
+      base::Log().error("signal=SIGHUP: TLS certificates not reloaded, the previous ones stay: {}", reloaded.message());
+    }
+  }
+}
+
 // Every proc costs hostd descriptors (its link, pidfd, log files while launching),
 // and the soft limit is often 1024 where the hard one is far higher: take it all.
 void RaiseDescriptorLimit() {
@@ -87,21 +119,19 @@ void RaiseDescriptorLimit() {
 
 // The control API's credentials: TLS for a tls: address (client certificates
 // verified when offered, required with --tls-require-client-cert), else none.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(const DaemonConfig& cfg,
-                                                                         const channel::ChannelAddr& addr) {
+// gRPC's file watcher reads the certificate, key and CA every --tls-refresh
+// seconds and serves new connections with what it finds. The files were checked
+// at start by the frontend's TlsContext, which loads the same ones.
+std::shared_ptr<grpc::ServerCredentials> GrpcCredentials(const DaemonConfig& cfg, const channel::ChannelAddr& addr) {
   if (addr.transport() != channel::Transport::kTls) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions o(cfg.tls_require_client_cert
-                                          ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                          : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  absl::StatusOr<std::string> ca = base::ReadSmallFile(cfg.tls_ca);
-  absl::StatusOr<std::string> cert = base::ReadSmallFile(cfg.tls_cert);
-  absl::StatusOr<std::string> key = base::ReadSmallFile(cfg.tls_key);
-  for (const auto* f : {&ca, &cert, &key}) {
-    if (!f->ok()) return absl::InvalidArgumentError(absl::StrCat("TLS for --grpc: ", f->status().message()));
-  }
-  o.pem_root_certs = *ca;
-  o.pem_key_cert_pairs.push_back({*key, *cert});
-  return grpc::SslServerCredentials(o);
+  auto files = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(cfg.tls_key, cfg.tls_cert,
+                                                                                    cfg.tls_ca, cfg.tls_refresh_s);
+  grpc::experimental::TlsServerCredentialsOptions o(files);
+  o.watch_root_certs();
+  o.watch_identity_key_cert_pairs();
+  o.set_cert_request_type(cfg.tls_require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(o);
 }
 
 // Says loudly what an operator allowed that exposes hostd.
@@ -268,8 +298,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   hopts.remote_link.tls = tls;
   channel::ChannelAddr grpc_addr = *channel::ChannelAddr::Parse(cfg.grpc);
   WarnAboutExposure(cfg, hopts.frontend, grpc_addr);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> grpc_creds = GrpcCredentials(cfg, grpc_addr);
-  if (!grpc_creds.ok()) return grpc_creds.status();
+  std::shared_ptr<grpc::ServerCredentials> grpc_creds = GrpcCredentials(cfg, grpc_addr);
   sopts.exec_policy = *std::move(policy);
   absl::StatusOr<std::unique_ptr<Host>> host = Host::Start(*mgr_owner, *bulk, hopts);
   if (!host.ok()) return host.status();
@@ -323,7 +352,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::string target = *channel::GrpcTarget(cfg.grpc);
   int port = 0;
-  if (control == nullptr) builder.AddListeningPort(target, *grpc_creds, &port);
+  if (control == nullptr) builder.AddListeningPort(target, grpc_creds, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(cfg.grpc_max_message_mib << 20);
   builder.SetMaxSendMessageSize(cfg.grpc_max_message_mib << 20);
@@ -373,20 +402,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   }
   SdWatchdog watchdog(watchdog_period, [&h] { return h.Responsive(kAliveWithin); });
 
-  int sig = WaitForSignal(main_signals);
-  for (; sig == SIGHUP; sig = WaitForSignal(main_signals)) {
-    if (tls == nullptr) {
-      base::Log().info("signal=SIGHUP: no TLS certificates to reload");
-      continue;
-    }
-    absl::Status reloaded = tls->Reload();
-    if (reloaded.ok()) {
-      base::Log().info("signal=SIGHUP: TLS certificates reloaded (generation {}); new connections use them",
-                       tls->generation());
-    } else {
-      base::Log().error("signal=SIGHUP: TLS certificates not reloaded, the previous ones stay: {}", reloaded.message());
-    }
-  }
+  int sig = WaitForSignalOrReload(main_signals, tls.get(), absl::Seconds(cfg.tls_refresh_s));
   absl::Time shutdown_began = absl::Now();
   shutting_down = true;
   base::LogEvent(spdlog::level::info, "shutting down",

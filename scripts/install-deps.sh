@@ -23,6 +23,7 @@ packages=(
   python3 python3-grpcio python3-protobuf python3-pytest python3-venv python3-setuptools python3-pip  # the Python package and its tests
   python3-prometheus-client      # tests: the Prometheus parser that reads /metrics
   iproute2 nftables              # tests/cluster: network namespaces, link cuts, partitions, loss
+  yamllint python3-kubernetes    # tests: deploy/check.py (YAML style, the Kubernetes API types)
 )
 if [[ "${1:-}" == "--clang" ]]; then
   packages+=(clang libclang-rt-14-dev)  # -Wthread-safety, libFuzzer runtime

@@ -66,6 +66,21 @@ std::pair<int, std::string> RunCommand(const std::string& cmd) {
 
 std::string Pem(const std::string& path) { return base::ReadSmallFile(path).value_or(""); }
 
+// One TLS handshake with `addr` from `loop`: its outcome.
+absl::Status DialTls(channel::EventLoop& loop, const channel::ChannelAddr& addr,
+                     std::shared_ptr<channel::TlsContext> tls) {
+  absl::Notification done;
+  absl::Status out;
+  loop.Post([&] {
+    channel::AsyncConnect(loop.context(), addr, tls, [&](absl::Status s, channel::Socket) {
+      out = s;
+      done.Notify();
+    });
+  });
+  EXPECT_TRUE(done.WaitForNotificationWithDeadline(HangGuard()));
+  return out;
+}
+
 // A CA, hostd's certificate and a client's, in a temp dir.
 class SecureHostdTest : public ::testing::Test {
  protected:
@@ -204,23 +219,62 @@ TEST_F(SecureHostdTest, SighupReloadsTheFrontendCertificate) {
   // A client that trusts only the new CA: refused until hostd serves the new certificate.
   auto loop = channel::EventLoop::Start("client");
   std::shared_ptr<channel::TlsContext> trusts_next = ClientTls(next->ca_cert());
-  auto dial = [&] {
-    absl::Notification done;
-    absl::Status out;
-    loop->Post([&] {
-      channel::AsyncConnect(loop->context(), frontend, trusts_next, [&](absl::Status s, channel::Socket) {
-        out = s;
-        done.Notify();
-      });
-    });
-    EXPECT_TRUE(done.WaitForNotificationWithDeadline(HangGuard()));
-    return out;
-  };
+  auto dial = [&] { return DialTls(*loop, frontend, trusts_next); };
   EXPECT_THAT(dial().message(), HasSubstr("certificate verify failed"));
   std::filesystem::copy_file(renewed->cert, dir_.Join("hostd.crt"), std::filesystem::copy_options::overwrite_existing);
   std::filesystem::copy_file(renewed->key, dir_.Join("hostd.key"), std::filesystem::copy_options::overwrite_existing);
   kill(h.pid(), SIGHUP);
   EXPECT_TRUE(Eventually([&] { return dial().ok(); }));
+}
+
+// Replaces a file the way a renewal should: a new file renamed over the old one.
+void ReplaceFile(const std::string& from, const std::string& to) {
+  std::filesystem::copy_file(from, to + ".new", std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::rename(to + ".new", to);
+}
+
+TEST_F(SecureHostdTest, TheGrpcServerServesReplacedCertificateFilesToNewConnectionsAndSoDoesTheFrontend) {
+  absl::StatusOr<TestPki> next = TestPki::Create(dir_.path(), "ca2");
+  ASSERT_TRUE(next.ok()) << next.status();
+  absl::StatusOr<TestPki::Leaf> renewed = next->Issue("renewed");
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  std::vector<std::string> flags = TlsFlags();
+  flags.insert(flags.end(), {"--tls-refresh", "1"});
+  std::string grpc = absl::StrCat("tls:127.0.0.1:", FreePort());
+  Hostd h(flags, grpc, "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  grpc::ClientContext info_ctx;
+  v1::HostInfo info;
+  ASSERT_TRUE(h.api().GetHostInfo(&info_ctx, v1::GetHostInfoRequest(), &info).ok());
+
+  // Each call on a channel of its own, so each is a new connection and handshake.
+  auto call_trusting = [&](const std::string& ca) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub =
+        v1::HostService::NewStub(grpc::CreateCustomChannel(*channel::GrpcTarget(grpc), ClientCreds(ca), args));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(5)));
+    v1::HostInfo out;
+    return stub->GetHostInfo(&ctx, v1::GetHostInfoRequest(), &out);
+  };
+  grpc::Status before = call_trusting(next->ca_cert());
+  EXPECT_EQ(before.error_code(), grpc::StatusCode::UNAVAILABLE) << before.error_message();
+  ASSERT_TRUE(call_trusting(ca_->ca_cert()).ok());
+
+  // No signal: hostd notices the files changed.
+  ReplaceFile(renewed->key, dir_.Join("hostd.key"));
+  ReplaceFile(renewed->cert, dir_.Join("hostd.crt"));
+  EXPECT_TRUE(Eventually([&] { return call_trusting(next->ca_cert()).ok(); }));
+  EXPECT_EQ(call_trusting(ca_->ca_cert()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The old connection's calls go on: it keeps the certificate it began with.
+  grpc::ClientContext again;
+  EXPECT_TRUE(h.api().GetHostInfo(&again, v1::GetHostInfoRequest(), &info).ok());
+
+  // The frontend too, for a dialer trusting only the new CA.
+  auto loop = channel::EventLoop::Start("client");
+  std::shared_ptr<channel::TlsContext> trusts_next = ClientTls(next->ca_cert());
+  channel::ChannelAddr frontend = *channel::ChannelAddr::Parse(info.frontend_addr());
+  EXPECT_TRUE(Eventually([&] { return DialTls(*loop, frontend, trusts_next).ok(); }));
 }
 
 TEST_F(SecureHostdTest, AnIdentityRuleAllowsItsClientCertificateOnly) {
