@@ -1,5 +1,9 @@
 #include "daemon/control_socket.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -18,19 +22,78 @@
 
 namespace hostd::daemon {
 
-absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Listen(const std::string& path, size_t max_connections) {
-  absl::StatusOr<base::UnixAddr> addr = base::UnixAddr::Create(path);
-  if (!addr.ok()) return addr.status();
-  base::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return base::ErrnoError(errno, "control socket");
-  struct stat st {};
-  if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());  // a stale socket
-  if (bind(fd.get(), addr->get(), addr->size()) != 0) {
-    return base::ErrnoError(absl::StatusCode::kUnavailable, errno,
-                            absl::StrCat("cannot serve the control API on unix:", path, "; pick another with --grpc"));
+namespace {
+
+absl::Status CannotServe(int err, const channel::ChannelAddr& addr) {
+  return base::ErrnoError(
+      absl::StatusCode::kUnavailable, err,
+      absl::StrCat("cannot serve the control API on ", addr.ToString(), "; pick another with --grpc"));
+}
+
+// A listening TCP socket on `addr` (an IP or a name resolved here, at start).
+absl::StatusOr<base::UniqueFd> ListenTcp(const channel::ChannelAddr& addr) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string port = std::to_string(addr.port());
+  if (int rc = getaddrinfo(addr.host().c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", addr.ToString(), ": ",
+                                               gai_strerror(rc), "; pick another with --grpc"));
   }
-  if (chmod(path.c_str(), 0600) != 0 || listen(fd.get(), SOMAXCONN) != 0) {
-    return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("control socket ", path));
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(found, &freeaddrinfo);
+  base::UniqueFd fd(socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return base::ErrnoError(errno, "control socket");
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd.get(), found->ai_addr, found->ai_addrlen) != 0 || listen(fd.get(), SOMAXCONN) != 0) {
+    return CannotServe(errno, addr);
+  }
+  return fd;
+}
+
+// "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000", as gRPC names a TCP peer.
+std::string TcpPeer(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  char host[INET6_ADDRSTRLEN] = {};
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  if (ss.ss_family == AF_INET6) {
+    const auto* sa = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof(host));
+    return absl::StrCat("ipv6:[", host, "]:", ntohs(sa->sin6_port));
+  }
+  const auto* sa = reinterpret_cast<const sockaddr_in*>(&ss);
+  inet_ntop(AF_INET, &sa->sin_addr, host, sizeof(host));
+  return absl::StrCat("ipv4:", host, ":", ntohs(sa->sin_port));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Listen(const channel::ChannelAddr& addr,
+                                                                     size_t max_connections) {
+  base::UniqueFd fd;
+  std::string path;
+  if (addr.transport() == channel::Transport::kTcp) {
+    absl::StatusOr<base::UniqueFd> tcp = ListenTcp(addr);
+    if (!tcp.ok()) return tcp.status();
+    fd = *std::move(tcp);
+  } else if (addr.transport() == channel::Transport::kUnix && !addr.is_abstract()) {
+    path = addr.host();
+    absl::StatusOr<base::UnixAddr> ua = base::UnixAddr::Create(path);
+    if (!ua.ok()) return ua.status();
+    fd = base::UniqueFd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid()) return base::ErrnoError(errno, "control socket");
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());  // a stale socket
+    if (bind(fd.get(), ua->get(), ua->size()) != 0) return CannotServe(errno, addr);
+    if (chmod(path.c_str(), 0600) != 0 || listen(fd.get(), SOMAXCONN) != 0) {
+      return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("control socket ", path));
+    }
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("control socket: ", addr.ToString(), " is not a tcp: or filesystem unix: address"));
   }
   base::UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid()) return base::ErrnoError(errno, "eventfd");
@@ -62,7 +125,7 @@ void ControlSocket::StopAccepting() {
   if (thread_.joinable()) thread_.join();
   if (listener_.valid()) {
     listener_ = base::UniqueFd();
-    unlink(path_.c_str());
+    if (!path_.empty()) unlink(path_.c_str());
   }
 }
 
@@ -88,17 +151,25 @@ void ControlSocket::AcceptLoop(grpc::Server& server) {
       poll(fds + 1, 1, 100);
       continue;
     }
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    Caller who{.peer = absl::StrCat("fd:", conn)};
-    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != geteuid() && cred.uid != 0)) {
-      base::Log().warn("control socket: refused a connection from uid {} (pid {}): only uid {} and root may connect",
-                       static_cast<int>(cred.uid), cred.pid, geteuid());
-      close(conn);
-      continue;
+    // Registered under gRPC's name for the connection; logged with its address.
+    std::string grpc_peer = absl::StrCat("fd:", conn);
+    Caller who{.peer = grpc_peer, .identity = ""};
+    if (path_.empty()) {
+      int one = 1;
+      setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // as gRPC's own listener does
+      who.peer = TcpPeer(conn);
+    } else {
+      ucred cred{};
+      socklen_t len = sizeof(cred);
+      if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != geteuid() && cred.uid != 0)) {
+        base::Log().warn("control socket: refused a connection from uid {} (pid {}): only uid {} and root may connect",
+                         static_cast<int>(cred.uid), cred.pid, geteuid());
+        close(conn);
+        continue;
+      }
+      who.uid = cred.uid;
+      who.pid = cred.pid;
     }
-    who.uid = cred.uid;
-    who.pid = cred.pid;
     struct stat st {};
     if (!Room() || fstat(conn, &st) != 0) {
       close(conn);
@@ -113,7 +184,7 @@ void ControlSocket::AcceptLoop(grpc::Server& server) {
     handed_.emplace_back(conn, st.st_ino);
     {
       absl::MutexLock lock(&mu_);
-      callers_[who.peer] = who;
+      callers_[grpc_peer] = who;
     }
     grpc::AddInsecureChannelFromFd(&server, conn);  // gRPC owns the descriptor now
   }

@@ -35,6 +35,7 @@
 #include "daemon/ops_http.h"
 #include "daemon/proc_store.h"
 #include "daemon/sd_notify.h"
+#include "daemon/unparsed_request.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -310,12 +311,14 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   std::atomic<grpc::Server*> serving{nullptr};
   std::atomic<bool> shutting_down{false};
   sopts.on_spawn_done = [&metrics](const absl::Status& s) { metrics.SpawnDone(s); };
-  // A unix control socket hostd accepts itself, to know each caller (SO_PEERCRED);
-  // other addresses (tcp, abstract) are gRPC's own listeners.
+  // A unix or tcp control socket hostd accepts itself, to know each caller
+  // (SO_PEERCRED), cap connections and recover from running out of descriptors;
+  // tls: and abstract addresses are gRPC's own listeners.
   std::unique_ptr<ControlSocket> control;
-  if (grpc_addr.transport() == channel::Transport::kUnix && !grpc_addr.is_abstract()) {
+  if ((grpc_addr.transport() == channel::Transport::kUnix && !grpc_addr.is_abstract()) ||
+      grpc_addr.transport() == channel::Transport::kTcp) {
     absl::StatusOr<std::unique_ptr<ControlSocket>> listening =
-        ControlSocket::Listen(grpc_addr.host(), cfg.max_grpc_connections);
+        ControlSocket::Listen(grpc_addr, cfg.max_grpc_connections);
     if (!listening.ok()) return listening.status();
     control = *std::move(listening);
     sopts.caller_of = [c = control.get()](const std::string& peer) { return c->CallerOf(peer); };
@@ -348,6 +351,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // First, so that the metrics count the status it sets.
+  interceptors.push_back(std::make_unique<UnparsedRequestFactory>());
   interceptors.push_back(grpc_metrics.Factory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::string target = *channel::GrpcTarget(cfg.grpc);

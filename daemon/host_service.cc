@@ -39,6 +39,27 @@ class ReplyBudget {
   size_t left_;
 };
 
+size_t CountNodes(const std::vector<TreeNode>& nodes) {
+  size_t n = nodes.size();
+  for (const TreeNode& c : nodes) n += CountNodes(c.children);
+  return n;
+}
+
+// Adds `n` to `to` and then as many of its descendants as the budget admits, depth
+// first; counts the nodes left out (one that does not fit, with its descendants).
+void AddWithinBudget(const TreeNode& n, absl::Time now, ReplyBudget& budget,
+                     google::protobuf::RepeatedPtrField<v1::TreeNode>* to, int64_t& omitted) {
+  v1::TreeNode node;
+  ToProto(n, now, &node);
+  if (!budget.Take(node)) {
+    omitted += static_cast<int64_t>(1 + CountNodes(n.children));
+    return;
+  }
+  v1::TreeNode* added = to->Add();
+  *added = std::move(node);
+  for (const TreeNode& c : n.children) AddWithinBudget(c, now, budget, added->mutable_children(), omitted);
+}
+
 absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
   // Host::Spawn checks the policy's limits and the group's name.
   absl::StatusOr<manager::RestartPolicy> restart = FromProto(req.restart(), req.has_restart());
@@ -119,6 +140,16 @@ grpc::ServerUnaryReactor* WaitForGood(Host& host, channel::EventLoop& timers, co
 
 }  // namespace
 
+std::string CertificateIdentity(const grpc::ServerContextBase& ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  if (auth == nullptr) return "";
+  for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
+    std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
+    if (!values.empty()) return std::string(values.front().data(), values.front().size());
+  }
+  return "";
+}
+
 HostService::HostService(Host& host, HostServiceOptions options)
     : host_(host),
       opts_(std::move(options)),
@@ -129,15 +160,8 @@ HostService::HostService(Host& host, HostServiceOptions options)
 HostService::~HostService() = default;
 
 void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const {
-  // The client's certificate identity, when it presented one over TLS.
-  std::string identity;
-  if (std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context(); auth != nullptr) {
-    std::vector<grpc::string_ref> cn = auth->FindPropertyValues("x509_common_name");
-    if (!cn.empty()) identity.assign(cn.front().data(), cn.front().size());
-  }
-  spec.authorize = [policy = opts_.exec_policy, identity, user = spec.user](const std::string& program) {
-    return policy.Check(program, identity, user);
-  };
+  spec.authorize = [policy = opts_.exec_policy, identity = CertificateIdentity(ctx),
+                    user = spec.user](const std::string& program) { return policy.Check(program, identity, user); };
 }
 
 void HostService::TrimSoon() {
@@ -169,7 +193,8 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
                   {"program", req->spec().program()},
                   {"uid", who.uid},
                   {"caller_pid", who.pid},
-                  {"peer", who.peer}});
+                  {"peer", who.peer},
+                  {"identity", who.identity}});
   if (!valid.ok()) {
     if (opts_.on_spawn_done) opts_.on_spawn_done(valid);
     return Answer<v1::SpawnProcResponse>(ctx, valid);
@@ -217,7 +242,11 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
   int in_flight = std::min(req->max_in_flight() == 0 ? kDefaultSpawnInFlight : req->max_in_flight(), kMaxSpawnInFlight);
   Caller who = CallerOf(*ctx);
   base::LogEvent(spdlog::level::info, "spawns requested",
-                 {{"count", req->procs_size()}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
+                 {{"count", req->procs_size()},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer},
+                  {"identity", who.identity}});
   return OnPool<v1::SpawnProcsResponse>(pool_, resp, [this, all, in_flight](v1::SpawnProcsResponse& out) {
     ReplyBudget budget(opts_.reply_budget_bytes);
     std::vector<v1::SpawnResult> results(all->size());
@@ -347,7 +376,8 @@ grpc::ServerUnaryReactor* HostService::TerminateProc(grpc::CallbackServerContext
                   {"reason", reason},
                   {"uid", who.uid},
                   {"caller_pid", who.pid},
-                  {"peer", who.peer}});
+                  {"peer", who.peer},
+                  {"identity", who.identity}});
   return OnPool<v1::Proc>(pool_, resp, [this, g = *grace, reason, name = req->name()](v1::Proc& out) {
     absl::StatusOr<proc::ProcStatus> s = host_.Terminate(name, g, reason);
     if (!s.ok()) return s.status();
@@ -362,7 +392,11 @@ grpc::ServerUnaryReactor* HostService::KillProc(grpc::CallbackServerContext* ctx
   if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
   Caller who = CallerOf(*ctx);
   base::LogEvent(spdlog::level::info, "kill requested",
-                 {{"proc", req->name()}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
+                 {{"proc", req->name()},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer},
+                  {"identity", who.identity}});
   return OnPool<v1::Proc>(pool_, resp, [this, name = req->name()](v1::Proc& out) {
     absl::StatusOr<proc::ProcStatus> s = host_.Kill(name);
     if (!s.ok()) return s.status();
@@ -387,7 +421,8 @@ grpc::ServerUnaryReactor* HostService::TerminateAll(grpc::CallbackServerContext*
                   {"reason", reason},
                   {"uid", who.uid},
                   {"caller_pid", who.pid},
-                  {"peer", who.peer}});
+                  {"peer", who.peer},
+                  {"identity", who.identity}});
   return OnPool<v1::TerminateAllResponse>(
       pool_, resp, [this, g = *grace, in_flight, reason](v1::TerminateAllResponse& out) {
         manager::TerminateSummary s = host_.TerminateChildren(g, in_flight, reason);
@@ -480,9 +515,13 @@ grpc::ServerUnaryReactor* HostService::Drain(grpc::CallbackServerContext* ctx, c
   if (opts_.on_drain) opts_.on_drain(draining);
   Caller who = CallerOf(*ctx);
   int live = host_.live_procs();
-  base::LogEvent(
-      spdlog::level::info, draining ? "drain started" : "drain ended",
-      {{"was_draining", was}, {"live_procs", live}, {"uid", who.uid}, {"caller_pid", who.pid}, {"peer", who.peer}});
+  base::LogEvent(spdlog::level::info, draining ? "drain started" : "drain ended",
+                 {{"was_draining", was},
+                  {"live_procs", live},
+                  {"uid", who.uid},
+                  {"caller_pid", who.pid},
+                  {"peer", who.peer},
+                  {"identity", who.identity}});
   resp->set_draining(draining);
   resp->set_was_draining(was);
   resp->set_live_procs(live);
@@ -491,8 +530,9 @@ grpc::ServerUnaryReactor* HostService::Drain(grpc::CallbackServerContext* ctx, c
 
 Caller HostService::CallerOf(grpc::CallbackServerContext& ctx) const {
   std::string peer = ctx.peer();
-  if (opts_.caller_of) return opts_.caller_of(peer);
-  return Caller{.peer = std::move(peer)};
+  Caller who = opts_.caller_of ? opts_.caller_of(peer) : Caller{.peer = std::move(peer)};
+  who.identity = CertificateIdentity(ctx);
+  return who;
 }
 
 // ---- Supervision ----------------------------------------------------------------
@@ -554,7 +594,12 @@ grpc::ServerUnaryReactor* HostService::BroadcastSignal(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* HostService::GetTree(grpc::CallbackServerContext* ctx, const v1::GetTreeRequest*,
                                                v1::Tree* resp) {
   absl::Time now = absl::Now();
-  for (const TreeNode& n : host_.Tree()) ToProto(n, now, resp->add_roots());
+  ReplyBudget budget(opts_.reply_budget_bytes);
+  int64_t omitted = 0;
+  std::vector<TreeNode> tree = host_.Tree();
+  for (const TreeNode& n : tree) AddWithinBudget(n, now, budget, resp->mutable_roots(), omitted);
+  if (tree.size() >= kLargeCall) TrimSoon();
+  resp->set_nodes_omitted(static_cast<int32_t>(omitted));
   ToProto(now, resp->mutable_at());
   return Answer<v1::Tree>(ctx, absl::OkStatus());
 }

@@ -214,7 +214,6 @@ void ToProto(const TreeNode& n, absl::Time now, v1::TreeNode* out) {
       out->set_uptime_seconds(absl::ToDoubleSeconds(now - n.proc->incarnation_started));
     }
   }
-  for (const TreeNode& c : n.children) ToProto(c, now, out->add_children());
 }
 
 absl::Status ValidateName(absl::string_view name) {

@@ -40,6 +40,7 @@ void ToProto(const manager::RestartPolicy& p, v1::RestartPolicy* out);
 absl::StatusOr<manager::RestartPolicy> FromProto(const v1::RestartPolicy& p, bool present);
 absl::StatusOr<GroupSpec> FromProto(const v1::CreateGroupRequest& req);
 void ToProto(const GroupInfo& g, v1::Group* out);
+// The node alone, without its children.
 void ToProto(const TreeNode& n, absl::Time now, v1::TreeNode* out);
 absl::Status ValidateName(absl::string_view name);
 

@@ -165,6 +165,9 @@ int Tree(Client& c, const TreeOptions&) {
     PrintJson(resp);
   } else {
     for (const v1::TreeNode& n : resp.roots()) PrintNode(n, 0);
+    if (resp.nodes_omitted() > 0) {
+      printf("(%d more not shown, past the reply size; hostctl ls lists every proc)\n", resp.nodes_omitted());
+    }
   }
   return 0;
 }

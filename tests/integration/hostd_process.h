@@ -4,7 +4,9 @@
 #ifndef HOSTD_TESTS_INTEGRATION_HOSTD_PROCESS_H_
 #define HOSTD_TESTS_INTEGRATION_HOSTD_PROCESS_H_
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -50,6 +52,18 @@ inline google::protobuf::Duration Secs(int64_t s) {
   return d;
 }
 
+// A TCP port on 127.0.0.1 nothing listens on now (bound, read and closed).
+inline int FreePort() {
+  base::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return 0;
+  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  return ntohs(sa.sin_port);
+}
+
 // Waits (up to the hang guard) until `pid` has exited; true if it did. Works for any pid,
 // not only children: a pidfd becomes readable when its process ends.
 inline bool AwaitGone(pid_t pid) {
@@ -70,8 +84,8 @@ class Hostd {
   // `grpc` and `frontend` replace the unix defaults in the temp dir (when not
   // empty); `creds` are the control API client's (default: none, for unix).
   Hostd(std::vector<std::string> extra, std::string grpc, std::string frontend = "",
-        std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
-    Start(std::move(extra), {}, false, std::move(grpc), std::move(frontend), std::move(creds));
+        std::shared_ptr<grpc::ChannelCredentials> creds = nullptr, bool log_to_file = false) {
+    Start(std::move(extra), {}, log_to_file, std::move(grpc), std::move(frontend), std::move(creds));
   }
   // In `root` instead of a temp dir of its own: a second Hostd on the same root
   // finds the first one's state directory and sockets (a restart).
@@ -204,27 +218,36 @@ class Hostd {
 // the health proto's stubs: the request is field 1 (the name), the answer's field 1
 // is the status (1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN). Returns the call's
 // status and the serving status (0 when the call failed).
-inline std::pair<grpc::Status, int> HealthCheck(grpc::Channel& channel, const std::string& service) {
+// A unary call of `method` ("/package.Service/Method") with `request` as the raw
+// body, whatever it is: the call's status and the answer's bytes.
+inline std::pair<grpc::Status, std::string> RawUnaryCall(grpc::Channel& channel, const std::string& method,
+                                                         const std::string& request) {
   grpc::GenericStub generic(channel.shared_from_this());
   grpc::ClientContext ctx;
   ctx.set_deadline(In(absl::Seconds(30)));
-  std::string request;
-  if (!service.empty()) request = absl::StrCat("\x0a", std::string(1, static_cast<char>(service.size())), service);
   grpc::Slice slice(request);
   grpc::ByteBuffer req(&slice, 1);
   grpc::ByteBuffer resp;
   absl::Notification done;
   grpc::Status status;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp, [&](grpc::Status st) {
+  generic.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp, [&](grpc::Status st) {
     status = st;
     done.Notify();
   });
   done.WaitForNotification();
-  if (!status.ok()) return {status, 0};
-  std::vector<grpc::Slice> slices;
-  if (!resp.Dump(&slices).ok()) return {grpc::Status(grpc::StatusCode::INTERNAL, "unreadable answer"), 0};
   std::string bytes;
+  std::vector<grpc::Slice> slices;
+  if (status.ok() && !resp.Dump(&slices).ok())
+    return {grpc::Status(grpc::StatusCode::INTERNAL, "unreadable answer"), ""};
   for (auto& sl : slices) bytes += std::string(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  return {status, bytes};
+}
+
+inline std::pair<grpc::Status, int> HealthCheck(grpc::Channel& channel, const std::string& service) {
+  std::string request;
+  if (!service.empty()) request = absl::StrCat("\x0a", std::string(1, static_cast<char>(service.size())), service);
+  auto [status, bytes] = RawUnaryCall(channel, "/grpc.health.v1.Health/Check", request);
+  if (!status.ok()) return {status, 0};
   // An answer of 0 (UNKNOWN) is encoded as no bytes at all.
   return {status, bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : 0};
 }

@@ -41,18 +41,6 @@ using ::hostd::testing::TestPki;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-// A TCP port nothing listens on now (bound, read and closed).
-int FreePort() {
-  base::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sa);
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return 0;
-  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
-
 // Runs a command to its end: its exit status and what it wrote (stdout and stderr).
 std::pair<int, std::string> RunCommand(const std::string& cmd) {
   std::string out;
@@ -393,6 +381,31 @@ TEST_F(SecureHostdTest, AHostRestartedOnTheSameAddressIsRecognisedAndItsPeersSen
                        << unaccounted.size();
   EXPECT_GT(reached_new, 0u) << "nothing reached the restarted host";
   RecordProperty("died_in_host", died_in_host);
+}
+
+// Over TLS, a request's lifecycle line says whose certificate asked: its identity
+// beside the peer's address.
+TEST_F(SecureHostdTest, LifecycleLogsNameTheClientCertificateIdentity) {
+  std::vector<std::string> flags = TlsFlags();
+  flags.insert(flags.end(), {"--log-level", "info", "--log-format", "json"});
+  Hostd h(flags, absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()),
+          /*log_to_file=*/true);
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("by-ops"), &resp).ok());
+  auto [code, out] = RunCommand(Hostctl(h.grpc_addr(), ca_->ca_cert(), true, "kill by-ops"));
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(h.Signal(SIGTERM), 0);
+  std::string log = Pem(h.log_path());
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "\"proc\":\"by-ops\"") && absl::StrContains(line, "requested")) {
+      lines.emplace_back(line);
+    }
+  }
+  ASSERT_EQ(lines.size(), 2u) << log;
+  EXPECT_THAT(lines[0], AllOf(HasSubstr("\"msg\":\"spawn requested\""), HasSubstr("\"identity\":\"ops\""),
+                              HasSubstr("\"peer\":\"ipv4:127.0.0.1:")));
+  EXPECT_THAT(lines[1], AllOf(HasSubstr("\"msg\":\"kill requested\""), HasSubstr("\"identity\":\"ops\"")));
 }
 
 TEST(HostdPolicyTest, ASpawnOutsideTheAllowListIsPermissionDeniedNamingProgramAndRule) {

@@ -112,6 +112,16 @@ TEST(LimitsTest, BulkRepliesStayUnderTheDefaultClientLimitByPagingAndSummarising
   EXPECT_EQ(seen.size(), kProcs);
   EXPECT_GT(pages, 1);
 
+  v1::Tree tree;
+  grpc::ClientContext gctx;
+  grpc::Status ts = h.api().GetTree(&gctx, v1::GetTreeRequest(), &tree);
+  ASSERT_TRUE(ts.ok()) << ts.error_message();
+  EXPECT_GT(tree.nodes_omitted(), 0);
+  EXPECT_EQ(tree.roots_size() + tree.nodes_omitted(), kProcs);
+  auto [rc, shown] = Hostctl(h, "tree");
+  EXPECT_EQ(rc, 0) << shown.substr(0, 300);
+  EXPECT_THAT(shown, HasSubstr(absl::StrCat("(", tree.nodes_omitted(), " more not shown")));
+
   v1::TerminateAllResponse ended;
   grpc::ClientContext tctx;
   ASSERT_TRUE(h.api().TerminateAll(&tctx, v1::TerminateAllRequest(), &ended).ok());
@@ -174,6 +184,31 @@ TEST(ValidationTest, ErrorsQuoteUserInputCutToABoundedLength) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_LT(s.error_message().size(), 400u) << s.error_message().substr(0, 400);
   EXPECT_THAT(s.error_message(), HasSubstr("(100001 bytes)"));
+}
+
+// Raw bodies that are not protobuf (a varint cut short, a field of wire type 7),
+// to unary and streaming methods: each answered INVALID_ARGUMENT naming the method
+// and the request type, not gRPC's empty UNIMPLEMENTED; hostd serves on.
+TEST(ValidationTest, ARequestThatDoesNotParseIsInvalidArgumentNamingTheMethod) {
+  Hostd h;
+  for (auto [method, type] : {std::pair<std::string, std::string>{"SpawnProc", "hostd.v1.SpawnProcRequest"},
+                              {"ListProcs", "hostd.v1.ListProcsRequest"},
+                              {"WatchProcs", "hostd.v1.WatchProcsRequest"},
+                              {"Drain", "hostd.v1.DrainRequest"}}) {
+    for (const std::string& garbage : {std::string("\xff\xff\xff\xff"), std::string("\x0f\x01\x02garbage")}) {
+      auto [s, bytes] = RawUnaryCall(h.channel(), "/hostd.v1.HostService/" + method, garbage);
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method << ": " << s.error_message();
+      EXPECT_THAT(s.error_message(), HasSubstr("/hostd.v1.HostService/" + method));
+      EXPECT_THAT(s.error_message(), HasSubstr("request does not parse as a " + type));
+    }
+  }
+  // An unknown method stays UNIMPLEMENTED; a body that parses is served.
+  EXPECT_EQ(RawUnaryCall(h.channel(), "/hostd.v1.HostService/NoSuchMethod", "\xff").first.error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  auto [s, bytes] = RawUnaryCall(h.channel(), "/hostd.v1.HostService/ListProcs", "");
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  auto [rc, info] = Hostctl(h, "info");
+  EXPECT_EQ(rc, 0) << info;
 }
 
 // ---- Proc logs -----------------------------------------------------------------
