@@ -100,9 +100,11 @@ double Throughput(channel::EventLoop& loop, Setup& s, const ChannelAddr& to, con
   auto link = channel::Sender::Dial(loop, to, {.tls = std::move(tls)});
   std::vector<Message> msgs;
   for (const std::string& d : dests) msgs.push_back(*Message::Create(d, "sink", "", std::string(payload, 'x')));
-  // Warm the connection and the route.
-  if (!link->Send(msgs[0], absl::Now() + kGuard).ok()) return 0;
-  int64_t base = s.counter.Get();
+  // Warm the connection and the route. The host acks once it has taken the
+  // message, before the sink has it: wait for the sink too, or the count below
+  // would include it and end the run one message early.
+  const int64_t base = s.counter.Get() + 1;
+  if (!link->Send(msgs[0], absl::Now() + kGuard).ok() || !s.counter.AwaitAtLeast(base)) return 0;
   absl::Time t0 = absl::Now();
   for (int i = 0; i < n; ++i) {
     Message m = msgs[i % msgs.size()];
@@ -110,7 +112,10 @@ double Throughput(channel::EventLoop& loop, Setup& s, const ChannelAddr& to, con
     if (!st.ok()) return 0;
   }
   if (!s.counter.AwaitAtLeast(base + n)) return 0;
-  return n / absl::ToDoubleSeconds(absl::Now() - t0);
+  const double rate = n / absl::ToDoubleSeconds(absl::Now() - t0);
+  // Everything has arrived: close once the acks are in, with a goodbye.
+  link->Close(absl::Now() + kGuard);
+  return rate;
 }
 
 // A client with a return address: replies land in its inbox.
