@@ -23,6 +23,12 @@
 // ResourceExhausted (WhenFull::kFail); a loop-thread caller must use kFail and may ask
 // NotifyWhenRoom. A message over the frame limit is refused with InvalidArgument.
 //
+// Writes. Queued messages leave in gathered writes of up to 1024 frames or 1 MiB;
+// frames with bodies up to 2 KiB are copied into one staging buffer per
+// connection (at most 64 KiB of frames per write, so its capacity stays under
+// 128 KiB; above 4 KiB it is released once the queue has nothing left to write),
+// larger bodies are written from the queue in place.
+//
 // Control lane. PostControl queues a small urgent message (e.g. a signal to a proc)
 // ahead of every queued message not yet written to a connection; messages already
 // written keep their place, and so do earlier control messages. Everything posted

@@ -69,6 +69,9 @@ struct Conn {
   bool hello_pending = true;
   bool write_failed = false;  // reads go on: the listener's goodbye may still be in flight
   std::string hello;          // kept alive while being written
+  // Small frames of the write in flight, copied together (sender_connection.cc
+  // bounds it: at most about 128 KiB, released when nothing is left to write).
+  std::string staging;
 };
 
 }  // namespace sender_internal

@@ -37,6 +37,7 @@ struct Router::Route {
   size_t held_bytes = 0;
   size_t held_front = 0;  // entries at the front placed out of arrival order (signals, requeued)
   std::string end_note;   // kEnded
+  std::shared_ptr<const ReturnPath> return_path;  // of `gen`, made by PathOf
 
   bool waiting() const { return state == State::kStarting || state == State::kRestarting; }
   // Holds `m` ahead of what arrived in order, behind what was placed ahead before.
@@ -156,10 +157,11 @@ void Router::Activate(const std::string& name, uint64_t gen, std::optional<chann
     return;
   }
   std::shared_ptr<channel::Sender> link = LinkOf(r);
+  std::shared_ptr<const ReturnPath> path = PathOf(name, r);
   for (auto& [m, hook] : held) {
     // The buffer is smaller than a fresh link's queue, so this never waits.
     (void)Forward(
-        *link, m, [] {}, name, gen, hook ? &hook : nullptr);
+        *link, m, [] {}, path, hook ? &hook : nullptr);
   }
 }
 
@@ -274,7 +276,7 @@ bool Router::RouteLocal(Message& msg, absl::string_view name, const channel::Rec
       r.held_bytes += msg.wire_size();
       r.held.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
       return true;
-    case Route::State::kReady: return Forward(*LinkOf(r), msg, wake, std::string(name), r.gen, hook);
+    case Route::State::kReady: return Forward(*LinkOf(r), msg, wake, PathOf(it->first, r), hook);
     case Route::State::kNoAddress:
       Return(std::move(msg), ReturnReason::kUnroutable,
              absl::StrCat("proc \"", name, "\" takes no messages (it reported no address)"));
@@ -294,19 +296,26 @@ bool Router::RouteRemote(Message& msg, absl::string_view addr, const channel::Re
     }
     it = remotes_.emplace(std::string(addr), channel::Sender::Dial(loop_, *parsed, opts_.remote_link)).first;
   }
-  return Forward(*it->second, msg, wake, "", 0);
+  return Forward(*it->second, msg, wake, remote_path_);
 }
 
-bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake, std::string route_name,
-                     uint64_t gen, channel::Sender::Done* hook) {
+std::shared_ptr<const Router::ReturnPath> Router::PathOf(const std::string& name, Route& r) {
+  if (r.return_path == nullptr || r.return_path->gen != r.gen) {
+    r.return_path = std::make_shared<const ReturnPath>(ReturnPath{this, name, r.gen});
+  }
+  return r.return_path;
+}
+
+bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake,
+                     const std::shared_ptr<const ReturnPath>& path, channel::Sender::Done* hook) {
   size_t size = msg.wire_size();
-  const size_t kind = static_cast<size_t>(route_name.empty() ? LinkKind::kRemote : LinkKind::kProc);
+  const size_t kind = static_cast<size_t>(path->name.empty() ? LinkKind::kRemote : LinkKind::kProc);
   channel::Sender::Done done;
   if (hook != nullptr && *hook) {
     done = std::move(*hook);
   } else {
-    done = [this, route_name = std::move(route_name), gen](absl::Status s, Message m) {
-      if (!s.ok()) ForwardFailed(route_name, gen, s, std::move(m));
+    done = [path](absl::Status s, Message m) {
+      if (!s.ok()) path->router->ForwardFailed(path->name, path->gen, s, std::move(m));
     };
   }
   absl::Status posted = link.Post(std::move(msg), std::move(done), channel::WhenFull::kFail);

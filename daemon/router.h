@@ -165,9 +165,19 @@ class Router {
   bool RouteLocal(channel::Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
                   channel::Sender::Done* hook = nullptr);
   bool RouteRemote(channel::Message& msg, absl::string_view addr, const channel::Receiver::Wake& wake);
+  // Where the messages a link hands back go: ForwardFailed of the route `name` ("" for
+  // a remote link) in generation `gen`. One per route generation, shared by the ack
+  // callbacks of its messages (a callback holding only this pointer needs no heap),
+  // so forwarding allocates nothing per message.
+  struct ReturnPath {
+    Router* router;
+    std::string name;
+    uint64_t gen;
+  };
+  std::shared_ptr<const ReturnPath> PathOf(const std::string& name, Route& r);
   // Posts on `link`; false (and `wake` armed) when its queue is full.
   bool Forward(channel::Sender& link, channel::Message& msg, const channel::Receiver::Wake& wake,
-               std::string route_name, uint64_t gen, channel::Sender::Done* hook = nullptr);
+               const std::shared_ptr<const ReturnPath>& path, channel::Sender::Done* hook = nullptr);
   void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
   std::shared_ptr<channel::Sender> LinkOf(Route& r);
   void Bounce(Held held, channel::ReturnReason reason, const std::string& note);
@@ -184,6 +194,7 @@ class Router {
   // Loop thread only.
   bool closing_ = false;
   absl::flat_hash_map<std::string, std::unique_ptr<Route>> routes_;
+  const std::shared_ptr<const ReturnPath> remote_path_ = std::make_shared<const ReturnPath>(ReturnPath{this, "", 0});
   absl::flat_hash_map<std::string, std::unique_ptr<channel::Sender>> remotes_;
   absl::flat_hash_map<std::string, Mailbox> mailboxes_;
   uint64_t next_mailbox_ = 1;

@@ -317,6 +317,70 @@ TEST(LinkFaultTest, ProtocolErrorAcknowledgesWhatWasDeliveredBeforeClosing) {
   ExpectDeliveredXorReturned(outcomes, Drain(inbox));
 }
 
+// A batch copies small frames together and writes large bodies in place: an
+// oversized message between small ones comes back, with what follows it, and
+// nothing after it is delivered.
+TEST(LinkFaultTest, OversizedMessageMidBatchComesBackAndNothingAfterItIsDelivered) {
+  TempDir dir;
+  ChannelAddr addr = *ChannelAddr::Parse("unix:" + dir.Join("l.sock"));
+  auto loop = EventLoop::Start("test-loop");
+  SenderOptions opts;
+  opts.delivery_timeout = absl::Hours(1);
+  auto sender = Sender::Dial(*loop, addr, opts);  // nothing listens yet: all go in one batch
+  Outcomes outcomes;
+  for (int i = 0; i < 50; ++i) ASSERT_THAT(sender->Post(Numbered(i), outcomes.Track()), IsOk());
+  ASSERT_THAT(sender->Post(Numbered(50, std::string(5000, 'x')), outcomes.Track()), IsOk());
+  for (int i = 51; i < 100; ++i) ASSERT_THAT(sender->Post(Numbered(i), outcomes.Track()), IsOk());
+  Inbox inbox(1 << 16);
+  ListenerOptions lopts;
+  lopts.max_frame_body = 1000;
+  auto listener = *Listener::Serve(*loop, addr, inbox, lopts);
+  outcomes.WaitFor(100);
+  EXPECT_THAT(ReceiveNumbers(inbox, 50), ElementsAreArray(Iota(0, 50)));
+  EXPECT_EQ(inbox.size(), 0u);
+  EXPECT_EQ(outcomes.acked().size(), 50u);
+  ASSERT_EQ(outcomes.returned().size(), 50u);
+  for (const auto& [n, status] : outcomes.returned()) {
+    EXPECT_GE(n, 50u);
+    EXPECT_EQ(ReturnReasonOf(status), ReturnReason::kPeerClosed) << status;
+  }
+}
+
+// Small frames (copied into one buffer per write) and large ones (written in
+// place) interleaved, through connections cut mid-batch:
+// each arrives once, in order.
+TEST(LinkFaultTest, MixedSizesThroughRepeatedCutsArriveExactlyOnceInOrder) {
+  constexpr uint64_t kMessages = 20000;
+  constexpr uint64_t kCutEvery = 1000;
+  auto loop = EventLoop::Start("test-loop");
+  auto proxy_loop = EventLoop::Start("proxy-loop");
+  Inbox inbox(256);  // smaller than kCutEvery, so every cut finds a connection
+  auto listener = *Listener::Serve(*loop, UnixAny(), inbox);
+  auto proxy = *ChaosProxy::Start(*proxy_loop, UnixAny(), listener->addr());
+  auto sender = Sender::Dial(*loop, proxy->addr());
+  Outcomes outcomes;
+  const std::string large(3000, 'L');  // past what a batch copies
+  std::thread producer([&] {
+    for (uint64_t i = 0; i < kMessages; ++i) {
+      ASSERT_THAT(sender->Post(Numbered(i, i % 7 == 3 ? large : ""), outcomes.Track()), IsOk());
+    }
+  });
+  for (uint64_t i = 0; i < kMessages; ++i) {
+    absl::StatusOr<Message> m = inbox.Receive(HangGuard());
+    ASSERT_THAT(m, IsOk()) << "after " << i;
+    ASSERT_EQ(NumberOf(*m), i);
+    ASSERT_EQ(m->payload().size(), absl::StrCat(i).size() + (i % 7 == 3 ? large.size() : 0)) << i;
+    if (i % kCutEvery == kCutEvery - 1) proxy->CutAll();
+  }
+  producer.join();
+  outcomes.WaitFor(kMessages);
+  EXPECT_EQ(outcomes.acked().size(), kMessages);
+  EXPECT_TRUE(outcomes.returned().empty());
+  EXPECT_EQ(inbox.size(), 0u);
+  EXPECT_GE(proxy->cuts(), 10u);
+  EXPECT_EQ(listener->stats().protocol_errors, 0u);
+}
+
 TEST(LinkFaultTest, ListenerCloseUnderLoadNeverReturnsADeliveredMessage) {
   for (int trial = 0; trial < 3; ++trial) {
     auto listener_loop = EventLoop::Start("listener-loop");
