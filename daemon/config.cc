@@ -121,6 +121,10 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
       ->check(CLI::Range(0.0, 100000.0))
       ->capture_default_str()
       ->group(logs);
+  app.add_option("--death-history", cfg.death_history, "ends of each proc name that GetProc and hostctl get show")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str()
+      ->group(logs);
   app.add_flag("--keep-procs", cfg.keep_procs,
                "procs outlive hostd (a stop, crash or upgrade); the next hostd on the same state directory "
                "re-adopts them")

@@ -82,6 +82,8 @@ struct DaemonConfig {
   int log_rotations = 2;
   size_t log_keep_ended = 256;
   double log_keep_age_h = 168;
+  // Each proc name's most recent ends kept for GetProc (daemon/death_history.h).
+  size_t death_history = 8;
   // Procs outlive hostd (README, "Restarts and upgrades"); the janitor waits this
   // long for a new hostd before it kills them.
   bool keep_procs = false;

@@ -305,6 +305,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   if (!host.ok()) return host.status();
 
   LifecycleLog lifecycle_log(**host);
+  DeathHistory deaths(**host, {.per_name = cfg.death_history});
+  sopts.deaths = &deaths;
   HostMetrics metrics(**host);
   GrpcMetrics grpc_metrics(metrics.registry());
   // Set once the server is built; Drain calls cannot come before.

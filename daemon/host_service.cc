@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -226,10 +227,19 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
                  "send them in batches",
                  req->procs_size(), opts_.max_spawn_batch)));
   }
+  std::optional<RankVars> ranks;
+  if (req->has_ranks()) {
+    absl::StatusOr<RankVars> r = FromProto(req->ranks(), req->procs_size());
+    if (!r.ok()) return Answer<v1::SpawnProcsResponse>(ctx, r.status());
+    ranks = *std::move(r);
+  }
   auto all = std::make_shared<std::vector<One>>();
   all->reserve(req->procs_size());
   for (const v1::SpawnProcRequest& r : req->procs()) {
     absl::StatusOr<manager::SpawnSpec> spec = FromProto(r.spec());
+    if (spec.ok() && ranks) {
+      if (absl::Status s = AddRankVars(*ranks, static_cast<int>(all->size()), *spec); !s.ok()) spec = s;
+    }
     if (spec.ok()) Authorize(*ctx, *spec);
     absl::StatusOr<Supervision> sup = SupervisionFrom(r);
     if (!sup.ok()) spec = sup.status();
@@ -294,7 +304,12 @@ grpc::ServerUnaryReactor* HostService::GetProc(grpc::CallbackServerContext* ctx,
   absl::Status valid = ValidateName(req->name());
   if (!valid.ok()) return Answer<v1::Proc>(ctx, valid);
   absl::StatusOr<ProcInfo> p = host_.Get(req->name());
-  if (p.ok()) ToProto(*p, resp);
+  if (p.ok()) {
+    ToProto(*p, resp);
+    if (opts_.deaths != nullptr) {
+      for (const ProcEnd& e : opts_.deaths->Of(req->name())) ToProto(e, resp->add_recent_ends());
+    }
+  }
   return Answer<v1::Proc>(ctx, p.status());
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "channel/event_loop.h"
+#include "daemon/death_history.h"
 #include "daemon/exec_policy.h"
 #include "daemon/host.h"
 #include "daemon/worker_pool.h"
@@ -76,6 +77,8 @@ struct HostServiceOptions {
   // Upgrade: starts the hand-over to the binary at the path and returns at once
   // (the daemon re-executes once the reply is out); unset: UNIMPLEMENTED.
   std::function<absl::Status(const std::string& path)> upgrade;
+  // Each name's recent ends for GetProc (daemon/death_history.h); unset: none.
+  const DeathHistory* deaths = nullptr;
 };
 
 // What every WatchProcs stream of one service shares: its count and queued bytes.

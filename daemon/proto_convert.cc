@@ -84,6 +84,12 @@ void ToProto(const ProcInfo& p, v1::Proc* out) {
   out->set_saved_state_bytes(p.saved_state_bytes);
 }
 
+void ToProto(const ProcEnd& e, v1::ProcEnd* out) {
+  ToProto(e.at, out->mutable_at());
+  ToProto(e.status, out->mutable_status());
+  out->set_incarnation(e.incarnation);
+}
+
 void ToProto(const HostEvent& e, v1::ProcEvent* out) {
   out->set_seq(e.seq);
   switch (e.kind) {
@@ -143,6 +149,7 @@ void ToProto(const manager::RestartPolicy& p, v1::RestartPolicy* out) {
   out->set_max_restarts(p.max_restarts);
   ToProto(p.within, out->mutable_within());
   BackoffToProto(p.backoff, out->mutable_backoff());
+  for (int code : p.permanent_exit_codes) out->add_permanent_exit_codes(code);
 }
 
 absl::StatusOr<manager::RestartPolicy> FromProto(const v1::RestartPolicy& p, bool present) {
@@ -156,6 +163,7 @@ absl::StatusOr<manager::RestartPolicy> FromProto(const v1::RestartPolicy& p, boo
     default: return absl::InvalidArgumentError(absl::StrCat("restart.mode: unknown mode ", p.mode()));
   }
   if (p.has_max_restarts()) out.max_restarts = p.max_restarts();
+  out.permanent_exit_codes.assign(p.permanent_exit_codes().begin(), p.permanent_exit_codes().end());
   auto within = FromProto(p.within(), p.has_within(), out.within, "restart.within");
   if (!within.ok()) return within.status();
   out.within = *within;
@@ -274,6 +282,51 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
   if (!timeout.ok()) return timeout.status();
   out.ready_timeout = *timeout;
   return out;
+}
+
+absl::StatusOr<RankVars> FromProto(const v1::RankEnv& r, int entries) {
+  RankVars v{.first_rank = r.first_rank(),
+             .world_size = r.world_size() == 0 ? entries : r.world_size(),
+             .first_local_rank = r.first_local_rank(),
+             .local_world_size = r.local_world_size() == 0 ? entries : r.local_world_size(),
+             .rank = r.rank_var().empty() ? "RANK" : r.rank_var(),
+             .world = r.world_size_var().empty() ? "WORLD_SIZE" : r.world_size_var(),
+             .local_rank = r.local_rank_var().empty() ? "LOCAL_RANK" : r.local_rank_var(),
+             .local_world = r.local_world_size_var().empty() ? "LOCAL_WORLD_SIZE" : r.local_world_size_var()};
+  auto fits = [entries](absl::string_view first_field, int64_t first, absl::string_view size_field,
+                        int64_t size) -> absl::Status {
+    if (first < 0) return absl::InvalidArgumentError(absl::StrCat("ranks.", first_field, ": must not be negative"));
+    if (size < first + entries) {
+      return absl::InvalidArgumentError(absl::StrFormat("ranks.%s: %d is less than %s %d plus the %d entries",
+                                                        size_field, size, first_field, first, entries));
+    }
+    return absl::OkStatus();
+  };
+  HOSTD_RETURN_IF_ERROR(fits("first_rank", v.first_rank, "world_size", v.world_size));
+  HOSTD_RETURN_IF_ERROR(fits("first_local_rank", v.first_local_rank, "local_world_size", v.local_world_size));
+  for (const std::string* name : {&v.rank, &v.world, &v.local_rank, &v.local_world}) {
+    if (name->size() > 256 || name->find('=') != std::string::npos || name->find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("ranks: ", base::Quote(*name), " is not a variable name"));
+    }
+  }
+  return v;
+}
+
+absl::Status AddRankVars(const RankVars& v, int index, manager::SpawnSpec& spec) {
+  const std::pair<const std::string*, int> vars[] = {{&v.rank, v.first_rank + index},
+                                                     {&v.world, v.world_size},
+                                                     {&v.local_rank, v.first_local_rank + index},
+                                                     {&v.local_world, v.local_world_size}};
+  for (const auto& [name, value] : vars) {
+    for (const auto& [set, unused] : spec.env) {
+      if (set == *name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("procs[", index, "].spec.env sets ", *name, ", which the request's ranks assign"));
+      }
+    }
+  }
+  for (const auto& [name, value] : vars) spec.env.emplace_back(*name, absl::StrCat(value));
+  return absl::OkStatus();
 }
 
 }  // namespace hostd::daemon

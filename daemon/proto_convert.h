@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "daemon/death_history.h"
 #include "daemon/host.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -31,9 +32,20 @@ absl::StatusOr<absl::Duration> FromProto(const google::protobuf::Duration& d, bo
 void ToProto(const proc::ProcStatus& s, v1::ProcStatus* out);
 void ToProto(const ProcInfo& p, v1::Proc* out);
 void ToProto(const HostEvent& e, v1::ProcEvent* out);
+void ToProto(const ProcEnd& e, v1::ProcEnd* out);
 v1::ProcState ToProto(proc::ProcState s);
 
 absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec);
+
+// A bulk spawn's rank variables (v1::RankEnv), checked once for `entries` entries.
+struct RankVars {
+  int first_rank = 0, world_size = 0, first_local_rank = 0, local_world_size = 0;
+  std::string rank, world, local_rank, local_world;  // the variables' names
+};
+absl::StatusOr<RankVars> FromProto(const v1::RankEnv& ranks, int entries);
+// Adds entry `index`'s rank variables to `spec`'s environment; INVALID_ARGUMENT
+// (naming the entry and the variable) if the spec sets one of them itself.
+absl::Status AddRankVars(const RankVars& vars, int index, manager::SpawnSpec& spec);
 
 // Supervision. Unset fields take the defaults the .proto states.
 void ToProto(const manager::RestartPolicy& p, v1::RestartPolicy* out);

@@ -23,6 +23,8 @@ struct SpawnOptions {
   std::vector<std::string> args, env, labels, inherit;
   double ready_timeout = 30;
   int count = 0;
+  bool ranks = false;
+  int first_rank = 0, world_size = 0;
   RestartOptions restart;
 };
 
@@ -103,6 +105,10 @@ int Spawn(Client& c, const SpawnOptions& o) {
   absl::Duration limit = o.ready_timeout > 0 ? absl::Seconds(o.ready_timeout) + absl::Seconds(c.options().timeout_s)
                                              : absl::InfiniteDuration();
   grpc::ClientContext ctx;
+  if (o.ranks && o.count <= 0) {
+    fprintf(stderr, "hostctl: --ranks needs --count (ranks are handed out by a bulk spawn)\n");
+    return kExitUsage;
+  }
   if (o.count <= 0) {
     one.set_name(o.name);
     v1::SpawnProcResponse resp;
@@ -131,6 +137,13 @@ int Spawn(Client& c, const SpawnOptions& o) {
         v1::SpawnProcRequest* r = bulk.add_procs();
         *r = one;
         r->set_name(absl::StrCat(o.name, "-", i));
+      }
+      if (o.ranks) {
+        v1::RankEnv* ranks = bulk.mutable_ranks();
+        ranks->set_first_rank(o.first_rank + first);
+        ranks->set_world_size(o.world_size > 0 ? o.world_size : o.first_rank + o.count);
+        ranks->set_first_local_rank(first);
+        ranks->set_local_world_size(o.count);
       }
       v1::SpawnProcsResponse part;
       grpc::ClientContext batch_ctx;
@@ -324,6 +337,15 @@ Subcommand AddSpawn(CLI::App& app) {
   cli->add_option("--ready-timeout", o->ready_timeout, "seconds for launch + readiness (0: none)")
       ->capture_default_str();
   cli->add_option("--count", o->count, "spawn this many concurrently, named NAME-<i>");
+  auto* ranks = cli->add_flag("--ranks", o->ranks,
+                              "with --count: set RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE in each proc's "
+                              "environment (NAME-<i> has local rank i)");
+  cli->add_option("--first-rank", o->first_rank, "with --ranks: NAME-0's RANK (this host's part of a larger job)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(ranks);
+  cli->add_option("--world-size", o->world_size, "with --ranks: WORLD_SIZE (default: --first-rank + --count)")
+      ->check(CLI::PositiveNumber)
+      ->needs(ranks);
   AddRestartOptions(cli, o->restart);
   return MakeSubcommand(cli, std::move(o), Spawn);
 }

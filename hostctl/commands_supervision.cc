@@ -186,6 +186,10 @@ void AddRestartOptions(CLI::App* spawn, RestartOptions& o) {
   spawn->add_option("--backoff-multiplier", o.backoff_multiplier, "delay growth per restart")->capture_default_str();
   spawn->add_option("--jitter", o.jitter, "each delay is cut by a random fraction up to this")->capture_default_str();
   spawn->add_option("--group", o.group, "join this supervision group (last in its start order)");
+  spawn->add_option("--permanent-exit-code", o.permanent_exit_codes,
+                    "an exit code that is never restarted, whatever --restart says (repeatable)")
+      ->allow_extra_args(false)  // one code per flag: what follows is the proc's
+      ->check(CLI::Range(0, 255));
 }
 
 void FillRestart(const RestartOptions& o, v1::SpawnProcRequest& req) {
@@ -197,6 +201,7 @@ void FillRestart(const RestartOptions& o, v1::SpawnProcRequest& req) {
   r->set_max_restarts(o.max_restarts);
   *r->mutable_within() = SecondsToProto(o.within);
   FillBackoff(o.backoff_initial, o.backoff_max, o.backoff_multiplier, o.jitter, r->mutable_backoff());
+  for (int code : o.permanent_exit_codes) r->add_permanent_exit_codes(code);
 }
 
 CLI::App* AddGroup(CLI::App& app) {

@@ -4,6 +4,7 @@
 #define HOSTD_HOSTCTL_COMMANDS_SUPERVISION_H_
 
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "hostctl/subcommand.h"
@@ -16,6 +17,7 @@ struct RestartOptions {
   std::string mode = "never", group;
   int max_restarts = 3;
   double within = 5, backoff_initial = 0.1, backoff_max = 30, backoff_multiplier = 2, jitter = 0.2;
+  std::vector<int> permanent_exit_codes;
 };
 void AddRestartOptions(CLI::App* spawn, RestartOptions& o);
 // Sets the request's restart policy and group.

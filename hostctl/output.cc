@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
@@ -107,6 +108,14 @@ void PrintProc(const v1::Proc& p) {
   for (const auto& [k, v] : p.labels()) printf("label:    %s=%s\n", k.c_str(), v.c_str());
   if (!p.status().note().empty()) printf("note:     %s\n", p.status().note().c_str());
   if (!p.status().stderr_tail().empty()) printf("stderr (end):\n%s\n", p.status().stderr_tail().c_str());
+  if (p.recent_ends_size() > 0) printf("recent ends (newest first):\n");
+  for (const v1::ProcEnd& e : p.recent_ends()) {
+    printf("  %s  incarnation %d  %s\n", LocalTime(e.at()).c_str(), e.incarnation(), e.status().display().c_str());
+    // Each tail line indented under its end; the last lines are what tell why.
+    for (absl::string_view line : absl::StrSplit(e.status().stderr_tail(), '\n', absl::SkipEmpty())) {
+      printf("    | %.*s\n", static_cast<int>(line.size()), line.data());
+    }
+  }
 }
 
 void PrintEvent(const v1::ProcEvent& e) {

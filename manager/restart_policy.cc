@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -37,6 +38,16 @@ absl::Status ValidateRestartPolicy(const RestartPolicy& p) {
   if (!(b.jitter >= 0.0 && b.jitter <= 1.0)) {
     return absl::InvalidArgumentError(absl::StrFormat("restart.backoff.jitter: %g is not in [0, 1]", b.jitter));
   }
+  if (p.permanent_exit_codes.size() > 32) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("restart.permanent_exit_codes: %d codes; at most 32", p.permanent_exit_codes.size()));
+  }
+  for (int code : p.permanent_exit_codes) {
+    if (code < 0 || code > 255) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("restart.permanent_exit_codes: %d is not an exit code (0..255)", code));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -58,6 +69,12 @@ absl::Duration RestartTracker::BaseDelay(int attempt) const {
 
 RestartDecision RestartTracker::OnEnd(const proc::ProcStatus& end, absl::Time now) {
   RestartDecision d;
+  if (end.state == proc::ProcState::kStopped &&
+      absl::c_linear_search(policy_.permanent_exit_codes, end.exit_code)) {
+    d.why = absl::StrCat("exit code ", end.exit_code, " is listed as permanent (restart.permanent_exit_codes); ",
+                         "not restarted");
+    return d;
+  }
   if (!WantsRestart(policy_.mode, end)) {
     d.why = absl::StrCat("restart policy ", RestartModeName(policy_.mode), " does not restart a proc that ended ",
                          end.ToString());

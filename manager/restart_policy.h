@@ -11,13 +11,15 @@
 // exponentially from `backoff.initial` by `backoff.multiplier` up to
 // `backoff.max`, each cut by a random fraction up to `backoff.jitter` (so many
 // procs failing together do not restart in step); the growth starts again once a
-// restarted proc has stayed ready for `within`.
+// restarted proc has stayed ready for `within`. An exit code listed in
+// `permanent_exit_codes` (a configuration error, say) is an end no mode restarts.
 // A value type; RestartTracker is thread-compatible.
 #ifndef HOSTD_MANAGER_RESTART_POLICY_H_
 #define HOSTD_MANAGER_RESTART_POLICY_H_
 
 #include <deque>
 #include <string>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
@@ -42,6 +44,8 @@ struct RestartPolicy {
   int max_restarts = 3;
   absl::Duration within = absl::Seconds(5);
   Backoff backoff = {};
+  // A stop with one of these exit codes is never restarted (0..255, at most 32).
+  std::vector<int> permanent_exit_codes{};
 };
 
 // InvalidArgument naming the field and the rule it breaks.

@@ -209,10 +209,12 @@ class HostClient:
         return self._call("SpawnProc", spawn_request(name, program, args, **spec), timeout).proc
 
     def spawn_many(self, requests: Iterable[pb.SpawnProcRequest], *, max_in_flight: int = 0,
-                   timeout: float = 120.0) -> pb.SpawnProcsResponse:
-        """Spawns concurrently; each result has its own code and error."""
-        return self._call("SpawnProcs", pb.SpawnProcsRequest(procs=list(requests), max_in_flight=max_in_flight),
-                          timeout)
+                   ranks: Optional[pb.RankEnv] = None, timeout: float = 120.0) -> pb.SpawnProcsResponse:
+        """Spawns concurrently; each result has its own code and error. With ``ranks``
+        (``pb.RankEnv()`` for the defaults) each proc gets RANK, WORLD_SIZE, LOCAL_RANK
+        and LOCAL_WORLD_SIZE in its environment, in request order."""
+        return self._call("SpawnProcs", pb.SpawnProcsRequest(procs=list(requests), max_in_flight=max_in_flight,
+                                                             ranks=ranks), timeout)
 
     def get(self, name: str) -> pb.Proc:
         return self._call("GetProc", pb.GetProcRequest(name=name))
@@ -321,9 +323,9 @@ class AsyncHostClient:
         return (await self._call("SpawnProc", spawn_request(name, program, args, **spec), timeout)).proc
 
     async def spawn_many(self, requests: Iterable[pb.SpawnProcRequest], *, max_in_flight: int = 0,
-                         timeout: float = 120.0) -> pb.SpawnProcsResponse:
-        return await self._call("SpawnProcs", pb.SpawnProcsRequest(procs=list(requests),
-                                                                   max_in_flight=max_in_flight), timeout)
+                         ranks: Optional[pb.RankEnv] = None, timeout: float = 120.0) -> pb.SpawnProcsResponse:
+        return await self._call("SpawnProcs", pb.SpawnProcsRequest(procs=list(requests), max_in_flight=max_in_flight,
+                                                                   ranks=ranks), timeout)
 
     async def get(self, name: str) -> pb.Proc:
         return await self._call("GetProc", pb.GetProcRequest(name=name))

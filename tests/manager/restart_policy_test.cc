@@ -35,6 +35,20 @@ TEST(RestartPolicyTest, ACrashLoopGivesUpAtTheIntensityLimit) {
   EXPECT_THAT(d.why, HasSubstr("gave up: 3 restarts within 10s"));
 }
 
+TEST(RestartPolicyTest, AListedExitCodeIsNeverRestartedButOtherEndsAre) {
+  RestartTracker t({.mode = RestartMode::kAlways, .max_restarts = 100, .permanent_exit_codes = {78, 0}});
+  EXPECT_TRUE(t.OnEnd(ProcStatus::Stopped(1), kT0).restart);
+  EXPECT_TRUE(t.OnEnd(ProcStatus::Killed(78, false), kT0).restart);  // a signal, not an exit code
+  RestartDecision d = t.OnEnd(ProcStatus::Stopped(78), kT0);
+  EXPECT_FALSE(d.restart);
+  EXPECT_THAT(d.why, HasSubstr("exit code 78 is listed as permanent"));
+  EXPECT_FALSE(t.OnEnd(ProcStatus::Stopped(0), kT0).restart);
+  EXPECT_THAT(ValidateRestartPolicy({.permanent_exit_codes = {256}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("256 is not an exit code")));
+  EXPECT_THAT(ValidateRestartPolicy({.permanent_exit_codes = std::vector<int>(33, 1)}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 32")));
+}
+
 TEST(RestartPolicyTest, RestartsOutsideTheWindowDoNotCount) {
   RestartTracker t({.mode = RestartMode::kAlways, .max_restarts = 2, .within = absl::Seconds(1)});
   for (int i = 0; i < 10; ++i) {
