@@ -21,6 +21,7 @@
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/own_dir.h"
+#include "base/small_file.h"
 #include "channel/frame_decoder.h"
 #include "channel/grpc_target.h"
 #include "channel/tls.h"
