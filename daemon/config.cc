@@ -133,6 +133,13 @@ void AddDaemonFlags(CLI::App& app, DaemonConfig& cfg) {
                  "with --keep-procs: seconds the procs wait for a new hostd before they are killed")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+  const std::string limits_group = "Resource limits (per proc, where its spec leaves them unset)";
+  app.add_option("--default-memory-max", cfg.default_limits.memory_max, "memory.max: bytes, or with a unit (512M, 2G)")
+      ->transform(CLI::AsSizeValue(false))
+      ->group(limits_group);
+  app.add_option("--default-cpus", cfg.default_limits.cpus, "cpu.max as CPUs (1.5)")->group(limits_group);
+  app.add_option("--default-pids-max", cfg.default_limits.pids_max, "pids.max: processes and threads at once")->group(limits_group);
+  app.add_option("--default-cpuset", cfg.default_limits.cpuset_cpus, "cpuset.cpus (0-3,6)")->group(limits_group);
 }
 
 absl::Status FinishConfig(DaemonConfig& cfg) {
@@ -141,6 +148,7 @@ absl::Status FinishConfig(DaemonConfig& cfg) {
   if (cfg.frontend.empty()) cfg.frontend = absl::StrCat("unix:", run, "/frontend.sock");
   if (cfg.backend.empty()) cfg.backend = absl::StrCat("unix:", run, "/backend.sock");
   if (cfg.state_dir.empty()) cfg.state_dir = base::DefaultStateDir();
+  HOSTD_RETURN_IF_ERROR(manager::ValidateLimits(cfg.default_limits, "--default-* limits: "));
   for (auto [flag, value] : {std::pair{"--frontend", &cfg.frontend}, std::pair{"--backend", &cfg.backend}}) {
     absl::StatusOr<channel::ChannelAddr> a = channel::ChannelAddr::Parse(*value);
     if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", a.status().message()));

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "manager/cgroup.h"
 
 namespace CLI {
 class App;
@@ -88,6 +89,9 @@ struct DaemonConfig {
   // long for a new hostd before it kills them.
   bool keep_procs = false;
   double reattach_timeout_s = 60;
+  // Cgroup limits for every proc whose spec leaves them unset (README, "Resource
+  // limits"); 0 or empty: none. hostd refuses to start with any set and cgroups off.
+  manager::CgroupLimits default_limits = {};
 };
 
 // Registers the flags (and --config) on `app`, writing into `cfg`.

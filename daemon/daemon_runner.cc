@@ -236,6 +236,9 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   if (cfg.keep_procs && cfg.manager != "process") {
     return absl::InvalidArgumentError("--keep-procs needs --manager process (in-process procs die with hostd)");
   }
+  if (!cfg.default_limits.empty() && cfg.manager != "process") {
+    return absl::InvalidArgumentError("--default-* limits need --manager process (in-process procs share hostd's cgroup)");
+  }
   std::unique_ptr<manager::ProcManager> mgr_owner;
   manager::ProcessProcManager* pm = nullptr;
   manager::BulkTerminate* bulk = nullptr;
@@ -255,7 +258,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                                              .log_keep_ended = cfg.log_keep_ended,
                                              .log_keep_age = absl::Hours(cfg.log_keep_age_h),
                                              .keep_procs = cfg.keep_procs,
-                                             .reattach_timeout = absl::Seconds(cfg.reattach_timeout_s)});
+                                             .reattach_timeout = absl::Seconds(cfg.reattach_timeout_s),
+                                             .default_limits = cfg.default_limits});
     if (!m.ok()) return m.status();
     ReapPreviousJanitor();
     pm = m->get();

@@ -71,7 +71,7 @@ std::string StateLabel(const ProcInfo& p) {
 std::string ExitKind(const proc::ProcStatus& s) {
   switch (s.state) {
     case proc::ProcState::kStopped: return s.exit_code == 0 ? "exit_zero" : "exit_nonzero";
-    case proc::ProcState::kKilled: return "killed";
+    case proc::ProcState::kKilled: return s.reason == proc::kReasonOom ? "oom" : "killed";
     default: return "failed";
   }
 }
@@ -115,7 +115,8 @@ HostMetrics::HostMetrics(Host& host)
                                                                            2.5, 5, 10, 30})),
       exits_(prometheus::BuildCounter()
                  .Name("hostd_proc_exits_total")
-                 .Help("Proc incarnations that ended, by kind: exit_zero, exit_nonzero, killed (by a signal), failed")
+                 .Help("Proc incarnations that ended, by kind: exit_zero, exit_nonzero, killed (by a signal), oom (killed "
+                       "past its memory.max), failed")
                  .Register(*registry_)),
       restarts_(prometheus::BuildCounter()
                     .Name("hostd_restarts_total")
@@ -127,7 +128,7 @@ HostMetrics::HostMetrics(Host& host)
                    .Help("Procs and groups that went past their restart intensity and stay ended, by what")
                    .Register(*registry_)) {
   // Create the label sets a dashboard expects to see at zero.
-  for (const char* k : {"exit_zero", "exit_nonzero", "killed", "failed"}) exits_.Add({{"kind", k}});
+  for (const char* k : {"exit_zero", "exit_nonzero", "killed", "oom", "failed"}) exits_.Add({{"kind", k}});
   for (const char* w : {"proc", "group"}) gave_up_.Add({{"what", w}});
   subscription_ = host_.Subscribe([this](const HostEvent& e) { OnEvent(e); }, /*snapshot=*/false);
 }

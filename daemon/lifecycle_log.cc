@@ -41,6 +41,7 @@ void WriteTransition(const HostEvent& e) {
                       {"signal", s.signal},
                       {"signal_name", sigabbrev_np(s.signal) ? sigabbrev_np(s.signal) : "?"},
                       {"core_dumped", s.core_dumped},
+                      {"reason", s.reason},
                       {"duration_ms", Ms(s.started_at, e.at)}});
       return;
     case proc::ProcState::kFailed:

@@ -281,6 +281,12 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
   auto timeout = FromProto(spec.ready_timeout(), spec.has_ready_timeout(), absl::Seconds(30), "spec.ready_timeout");
   if (!timeout.ok()) return timeout.status();
   out.ready_timeout = *timeout;
+  const v1::ResourceLimits& limits = spec.limits();
+  out.limits = {.memory_max = limits.memory_max_bytes(),
+                .cpus = limits.cpus(),
+                .pids_max = limits.pids_max(),
+                .cpuset_cpus = limits.cpuset_cpus()};
+  HOSTD_RETURN_IF_ERROR(manager::ValidateLimits(out.limits, "spec.limits."));
   return out;
 }
 

@@ -26,6 +26,9 @@ struct SpawnOptions {
   bool ranks = false;
   int first_rank = 0, world_size = 0;
   RestartOptions restart;
+  int64_t memory_max = 0, pids_max = 0;
+  double cpus = 0;
+  std::string cpuset;
 };
 
 struct ListOptions {
@@ -100,6 +103,10 @@ int Spawn(Client& c, const SpawnOptions& o) {
                       : o.readiness == "notify" ? v1::READINESS_MODE_NOTIFY
                                                 : v1::READINESS_MODE_HANDSHAKE);
   *spec->mutable_ready_timeout() = SecondsToProto(o.ready_timeout);
+  spec->mutable_limits()->set_memory_max_bytes(o.memory_max);
+  spec->mutable_limits()->set_cpus(o.cpus);
+  spec->mutable_limits()->set_pids_max(o.pids_max);
+  spec->mutable_limits()->set_cpuset_cpus(o.cpuset);
   one.mutable_labels()->insert(label_map.begin(), label_map.end());
   FillRestart(o.restart, one);
   absl::Duration limit = o.ready_timeout > 0 ? absl::Seconds(o.ready_timeout) + absl::Seconds(c.options().timeout_s)
@@ -346,6 +353,11 @@ Subcommand AddSpawn(CLI::App& app) {
   cli->add_option("--world-size", o->world_size, "with --ranks: WORLD_SIZE (default: --first-rank + --count)")
       ->check(CLI::PositiveNumber)
       ->needs(ranks);
+  cli->add_option("--memory-max", o->memory_max, "cgroup memory.max: bytes, or with a unit (512M, 2G)")
+      ->transform(CLI::AsSizeValue(false));
+  cli->add_option("--cpus", o->cpus, "cgroup cpu.max as CPUs (1.5)");
+  cli->add_option("--pids-max", o->pids_max, "cgroup pids.max: processes and threads at once");
+  cli->add_option("--cpuset", o->cpuset, "cgroup cpuset.cpus (0-3,6)");
   AddRestartOptions(cli, o->restart);
   return MakeSubcommand(cli, std::move(o), Spawn);
 }

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/errno_status.h"
@@ -50,6 +51,62 @@ std::string OwnCgroup() {
 
 bool WriteFile(const std::string& path, const std::string& value) { return base::WriteSmallFile(path, value).ok(); }
 
+// The controllers a proc's cgroup can have: those of `parent`'s cgroup.controllers
+// among the ones limits use, each enabled in its cgroup.subtree_control.
+std::string EnableControllers(const std::string& parent) {
+  absl::StatusOr<std::string> offered = base::ReadSmallFile(parent + "/cgroup.controllers");
+  if (!offered.ok()) return "";
+  std::vector<std::string> enabled;
+  for (absl::string_view c : absl::StrSplit(*offered, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    if (c != "memory" && c != "cpu" && c != "pids" && c != "cpuset") continue;
+    if (WriteFile(parent + "/cgroup.subtree_control", absl::StrCat("+", c))) enabled.emplace_back(c);
+  }
+  return absl::StrJoin(enabled, " ");
+}
+
+}  // namespace
+
+CgroupLimits CgroupLimits::Or(const CgroupLimits& defaults) const {
+  CgroupLimits out = *this;
+  if (out.memory_max == 0) out.memory_max = defaults.memory_max;
+  if (out.cpus == 0) out.cpus = defaults.cpus;
+  if (out.pids_max == 0) out.pids_max = defaults.pids_max;
+  if (out.cpuset_cpus.empty()) out.cpuset_cpus = defaults.cpuset_cpus;
+  return out;
+}
+
+std::string CgroupLimits::ToString() const {
+  std::vector<std::string> parts;
+  if (memory_max != 0) parts.push_back(absl::StrCat("memory.max ", memory_max));
+  if (cpus != 0) parts.push_back(absl::StrCat("cpu.max ", cpus, " CPUs"));
+  if (pids_max != 0) parts.push_back(absl::StrCat("pids.max ", pids_max));
+  if (!cpuset_cpus.empty()) parts.push_back(absl::StrCat("cpuset.cpus ", cpuset_cpus));
+  return absl::StrJoin(parts, ", ");
+}
+
+absl::Status ValidateLimits(const CgroupLimits& limits, absl::string_view prefix) {
+  constexpr int64_t kMinMemory = 1 << 20;
+  if (limits.memory_max != 0 && limits.memory_max < kMinMemory) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "memory_max: ", limits.memory_max,
+                                                   " bytes; 0 (no limit) or at least ", kMinMemory));
+  }
+  if (limits.cpus != 0 && !(limits.cpus >= 0.01 && limits.cpus <= 4096)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "cpus: ", limits.cpus, "; 0 (no limit) or 0.01 to 4096"));
+  }
+  if (limits.pids_max < 0 || limits.pids_max > (1 << 22)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "pids_max: ", limits.pids_max, "; 0 (no limit) or 1 to ", 1 << 22));
+  }
+  if (limits.cpuset_cpus.size() > 256 ||
+      limits.cpuset_cpus.find_first_not_of("0123456789,-") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "cpuset_cpus: \"", limits.cpuset_cpus.substr(0, 256),
+                                                   "\" is not a list of CPUs and ranges such as 0-3,6"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
 }  // namespace
 
 const std::string& CgroupTree::MountPoint() {
@@ -74,7 +131,8 @@ absl::StatusOr<std::unique_ptr<CgroupTree>> CgroupTree::Create() {
     ::rmdir(parent.c_str());
     return absl::UnavailableError(absl::StrCat("cgroup ", parent, " is not writable"));
   }
-  return std::unique_ptr<CgroupTree>(new CgroupTree(std::move(parent)));
+  std::string controllers = EnableControllers(parent);
+  return std::unique_ptr<CgroupTree>(new CgroupTree(std::move(parent), std::move(controllers)));
 }
 
 CgroupTree::~CgroupTree() { ::rmdir(parent_.c_str()); }
@@ -85,6 +143,43 @@ absl::StatusOr<std::string> CgroupTree::CreateChild(const std::string& name) {
     return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("cannot create cgroup ", dir));
   }
   return dir;
+}
+
+absl::Status CgroupTree::ApplyLimits(const std::string& dir, const CgroupLimits& limits) const {
+  std::vector<std::pair<std::string, std::string>> writes;  // file, value
+  if (limits.memory_max != 0) {
+    writes.emplace_back("memory.max", absl::StrCat(limits.memory_max));
+    writes.emplace_back("memory.oom.group", "1");
+  }
+  if (limits.cpus != 0) {
+    constexpr int64_t kPeriod = 100000;
+    writes.emplace_back("cpu.max", absl::StrCat(static_cast<int64_t>(limits.cpus * kPeriod + 0.5), " ", kPeriod));
+  }
+  if (limits.pids_max != 0) writes.emplace_back("pids.max", absl::StrCat(limits.pids_max));
+  if (!limits.cpuset_cpus.empty()) writes.emplace_back("cpuset.cpus", limits.cpuset_cpus);
+  std::vector<absl::string_view> have = absl::StrSplit(controllers_, ' ', absl::SkipEmpty());
+  for (const auto& [file, value] : writes) {
+    std::string controller = file.substr(0, file.find('.'));
+    if (std::find(have.begin(), have.end(), controller) == have.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          file, " needs the cgroup v2 ", controller, " controller, which cgroup ", parent_, " does not have (enabled: ",
+          controllers_.empty() ? "none" : controllers_, "): delegate it to hostd's cgroup"));
+    }
+    if (absl::Status s = base::WriteSmallFile(absl::StrCat(dir, "/", file), value); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("cannot set ", file, " to ", value, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t CgroupTree::OomKills(const std::string& dir) {
+  absl::StatusOr<std::string> text = base::ReadSmallFile(dir + "/memory.events");
+  if (!text.ok()) return 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    int64_t n = 0;
+    if (absl::ConsumePrefix(&line, "oom_kill ") && absl::SimpleAtoi(line, &n)) return n;
+  }
+  return 0;
 }
 
 std::vector<pid_t> CgroupTree::Pids(const std::string& dir) {

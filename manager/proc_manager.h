@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "channel/channel_addr.h"
+#include "manager/cgroup.h"
 #include "manager/usage.h"
 #include "proc/proc_id.h"
 #include "proc/proc_runtime.h"
@@ -59,6 +60,11 @@ struct SpawnSpec {
   // (restarts included); an error fails the spawn with it. The daemon's exec
   // allow-list (daemon/exec_policy.h) is checked here, on the path that is run.
   std::function<absl::Status(const std::string& program)> authorize;
+  // Process procs: cgroup limits, written before the program execs; fields left
+  // unset take the manager's defaults. Without a cgroup per proc the spawn fails
+  // with FailedPrecondition naming the limit and why cgroups are off; an in-process
+  // proc with limits is refused the same way.
+  CgroupLimits limits = {};
 
   // In-process procs: the body, run on the proc's own thread once its runtime
   // serves; its return value is the exit code. It should return soon after

@@ -298,6 +298,8 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   }
   exit_watch_.reset();
   siginfo_t member{};
+  // Read before the cgroup goes: the kernel's OOM killer ended it (memory.max).
+  const bool oom_killed = !cgroup_dir_.empty() && CgroupTree::OomKills(cgroup_dir_) > 0;
   if (!cgroup_dir_.empty()) {
     for (pid_t p : rest) {
       ::waitid(P_PID, static_cast<id_t>(p), &member, WEXITED);  // ECHILD unless it was reparented to us
@@ -324,6 +326,7 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
         "could have read it)");
   } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
     end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
+    if (oom_killed && leader.si_status == SIGKILL) end.reason = std::string(proc::kReasonOom);
   } else {
     end = ProcStatus::Stopped(leader.si_status, std::move(tail));
   }

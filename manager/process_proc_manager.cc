@@ -116,6 +116,12 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
   } else {
     mgr->cgroup_fallback_reason_ = "disabled by configuration";
   }
+  if (!mgr->options_.default_limits.empty() && mgr->cgroups_ == nullptr) {
+    mgr->loop_ = channel::EventLoop::Start("procs");  // the destructor runs on a whole manager
+    return absl::FailedPreconditionError(absl::StrCat("default limits (", mgr->options_.default_limits.ToString(),
+                                                      ") need a cgroup per proc, and cgroups are off: ",
+                                                      mgr->cgroup_fallback_reason_));
+  }
   JanitorReattach reattach;
   if (mgr->options_.keep_procs) {
     // One owner per state directory: the lock's holder is who the procs belong to.
@@ -225,6 +231,13 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     return fail(absl::InvalidArgumentError(absl::StrCat("initial state is ", spec.initial_state->size(),
                                                         " bytes; at most ", proc::kMaxStateBytes, " allowed")));
   }
+  const CgroupLimits limits = spec.limits.Or(options_.default_limits);
+  if (absl::Status valid = ValidateLimits(limits, "limits."); !valid.ok()) return fail(valid);
+  if (!limits.empty() && cgroups_ == nullptr) {
+    return fail(absl::FailedPreconditionError(absl::StrCat("its limits (", limits.ToString(),
+                                                           ") need a cgroup per proc, and cgroups are off: ",
+                                                           cgroup_fallback_reason_)));
+  }
   std::string path_list = env.contains("PATH") ? env["PATH"] : kDefaultPath;
   absl::StatusOr<std::string> program = ResolveProgram(spec.program, path_list);
   if (!program.ok()) return fail(program.status());
@@ -304,6 +317,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
     if (!dir.ok()) return abandon(fail(dir.status()));
     cgroup_dir = *dir;
     handle->set_cgroup_dir(cgroup_dir);
+    if (absl::Status set = cgroups_->ApplyLimits(cgroup_dir, limits); !set.ok()) return abandon(fail(set));
   }
   {
     absl::MutexLock lock(&mu_);

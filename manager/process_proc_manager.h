@@ -93,6 +93,9 @@ struct ProcessProcManagerOptions {
   // Procs outlive this process; see the class comment.
   bool keep_procs = false;
   absl::Duration reattach_timeout = absl::Seconds(60);
+  // Limits for every proc's fields its spec leaves unset. Create fails with
+  // FailedPrecondition if there are any and no cgroup per proc can be made.
+  CgroupLimits default_limits = {};
 };
 
 // A proc a previous manager launched, as recorded then (the durable proc table).

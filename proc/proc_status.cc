@@ -84,7 +84,7 @@ std::string ProcStatus::ToString() const {
     case ProcState::kKilled: {
       const char* abbrev = sigabbrev_np(signal);
       return absl::StrCat(name, "(", abbrev ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal),
-                          core_dumped ? ", core dumped" : "", ")");
+                          core_dumped ? ", core dumped" : "", reason.empty() ? "" : ", ", reason, ")");
     }
     case ProcState::kFailed: return absl::StrCat(name, "(", reason, ")");
     default: return name;

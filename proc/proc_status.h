@@ -3,7 +3,7 @@
 // the real semantics.
 //
 //   Starting -> Running{pid, started_at} -> Ready{addr} -> Stopping ->
-//     one terminal state: Stopped{exit_code, stderr_tail} | Killed{signal, core_dumped}
+//     one terminal state: Stopped{exit_code, stderr_tail} | Killed{signal, core_dumped, reason}
 //                         | Failed{reason}
 //
 // Any non-terminal state may end in a terminal one; Stopping may be entered from
@@ -24,11 +24,15 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "channel/channel_addr.h"
 
 namespace hostd::proc {
+
+// Killed::reason of a proc the kernel's OOM killer ended (its cgroup's memory.max).
+inline constexpr absl::string_view kReasonOom = "oom";
 
 enum class ProcState { kStarting, kRunning, kReady, kStopping, kStopped, kKilled, kFailed };
 
@@ -50,7 +54,7 @@ struct ProcStatus {
   std::string stderr_tail;                     // Stopped, Killed: the end of the proc's stderr
   int signal = 0;                              // Killed
   bool core_dumped = false;                    // Killed
-  std::string reason;                          // Failed
+  std::string reason;                          // Failed; Killed: who killed it, when known (kReasonOom)
   std::string note;                            // terminal: worth knowing, not the cause (e.g. output lost)
 
   static ProcStatus Starting() { return {}; }
@@ -63,7 +67,7 @@ struct ProcStatus {
 
   bool terminal() const { return IsTerminal(state); }
   bool was_ready() const { return ready_at != absl::InfinitePast(); }
-  // "Stopped(exit 7)", "Killed(SIGKILL)", "Ready(unix:@x)", ...; stderr not included.
+  // "Stopped(exit 7)", "Killed(SIGKILL)", "Killed(SIGKILL, oom)", "Ready(unix:@x)", ...; stderr not included.
   std::string ToString() const;
 
   friend bool operator==(const ProcStatus&, const ProcStatus&) = default;

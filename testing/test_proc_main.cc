@@ -37,6 +37,9 @@
 //                          --stream-gap-ms=G (default 10), payloads "<--stream-tag>:<i>:<seq>"
 //                          (i: the ProcId's index, seq from 1); a send its own host link
 //                          hands back prints "ret <payload> local: <status>"; then "done"
+//   --alloc-mb=N           at start, allocate and touch N MiB, then print "allocated N MiB"
+//   --forks=N              at start, fork N children that sleep, then print
+//                          "forks <made> failed <failed>" (errno of the first failure)
 // Port "set-state" is always bound: a message there makes its payload the current
 // state (installing the provider if there was none) and is answered "ok" on port
 // "set-state.reply". Without --state, --fail-handoff, an adopted initial state or a
@@ -48,6 +51,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -232,6 +236,26 @@ int main(int argc, char** argv) {
       if (::write(1, line.data(), line.size()) < 0) return 3;
       if (gap_us > 0) absl::SleepFor(absl::Microseconds(gap_us));
     }
+  }
+  if (int mb = IntFlag(flags, "alloc-mb", 0); mb > 0) {
+    constexpr size_t kMiB = 1 << 20;
+    for (int i = 0; i < mb; ++i) std::memset(std::malloc(kMiB), 1, kMiB);  // kept until exit
+    PrintLine(absl::StrCat("allocated ", mb, " MiB"));
+  }
+  if (int n = IntFlag(flags, "forks", 0); n > 0) {
+    int made = 0, failed = 0, first_errno = 0;
+    for (int i = 0; i < n; ++i) {
+      pid_t child = fork();
+      if (child == 0) {
+        while (true) pause();
+      }
+      if (child > 0) {
+        ++made;
+      } else if (failed++ == 0) {
+        first_errno = errno;
+      }
+    }
+    PrintLine(absl::StrCat("forks ", made, " failed ", failed, failed > 0 ? absl::StrCat(" ", strerrorname_np(first_errno)) : ""));
   }
   if (has("list-fds")) ListFds();
   if (has("grandchild")) SpawnGrandchild(false);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -100,6 +101,55 @@ TEST_F(CgroupTest, PidsOfAMissingOrEmptyCgroupAreNone) {
   ASSERT_THAT(empty, IsOk());
   EXPECT_THAT(CgroupTree::Pids(*empty), IsEmpty());
   EXPECT_THAT(CgroupTree::Remove(*empty), IsOk());
+}
+
+// Limits with one field set (the rest zero: unset).
+CgroupLimits Memory(int64_t bytes) {
+  CgroupLimits l;
+  l.memory_max = bytes;
+  return l;
+}
+CgroupLimits Pids(int64_t n) {
+  CgroupLimits l;
+  l.pids_max = n;
+  return l;
+}
+
+TEST_F(CgroupTest, ALimitWhoseControllerIsNotEnabledIsRefusedNamingFileAndController) {
+  absl::StatusOr<std::string> child = tree_->CreateChild("limited");
+  ASSERT_THAT(child.status(), IsOk());
+  for (auto [limits, controller] : {std::pair{Memory(64 << 20), "memory"}, std::pair{Pids(8), "pids"}}) {
+    if (absl::StrContains(tree_->controllers(), controller)) continue;  // the host delegates it
+    EXPECT_THAT(tree_->ApplyLimits(*child, limits),
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr(absl::StrCat(controller, ".max")), HasSubstr(controller))));
+  }
+  EXPECT_THAT(tree_->ApplyLimits(*child, CgroupLimits()), IsOk());
+  EXPECT_EQ(CgroupTree::OomKills(*child), 0);
+  EXPECT_THAT(CgroupTree::Remove(*child), IsOk());
+}
+
+TEST(CgroupLimitsTest, DefaultsFillUnsetFieldsAndTheSummaryNamesTheFiles) {
+  CgroupLimits asked = Memory(1 << 30);
+  asked.cpuset_cpus = "0-1";
+  CgroupLimits defaults = Pids(10);
+  defaults.memory_max = 2 << 20;
+  defaults.cpus = 1.5;
+  CgroupLimits merged = asked.Or(defaults);
+  EXPECT_EQ(merged.ToString(), "memory.max 1073741824, cpu.max 1.5 CPUs, pids.max 10, cpuset.cpus 0-1");
+  EXPECT_TRUE(CgroupLimits().empty());
+}
+
+TEST(CgroupLimitsTest, OutOfRangeValuesAreInvalidArgumentNamingTheField) {
+  EXPECT_THAT(ValidateLimits(CgroupLimits(), "x."), IsOk());
+  EXPECT_THAT(ValidateLimits(Memory(100), "x."), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.memory_max")));
+  CgroupLimits cpus;
+  cpus.cpus = 5000;
+  EXPECT_THAT(ValidateLimits(cpus, "x."), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.cpus")));
+  EXPECT_THAT(ValidateLimits(Pids(-1), "x."), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.pids_max")));
+  CgroupLimits cpuset;
+  cpuset.cpuset_cpus = "all";
+  EXPECT_THAT(ValidateLimits(cpuset, "x."), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x.cpuset_cpus")));
 }
 
 }  // namespace

@@ -88,6 +88,9 @@ TEST(ProcStatusTest, DisplayStrings) {
   EXPECT_EQ(ProcStatus::Stopped(7).ToString(), "Stopped(exit 7)");
   EXPECT_EQ(ProcStatus::Killed(SIGKILL, false).ToString(), "Killed(SIGKILL)");
   EXPECT_EQ(ProcStatus::Killed(SIGSEGV, true).ToString(), "Killed(SIGSEGV, core dumped)");
+  ProcStatus oom = ProcStatus::Killed(SIGKILL, false);
+  oom.reason = std::string(kReasonOom);
+  EXPECT_EQ(oom.ToString(), "Killed(SIGKILL, oom)");
   EXPECT_EQ(ProcStatus::Failed("no exec").ToString(), "Failed(no exec)");
 }
 
