@@ -105,12 +105,8 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
       }
     }
     if (it != records_.end()) SetSavedState(*it->second, std::nullopt);
-    auto r = std::make_unique<ProcRecord>();
-    r->name = name;
-    r->gen = gen = next_gen_++;
-    r->labels = std::move(labels);
-    r->created_at = r->incarnation_started = absl::Now();
-    r->spec = spec;
+    std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+    gen = r->gen;
     records_[name] = std::move(r);
     supervisor_.AddProc(name, supervision);
     ++spawns_in_flight_;
@@ -167,12 +163,8 @@ absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec&
   {
     absl::MutexLock lock(&mu_);
     if (records_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
-    auto r = std::make_unique<ProcRecord>();
-    r->name = name;
-    r->gen = gen = next_gen_++;
-    r->labels = std::move(labels);
-    r->created_at = r->incarnation_started = absl::Now();
-    r->spec = spec;
+    std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+    gen = r->gen;
     r->incarnation = incarnation;
     ProcRecord& rec = *r;
     records_[name] = std::move(r);
@@ -185,16 +177,22 @@ absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec&
   return absl::OkStatus();
 }
 
-void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                             const proc::ProcStatus& status) {
-  absl::MutexLock lock(&mu_);
-  if (records_.contains(name)) return;
+std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const manager::SpawnSpec& spec,
+                                                 Labels labels) {
   auto r = std::make_unique<ProcRecord>();
   r->name = name;
   r->gen = next_gen_++;
   r->labels = std::move(labels);
   r->created_at = r->incarnation_started = absl::Now();
   r->spec = spec;
+  return r;
+}
+
+void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                             const proc::ProcStatus& status) {
+  absl::MutexLock lock(&mu_);
+  if (records_.contains(name)) return;
+  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
   r->incarnation = incarnation;
   r->status = status;
   r->stop_requested = true;

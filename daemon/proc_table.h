@@ -185,6 +185,10 @@ class ProcTable {
   std::string host_name_;
   std::shared_ptr<Gate> gate_;  // lets handle watchers reach the loop while the table lives
 
+  // A record for a new name: its generation, labels, spec, and times of now.
+  std::unique_ptr<ProcRecord> NewRecord(const std::string& name, const manager::SpawnSpec& spec, Labels labels)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> ended_order_ ABSL_GUARDED_BY(mu_);  // oldest first (may hold stale names)

@@ -214,6 +214,17 @@ class Hostd {
   std::unique_ptr<v1::HostService::Stub> stub_;
 };
 
+// A spawn of the test proc with `args` and exec readiness (no proc runtime
+// handshake needed).
+inline v1::SpawnProcRequest ExecRequest(const std::string& name, std::vector<std::string> args) {
+  v1::SpawnProcRequest req;
+  req.set_name(name);
+  req.mutable_spec()->set_program(kTestProc);
+  req.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
+  for (auto& a : args) req.mutable_spec()->add_args(a);
+  return req;
+}
+
 // grpc.health.v1.Health/Check for `service` ("" for the whole server), without
 // the health proto's stubs: the request is field 1 (the name), the answer's field 1
 // is the status (1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN). Returns the call's

@@ -113,35 +113,56 @@ v1::SpawnProcRequest Crasher(const std::string& name, int code) {
   return r;
 }
 
-// Reads `stream` until `name`'s event of `kind`; its detail ("" after the hang guard).
-std::string AwaitEvent(grpc::ClientReader<v1::ProcEvent>& stream, const std::string& name,
-                       v1::ProcEvent::Kind kind) {
-  v1::ProcEvent e;
-  while (stream.Read(&e)) {
-    if (e.name() == name && e.kind() == kind) return e.detail().empty() ? "-" : e.detail();
+// A WatchProcs stream on one name, opened before the test acts.
+class Watch {
+ public:
+  Watch(Hostd& h, const std::string& name) : name_(name) {
+    ctx_.set_deadline(In(testing::kHangGuard));
+    v1::WatchProcsRequest req;
+    req.add_names(name);
+    stream_ = h.api().WatchProcs(&ctx_, req);
   }
-  return "";
+  // The detail of the name's next gave_up event ("-" if it has none; "" if none
+  // came within the hang guard).
+  std::string AwaitGaveUp() {
+    v1::ProcEvent e;
+    while (stream_->Read(&e)) {
+      if (e.name() == name_ && e.kind() == v1::ProcEvent::KIND_GAVE_UP) return e.detail().empty() ? "-" : e.detail();
+    }
+    return "";
+  }
+
+ private:
+  std::string name_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> stream_;
+};
+
+v1::Proc GetProc(Hostd& h, const std::string& name) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  v1::GetProcRequest get;
+  get.set_name(name);
+  v1::Proc p;
+  grpc::Status s = h.api().GetProc(&ctx, get, &p);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return p;
+}
+
+// Spawns a Crasher and returns the proc once it gave up.
+v1::Proc CrashUntilGaveUp(Hostd& h, const std::string& name, int code) {
+  Watch watch(h, name);
+  v1::SpawnProcResponse spawned;
+  // The spawn itself may fail (the proc can end before it is seen ready): the
+  // history is what counts.
+  (void)h.Spawn(Crasher(name, code), &spawned);
+  EXPECT_NE(watch.AwaitGaveUp(), "");
+  return GetProc(h, name);
 }
 
 TEST(DeathHistoryTest, GetShowsEachEndNewestFirstWithItsStderr) {
   Hostd h;
-  grpc::ClientContext watch_ctx;
-  watch_ctx.set_deadline(In(testing::kHangGuard));
-  v1::WatchProcsRequest watch;
-  watch.add_names("crasher");
-  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> stream = h.api().WatchProcs(&watch_ctx, watch);
-  v1::SpawnProcResponse spawned;
-  // The spawn itself may fail (the proc can end before it is seen ready): the
-  // history is what counts.
-  (void)h.Spawn(Crasher("crasher", 3), &spawned);
-  ASSERT_NE(AwaitEvent(*stream, "crasher", v1::ProcEvent::KIND_GAVE_UP), "");
-
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(testing::kHangGuard));
-  v1::GetProcRequest get;
-  get.set_name("crasher");
-  v1::Proc p;
-  ASSERT_TRUE(h.api().GetProc(&ctx, get, &p).ok());
+  v1::Proc p = CrashUntilGaveUp(h, "crasher", 3);
   ASSERT_EQ(p.recent_ends_size(), 3);
   for (int i = 0; i < 3; ++i) {
     const v1::ProcEnd& e = p.recent_ends(i);
@@ -162,20 +183,7 @@ TEST(DeathHistoryTest, GetShowsEachEndNewestFirstWithItsStderr) {
 
 TEST(DeathHistoryTest, HistoryIsBoundedPerName) {
   Hostd h({"--death-history", "2"});
-  grpc::ClientContext watch_ctx;
-  watch_ctx.set_deadline(In(testing::kHangGuard));
-  v1::WatchProcsRequest watch;
-  watch.add_names("crasher");
-  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> stream = h.api().WatchProcs(&watch_ctx, watch);
-  v1::SpawnProcResponse spawned;
-  (void)h.Spawn(Crasher("crasher", 4), &spawned);
-  ASSERT_NE(AwaitEvent(*stream, "crasher", v1::ProcEvent::KIND_GAVE_UP), "");
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(testing::kHangGuard));
-  v1::GetProcRequest get;
-  get.set_name("crasher");
-  v1::Proc p;
-  ASSERT_TRUE(h.api().GetProc(&ctx, get, &p).ok());
+  v1::Proc p = CrashUntilGaveUp(h, "crasher", 4);
   ASSERT_EQ(p.recent_ends_size(), 2);
   EXPECT_EQ(p.recent_ends(0).incarnation(), 3);
   EXPECT_EQ(p.recent_ends(1).incarnation(), 2);
@@ -183,22 +191,12 @@ TEST(DeathHistoryTest, HistoryIsBoundedPerName) {
 
 TEST(PermanentExitCodesTest, AListedExitCodeIsNotRestartedAndSaysWhy) {
   Hostd h;
-  grpc::ClientContext watch_ctx;
-  watch_ctx.set_deadline(In(testing::kHangGuard));
-  v1::WatchProcsRequest watch;
-  watch.add_names("config-error");
-  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> stream = h.api().WatchProcs(&watch_ctx, watch);
+  Watch watch(h, "config-error");
   auto [rc, out] = Hostctl(h,
                            "spawn config-error /bin/sh --readiness exec --restart always --max-restarts 5 "
                            "--backoff-initial 0.01 --permanent-exit-code 78 -- -c 'exit 78'");
-  std::string why = AwaitEvent(*stream, "config-error", v1::ProcEvent::KIND_GAVE_UP);
-  EXPECT_THAT(why, HasSubstr("exit code 78 is listed as permanent")) << out;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(testing::kHangGuard));
-  v1::GetProcRequest get;
-  get.set_name("config-error");
-  v1::Proc p;
-  ASSERT_TRUE(h.api().GetProc(&ctx, get, &p).ok());
+  EXPECT_THAT(watch.AwaitGaveUp(), HasSubstr("exit code 78 is listed as permanent")) << out;
+  v1::Proc p = GetProc(h, "config-error");
   EXPECT_EQ(p.incarnation(), 1);
   EXPECT_FALSE(p.restarting());
   EXPECT_EQ(p.recent_ends_size(), 1);

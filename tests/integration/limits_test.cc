@@ -29,12 +29,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 v1::SpawnProcRequest PlainRequest(const std::string& name, std::vector<std::string> args = {"--plain"}) {
-  v1::SpawnProcRequest req;
-  req.set_name(name);
-  req.mutable_spec()->set_program(kTestProc);
-  req.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
-  for (auto& a : args) req.mutable_spec()->add_args(a);
-  return req;
+  return ExecRequest(name, std::move(args));
 }
 
 // Only stdout of a hostctl run (its stderr dropped), and the exit code.

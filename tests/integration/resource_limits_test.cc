@@ -31,15 +31,6 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kMiB = 1 << 20;
 
-v1::SpawnProcRequest ExecRequest(const std::string& name, std::vector<std::string> args) {
-  v1::SpawnProcRequest req;
-  req.set_name(name);
-  req.mutable_spec()->set_program(kTestProc);
-  req.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
-  for (auto& a : args) req.mutable_spec()->add_args(a);
-  return req;
-}
-
 // The controllers this process's cgroup hands to its children (hostd, started by
 // this test, makes its procs' cgroups beneath the same one); "" without cgroup v2.
 std::string DelegatedControllers() {
