@@ -497,7 +497,10 @@ grpc::ServerUnaryReactor* HostService::SendMessage(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* HostService::Upgrade(grpc::CallbackServerContext* ctx, const v1::UpgradeRequest* req,
                                                v1::UpgradeResponse* resp) {
-  if (!opts_.upgrade) return Answer<v1::UpgradeResponse>(ctx, absl::UnimplementedError("this hostd cannot upgrade"));
+  if (!opts_.upgrade) {
+    return Answer<v1::UpgradeResponse>(
+        ctx, absl::UnimplementedError("Upgrade: this server has no upgrade hook (only hostd re-executes itself)"));
+  }
   absl::Status s = opts_.upgrade(req->path());
   if (s.ok()) resp->set_pid(getpid());
   return Answer<v1::UpgradeResponse>(ctx, s);

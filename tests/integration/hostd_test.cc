@@ -376,10 +376,23 @@ grpc::Status FreshCall(const Hostd& h, absl::Duration timeout) {
   return stub->GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info);
 }
 
-// gRPC's own listener stops accepting for good after one EMFILE; hostd's does not.
-// Floods `h`'s control address with silent connections until hostd is out of
-// descriptors, then lets them go and expects a new connection to be served.
-void ServesAgainAfterRunningOutOfDescriptors(Hostd& h) {
+// The sanitizers' own runtime needs descriptors to report (and UBSan's vptr check
+// fails without them), so a sanitized hostd out of descriptors aborts.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// gRPC's own listener stops accepting for good after one EMFILE; hostd's does not,
+// on a unix or a tcp control address (the parameter: tcp). Floods the control
+// address with silent connections until hostd is out of descriptors, then lets
+// them go and expects a new connection to be served.
+class DescriptorExhaustionTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DescriptorExhaustionTest, TheControlApiServesAgainAfterHostdRanOutOfDescriptors) {
+  if (kSanitized) GTEST_SKIP() << "not meaningful with the sanitizers, which themselves need descriptors";
+  Hostd h = GetParam() ? Hostd({}, absl::StrCat("tcp:127.0.0.1:", FreePort())) : Hostd();
   {
     grpc::ClientContext ctx;
     v1::HostInfo info;
@@ -406,25 +419,9 @@ void ServesAgainAfterRunningOutOfDescriptors(Hostd& h) {
   EXPECT_EQ(h.Signal(SIGTERM), 0);
 }
 
-// The sanitizers' own runtime needs descriptors to report (and UBSan's vptr check
-// fails without them), so a sanitized hostd out of descriptors aborts.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
 
-TEST(HostdTest, TheControlApiServesAgainAfterHostdRanOutOfDescriptors) {
-  if (kSanitized) GTEST_SKIP() << "not meaningful with the sanitizers, which themselves need descriptors";
-  Hostd h;
-  ServesAgainAfterRunningOutOfDescriptors(h);
-}
-
-TEST(HostdTest, TheControlApiOnTcpServesAgainAfterHostdRanOutOfDescriptors) {
-  if (kSanitized) GTEST_SKIP() << "not meaningful with the sanitizers, which themselves need descriptors";
-  Hostd h({}, absl::StrCat("tcp:127.0.0.1:", FreePort()));
-  ServesAgainAfterRunningOutOfDescriptors(h);
-}
+INSTANTIATE_TEST_SUITE_P(UnixAndTcp, DescriptorExhaustionTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Tcp" : "Unix"; });
 
 TEST(HostdTest, ControlConnectionsPastTheCapAreClosedAndServedAgainLater) {
   Hostd h({"--max-grpc-connections", "4"});
