@@ -16,6 +16,20 @@ absl::Status Unusable(absl::string_view what, const std::string& file, absl::str
       absl::StrCat("TLS ", what, " \"", file, "\" cannot be used: ", TakeOpenSslError(fallback)));
 }
 
+// A listener's ALPN choice: HTTP/2 when the dialer offers it (gRPC clients refuse a
+// server that selects none; hostd's control API is served over this context too),
+// else none. Links offer no ALPN, so they never reach this.
+int SelectH2(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+             void*) {
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  unsigned char* chosen = nullptr;
+  if (SSL_select_next_proto(&chosen, outlen, kH2, sizeof(kH2), in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
 // One side's context from the files. The dialing side may have no certificate of its
 // own (a client of a listener that does not ask for one).
 absl::StatusOr<std::shared_ptr<ssl::context>> Build(const TlsOptions& o, bool server) {
@@ -43,6 +57,7 @@ absl::StatusOr<std::shared_ptr<ssl::context>> Build(const TlsOptions& o, bool se
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(o.ca_file.c_str());
     if (names != nullptr) SSL_CTX_set_client_CA_list(n, names);
     SSL_CTX_set_verify(n, SSL_VERIFY_PEER | (o.require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+    SSL_CTX_set_alpn_select_cb(n, SelectH2, nullptr);
   } else {
     SSL_CTX_set_verify(n, SSL_VERIFY_PEER, nullptr);
   }

@@ -15,7 +15,8 @@
 //   - a listener with `require_client_cert` refuses a dialer without a certificate
 //     signed by the CA (mutual TLS); without it, a certificate a dialer offers is
 //     still verified, and a dialer may offer none.
-// TLS 1.2 is the oldest version spoken.
+// TLS 1.2 is the oldest version spoken. A listening context selects ALPN "h2" when
+// the dialer offers it (gRPC clients of the control API require it), else none.
 //
 // Reload reads the files again and, if they make a valid context, new connections
 // use it; connections already up keep the one they started with. On failure the

@@ -18,6 +18,7 @@
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/unix_addr.h"
+#include "daemon/tls_terminator.h"
 #include "grpcpp/server_posix.h"
 
 namespace hostd::daemon {
@@ -72,54 +73,85 @@ std::string TcpPeer(int fd) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ControlSocket>> ControlSocket::Listen(const channel::ChannelAddr& addr,
-                                                                     size_t max_connections) {
+                                                                     size_t max_connections,
+                                                                     std::shared_ptr<channel::TlsContext> tls) {
   base::UniqueFd fd;
   std::string path;
-  if (addr.transport() == channel::Transport::kTcp) {
+  bool unix_socket = addr.transport() == channel::Transport::kUnix;
+  if (addr.transport() == channel::Transport::kTls && tls == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("control socket: ", addr.ToString(), " needs TLS certificates (--tls-cert, --tls-key, --tls-ca)"));
+  }
+  if (addr.transport() == channel::Transport::kTcp || addr.transport() == channel::Transport::kTls) {
     absl::StatusOr<base::UniqueFd> tcp = ListenTcp(addr);
     if (!tcp.ok()) return tcp.status();
     fd = *std::move(tcp);
-  } else if (addr.transport() == channel::Transport::kUnix && !addr.is_abstract()) {
-    path = addr.host();
-    absl::StatusOr<base::UnixAddr> ua = base::UnixAddr::Create(path);
+  } else if (unix_socket) {
+    std::string name = addr.is_abstract() ? absl::StrCat("@", addr.host()) : addr.host();
+    absl::StatusOr<base::UnixAddr> ua = base::UnixAddr::Create(name);
     if (!ua.ok()) return ua.status();
     fd = base::UniqueFd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd.valid()) return base::ErrnoError(errno, "control socket");
-    struct stat st {};
-    if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());  // a stale socket
+    if (!addr.is_abstract()) {
+      path = name;
+      struct stat st {};
+      if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());  // a stale socket
+    }
     if (bind(fd.get(), ua->get(), ua->size()) != 0) return CannotServe(errno, addr);
-    if (chmod(path.c_str(), 0600) != 0 || listen(fd.get(), SOMAXCONN) != 0) {
-      return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("control socket ", path));
+    if ((!path.empty() && chmod(path.c_str(), 0600) != 0) || listen(fd.get(), SOMAXCONN) != 0) {
+      return base::ErrnoError(absl::StatusCode::kUnavailable, errno, absl::StrCat("control socket ", name));
     }
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("control socket: ", addr.ToString(), " is not a tcp: or filesystem unix: address"));
+        absl::StrCat("control socket: ", addr.ToString(), " is not a unix:, tcp: or tls: address"));
   }
   base::UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid()) return base::ErrnoError(errno, "eventfd");
-  return std::unique_ptr<ControlSocket>(
-      new ControlSocket(path, std::move(fd), std::move(wake), std::max<size_t>(1, max_connections)));
+  std::unique_ptr<TlsTerminator> terminator;
+  if (addr.transport() == channel::Transport::kTls) terminator = std::make_unique<TlsTerminator>(TlsTerminatorOptions{.tls = std::move(tls)});
+  return std::unique_ptr<ControlSocket>(new ControlSocket(unix_socket, path, std::move(fd), std::move(wake),
+                                                         std::max<size_t>(1, max_connections), std::move(terminator)));
 }
 
-ControlSocket::ControlSocket(std::string path, base::UniqueFd listener, base::UniqueFd wake, size_t max_connections)
-    : path_(std::move(path)),
+ControlSocket::ControlSocket(bool unix_socket, std::string path, base::UniqueFd listener, base::UniqueFd wake,
+                             size_t max_connections, std::unique_ptr<TlsTerminator> terminator)
+    : unix_(unix_socket),
+      path_(std::move(path)),
       max_connections_(max_connections),
       listener_(std::move(listener)),
-      wake_(std::move(wake)) {}
+      wake_(std::move(wake)),
+      terminator_(std::move(terminator)) {}
 
 bool ControlSocket::Room() {
+  absl::MutexLock lock(&mu_);
   // Forget the connections gRPC has closed: their descriptor is gone, or names
   // another file now.
   std::erase_if(handed_, [](const std::pair<int, ino_t>& h) {
     struct stat st {};
     return fstat(h.first, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_ino != h.second;
   });
-  return handed_.size() < max_connections_;
+  size_t handshaking = terminator_ == nullptr ? 0 : terminator_->handshaking();
+  return handed_.size() + handshaking < max_connections_;
+}
+
+void ControlSocket::HandOver(grpc::Server& server, base::UniqueFd conn, Caller who) {
+  struct stat st {};
+  if (fstat(conn.get(), &st) != 0) return;
+  absl::MutexLock lock(&mu_);
+  if (!accepting_) return;  // the server may be shutting down: not one more connection
+  std::string grpc_peer = absl::StrCat("fd:", conn.get());
+  handed_.emplace_back(conn.get(), st.st_ino);
+  callers_[grpc_peer] = std::move(who);
+  grpc::AddInsecureChannelFromFd(&server, conn.release());  // gRPC owns the descriptor now
 }
 
 ControlSocket::~ControlSocket() { StopAccepting(); }
 
 void ControlSocket::StopAccepting() {
+  {
+    absl::MutexLock lock(&mu_);
+    accepting_ = false;
+  }
   uint64_t one = 1;
   (void)!write(wake_.get(), &one, sizeof(one));
   if (thread_.joinable()) thread_.join();
@@ -151,10 +183,9 @@ void ControlSocket::AcceptLoop(grpc::Server& server) {
       poll(fds + 1, 1, 100);
       continue;
     }
-    // Registered under gRPC's name for the connection; logged with its address.
-    std::string grpc_peer = absl::StrCat("fd:", conn);
-    Caller who{.peer = grpc_peer, .identity = ""};
-    if (path_.empty()) {
+    base::UniqueFd owned(conn);
+    Caller who;
+    if (!unix_) {
       int one = 1;
       setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // as gRPC's own listener does
       who.peer = TcpPeer(conn);
@@ -164,29 +195,31 @@ void ControlSocket::AcceptLoop(grpc::Server& server) {
       if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != geteuid() && cred.uid != 0)) {
         base::Log().warn("control socket: refused a connection from uid {} (pid {}): only uid {} and root may connect",
                          static_cast<int>(cred.uid), cred.pid, geteuid());
-        close(conn);
         continue;
       }
       who.uid = cred.uid;
       who.pid = cred.pid;
+      who.peer = absl::StrCat("fd:", conn);
     }
-    struct stat st {};
-    if (!Room() || fstat(conn, &st) != 0) {
-      close(conn);
+    if (!Room()) {
       if (shed_.fetch_add(1) % 1000 == 0) {
         base::Log().warn(
-            "control socket: {} connections are open (--max-grpc-connections); closing new ones until "
-            "one goes",
-            handed_.size());
+            "control socket: {} connections are open or handshaking (--max-grpc-connections); closing new ones "
+            "until one goes",
+            max_connections_);
       }
       continue;
     }
-    handed_.emplace_back(conn, st.st_ino);
-    {
-      absl::MutexLock lock(&mu_);
-      callers_[grpc_peer] = who;
+    if (terminator_ == nullptr) {
+      HandOver(server, std::move(owned), std::move(who));
+      continue;
     }
-    grpc::AddInsecureChannelFromFd(&server, conn);  // gRPC owns the descriptor now
+    // Handed over once its TLS handshake is done, with the client certificate's
+    // identity; the plaintext end is what gRPC sees.
+    terminator_->Take(std::move(owned), [this, &server, who](base::UniqueFd plain, std::string identity) mutable {
+      who.identity = std::move(identity);
+      HandOver(server, std::move(plain), std::move(who));
+    });
   }
 }
 

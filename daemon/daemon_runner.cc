@@ -40,8 +40,6 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
-#include "grpcpp/security/tls_certificate_provider.h"
-#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "manager/local_proc_manager.h"
@@ -117,23 +115,6 @@ void RaiseDescriptorLimit() {
     return;
   }
   base::Log().info("descriptor limit raised from {} to {}", was, lim.rlim_cur);
-}
-
-// The control API's credentials: TLS for a tls: address (client certificates
-// verified when offered, required with --tls-require-client-cert), else none.
-// gRPC's file watcher reads the certificate, key and CA every --tls-refresh
-// seconds and serves new connections with what it finds. The files were checked
-// at start by the frontend's TlsContext, which loads the same ones.
-std::shared_ptr<grpc::ServerCredentials> GrpcCredentials(const DaemonConfig& cfg, const channel::ChannelAddr& addr) {
-  if (addr.transport() != channel::Transport::kTls) return grpc::InsecureServerCredentials();
-  auto files = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(cfg.tls_key, cfg.tls_cert,
-                                                                                    cfg.tls_ca, cfg.tls_refresh_s);
-  grpc::experimental::TlsServerCredentialsOptions o(files);
-  o.watch_root_certs();
-  o.watch_identity_key_cert_pairs();
-  o.set_cert_request_type(cfg.tls_require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                                      : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  return grpc::experimental::TlsServerCredentials(o);
 }
 
 // Says loudly what an operator allowed that exposes hostd.
@@ -304,7 +285,6 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   hopts.remote_link.tls = tls;
   channel::ChannelAddr grpc_addr = *channel::ChannelAddr::Parse(cfg.grpc);
   WarnAboutExposure(cfg, hopts.frontend, grpc_addr);
-  std::shared_ptr<grpc::ServerCredentials> grpc_creds = GrpcCredentials(cfg, grpc_addr);
   sopts.exec_policy = *std::move(policy);
   absl::StatusOr<std::unique_ptr<Host>> host = Host::Start(*mgr_owner, *bulk, hopts);
   if (!host.ok()) return host.status();
@@ -318,18 +298,16 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   std::atomic<grpc::Server*> serving{nullptr};
   std::atomic<bool> shutting_down{false};
   sopts.on_spawn_done = [&metrics](const absl::Status& s) { metrics.SpawnDone(s); };
-  // A unix or tcp control socket hostd accepts itself, to know each caller
-  // (SO_PEERCRED), cap connections and recover from running out of descriptors;
-  // tls: and abstract addresses are gRPC's own listeners.
-  std::unique_ptr<ControlSocket> control;
-  if ((grpc_addr.transport() == channel::Transport::kUnix && !grpc_addr.is_abstract()) ||
-      grpc_addr.transport() == channel::Transport::kTcp) {
-    absl::StatusOr<std::unique_ptr<ControlSocket>> listening =
-        ControlSocket::Listen(grpc_addr, cfg.max_grpc_connections);
-    if (!listening.ok()) return listening.status();
-    control = *std::move(listening);
-    sopts.caller_of = [c = control.get()](const std::string& peer) { return c->CallerOf(peer); };
-  }
+  // The control socket: hostd accepts every connection itself, to know each
+  // caller (SO_PEERCRED on unix:, the client certificate on tls:, whose TLS hostd
+  // ends), cap connections and recover from running out of descriptors; gRPC
+  // gets each connection in plaintext. The frontend's TlsContext serves tls:, so
+  // SIGHUP and --tls-refresh reload both.
+  absl::StatusOr<std::unique_ptr<ControlSocket>> listening =
+      ControlSocket::Listen(grpc_addr, cfg.max_grpc_connections, tls);
+  if (!listening.ok()) return listening.status();
+  std::unique_ptr<ControlSocket> control = *std::move(listening);
+  sopts.caller_of = [c = control.get()](const std::string& peer) { return c->CallerOf(peer); };
   sopts.on_drain = [&serving, &shutting_down](bool draining) {
     if (grpc::Server* s = serving.load(); s != nullptr && !shutting_down.load()) SetHealth(*s, !draining);
   };
@@ -362,9 +340,6 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   interceptors.push_back(std::make_unique<UnparsedRequestFactory>());
   interceptors.push_back(grpc_metrics.Factory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  std::string target = *channel::GrpcTarget(cfg.grpc);
-  int port = 0;
-  if (control == nullptr) builder.AddListeningPort(target, grpc_creds, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(cfg.grpc_max_message_mib << 20);
   builder.SetMaxSendMessageSize(cfg.grpc_max_message_mib << 20);
@@ -373,7 +348,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     return absl::UnavailableError(absl::StrCat("cannot serve the control API on ", cfg.grpc,
                                                " (in use, or not allowed); pick another with --grpc"));
   }
-  if (control != nullptr) control->Serve(*server);
+  control->Serve(*server);
   SetHealth(*server, true);
   serving = server.get();
 
@@ -390,7 +365,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                                        },
                                        .alive = [&h] { return h.Responsive(kAliveWithin); }});
     if (!started.ok()) {
-      if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
+      control->StopAccepting();  // none is handed to a server shutting down
       server->Shutdown(absl::ToChronoTime(absl::Now()));
       return started.status();
     }
@@ -437,7 +412,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     SetHealth(*server, false);
     (*host)->StopSpawns("hostd is handing its procs over to the next hostd", absl::Now() + absl::Seconds(10));
     if (http) http->Stop();
-    if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
+    control->StopAccepting();  // none is handed to a server shutting down
     server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     server->Wait();
     size_t unacked = (*host)->Quiesce(absl::Now() + absl::Seconds(5));
@@ -503,7 +478,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                   {"duration_ms", absl::ToInt64Milliseconds(absl::Now() - shutdown_began)},
                   {"uptime_s", absl::ToInt64Seconds(absl::Now() - h.started_at())}});
   if (http) http->Stop();
-  if (control != nullptr) control->StopAccepting();  // none is handed to a server shutting down
+  control->StopAccepting();  // none is handed to a server shutting down
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   // Release the second-signal thread.

@@ -11,8 +11,8 @@
 //     path is matched as resolved (PATH lookup), without following symlinks: allow
 //     directories whose contents you control.
 //   - IDENTITY=GLOB applies to a client whose certificate identity (its subject
-//     common name, else its first subject alternative name: CertificateIdentity
-//     in daemon/host_service.h) is IDENTITY, only.
+//     common name, else its first subject alternative name, as read by
+//     TlsTerminator in daemon/tls_terminator.h) is IDENTITY, only.
 //   - No program rule at all: every program is allowed (hostd's behaviour without
 //     a config); one rule or more: only what a rule allows.
 //   - A proc runs as hostd's own user unless its spec names one; a named user must

@@ -141,16 +141,6 @@ grpc::ServerUnaryReactor* WaitForGood(Host& host, channel::EventLoop& timers, co
 
 }  // namespace
 
-std::string CertificateIdentity(const grpc::ServerContextBase& ctx) {
-  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  if (auth == nullptr) return "";
-  for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
-    std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
-    if (!values.empty()) return std::string(values.front().data(), values.front().size());
-  }
-  return "";
-}
-
 HostService::HostService(Host& host, HostServiceOptions options)
     : host_(host),
       opts_(std::move(options)),
@@ -161,7 +151,7 @@ HostService::HostService(Host& host, HostServiceOptions options)
 HostService::~HostService() = default;
 
 void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const {
-  spec.authorize = [policy = opts_.exec_policy, identity = CertificateIdentity(ctx),
+  spec.authorize = [policy = opts_.exec_policy, identity = CallerOf(ctx).identity,
                     user = spec.user](const std::string& program) { return policy.Check(program, identity, user); };
 }
 
@@ -548,9 +538,7 @@ grpc::ServerUnaryReactor* HostService::Drain(grpc::CallbackServerContext* ctx, c
 
 Caller HostService::CallerOf(grpc::CallbackServerContext& ctx) const {
   std::string peer = ctx.peer();
-  Caller who = opts_.caller_of ? opts_.caller_of(peer) : Caller{.peer = std::move(peer)};
-  who.identity = CertificateIdentity(ctx);
-  return who;
+  return opts_.caller_of ? opts_.caller_of(peer) : Caller{.peer = std::move(peer)};
 }
 
 // ---- Supervision ----------------------------------------------------------------

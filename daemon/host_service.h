@@ -29,18 +29,15 @@ namespace hostd::daemon {
 
 // Who made a control call: the peer's credentials (SO_PEERCRED) when it came over
 // hostd's unix control socket, -1 otherwise; its address (gRPC's peer string, or
-// the socket's peer address); and over TLS the identity of its certificate
-// (CertificateIdentity), "" without one.
+// the socket's peer address); and over TLS the identity of its client certificate
+// (its subject common name, else its first subject alternative name), "" without
+// one.
 struct Caller {
   int64_t uid = -1;
   int64_t pid = -1;
   std::string peer;
   std::string identity{};
 };
-
-// The identity of the client certificate a call came with over TLS: its subject
-// common name, else its first subject alternative name; "" without a certificate.
-std::string CertificateIdentity(const grpc::ServerContextBase& ctx);
 
 struct HostServiceOptions {
   std::string version = "dev";

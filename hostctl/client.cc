@@ -100,10 +100,12 @@ int Client::Fail(const grpc::Status& s) {
   }
   const std::string& m = s.error_message();
   // gRPC reports a refused TLS handshake as UNAVAILABLE: "Ssl handshake failed"
-  // when hostd's certificate was not verified, "Socket closed" when hostd refused
-  // ours (or the lack of one).
+  // when hostd's certificate was not verified; when hostd refused ours (or the
+  // lack of one) TLS 1.3 has already let the client finish, so the refusal (an
+  // alert, then the close) reaches it as "Endpoint read failed" or "Socket closed".
   bool tls_refused = m.find("andshake") != std::string::npos || m.find("certificate") != std::string::npos ||
-                     (absl::StartsWith(g_.grpc, "tls:") && m.find("Socket closed") != std::string::npos);
+                     (absl::StartsWith(g_.grpc, "tls:") && (m.find("Socket closed") != std::string::npos ||
+                                                            m.find("Endpoint read failed") != std::string::npos));
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE && tls_refused) {
     fprintf(stderr,
             "hostctl: the TLS handshake with hostd at %s failed (%s)\n"

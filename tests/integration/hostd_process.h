@@ -17,12 +17,16 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -142,8 +146,8 @@ class Hostd {
     }
     EXPECT_THAT(AwaitNotify(), ::testing::HasSubstr("READY=1")) << "hostd did not announce readiness";
     absl::StatusOr<std::string> target = channel::GrpcTarget(grpc_);
-    channel_ = grpc::CreateChannel(target.ok() ? *target : grpc_,
-                                   creds != nullptr ? creds : grpc::InsecureChannelCredentials());
+    creds_ = creds != nullptr ? creds : grpc::InsecureChannelCredentials();
+    channel_ = grpc::CreateChannel(target.ok() ? *target : grpc_, creds_);
     stub_ = v1::HostService::NewStub(channel_);
   }
 
@@ -167,6 +171,8 @@ class Hostd {
   v1::HostService::Stub& api() { return *stub_; }
   grpc::Channel& channel() { return *channel_; }
   const std::string& grpc_addr() const { return grpc_; }
+  // The control API client's credentials (insecure ones without TLS).
+  const std::shared_ptr<grpc::ChannelCredentials>& creds() const { return creds_; }
   pid_t pid() const { return pid_; }
   std::string Path(const std::string& name) const { return root_ + "/" + name; }
   // hostd's log, when started with log_to_file.
@@ -208,6 +214,7 @@ class Hostd {
   std::string log_path_;
   base::UniqueFd notify_;
   std::string grpc_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_;
   pid_t pid_ = -1;
   bool exited_ = false;
   std::shared_ptr<grpc::Channel> channel_;
@@ -275,6 +282,52 @@ inline std::pair<int, std::string> RunShell(const std::string& cmd) {
 
 inline std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& args) {
   return RunShell(absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args));
+}
+
+// How many descriptors `pid` has open.
+inline int OpenDescriptors(pid_t pid) {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// A raw connection to a unix:, tcp:127.0.0.1: or tls:127.0.0.1: address that never
+// says a word (on tls:, not even a TLS hello).
+inline base::UniqueFd Connect(const std::string& target) {
+  absl::string_view rest = target;
+  if (absl::ConsumePrefix(&rest, "tcp:127.0.0.1:") || absl::ConsumePrefix(&rest, "tls:127.0.0.1:")) {
+    base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int port = 0;
+    if (!absl::SimpleAtoi(rest, &port)) return base::UniqueFd();
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    if (!fd.valid() || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return base::UniqueFd();
+    return fd;
+  }
+  absl::ConsumePrefix(&rest, "unix:");
+  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(std::string(rest));
+  if (!fd.valid() || !sa.ok() || ::connect(fd.get(), sa->get(), sa->size()) != 0) return base::UniqueFd();
+  return fd;
+}
+
+// GetHostInfo over a connection of its own (no subchannel shared with earlier
+// calls), with `h`'s client credentials.
+inline grpc::Status FreshCall(const Hostd& h, absl::Duration timeout) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto stub =
+      v1::HostService::NewStub(grpc::CreateCustomChannel(*channel::GrpcTarget(h.grpc_addr()), h.creds(), args));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(timeout));
+  v1::HostInfo info;
+  return stub->GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info);
 }
 
 }  // namespace hostd

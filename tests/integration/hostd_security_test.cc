@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -191,6 +192,43 @@ TEST_F(SecureHostdTest, AClientTrustingAnotherCaOrWithoutACertificateIsRefusedWi
   std::tie(code, out) = RunCommand(Hostctl(grpc, ca_->ca_cert(), false, "list"));
   EXPECT_NE(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("TLS handshake with hostd"));
+}
+
+// hostd ends the control API's TLS itself, so tls: has what unix: and tcp: have:
+// a cap on connections (silent ones that never finish a handshake count) and a
+// listener that serves again after hostd ran out of descriptors.
+TEST_F(SecureHostdTest, TheTlsControlApiCapsConnectionsAndServesAgainAfterRunningOutOfDescriptors) {
+  std::vector<std::string> flags = TlsFlags();
+  flags.insert(flags.end(), {"--max-grpc-connections", "4"});
+  std::string grpc = absl::StrCat("tls:127.0.0.1:", FreePort());
+  Hostd h(flags, grpc, "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  grpc::ClientContext ctx;
+  v1::HostInfo info;
+  ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());  // one connection, kept open
+  std::vector<base::UniqueFd> silent;
+  for (int i = 0; i < 3; ++i) silent.push_back(Connect(grpc));
+  grpc::Status capped = FreshCall(h, absl::Seconds(2));
+  EXPECT_EQ(capped.error_code(), grpc::StatusCode::UNAVAILABLE) << "a fifth connection past the cap of 4";
+  silent.clear();
+  EXPECT_TRUE(Eventually([&] { return FreshCall(h, absl::Seconds(2)).ok(); })) << "served again once they left";
+
+#if !defined(__SANITIZE_ADDRESS__)  // the sanitizers' runtime itself needs descriptors
+  Hostd wide(TlsFlags(), absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
+  ASSERT_TRUE(FreshCall(wide, absl::Seconds(20)).ok());
+  const int limit = OpenDescriptors(wide.pid()) + 32;
+  rlimit lim{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+  ASSERT_EQ(::prlimit(wide.pid(), RLIMIT_NOFILE, &lim, nullptr), 0);
+  std::vector<base::UniqueFd> flood;
+  for (int i = 0; i < 100; ++i) {
+    base::UniqueFd fd = Connect(wide.grpc_addr());
+    if (fd.valid()) flood.push_back(std::move(fd));
+  }
+  EXPECT_TRUE(Eventually([&] { return OpenDescriptors(wide.pid()) >= limit - 1; }))
+      << "hostd did not run out of descriptors: " << OpenDescriptors(wide.pid()) << " of " << limit;
+  flood.clear();
+  EXPECT_TRUE(Eventually([&] { return FreshCall(wide, absl::Seconds(2)).ok(); }))
+      << "the TLS control API did not come back after the descriptors were free";
+#endif
 }
 
 TEST_F(SecureHostdTest, SighupReloadsTheFrontendCertificate) {

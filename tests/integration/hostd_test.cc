@@ -333,49 +333,6 @@ TEST(HostdTest, HostdRaisesItsSoftDescriptorLimitToTheHardOne) {
 }
 
 // Descriptors `pid` has open.
-int OpenDescriptors(pid_t pid) {
-  std::error_code ec;
-  int n = 0;
-  for (auto it = std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
-}
-
-// A raw connection to a unix: or tcp:127.0.0.1: address that never says a word.
-base::UniqueFd Connect(const std::string& target) {
-  absl::string_view rest = target;
-  if (absl::ConsumePrefix(&rest, "tcp:127.0.0.1:")) {
-    base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int port = 0;
-    if (!absl::SimpleAtoi(rest, &port)) return base::UniqueFd();
-    sa.sin_port = htons(static_cast<uint16_t>(port));
-    if (!fd.valid() || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return base::UniqueFd();
-    return fd;
-  }
-  absl::ConsumePrefix(&rest, "unix:");
-  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(std::string(rest));
-  if (!fd.valid() || !sa.ok() || ::connect(fd.get(), sa->get(), sa->size()) != 0) return base::UniqueFd();
-  return fd;
-}
-
-// GetHostInfo over a connection of its own (no subchannel shared with earlier calls).
-grpc::Status FreshCall(const Hostd& h, absl::Duration timeout) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto stub = v1::HostService::NewStub(
-      grpc::CreateCustomChannel(*channel::GrpcTarget(h.grpc_addr()), grpc::InsecureChannelCredentials(), args));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(In(timeout));
-  v1::HostInfo info;
-  return stub->GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info);
-}
-
 // The sanitizers' own runtime needs descriptors to report (and UBSan's vptr check
 // fails without them), so a sanitized hostd out of descriptors aborts.
 #if defined(__SANITIZE_ADDRESS__)
