@@ -4,6 +4,9 @@
 //   1. RequestStop (the agent's stop message); if it was sent, wait up to grace/2;
 //   2. SignalTerm; wait until grace has passed;
 //   3. SignalKill; wait up to kKillWait.
+// TerminateEach runs that sequence for many procs at once on the calling thread:
+// each phase's signals go out to every proc due for it before any wait, and the
+// waits are one wait for the first end or the next due phase, not one per proc.
 // A manager implements the three signals; its exit monitor is what moves the status
 // to a terminal state (a status is never invented here).
 #ifndef HOSTD_MANAGER_PROC_HANDLE_BASE_H_
@@ -11,6 +14,7 @@
 
 #include <atomic>
 #include <memory>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
@@ -38,6 +42,12 @@ class ProcHandleBase : public ProcHandle {
   absl::StatusOr<proc::ProcStatus> Kill() override;
   // Kill's signal without its wait: Stopping, then SignalKill, unless it has ended.
   void KillWithoutWaiting();
+  // Terminate on each of `handles`, at most `max_in_flight` (at least 1) under way
+  // at once, each with its own grace from when its turn starts; a proc whose
+  // termination another caller runs is waited for, not signalled again. Returns
+  // once each has ended (every watcher has seen it) or been given up on.
+  static TerminateSummary TerminateEach(const std::vector<ProcHandleBase*>& handles, absl::Duration grace,
+                                        int max_in_flight, absl::string_view reason);
 
   proc::ProcStatusCell& cell() { return cell_; }
 
@@ -58,7 +68,6 @@ class ProcHandleBase : public ProcHandle {
   virtual void SignalKill() = 0;
 
  private:
-  void RunTermination(absl::Duration grace, absl::string_view reason);
   absl::Status NotEnded(absl::string_view what) const;
 
   const proc::ProcId id_;
