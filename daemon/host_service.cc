@@ -146,9 +146,26 @@ HostService::HostService(Host& host, HostServiceOptions options)
       opts_(std::move(options)),
       watch_budget_(std::make_shared<WatchBudget>(opts_.max_watch_streams, opts_.max_watch_bytes)),
       timers_(channel::EventLoop::Start("grpc-timers")),
-      pool_(opts_.workers, opts_.max_queued_calls) {}
+      pool_(opts_.workers, opts_.max_queued_calls) {
+  SetMessageAllocatorFor_ListProcs(&list_arena_);
+}
 
 HostService::~HostService() = default;
+
+grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse>* HostService::ListArena::AllocateMessages() {
+  class Holder final : public grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse> {
+   public:
+    Holder() {
+      set_request(google::protobuf::Arena::CreateMessage<v1::ListProcsRequest>(&arena_));
+      set_response(google::protobuf::Arena::CreateMessage<v1::ListProcsResponse>(&arena_));
+    }
+    void Release() override { delete this; }
+
+   private:
+    google::protobuf::Arena arena_;
+  };
+  return new Holder();
+}
 
 void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const {
   spec.authorize = [policy = opts_.exec_policy, identity = CallerOf(ctx).identity,
@@ -321,13 +338,14 @@ grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ct
       return it != p.labels.end() && it->second == kv.second;
     });
     if (!labels_match) continue;
-    v1::Proc one;
-    ToProto(p, &one);
-    if (!budget.Take(one) && resp->procs_size() > 0) {
+    // Built in place; taken out again if it does not fit (one always does).
+    v1::Proc* one = resp->add_procs();
+    ToProto(p, one);
+    if (!budget.Take(*one) && resp->procs_size() > 1) {
+      resp->mutable_procs()->RemoveLast();
       resp->set_next_page_token(resp->procs(resp->procs_size() - 1).name());
       break;
     }
-    *resp->add_procs() = std::move(one);
   }
   // What the call cost this server (serialization excluded), for clients and benchmarks.
   ctx->AddTrailingMetadata("hostd-server-time-us", std::to_string(absl::ToInt64Microseconds(absl::Now() - start)));

@@ -23,6 +23,7 @@
 #include "daemon/exec_policy.h"
 #include "daemon/host.h"
 #include "daemon/worker_pool.h"
+#include "grpcpp/support/message_allocator.h"
 #include "hostd/v1/host.grpc.pb.h"
 
 namespace hostd::daemon {
@@ -146,6 +147,14 @@ class HostService final : public v1::HostService::CallbackService {
   // Gives freed heap back to the system soon after a large call (malloc_trim),
   // once per burst of them; on timers_.
   void TrimSoon();
+
+  // ListProcs' request and reply on an arena each call: a reply of 1000 procs is
+  // thousands of small allocations otherwise.
+  class ListArena final : public grpc::MessageAllocator<v1::ListProcsRequest, v1::ListProcsResponse> {
+   public:
+    grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse>* AllocateMessages() override;
+  };
+  ListArena list_arena_;
 
   std::shared_ptr<WatchBudget> watch_budget_;
   std::unique_ptr<channel::EventLoop> timers_;  // deadlines, log polling, heap trims
