@@ -87,26 +87,19 @@ class Relay : public std::enable_shared_from_this<Relay> {
       return;
     }
     ready(base::UniqueFd(pair[0]), PeerIdentity(tls_.native_handle()));
-    ToPlain();
-    ToTls();
+    Pump(tls_, plain_, up_);
+    Pump(plain_, tls_, down_);
   }
 
-  void ToPlain() {
-    tls_.async_read_some(asio::buffer(up_), [self = shared_from_this()](const error_code& ec, size_t n) {
+  // Relays from -> to through `buf` until either fails or closes.
+  template <typename From, typename To>
+  void Pump(From& from, To& to, std::array<char, 16 << 10>& buf) {
+    from.async_read_some(asio::buffer(buf), [self = shared_from_this(), &from, &to, &buf](const error_code& ec,
+                                                                                          size_t n) {
       if (ec) return self->Close();
-      asio::async_write(self->plain_, asio::buffer(self->up_, n), [self](const error_code& wec, size_t) {
+      asio::async_write(to, asio::buffer(buf, n), [self, &from, &to, &buf](const error_code& wec, size_t) {
         if (wec) return self->Close();
-        self->ToPlain();
-      });
-    });
-  }
-
-  void ToTls() {
-    plain_.async_read_some(asio::buffer(down_), [self = shared_from_this()](const error_code& ec, size_t n) {
-      if (ec) return self->Close();
-      asio::async_write(self->tls_, asio::buffer(self->down_, n), [self](const error_code& wec, size_t) {
-        if (wec) return self->Close();
-        self->ToTls();
+        self->Pump(from, to, buf);
       });
     });
   }

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -315,6 +316,25 @@ inline base::UniqueFd Connect(const std::string& target) {
   absl::StatusOr<base::UnixAddr> sa = base::UnixAddr::Create(std::string(rest));
   if (!fd.valid() || !sa.ok() || ::connect(fd.get(), sa->get(), sa->size()) != 0) return base::UniqueFd();
   return fd;
+}
+
+// Lowers hostd's descriptor limit to 32 past what it has open now, then opens up to
+// 100 silent connections to its control address. Holding `connections` keeps hostd
+// out of descriptors; `limit` is the limit set.
+struct DescriptorFlood {
+  int limit = 0;
+  std::vector<base::UniqueFd> connections;
+};
+inline DescriptorFlood FloodDescriptors(const Hostd& h) {
+  DescriptorFlood f;
+  f.limit = OpenDescriptors(h.pid()) + 32;
+  rlimit lim{static_cast<rlim_t>(f.limit), static_cast<rlim_t>(f.limit)};
+  if (::prlimit(h.pid(), RLIMIT_NOFILE, &lim, nullptr) != 0) return f;
+  for (int i = 0; i < 100; ++i) {
+    base::UniqueFd fd = Connect(h.grpc_addr());
+    if (fd.valid()) f.connections.push_back(std::move(fd));
+  }
+  return f;
 }
 
 // GetHostInfo over a connection of its own (no subchannel shared with earlier

@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pwd.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -215,17 +214,10 @@ TEST_F(SecureHostdTest, TheTlsControlApiCapsConnectionsAndServesAgainAfterRunnin
 #if !defined(__SANITIZE_ADDRESS__)  // the sanitizers' runtime itself needs descriptors
   Hostd wide(TlsFlags(), absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0", ClientCreds(ca_->ca_cert()));
   ASSERT_TRUE(FreshCall(wide, absl::Seconds(20)).ok());
-  const int limit = OpenDescriptors(wide.pid()) + 32;
-  rlimit lim{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
-  ASSERT_EQ(::prlimit(wide.pid(), RLIMIT_NOFILE, &lim, nullptr), 0);
-  std::vector<base::UniqueFd> flood;
-  for (int i = 0; i < 100; ++i) {
-    base::UniqueFd fd = Connect(wide.grpc_addr());
-    if (fd.valid()) flood.push_back(std::move(fd));
-  }
-  EXPECT_TRUE(Eventually([&] { return OpenDescriptors(wide.pid()) >= limit - 1; }))
-      << "hostd did not run out of descriptors: " << OpenDescriptors(wide.pid()) << " of " << limit;
-  flood.clear();
+  DescriptorFlood flood = FloodDescriptors(wide);
+  EXPECT_TRUE(Eventually([&] { return OpenDescriptors(wide.pid()) >= flood.limit - 1; }))
+      << "hostd did not run out of descriptors: " << OpenDescriptors(wide.pid()) << " of " << flood.limit;
+  flood.connections.clear();
   EXPECT_TRUE(Eventually([&] { return FreshCall(wide, absl::Seconds(2)).ok(); }))
       << "the TLS control API did not come back after the descriptors were free";
 #endif

@@ -355,22 +355,15 @@ TEST_P(DescriptorExhaustionTest, TheControlApiServesAgainAfterHostdRanOutOfDescr
     v1::HostInfo info;
     ASSERT_TRUE(h.api().GetHostInfo(&ctx, v1::GetHostInfoRequest(), &info).ok());  // connected before the flood
   }
-  const int limit = OpenDescriptors(h.pid()) + 32;
-  rlimit lim{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
-  ASSERT_EQ(::prlimit(h.pid(), RLIMIT_NOFILE, &lim, nullptr), 0);
-  std::vector<base::UniqueFd> flood;
-  for (int i = 0; i < 100; ++i) {
-    base::UniqueFd fd = Connect(h.grpc_addr());
-    if (fd.valid()) flood.push_back(std::move(fd));
-  }
-  EXPECT_TRUE(testing::Eventually([&] { return OpenDescriptors(h.pid()) >= limit - 1; }))
-      << "hostd did not run out of descriptors: " << OpenDescriptors(h.pid()) << " of " << limit;
+  DescriptorFlood flood = FloodDescriptors(h);
+  EXPECT_TRUE(testing::Eventually([&] { return OpenDescriptors(h.pid()) >= flood.limit - 1; }))
+      << "hostd did not run out of descriptors: " << OpenDescriptors(h.pid()) << " of " << flood.limit;
   // A spawn now, over the connection made before, is refused saying why.
   v1::SpawnProcResponse resp;
   grpc::Status spawn = h.Spawn(h.EchoRequest("starved"), &resp);
   EXPECT_EQ(spawn.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << spawn.error_message();
   EXPECT_THAT(spawn.error_message(), HasSubstr("RLIMIT_NOFILE"));
-  flood.clear();
+  flood.connections.clear();
   EXPECT_TRUE(testing::Eventually([&] { return FreshCall(h, absl::Seconds(2)).ok(); }))
       << "the control API did not come back after the descriptors were free";
   EXPECT_EQ(h.Signal(SIGTERM), 0);
