@@ -232,7 +232,12 @@ manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_
   return table_->TerminateChildren(grace, max_in_flight, reason);
 }
 
-bool Host::StopSpawns(std::string why, absl::Time deadline) { return table_->StopSpawns(std::move(why), deadline); }
+bool Host::StopSpawns(std::string why, absl::Time deadline) {
+  // No lease expires from here on: a hostd handing its procs over leaves their
+  // leases to the next one (which re-arms them), and one shutting down ends them.
+  leases_->Shutdown();
+  return table_->StopSpawns(std::move(why), deadline);
+}
 
 void Host::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
                       absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {

@@ -159,8 +159,9 @@ class Host {
   // SetDraining(false) takes spawns again. Returns whether it was draining.
   bool SetDraining(bool draining);
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
-  // Later spawns, and restarts, fail with Unavailable carrying `why`; returns once
-  // no spawn or restart is in flight or at `deadline` (false then).
+  // Later spawns, and restarts, fail with Unavailable carrying `why`, and no lease
+  // expires any more; returns once no spawn or restart is in flight or at
+  // `deadline` (false then).
   bool StopSpawns(std::string why, absl::Time deadline);
 
   // Sends `payload` to `name`'s port from a mailbox of the host itself. `done` runs

@@ -12,9 +12,9 @@
 //
 // One thread waits for the earliest deadline (or Wake, when a spawn adds one);
 // terminations run on a small pool of their own, so a proc that takes its whole
-// grace holds up no other expiry. Thread-safe. Shutdown (or the destructor)
-// stops the thread; terminations not yet begun are dropped (a hostd that keeps
-// its procs re-arms their leases when it adopts them).
+// grace holds up no other expiry. Thread-safe. Shutdown (Host::StopSpawns, or
+// the destructor) stops the thread; terminations not yet begun are dropped (a
+// hostd that keeps its procs re-arms their leases when it adopts them).
 #ifndef HOSTD_DAEMON_LEASE_KEEPER_H_
 #define HOSTD_DAEMON_LEASE_KEEPER_H_
 

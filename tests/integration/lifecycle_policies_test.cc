@@ -339,7 +339,7 @@ TEST(LeaseTest, BadLeasesAreRefusedNamingTheField) {
   google::protobuf::Duration half;
   half.set_nanos(500'000'000);
   for (const Case& c : std::vector<Case>{{"o", half, "lease.ttl: 500ms is not within 1s to 24h"},
-                                         {"o", Secs(25 * 3600), "lease.ttl: 25h is not within 1s to 24h"},
+                                         {"o", Secs(25 * 3600), "lease.ttl: 25h is longer than the limit of 24h"},
                                          {"o", Secs(-1), "lease.ttl"},
                                          {"", Secs(5), "lease.owner"},
                                          {"a/b", Secs(5), "lease.owner"}}) {
