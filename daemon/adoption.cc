@@ -56,6 +56,10 @@ void RecordInto(Host& host, ProcStore& store) {
     p.pid = status.pid;
     if (status.addr.has_value()) p.addr = status.addr->ToString();
     p.updated_at = absl::Now();
+    if (r->lease) {
+      p.lease_owner = r->lease->owner;
+      p.lease_ttl = r->lease->ttl;
+    }
     store.Record(std::move(p));
   });
 }
@@ -75,7 +79,9 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, manager::Proces
                     : absl::StatusOr<std::shared_ptr<manager::ProcHandle>>(absl::NotFoundError("no pid recorded"));
     std::string why;
     if (h.ok() && live) {
-      absl::Status s = host.Adopt(row.name, row.spec, row.labels, row.incarnation, *h);
+      std::optional<Lease> lease;
+      if (!row.lease_owner.empty()) lease = Lease{.owner = row.lease_owner, .ttl = row.lease_ttl};
+      absl::Status s = host.Adopt(row.name, row.spec, row.labels, row.incarnation, *h, std::move(lease));
       if (s.ok()) {
         ++sum.adopted;
         base::Log().info("proc={} pid={} re-adopted (incarnation {})", row.name, row.pid, row.incarnation);

@@ -7,7 +7,8 @@
 //   - a live row whose process is still the same one (pid, its start time, and
 //     cgroup when it had one: ProcessProcManager::Adopt) is adopted: it is live
 //     again under its name, with its incarnation, route and logs (appended to),
-//     watched by pidfd; no restart policy is restored (it is not restarted);
+//     watched by pidfd; no restart policy is restored (it is not restarted); its
+//     lease, if it had one, keeps owner and TTL and expires one TTL after adoption;
 //   - a live row whose process is gone becomes an ended proc with
 //     Failed{ended while hostd was down}; one whose pid now names another process
 //     (a different start time or cgroup) is never touched and ends the same way,

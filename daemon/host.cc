@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/quote.h"
 #include "base/status_macros.h"
+#include "daemon/lease_keeper.h"
 #include "daemon/proc_table.h"
 #include "daemon/supervision_controller.h"
 
@@ -35,6 +36,23 @@ absl::Status ValidateLabels(const Labels& labels) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateLeaseOwner(absl::string_view owner) {
+  if (absl::Status s = proc::ProcId::ValidateName(owner); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("lease.owner: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLease(const Lease& lease) {
+  HOSTD_RETURN_IF_ERROR(ValidateLeaseOwner(lease.owner));
+  if (lease.ttl < kMinLeaseTtl || lease.ttl > kMaxLeaseTtl) {
+    return absl::InvalidArgumentError(absl::StrCat("lease.ttl: ", absl::FormatDuration(lease.ttl), " is not within ",
+                                                   absl::FormatDuration(kMinLeaseTtl), " to ",
+                                                   absl::FormatDuration(kMaxLeaseTtl)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOptions options)
@@ -52,6 +70,7 @@ Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOpti
                                      .threads = opts_.supervisor_threads,
                                      .saved_state_bytes = opts_.saved_state_bytes});
   table_->SetController(controller_.get());
+  leases_ = std::make_unique<LeaseKeeper>(*table_, opts_.lease_grace);
 }
 
 absl::StatusOr<std::unique_ptr<Host>> Host::Start(manager::ProcManager& manager, manager::BulkTerminate& bulk,
@@ -81,6 +100,7 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Start(manager::ProcManager& manager,
 Host::~Host() {
   // Restart jobs first (a start under way finishes and its proc is killed), then
   // the exit monitors' statuses, then the message path.
+  if (leases_) leases_->Shutdown();
   if (controller_) controller_->Shutdown();
   if (table_) table_->Shutdown();
   if (frontend_) frontend_->Close();
@@ -89,6 +109,7 @@ Host::~Host() {
   loop_->RunSync([this] { router_->Close(); });
   frontend_.reset();
   backend_.reset();
+  leases_.reset();
   controller_.reset();
   table_.reset();
   // Done callbacks still queued run (and see the router closed) or are dropped with the loop.
@@ -102,8 +123,11 @@ void Host::SetRecorder(
 }
 
 absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                         std::shared_ptr<manager::ProcHandle> handle) {
-  return table_->Adopt(name, spec, std::move(labels), incarnation, std::move(handle));
+                         std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease) {
+  const bool leased = lease.has_value();
+  absl::Status s = table_->Adopt(name, spec, std::move(labels), incarnation, std::move(handle), std::move(lease));
+  if (leased) leases_->Wake();
+  return s;
 }
 
 void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
@@ -137,7 +161,7 @@ proc::ProcId Host::IdOf(absl::string_view name) const {
 }
 
 absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                                     Supervision supervision) {
+                                     Supervision supervision, std::optional<Lease> lease) {
   if (absl::Status s = proc::ProcId::ValidateName(name); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("name: ", s.message()));
   }
@@ -150,12 +174,28 @@ absl::StatusOr<ProcInfo> Host::Spawn(const std::string& name, const manager::Spa
       return absl::InvalidArgumentError(absl::StrCat("group: ", s.message()));
     }
   }
+  if (lease) HOSTD_RETURN_IF_ERROR(ValidateLease(*lease));
   if (draining()) {
     return absl::FailedPreconditionError(absl::StrCat("host is draining: it takes no new spawns (proc \"", name,
                                                       "\" not started); `hostctl drain --off` ends the drain"));
   }
-  return table_->Spawn(name, spec, std::move(labels), std::move(supervision));
+  const bool leased = lease.has_value();
+  absl::StatusOr<ProcInfo> p = table_->Spawn(name, spec, std::move(labels), std::move(supervision), std::move(lease));
+  if (leased) leases_->Wake();  // its deadline may be the earliest now
+  return p;
 }
+
+absl::StatusOr<ProcTable::Renewal> Host::RenewLease(const std::string& owner) {
+  HOSTD_RETURN_IF_ERROR(ValidateLeaseOwner(owner));
+  return leases_->Renew(owner);
+}
+
+absl::StatusOr<uint64_t> Host::HoldLease(const std::string& owner) {
+  HOSTD_RETURN_IF_ERROR(ValidateLeaseOwner(owner));
+  return leases_->Hold(owner);
+}
+
+void Host::ReleaseLease(uint64_t id) { leases_->Release(id); }
 
 bool Host::SetDraining(bool draining) { return draining_.exchange(draining); }
 
@@ -192,7 +232,12 @@ manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_
   return table_->TerminateChildren(grace, max_in_flight, reason);
 }
 
-bool Host::StopSpawns(std::string why, absl::Time deadline) { return table_->StopSpawns(std::move(why), deadline); }
+bool Host::StopSpawns(std::string why, absl::Time deadline) {
+  // No lease expires from here on: a hostd handing its procs over leaves their
+  // leases to the next one (which re-arms them), and one shutting down ends them.
+  leases_->Shutdown();
+  return table_->StopSpawns(std::move(why), deadline);
+}
 
 void Host::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
                       absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {
@@ -204,7 +249,11 @@ void Host::Unsubscribe(uint64_t id) { table_->Unsubscribe(id); }
 
 HostCounters Host::counters() const {
   Router::Counters c = router_->counters();
-  return {.forwarded = c.forwarded, .returned = c.returned, .dropped = c.dropped, .spawned = table_->spawned()};
+  return {.forwarded = c.forwarded,
+          .returned = c.returned,
+          .dropped = c.dropped,
+          .spawned = table_->spawned(),
+          .lease_expirations = leases_->expirations()};
 }
 
 int Host::live_procs() const { return table_->live_procs(); }

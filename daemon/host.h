@@ -41,6 +41,7 @@
 #include "channel/listener.h"
 #include "channel/sender.h"
 #include "daemon/host_types.h"
+#include "daemon/proc_table.h"
 #include "daemon/router.h"
 #include "manager/proc_manager.h"
 
@@ -70,11 +71,12 @@ struct HostOptions {
   absl::Duration supervisor_stop_grace = absl::Seconds(5);
   int supervisor_threads = 4;
   size_t saved_state_bytes = 64u << 20;
+  // The grace of a proc whose lease ran out (daemon/lease_keeper.h).
+  absl::Duration lease_grace = absl::Seconds(10);
 };
 
-class ProcTable;
-struct ProcRecord;
 class SupervisionController;
+class LeaseKeeper;
 
 class Host {
  public:
@@ -99,8 +101,18 @@ class Host {
   // has the name; NotFound or FailedPrecondition for its group (Supervisor::
   // CheckJoin); Unavailable after StopSpawns; otherwise the manager's error
   // (nothing is left of the proc). A first start that fails is not retried.
+  // With a lease: InvalidArgument naming lease.owner (a name like a proc's) or
+  // lease.ttl (kMinLeaseTtl to kMaxLeaseTtl); its deadline is one TTL from now.
   absl::StatusOr<ProcInfo> Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels = {},
-                                 Supervision supervision = {});
+                                 Supervision supervision = {}, std::optional<Lease> lease = std::nullopt);
+
+  // Client leases (daemon/lease_keeper.h). RenewLease: every live proc of `owner`
+  // expires one TTL from now; NotFound when it holds none, InvalidArgument for a
+  // bad owner name. HoldLease keeps the owner's leases renewed until
+  // ReleaseLease(id), which renews them once more.
+  absl::StatusOr<ProcTable::Renewal> RenewLease(const std::string& owner);
+  absl::StatusOr<uint64_t> HoldLease(const std::string& owner);
+  void ReleaseLease(uint64_t id);
   // Groups (daemon/supervisor.h). RemoveGroup: FailedPrecondition while it has members.
   absl::Status CreateGroup(const std::string& name, const GroupSpec& spec);
   absl::Status RemoveGroup(const std::string& name);
@@ -147,8 +159,9 @@ class Host {
   // SetDraining(false) takes spawns again. Returns whether it was draining.
   bool SetDraining(bool draining);
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
-  // Later spawns, and restarts, fail with Unavailable carrying `why`; returns once
-  // no spawn or restart is in flight or at `deadline` (false then).
+  // Later spawns, and restarts, fail with Unavailable carrying `why`, and no lease
+  // expires any more; returns once no spawn or restart is in flight or at
+  // `deadline` (false then).
   bool StopSpawns(std::string why, absl::Time deadline);
 
   // Sends `payload` to `name`'s port from a mailbox of the host itself. `done` runs
@@ -172,7 +185,7 @@ class Host {
   void SetRecorder(
       std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder);
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                     std::shared_ptr<manager::ProcHandle> handle);
+                     std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease = std::nullopt);
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                     const proc::ProcStatus& status);
 
@@ -205,6 +218,7 @@ class Host {
   std::unique_ptr<Router> router_;
   std::unique_ptr<ProcTable> table_;
   std::unique_ptr<SupervisionController> controller_;
+  std::unique_ptr<LeaseKeeper> leases_;
   std::unique_ptr<channel::Listener> frontend_;
   std::unique_ptr<channel::Listener> backend_;
   channel::ChannelAddr advertised_ = channel::ChannelAddr::Local(0);

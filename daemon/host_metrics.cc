@@ -190,6 +190,11 @@ std::vector<MetricFamily> HostMetrics::CollectNow() const {
   for (const auto& [state, n] : by_state) AddValue(procs, n, {{"state", state}});
   out.push_back(std::move(procs));
 
+  MetricFamily leases = Family("hostd_lease_expirations_total",
+                               "Procs terminated because their client lease ran out", MetricType::Counter);
+  AddValue(leases, static_cast<double>(host_.counters().lease_expirations));
+  out.push_back(std::move(leases));
+
   MetricFamily draining =
       Family("hostd_draining", "1 while the host is draining (refusing new spawns)", MetricType::Gauge);
   AddValue(draining, host_.draining() ? 1 : 0);

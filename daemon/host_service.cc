@@ -68,6 +68,15 @@ absl::StatusOr<Supervision> SupervisionFrom(const v1::SpawnProcRequest& req) {
   return Supervision{.restart = *restart, .group = req.group()};
 }
 
+// Host::Spawn checks the owner and the TTL's bounds.
+absl::StatusOr<std::optional<Lease>> LeaseFrom(const v1::SpawnProcRequest& req) {
+  if (!req.has_lease()) return std::nullopt;
+  absl::StatusOr<absl::Duration> ttl =
+      FromProto(req.lease().ttl(), req.lease().has_ttl(), absl::ZeroDuration(), "lease.ttl");
+  if (!ttl.ok()) return ttl.status();
+  return Lease{.owner = req.lease().owner(), .ttl = *ttl};
+}
+
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> HandleFor(Host& host, absl::string_view name) {
   absl::Status valid = ValidateName(name);
   if (!valid.ok()) return valid;
@@ -78,7 +87,7 @@ absl::StatusOr<std::shared_ptr<manager::ProcHandle>> HandleFor(Host& host, absl:
 void FillProc(Host& host, absl::string_view name, const proc::ProcStatus& status, v1::Proc* out) {
   absl::StatusOr<ProcInfo> info = host.Get(name);
   if (info.ok()) {
-    info->status = status;
+    info->status = WithLeaseReason(info->lease, status);
     ToProto(*info, out);
   } else {
     out->set_name(std::string(name));
@@ -194,7 +203,8 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
   absl::StatusOr<manager::SpawnSpec> spec = FromProto(req->spec());
   if (spec.ok()) Authorize(*ctx, *spec);
   absl::StatusOr<Supervision> sup = SupervisionFrom(*req);
-  absl::Status valid = spec.ok() ? sup.status() : spec.status();
+  absl::StatusOr<std::optional<Lease>> lease = LeaseFrom(*req);
+  absl::Status valid = !spec.ok() ? spec.status() : !sup.ok() ? sup.status() : lease.status();
   Caller who = CallerOf(*ctx);
   base::LogEvent(spdlog::level::info, "spawn requested",
                  {{"proc", req->name()},
@@ -209,8 +219,10 @@ grpc::ServerUnaryReactor* HostService::SpawnProc(grpc::CallbackServerContext* ct
   }
   Labels labels(req->labels().begin(), req->labels().end());
   return OnPool<v1::SpawnProcResponse>(
-      pool_, resp, [this, name = req->name(), spec = *std::move(spec), labels, sup = *sup](v1::SpawnProcResponse& out) {
-        absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels, sup);
+      pool_, resp,
+      [this, name = req->name(), spec = *std::move(spec), labels, sup = *sup,
+       lease = *std::move(lease)](v1::SpawnProcResponse& out) {
+        absl::StatusOr<ProcInfo> p = host_.Spawn(name, spec, labels, sup, lease);
         if (opts_.on_spawn_done) opts_.on_spawn_done(p.status());
         if (!p.ok()) return p.status();
         ToProto(*p, out.mutable_proc());
@@ -225,6 +237,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     absl::StatusOr<manager::SpawnSpec> spec;
     Labels labels;
     Supervision sup;
+    std::optional<Lease> lease;
   };
   if (static_cast<size_t>(req->procs_size()) >= kLargeCall) TrimSoon();  // the request's memory, once gRPC frees it
   if (static_cast<size_t>(req->procs_size()) > opts_.max_spawn_batch) {
@@ -250,8 +263,10 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
     if (spec.ok()) Authorize(*ctx, *spec);
     absl::StatusOr<Supervision> sup = SupervisionFrom(r);
     if (!sup.ok()) spec = sup.status();
-    all->push_back(
-        {r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end()), sup.value_or(Supervision{})});
+    absl::StatusOr<std::optional<Lease>> lease = LeaseFrom(r);
+    if (!lease.ok()) spec = lease.status();
+    all->push_back({r.name(), std::move(spec), Labels(r.labels().begin(), r.labels().end()),
+                    sup.value_or(Supervision{}), lease.value_or(std::nullopt)});
   }
   if (req->max_in_flight() < 0) {
     return Answer<v1::SpawnProcsResponse>(ctx, absl::InvalidArgumentError("max_in_flight: must not be negative"));
@@ -273,7 +288,7 @@ grpc::ServerUnaryReactor* HostService::SpawnProcs(grpc::CallbackServerContext* c
         One& one = (*all)[i];
         v1::SpawnResult& r = results[i];
         r.set_name(one.name);
-        absl::StatusOr<ProcInfo> p = one.spec.ok() ? host_.Spawn(one.name, *one.spec, one.labels, one.sup)
+        absl::StatusOr<ProcInfo> p = one.spec.ok() ? host_.Spawn(one.name, *one.spec, one.labels, one.sup, one.lease)
                                                    : absl::StatusOr<ProcInfo>(one.spec.status());
         if (opts_.on_spawn_done) opts_.on_spawn_done(p.status());
         r.set_code(static_cast<int>(p.status().code()));
@@ -552,6 +567,16 @@ grpc::ServerUnaryReactor* HostService::Drain(grpc::CallbackServerContext* ctx, c
   resp->set_was_draining(was);
   resp->set_live_procs(live);
   return Answer<v1::DrainResponse>(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* HostService::RenewLease(grpc::CallbackServerContext* ctx, const v1::RenewLeaseRequest* req,
+                                                  v1::RenewLeaseResponse* resp) {
+  absl::StatusOr<ProcTable::Renewal> r = host_.RenewLease(req->owner());
+  if (r.ok()) {
+    resp->set_procs(r->procs);
+    ToProto(r->expires_at, resp->mutable_expires_at());
+  }
+  return Answer<v1::RenewLeaseResponse>(ctx, r.status());
 }
 
 Caller HostService::CallerOf(grpc::CallbackServerContext& ctx) const {

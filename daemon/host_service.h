@@ -131,6 +131,8 @@ class HostService final : public v1::HostService::CallbackService {
                                         v1::HostInfo* resp) override;
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const v1::DrainRequest* req,
                                   v1::DrainResponse* resp) override;
+  grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* ctx, const v1::RenewLeaseRequest* req,
+                                       v1::RenewLeaseResponse* resp) override;
 
   // WatchProcs streams open now, and the bytes of events queued for them.
   size_t watch_streams() const { return watch_budget_->streams.load(); }

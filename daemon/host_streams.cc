@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -143,16 +144,18 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
     EventStream* stream ABSL_GUARDED_BY(mu) = nullptr;
   };
 
-  // The caller has counted it in budget->streams already.
+  // The caller has counted it in budget->streams already. `lease_hold`: the
+  // HoldLease of the owner the request names, released when the stream ends.
   EventStream(Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req, size_t max_backlog,
-              std::shared_ptr<WatchBudget> budget)
+              std::shared_ptr<WatchBudget> budget, std::optional<uint64_t> lease_hold)
       : QueuedWriter(max_backlog, budget),
         budget_(std::move(budget)),
         host_(host),
         loop_(loop),
         names_(req.names().begin(), req.names().end()),
         group_(req.group()),
-        sink_(std::make_shared<Sink>()) {
+        sink_(std::make_shared<Sink>()),
+        lease_hold_(lease_hold) {
     {
       absl::MutexLock lock(&sink_->mu);
       sink_->stream = this;
@@ -175,7 +178,10 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
       sink_->stream = nullptr;
     }
     // Not inline: this may run under the host's lock, in an event's delivery.
-    loop_.Post([&host = host_, id = sub_] { host.Unsubscribe(id); });
+    loop_.Post([&host = host_, id = sub_, hold = lease_hold_] {
+      host.Unsubscribe(id);
+      if (hold) host.ReleaseLease(*hold);
+    });
     budget_->streams.fetch_sub(1, std::memory_order_relaxed);
     delete this;
   }
@@ -187,6 +193,7 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
   const absl::flat_hash_set<std::string> names_;
   const std::string group_;
   std::shared_ptr<Sink> sink_;
+  const std::optional<uint64_t> lease_hold_;
   uint64_t sub_ = 0;
 };
 
@@ -337,7 +344,16 @@ grpc::ServerWriteReactor<v1::ProcEvent>* HostService::WatchProcs(grpc::CallbackS
         absl::StrCat("too many WatchProcs streams are open (max_watch_streams ", watch_budget_->max_streams,
                      "); close one, or raise --max-watch-streams")));
   }
-  return new EventStream(host_, *timers_, *req, opts_.max_watch_backlog, watch_budget_);
+  std::optional<uint64_t> hold;
+  if (!req->lease_owner().empty()) {
+    absl::StatusOr<uint64_t> h = host_.HoldLease(req->lease_owner());
+    if (!h.ok()) {
+      watch_budget_->streams.fetch_sub(1, std::memory_order_relaxed);
+      return Refuse<v1::ProcEvent>(h.status());
+    }
+    hold = *h;
+  }
+  return new EventStream(host_, *timers_, *req, opts_.max_watch_backlog, watch_budget_, hold);
 }
 
 grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackServerContext*,

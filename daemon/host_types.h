@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "manager/proc_manager.h"
 #include "manager/supervisor.h"
@@ -29,6 +31,36 @@ using manager::Supervision;
 using manager::Supervisor;
 
 using Labels = std::map<std::string, std::string>;
+
+// ProcStatus::reason of a proc hostd ended because its lease ran out.
+inline constexpr absl::string_view kReasonLeaseExpired = "lease expired";
+// A spawn's lease TTL bounds: under a second a renewal could not keep up with a
+// noisy host; past a day the lease stops meaning "the client is still there".
+inline constexpr absl::Duration kMinLeaseTtl = absl::Seconds(1);
+inline constexpr absl::Duration kMaxLeaseTtl = absl::Hours(24);
+
+// A client's claim on a proc (Host::Spawn): unless `owner` renews it
+// (Host::RenewLease, or holds it with Host::HoldLease), the proc is terminated
+// at `expires_at` with reason kReasonLeaseExpired and not restarted.
+struct Lease {
+  std::string owner;  // [A-Za-z0-9][A-Za-z0-9_.-]{0,63}
+  absl::Duration ttl = absl::ZeroDuration();
+  absl::Time expires_at = absl::InfiniteFuture();  // set by the host (now + ttl at spawn and each renewal)
+  bool expired = false;                            // it ran out: the proc is being (or was) terminated
+};
+
+// `s`, saying kReasonLeaseExpired when `lease` ran out and `s` is an end: the
+// reason of a Stopped or Killed status that does not already say who ended it, or
+// before a Failed one's (an adopted proc's exit status may be unknown).
+inline proc::ProcStatus WithLeaseReason(const std::optional<Lease>& lease, proc::ProcStatus s) {
+  if (!lease || !lease->expired || !s.terminal() || absl::StartsWith(s.reason, kReasonLeaseExpired)) return s;
+  if (s.state == proc::ProcState::kFailed) {
+    s.reason = absl::StrCat(kReasonLeaseExpired, "; ", s.reason);
+  } else if (s.reason.empty()) {
+    s.reason = std::string(kReasonLeaseExpired);
+  }
+  return s;
+}
 
 // One proc as the host knows it.
 struct ProcInfo {
@@ -49,6 +81,7 @@ struct ProcInfo {
   // terminal a moment before: a live handle's status is read directly.)
   bool ended = false;
   size_t saved_state_bytes = 0;  // what its next incarnation would start with
+  std::optional<Lease> lease{};  // when spawned with one
 };
 
 // What happened. A proc's life: kSpawned, one kTransition for every status it
@@ -116,6 +149,7 @@ struct HostCounters {
   uint64_t returned = 0;   // messages sent back to their src
   uint64_t dropped = 0;    // returned messages that could not be delivered either
   uint64_t spawned = 0;    // successful spawns
+  uint64_t lease_expirations = 0;  // procs terminated because their lease ran out
 };
 
 }  // namespace hostd::daemon

@@ -27,16 +27,25 @@ constexpr char kSchema[] =
     " cwd TEXT NOT NULL, readiness INTEGER NOT NULL, labels BLOB NOT NULL,"
     " incarnation INTEGER NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL, terminal INTEGER NOT NULL,"
     " pid INTEGER NOT NULL, start_time INTEGER NOT NULL, cgroup TEXT NOT NULL, addr TEXT NOT NULL,"
-    " stdout_log TEXT NOT NULL, stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL)";
+    " stdout_log TEXT NOT NULL, stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL,"
+    " lease_owner TEXT NOT NULL DEFAULT '', lease_ttl_ms INTEGER NOT NULL DEFAULT 0)";
+
+// Columns added after the first schema, for a table an older hostd created.
+constexpr const char* kAddedColumns[] = {
+    "ALTER TABLE procs ADD COLUMN lease_owner TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE procs ADD COLUMN lease_ttl_ms INTEGER NOT NULL DEFAULT 0",
+};
 
 constexpr char kUpsert[] =
     "INSERT OR REPLACE INTO procs (name, program, args, env, inherit_env, cwd, readiness, labels, incarnation,"
-    " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+    " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at, lease_owner,"
+    " lease_ttl_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 
 constexpr char kSelect[] =
     "SELECT name, program, args, env, inherit_env, cwd, readiness, labels, incarnation, state, status, terminal,"
-    " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at FROM procs ORDER BY name";
+    " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at, lease_owner, lease_ttl_ms"
+    " FROM procs ORDER BY name";
 
 // Lists are stored NUL-separated (no element of them can hold a NUL).
 std::string JoinList(const std::vector<std::string>& items) { return absl::StrJoin(items, absl::string_view("\0", 1)); }
@@ -98,6 +107,15 @@ absl::StatusOr<std::unique_ptr<ProcStore>> ProcStore::Open(
       return s;
     }
   }
+  for (const char* sql : kAddedColumns) {
+    // A table this hostd created has them already ("duplicate column name").
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK &&
+        !absl::StartsWith(sqlite3_errmsg(db), "duplicate column name")) {
+      absl::Status s = SqlError(db, sql, path);
+      sqlite3_close(db);
+      return s;
+    }
+  }
   // The WAL and shared-memory files SQLite made take the umask: tighten them too.
   for (const char* suffix : {"-wal", "-shm"}) ::chmod(absl::StrCat(path, suffix).c_str(), 0600);
   std::unique_ptr<ProcStore> store(new ProcStore(path, db, std::move(log_path)));
@@ -149,6 +167,8 @@ absl::Status ProcStore::Load() {
     p.stdout_log = std::string(ColumnText(st, 16));
     p.stderr_log = std::string(ColumnText(st, 17));
     p.updated_at = absl::FromUnixMillis(sqlite3_column_int64(st, 18));
+    p.lease_owner = std::string(ColumnText(st, 19));
+    p.lease_ttl = absl::Milliseconds(sqlite3_column_int64(st, 20));
     identities_[p.name] = Identity{p.pid, p.start_time, p.cgroup};
     loaded_.push_back(std::move(p));
   }
@@ -250,6 +270,8 @@ void ProcStore::Commit(std::vector<std::pair<std::string, std::optional<StoredPr
     BindText(upsert, 17, p.stdout_log.empty() && log_path_ ? log_path_(p.name, false) : p.stdout_log);
     BindText(upsert, 18, p.stderr_log.empty() && log_path_ ? log_path_(p.name, true) : p.stderr_log);
     sqlite3_bind_int64(upsert, 19, absl::ToUnixMillis(p.updated_at));
+    BindText(upsert, 20, p.lease_owner);
+    sqlite3_bind_int64(upsert, 21, absl::ToInt64Milliseconds(p.lease_ttl));
     ok = sqlite3_step(upsert) == SQLITE_DONE;
     sqlite3_reset(upsert);
   }

@@ -4,7 +4,9 @@
 // directory, readiness), labels, incarnation, the table's state (starting, live,
 // restarting, ended) and last status, its pid with the pid's start time and cgroup
 // (manager/proc_identity.h: what proves it is the same process later), its backend
-// address and its log paths. A hostd started with --keep-procs on the same state
+// address, its log paths, and its lease's owner and TTL (not its deadline: an
+// adopted proc's lease is re-armed with a full TTL, since its owner could not
+// renew it while hostd was away). A hostd started with --keep-procs on the same state
 // directory reads it back (Load) to re-adopt what still runs (daemon/adoption.h).
 //
 // Storage: SQLite in WAL mode with synchronous=NORMAL: a crash of hostd (even by
@@ -58,6 +60,8 @@ struct StoredProc {
   std::string addr;         // backend address reported at readiness, empty if none
   std::string stdout_log, stderr_log;
   absl::Time updated_at;
+  std::string lease_owner;  // empty: no lease
+  absl::Duration lease_ttl = absl::ZeroDuration();
 };
 
 class ProcStore {

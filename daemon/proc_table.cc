@@ -73,7 +73,7 @@ ProcRecord* ProcTable::Find(absl::string_view name, uint64_t gen) {
 // ---- Spawning -----------------------------------------------------------------------
 
 absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                                          Supervision supervision) {
+                                          Supervision supervision, std::optional<Lease> lease) {
   uint64_t gen;
   {
     absl::MutexLock lock(&mu_);
@@ -105,7 +105,7 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
       }
     }
     if (it != records_.end()) SetSavedState(*it->second, std::nullopt);
-    std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+    std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
     gen = r->gen;
     records_[name] = std::move(r);
     supervisor_.AddProc(name, supervision);
@@ -158,12 +158,12 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
 }
 
 absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                              std::shared_ptr<manager::ProcHandle> handle) {
+                              std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease) {
   uint64_t gen;
   {
     absl::MutexLock lock(&mu_);
     if (records_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
-    std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+    std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
     gen = r->gen;
     r->incarnation = incarnation;
     ProcRecord& rec = *r;
@@ -178,13 +178,18 @@ absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec&
 }
 
 std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const manager::SpawnSpec& spec,
-                                                 Labels labels) {
+                                                 Labels labels, std::optional<Lease> lease) {
   auto r = std::make_unique<ProcRecord>();
   r->name = name;
   r->gen = next_gen_++;
   r->labels = std::move(labels);
   r->created_at = r->incarnation_started = absl::Now();
   r->spec = spec;
+  r->lease = std::move(lease);
+  if (r->lease) {
+    r->lease->expires_at = r->created_at + r->lease->ttl;
+    r->lease->expired = false;
+  }
   return r;
 }
 
@@ -247,16 +252,18 @@ void ProcTable::OnStatus(const std::string& name, uint64_t gen, const proc::Proc
   ProcRecord* r = Find(name, gen);
   // Starting was published as kSpawned (or kRestarting); an ended or restarting
   // record has applied this incarnation's end already.
-  if (r == nullptr || status.state == proc::ProcState::kStarting || r->status == status ||
-      r->state == ProcRecord::State::kEnded || r->state == ProcRecord::State::kRestarting) {
+  if (r == nullptr) return;
+  const proc::ProcStatus stamped = WithLeaseReason(r->lease, status);
+  if (status.state == proc::ProcState::kStarting || r->status == stamped || r->state == ProcRecord::State::kEnded ||
+      r->state == ProcRecord::State::kRestarting) {
     return;
   }
-  r->status = status;
-  Publish(HostEvent::Kind::kTransition, name, status);
+  r->status = stamped;
+  Publish(HostEvent::Kind::kTransition, name, stamped);
   if (status.state == proc::ProcState::kReady && std::exchange(r->announce_restart, false)) {
     Publish(HostEvent::Kind::kRestarted, name, status);
   }
-  if (status.terminal()) {
+  if (stamped.terminal()) {
     controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
     controller_->OnEnd(*r);                // ends it, or it restarts
     ForgetEnded(opts_.ended_procs_kept);
@@ -303,7 +310,7 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
   bool restarting = r.state == ProcRecord::State::kRestarting;
   return ProcInfo{.name = r.name,
                   .id = id_of_(r.name),
-                  .status = r.handle && !ended && !restarting ? r.handle->status() : r.status,
+                  .status = WithLeaseReason(r.lease, r.handle && !ended && !restarting ? r.handle->status() : r.status),
                   .labels = r.labels,
                   .program = r.spec.program,
                   .args = r.spec.args,
@@ -315,7 +322,8 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
                   .groups = supervisor_.GroupPath(r.name),
                   .restarting = restarting,
                   .ended = ended,
-                  .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0};
+                  .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0,
+                  .lease = r.lease};
 }
 
 absl::StatusOr<ProcInfo> ProcTable::Get(absl::string_view name) const {
@@ -375,6 +383,7 @@ absl::StatusOr<proc::ProcStatus> ProcTable::Stop(absl::string_view name, absl::D
     if (r.state == ProcRecord::State::kRestarting) {
       // No process to stop: it ends here (a start under way is killed by its job).
       r.stop_requested = true;
+      r.status = WithLeaseReason(r.lease, r.status);
       EndRecord(r);
       Publish(HostEvent::Kind::kTerminated, r.name, r.status);
       return r.status;
@@ -415,6 +424,51 @@ bool ProcTable::StopSpawns(std::string why, absl::Time deadline) {
     return spawns_in_flight_ == 0 && controller_->idle();
   };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+// ---- Leases -------------------------------------------------------------------------
+
+namespace {
+// A lease whose deadline counts: its proc is live or restarting, and it has not run out.
+bool Counts(const ProcRecord& r) {
+  return r.lease && !r.lease->expired &&
+         (r.state == ProcRecord::State::kLive || r.state == ProcRecord::State::kRestarting);
+}
+}  // namespace
+
+ProcTable::Renewal ProcTable::RenewLease(absl::string_view owner, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  Renewal out;
+  for (auto& [name, r] : records_) {
+    // A starting proc's lease is renewed too: it counts once the proc is live.
+    bool starting = r->state == ProcRecord::State::kStarting && r->lease && !r->lease->expired;
+    if ((!Counts(*r) && !starting) || r->lease->owner != owner) continue;
+    r->lease->expires_at = now + r->lease->ttl;
+    out.expires_at = std::min(out.expires_at, r->lease->expires_at);
+    ++out.procs;
+  }
+  return out;
+}
+
+absl::Time ProcTable::NextLeaseExpiry() const {
+  absl::MutexLock lock(&mu_);
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [name, r] : records_) {
+    if (Counts(*r)) next = std::min(next, r->lease->expires_at);
+  }
+  return next;
+}
+
+std::vector<std::pair<std::string, Lease>> ProcTable::ExpireLeases(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, Lease>> out;
+  for (auto& [name, r] : records_) {
+    if (!Counts(*r) || r->lease->expires_at > now) continue;
+    r->lease->expired = true;
+    r->stop_requested = true;  // an end from here on is for good
+    out.emplace_back(name, *r->lease);
+  }
+  return out;
 }
 
 // ---- Events -------------------------------------------------------------------------

@@ -77,6 +77,7 @@ struct ProcRecord {
   bool announce_restart = false;             // publish kRestarted once this incarnation's Ready is applied
   std::optional<std::string> handoff_state;  // for the next incarnation, from a requested restart
   std::optional<std::string> saved_state;    // the last ProcRuntime::SaveState
+  std::optional<Lease> lease;                // its client lease (daemon/lease_keeper.h)
 
   bool live() const { return state == State::kLive; }
 };
@@ -104,9 +105,10 @@ class ProcTable {
 
   // A proc a previous hostd ran, taken over by the manager (its handle is Ready):
   // it becomes live under `name` with its route, as if spawned, with `incarnation`
-  // and no restart policy. AlreadyExists if the name is known.
+  // and no restart policy. AlreadyExists if the name is known. A lease is re-armed:
+  // it expires one TTL from now.
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                     std::shared_ptr<manager::ProcHandle> handle);
+                     std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease);
   // A proc a previous hostd ran that is not running now: known as ended with
   // `status` (messages to it bounce with it) until its name is taken again.
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
@@ -119,9 +121,10 @@ class ProcTable {
   void SetIdentity(std::function<proc::ProcId(absl::string_view)> id_of, channel::ChannelAddr backend,
                    std::string host_name);
 
-  // Validated input (the Host facade checks name, labels and policy).
+  // Validated input (the Host facade checks name, labels, policy and lease). A
+  // lease's deadline starts now: one TTL after the spawn was accepted.
   absl::StatusOr<ProcInfo> Spawn(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                                 Supervision supervision);
+                                 Supervision supervision, std::optional<Lease> lease);
   absl::StatusOr<proc::ProcStatus> Stop(absl::string_view name, absl::Duration grace, absl::string_view reason,
                                         bool kill);
   absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
@@ -131,6 +134,21 @@ class ProcTable {
   bool StopSpawns(std::string why, absl::Time deadline);
   int live_procs() const;
   uint64_t spawned() const { return spawned_.load(std::memory_order_relaxed); }
+
+  // Leases (daemon/lease_keeper.h). RenewLease: every live (or restarting) proc of
+  // `owner` whose lease has not run out expires one TTL after `now`; returns how
+  // many and the earliest new deadline (InfiniteFuture for none).
+  struct Renewal {
+    int procs = 0;
+    absl::Time expires_at = absl::InfiniteFuture();
+  };
+  Renewal RenewLease(absl::string_view owner, absl::Time now);
+  // The earliest deadline of a lease not yet run out (InfiniteFuture: none).
+  absl::Time NextLeaseExpiry() const;
+  // Marks every lease past its deadline at `now` as run out and its proc as
+  // stopped for good (no restart policy applies from here); returns them, for
+  // the caller to terminate. A starting proc's lease is left for when it is live.
+  std::vector<std::pair<std::string, Lease>> ExpireLeases(absl::Time now);
 
   using EventFn = std::function<void(const HostEvent&)>;
   uint64_t Subscribe(EventFn fn, bool snapshot);
@@ -186,8 +204,9 @@ class ProcTable {
   std::shared_ptr<Gate> gate_;  // lets handle watchers reach the loop while the table lives
 
   // A record for a new name: its generation, labels, spec, and times of now.
-  std::unique_ptr<ProcRecord> NewRecord(const std::string& name, const manager::SpawnSpec& spec, Labels labels)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A lease given is armed: it expires one TTL from now.
+  std::unique_ptr<ProcRecord> NewRecord(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                        std::optional<Lease> lease = std::nullopt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);

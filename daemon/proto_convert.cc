@@ -82,6 +82,13 @@ void ToProto(const ProcInfo& p, v1::Proc* out) {
   for (const auto& g : p.groups) out->add_groups(g);
   out->set_restarting(p.restarting);
   out->set_saved_state_bytes(p.saved_state_bytes);
+  if (p.lease) {
+    v1::Lease* l = out->mutable_lease();
+    l->set_owner(p.lease->owner);
+    ToProto(p.lease->ttl, l->mutable_ttl());
+    ToProto(p.lease->expires_at, l->mutable_expires_at());
+    l->set_expired(p.lease->expired);
+  }
 }
 
 void ToProto(const ProcEnd& e, v1::ProcEnd* out) {

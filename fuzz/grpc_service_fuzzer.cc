@@ -141,6 +141,7 @@ void Call(const std::string& name, const Message& m) {
   if (name == "WatchProcs") return Streaming<v1::WatchProcsRequest, v1::ProcEvent>(m, &S::WatchProcs);
   if (name == "StreamLogs") return Streaming<v1::StreamLogsRequest, v1::LogChunk>(m, &S::StreamLogs);
   if (name == "Drain") return Unary<v1::DrainRequest, v1::DrainResponse>(m, &S::Drain);
+  if (name == "RenewLease") return Unary<v1::RenewLeaseRequest, v1::RenewLeaseResponse>(m, &S::RenewLease);
   // A method added to the service after this list: the input is not run (add it above).
 }
 

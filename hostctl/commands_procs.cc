@@ -29,6 +29,8 @@ struct SpawnOptions {
   int64_t memory_max = 0, pids_max = 0;
   double cpus = 0;
   std::string cpuset;
+  std::string lease_owner;
+  double lease_ttl = 0;
 };
 
 struct ListOptions {
@@ -55,6 +57,10 @@ struct TerminateAllOptions {
   double grace = 10;
   int max_in_flight = 64;
   std::string reason;
+};
+
+struct LeaseRenewOptions {
+  std::string owner;
 };
 
 struct SendOptions {
@@ -109,6 +115,10 @@ int Spawn(Client& c, const SpawnOptions& o) {
   spec->mutable_limits()->set_cpuset_cpus(o.cpuset);
   one.mutable_labels()->insert(label_map.begin(), label_map.end());
   FillRestart(o.restart, one);
+  if (!o.lease_owner.empty()) {
+    one.mutable_lease()->set_owner(o.lease_owner);
+    *one.mutable_lease()->mutable_ttl() = SecondsToProto(o.lease_ttl);
+  }
   absl::Duration limit = o.ready_timeout > 0 ? absl::Seconds(o.ready_timeout) + absl::Seconds(c.options().timeout_s)
                                              : absl::InfiniteDuration();
   grpc::ClientContext ctx;
@@ -324,6 +334,23 @@ int Send(Client& c, const SendOptions& o) {
   return 0;
 }
 
+int LeaseRenew(Client& c, const LeaseRenewOptions& o) {
+  v1::RenewLeaseRequest req;
+  req.set_owner(o.owner);
+  v1::RenewLeaseResponse resp;
+  grpc::ClientContext ctx;
+  c.Prepare(ctx);
+  grpc::Status s = c.stub().RenewLease(&ctx, req, &resp);
+  if (!s.ok()) return c.Fail(s);
+  if (c.options().json) {
+    PrintJson(resp);
+  } else {
+    printf("renewed %d procs of %s; the first expires at %s\n", resp.procs(), o.owner.c_str(),
+           LocalTime(resp.expires_at()).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 Subcommand AddSpawn(CLI::App& app) {
@@ -358,6 +385,12 @@ Subcommand AddSpawn(CLI::App& app) {
   cli->add_option("--cpus", o->cpus, "cgroup cpu.max as CPUs (1.5)");
   cli->add_option("--pids-max", o->pids_max, "cgroup pids.max: processes and threads at once");
   cli->add_option("--cpuset", o->cpuset, "cgroup cpuset.cpus (0-3,6)");
+  auto* owner = cli->add_option("--lease-owner", o->lease_owner,
+                                 "hold the proc under this client's lease: it is terminated (and not restarted) "
+                                 "once the owner stops renewing it (`hostctl lease renew`)");
+  cli->add_option("--lease-ttl", o->lease_ttl, "with --lease-owner: seconds the lease lasts unrenewed (1 to 86400)")
+      ->needs(owner);
+  owner->needs(cli->get_option("--lease-ttl"));
   AddRestartOptions(cli, o->restart);
   return MakeSubcommand(cli, std::move(o), Spawn);
 }
@@ -410,6 +443,19 @@ Subcommand AddTerminateAll(CLI::App& app) {
   cli->add_option("--max-in-flight", o->max_in_flight, "terminations at once")->capture_default_str();
   cli->add_option("--reason", o->reason, "told to the procs");
   return MakeSubcommand(cli, std::move(o), TerminateAll);
+}
+
+CLI::App* AddLease(CLI::App& app) {
+  CLI::App* lease = app.add_subcommand("lease", "renew a client's lease on its procs");
+  lease->require_subcommand(1);
+  return lease;
+}
+
+Subcommand AddLeaseRenew(CLI::App& lease) {
+  auto o = std::make_unique<LeaseRenewOptions>();
+  CLI::App* cli = lease.add_subcommand("renew", "renew every live proc of a lease owner for one more TTL");
+  cli->add_option("owner", o->owner, "the --lease-owner its procs were spawned with")->required();
+  return MakeSubcommand(cli, std::move(o), LeaseRenew);
 }
 
 Subcommand AddSend(CLI::App& app) {

@@ -1,5 +1,5 @@
 // hostctl's subcommands on procs: `spawn`, `list`, `get`, `wait`, `terminate`,
-// `kill`, `terminate-all` and `send`.
+// `kill`, `terminate-all`, `send` and `lease renew`.
 #ifndef HOSTD_HOSTCTL_COMMANDS_PROCS_H_
 #define HOSTD_HOSTCTL_COMMANDS_PROCS_H_
 
@@ -16,6 +16,9 @@ Subcommand AddTerminate(CLI::App& app);
 Subcommand AddKill(CLI::App& app);
 Subcommand AddTerminateAll(CLI::App& app);
 Subcommand AddSend(CLI::App& app);
+// `lease`, the parent of `lease renew`.
+CLI::App* AddLease(CLI::App& app);
+Subcommand AddLeaseRenew(CLI::App& lease);
 
 }  // namespace hostd::hostctl
 

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   commands.push_back(AddWatch(app));
   commands.push_back(AddLogs(app));
   commands.push_back(AddSend(app));
+  CLI::App* lease = AddLease(app);
+  commands.push_back(AddLeaseRenew(*lease));
   commands.push_back(AddInfo(app));
   commands.push_back(AddDrain(app));
   commands.push_back(AddUpgrade(app));

@@ -80,16 +80,25 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
   }
 }
 
+std::string LeaseSummary(const v1::Proc& p) {
+  if (!p.has_lease()) return "-";
+  const v1::Lease& l = p.lease();
+  if (l.expired()) return absl::StrCat(l.owner(), " (expired)");
+  absl::Time at = absl::FromUnixSeconds(l.expires_at().seconds()) + absl::Nanoseconds(l.expires_at().nanos());
+  absl::Duration left = std::max(absl::ZeroDuration(), absl::Trunc(at - absl::Now(), absl::Seconds(1)));
+  return absl::StrCat(l.owner(), " (", absl::FormatDuration(left), " left)");
+}
+
 void PrintProcTable(const google::protobuf::RepeatedPtrField<v1::Proc>& procs) {
   std::vector<const v1::Proc*> sorted;
   for (const v1::Proc& p : procs) sorted.push_back(&p);
   std::sort(sorted.begin(), sorted.end(),
             [](const v1::Proc* a, const v1::Proc* b) { return NaturalLess(a->name(), b->name()); });
-  std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "PID", "RESTARTS", "AGE", "STATUS"}};
+  std::vector<std::vector<std::string>> rows = {{"NAME", "STATE", "PID", "RESTARTS", "AGE", "LEASE", "STATUS"}};
   for (const v1::Proc* p : sorted) {
     rows.push_back({p->name(), StateName(p->status().state()), absl::StrCat(p->status().pid()),
                     absl::StrCat(p->incarnation() > 0 ? p->incarnation() - 1 : 0), Age(p->created_at()),
-                    p->status().display()});
+                    LeaseSummary(*p), p->status().display()});
   }
   PrintTable(rows);
 }
@@ -106,6 +115,11 @@ void PrintProc(const v1::Proc& p) {
   if (!p.status().addr().empty()) printf("addr:     %s\n", p.status().addr().c_str());
   printf("command:  %s %s\n", p.program().c_str(), absl::StrJoin(p.args(), " ").c_str());
   for (const auto& [k, v] : p.labels()) printf("label:    %s=%s\n", k.c_str(), v.c_str());
+  if (p.has_lease()) {
+    printf("lease:    %s, ttl %s, expires %s\n", LeaseSummary(p).c_str(),
+           absl::FormatDuration(absl::Seconds(p.lease().ttl().seconds())).c_str(),
+           LocalTime(p.lease().expires_at()).c_str());
+  }
   if (!p.status().note().empty()) printf("note:     %s\n", p.status().note().c_str());
   if (!p.status().stderr_tail().empty()) printf("stderr (end):\n%s\n", p.status().stderr_tail().c_str());
   if (p.recent_ends_size() > 0) printf("recent ends (newest first):\n");

@@ -28,7 +28,9 @@ std::string Age(const google::protobuf::Timestamp& t);
 bool NaturalLess(absl::string_view a, absl::string_view b);
 // Rows (the first a header) with each column as wide as its widest cell.
 void PrintTable(const std::vector<std::vector<std::string>>& rows);
-// NAME STATE PID RESTARTS AGE STATUS, one proc a row, names in natural order.
+// A proc's lease: "trainer (25s left)", "trainer (expired)", or "-" without one.
+std::string LeaseSummary(const v1::Proc& p);
+// NAME STATE PID RESTARTS AGE LEASE STATUS, one proc a row, names in natural order.
 void PrintProcTable(const google::protobuf::RepeatedPtrField<v1::Proc>& procs);
 // "2026-12-01T16:05:02.123+00:00": local time with its offset ("-" when unset).
 std::string LocalTime(const google::protobuf::Timestamp& t);

@@ -80,7 +80,7 @@ std::string ProcStatus::ToString() const {
   switch (state) {
     case ProcState::kRunning: return absl::StrCat(name, "(pid ", pid, ")");
     case ProcState::kReady: return absl::StrCat(name, "(", addr ? addr->ToString() : "no address", ")");
-    case ProcState::kStopped: return absl::StrCat(name, "(exit ", exit_code, ")");
+    case ProcState::kStopped: return absl::StrCat(name, "(exit ", exit_code, reason.empty() ? "" : ", ", reason, ")");
     case ProcState::kKilled: {
       const char* abbrev = sigabbrev_np(signal);
       return absl::StrCat(name, "(", abbrev ? absl::StrCat("SIG", abbrev) : absl::StrCat("signal ", signal),

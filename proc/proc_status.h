@@ -54,7 +54,7 @@ struct ProcStatus {
   std::string stderr_tail;                     // Stopped, Killed: the end of the proc's stderr
   int signal = 0;                              // Killed
   bool core_dumped = false;                    // Killed
-  std::string reason;                          // Failed; Killed: who killed it, when known (kReasonOom)
+  std::string reason;                          // Failed; Stopped, Killed: who ended it, when known (kReasonOom)
   std::string note;                            // terminal: worth knowing, not the cause (e.g. output lost)
 
   static ProcStatus Starting() { return {}; }
@@ -67,7 +67,8 @@ struct ProcStatus {
 
   bool terminal() const { return IsTerminal(state); }
   bool was_ready() const { return ready_at != absl::InfinitePast(); }
-  // "Stopped(exit 7)", "Killed(SIGKILL)", "Killed(SIGKILL, oom)", "Ready(unix:@x)", ...; stderr not included.
+  // "Stopped(exit 7)", "Stopped(exit 0, lease expired)", "Killed(SIGKILL, oom)", "Ready(unix:@x)", ...; stderr
+  // not included.
   std::string ToString() const;
 
   friend bool operator==(const ProcStatus&, const ProcStatus&) = default;

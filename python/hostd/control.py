@@ -18,8 +18,12 @@ The address is found as hostctl finds it: the ``target`` argument, else
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from typing import Any, AsyncIterator, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+import threading
+from typing import (Any, AsyncIterator, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import grpc
 import grpc.aio
@@ -98,8 +102,12 @@ def restart_policy(mode: str = "on-failure", *, max_restarts: Optional[int] = No
 def spawn_request(name: str, program: str, args: Sequence[str] = (), *, env: Optional[Mapping[str, str]] = None,
                   inherit_env: Sequence[str] = (), cwd: str = "", readiness: str = "handshake",
                   ready_timeout: Optional[float] = None, labels: Optional[Mapping[str, str]] = None,
-                  restart: Union[str, pb.RestartPolicy, None] = None, group: str = "") -> pb.SpawnProcRequest:
-    """One spawn: ``readiness`` is "handshake" (a hostd proc), "exec" or "notify"."""
+                  restart: Union[str, pb.RestartPolicy, None] = None, group: str = "",
+                  lease: Optional[Tuple[str, float]] = None) -> pb.SpawnProcRequest:
+    """One spawn: ``readiness`` is "handshake" (a hostd proc), "exec" or "notify".
+    ``lease`` is (owner, TTL seconds): the proc is terminated, and not restarted,
+    once the owner has not renewed the lease for the TTL (``renew_lease``,
+    ``hold_lease``)."""
     spec = _set(pb.ProcSpec(program=program, cwd=cwd, readiness=_READINESS[readiness]), args=list(args),
                 inherit_env=list(inherit_env), ready_timeout=_dur(ready_timeout))
     for k, v in (env or {}).items():
@@ -109,6 +117,10 @@ def spawn_request(name: str, program: str, args: Sequence[str] = (), *, env: Opt
     req.labels.update(labels or {})
     if restart is not None:
         req.restart.CopyFrom(restart_policy(restart) if isinstance(restart, str) else restart)
+    if lease is not None:
+        owner, ttl = lease
+        req.lease.owner = owner
+        req.lease.ttl.CopyFrom(_dur(ttl))
     return req
 
 
@@ -133,8 +145,8 @@ class _Requests:
         return _set(pb.TerminateAllRequest(max_in_flight=max_in_flight, reason=reason), grace=_dur(grace))
 
     @staticmethod
-    def watch(names: Sequence[str], group: str, snapshot: bool) -> pb.WatchProcsRequest:
-        return _set(pb.WatchProcsRequest(group=group, snapshot=snapshot), names=list(names))
+    def watch(names: Sequence[str], group: str, snapshot: bool, lease_owner: str = "") -> pb.WatchProcsRequest:
+        return _set(pb.WatchProcsRequest(group=group, snapshot=snapshot, lease_owner=lease_owner), names=list(names))
 
     @staticmethod
     def send(name: str, port: str, payload: Union[bytes, str], reply_timeout: Optional[float],
@@ -239,9 +251,28 @@ class HostClient:
         return self._call("TerminateAll", _Requests.terminate_all(grace, max_in_flight, reason),
                           (grace or 10.0) + 60.0)
 
-    def watch(self, names: Sequence[str] = (), *, group: str = "", snapshot: bool = False) -> Iterator[pb.ProcEvent]:
-        """Lifecycle events as they happen; close the iterator to stop watching."""
-        return self._stream("WatchProcs", _Requests.watch(names, group, snapshot))
+    def watch(self, names: Sequence[str] = (), *, group: str = "", snapshot: bool = False,
+              lease_owner: str = "") -> Iterator[pb.ProcEvent]:
+        """Lifecycle events as they happen; close the iterator to stop watching. With
+        ``lease_owner``, that owner's leases stay renewed while the stream is open."""
+        return self._stream("WatchProcs", _Requests.watch(names, group, snapshot, lease_owner))
+
+    def renew_lease(self, owner: str) -> pb.RenewLeaseResponse:
+        """Renews every live proc of ``owner`` for one more TTL; ProcNotFound if it has none."""
+        return self._call("RenewLease", pb.RenewLeaseRequest(owner=owner))
+
+    @contextlib.contextmanager
+    def hold_lease(self, owner: str) -> Iterator[None]:
+        """Keeps ``owner``'s leases renewed while the block runs (a WatchProcs stream
+        naming it, drained by a thread); its procs outlive the block by one TTL."""
+        call = self._stub.WatchProcs(_Requests.watch((), "", False, owner))
+        drain = threading.Thread(target=lambda: [None for _ in self._iterate(call)], daemon=True)
+        drain.start()
+        try:
+            yield
+        finally:
+            call.cancel()
+            drain.join()
 
     def logs(self, name: str, *, stderr: bool = False, tail_bytes: int = 0, follow: bool = False) -> Iterator[bytes]:
         """The log's bytes in chunks; with ``follow``, until the proc ends for good."""
@@ -349,9 +380,26 @@ class AsyncHostClient:
         return await self._call("TerminateAll", _Requests.terminate_all(grace, max_in_flight, reason),
                                 (grace or 10.0) + 60.0)
 
-    def watch(self, names: Sequence[str] = (), *, group: str = "",
-              snapshot: bool = False) -> AsyncIterator[pb.ProcEvent]:
-        return self._stream("WatchProcs", _Requests.watch(names, group, snapshot))
+    def watch(self, names: Sequence[str] = (), *, group: str = "", snapshot: bool = False,
+              lease_owner: str = "") -> AsyncIterator[pb.ProcEvent]:
+        return self._stream("WatchProcs", _Requests.watch(names, group, snapshot, lease_owner))
+
+    async def renew_lease(self, owner: str) -> pb.RenewLeaseResponse:
+        return await self._call("RenewLease", pb.RenewLeaseRequest(owner=owner))
+
+    @contextlib.asynccontextmanager
+    async def hold_lease(self, owner: str) -> AsyncIterator[None]:
+        """``HostClient.hold_lease`` as an async context manager."""
+        async def drain() -> None:
+            async for _ in self.watch(lease_owner=owner):
+                pass
+        task = asyncio.ensure_future(drain())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def logs(self, name: str, *, stderr: bool = False, tail_bytes: int = 0,
                    follow: bool = False) -> AsyncIterator[bytes]:

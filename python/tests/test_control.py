@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -219,8 +220,36 @@ def test_the_asyncio_client_makes_the_same_calls(host: Hostd) -> None:
             assert (await api.spawn_many([spawn_request("b", TEST_PROC)])).ok == 1
             assert (await api.kill("b")).status.state == pb.PROC_STATE_KILLED
             assert (await api.wait("a", HANG_GUARD)).status.state == pb.PROC_STATE_STOPPED
+            await api.spawn("c", "/bin/sleep", ["600"], readiness="exec", lease=("py-async", 60))
+            assert (await api.renew_lease("py-async")).procs == 1
+            async with api.hold_lease("py-async"):
+                assert (await api.get("c")).lease.owner == "py-async"
             assert (await api.terminate_all(grace=5)).failed == 0
     run(body())
+
+
+def test_a_lease_keeps_its_proc_while_renewed_or_held_and_ends_it_after(host: Hostd) -> None:
+    proc = host.api.spawn("leased", "/bin/sleep", ["600"], readiness="exec", restart="always",
+                          lease=("py-client", 1.0))
+    assert proc.lease.owner == "py-client" and proc.lease.ttl.seconds == 1
+    renewed = None
+    end = time.monotonic() + 3  # three TTLs of renewals
+    while time.monotonic() < end:
+        renewed = host.api.renew_lease("py-client")
+        time.sleep(0.1)
+    assert renewed is not None and renewed.procs == 1
+    assert host.api.get("leased").status.state == pb.PROC_STATE_READY
+    with host.api.hold_lease("py-client"):
+        time.sleep(3)  # three TTLs held by the stream alone
+        assert host.api.get("leased").status.state == pb.PROC_STATE_READY
+    ended = host.api.wait("leased", HANG_GUARD, for_good=True)
+    assert ended.status.reason == "lease expired", ended.status.display
+    assert ended.lease.expired and ended.incarnation == 1
+    with pytest.raises(hostd.ProcNotFound):
+        host.api.renew_lease("py-client")
+    with pytest.raises(hostd.InvalidArgument) as e:
+        host.api.spawn("x", "/bin/true", readiness="exec", lease=("py-client", 0.5))
+    assert "lease.ttl" in e.value.message
 
 
 def test_hostctl_sees_what_the_python_client_spawned(host: Hostd) -> None:

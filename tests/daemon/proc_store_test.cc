@@ -1,3 +1,4 @@
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +61,46 @@ TEST(ProcStoreTest, RowsSurviveAReopenWithTheIdentityOfTheirPid) {
   EXPECT_EQ(a.stderr_log, "/logs/a.stderr");
   EXPECT_EQ(a.addr, "unix:@x");
   EXPECT_EQ(::access(dir.Join("procs.db-wal").c_str(), F_OK), 0) << "not in WAL mode";
+}
+
+// A table an older hostd created, without the lease columns: Open adds them, its
+// rows load with no lease, and leases are kept from then on.
+TEST(ProcStoreTest, ATableWithoutLeaseColumnsIsUpgradedInPlace) {
+  testing::TempDir dir;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.Join("procs.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE procs (name TEXT PRIMARY KEY, program TEXT NOT NULL, args BLOB NOT NULL,"
+                         " env BLOB NOT NULL, inherit_env BLOB NOT NULL, cwd TEXT NOT NULL, readiness INTEGER NOT NULL,"
+                         " labels BLOB NOT NULL, incarnation INTEGER NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL,"
+                         " terminal INTEGER NOT NULL, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,"
+                         " cgroup TEXT NOT NULL, addr TEXT NOT NULL, stdout_log TEXT NOT NULL,"
+                         " stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL);"
+                         "INSERT INTO procs VALUES ('old', '/bin/x', '', '', '', '', 2, '', 1, 'live', 'Ready', 0,"
+                         " 7, 0, '', '', '', '', 0)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  {
+    absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path(), LogPath);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_EQ((*store)->loaded().size(), 1u);
+    EXPECT_EQ((*store)->loaded()[0].name, "old");
+    EXPECT_EQ((*store)->loaded()[0].lease_owner, "");
+    StoredProc leased = Row("leased", getpid());
+    leased.lease_owner = "client";
+    leased.lease_ttl = absl::Seconds(30);
+    (*store)->Record(leased);
+    (*store)->Flush();
+  }
+  absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path(), LogPath);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_EQ((*store)->loaded().size(), 2u);
+  const StoredProc& leased = (*store)->loaded()[0];
+  EXPECT_EQ(leased.name, "leased");
+  EXPECT_EQ(leased.lease_owner, "client");
+  EXPECT_EQ(leased.lease_ttl, absl::Seconds(30));
 }
 
 TEST(ProcStoreTest, ARowWithoutAPidKeepsTheLastOne) {

@@ -1,5 +1,8 @@
 // Lifecycle policies against the real binaries: ranks handed out by a bulk spawn,
-// each name's record of its recent ends, and exit codes no restart policy retries.
+// each name's record of its recent ends, exit codes no restart policy retries, and
+// client leases.
+#include <csignal>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -211,6 +214,211 @@ TEST(PermanentExitCodesTest, AListedExitCodeIsNotRestartedAndSaysWhy) {
   grpc::Status s = h.Spawn(bad, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("restart.permanent_exit_codes: -1 is not an exit code"));
+}
+
+// A `sleep 600` held under `owner`'s lease for `ttl_s` seconds, restarted always:
+// only the lease can end it for good.
+v1::SpawnProcRequest Leased(const std::string& name, const std::string& owner, int64_t ttl_s) {
+  v1::SpawnProcRequest r;
+  r.set_name(name);
+  r.mutable_spec()->set_program("/bin/sleep");
+  r.mutable_spec()->add_args("600");
+  r.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
+  r.mutable_restart()->set_mode(v1::RESTART_MODE_ALWAYS);
+  r.mutable_lease()->set_owner(owner);
+  *r.mutable_lease()->mutable_ttl() = Secs(ttl_s);
+  return r;
+}
+
+// `name` once it has ended for good (the hang guard bounds the wait).
+v1::Proc AwaitEndedForGood(Hostd& h, const std::string& name) {
+  v1::WaitProcRequest req;
+  req.set_name(name);
+  req.set_for_good(true);
+  v1::Proc p;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  grpc::Status s = h.api().WaitProc(&ctx, req, &p);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return p;
+}
+
+grpc::Status Renew(Hostd& h, const std::string& owner, v1::RenewLeaseResponse* resp) {
+  v1::RenewLeaseRequest req;
+  req.set_owner(owner);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  return h.api().RenewLease(&ctx, req, resp);
+}
+
+// Runs `fn` every 100 ms for `d`; the lease tests keep a 1 s TTL renewed this way.
+void Every100msFor(absl::Duration d, const std::function<void()>& fn) {
+  for (absl::Time end = absl::Now() + d; absl::Now() < end;) {
+    fn();
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+void ExpectEndedByItsLease(const v1::Proc& p) {
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_KILLED) << p.status().display();
+  EXPECT_EQ(p.status().signal(), SIGTERM);
+  EXPECT_EQ(p.status().reason(), "lease expired");
+  EXPECT_EQ(p.status().display(), "Killed(SIGTERM, lease expired)");
+  EXPECT_TRUE(p.lease().expired());
+  EXPECT_EQ(p.incarnation(), 1) << "restarted after its lease expired";
+  EXPECT_FALSE(p.restarting());
+}
+
+TEST(LeaseTest, AnUnrenewedLeaseEndsTheProcForGoodDespiteRestartAlways) {
+  Hostd h;
+  grpc::ClientContext watch_ctx;
+  watch_ctx.set_deadline(In(testing::kHangGuard));
+  v1::WatchProcsRequest watch_req;
+  watch_req.add_names("orphan");
+  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> watch = h.api().WatchProcs(&watch_ctx, watch_req);
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h.Spawn(Leased("orphan", "client-a", 1), &spawned).ok());
+  EXPECT_EQ(spawned.proc().lease().owner(), "client-a");
+  EXPECT_EQ(spawned.proc().lease().ttl().seconds(), 1);
+  EXPECT_FALSE(spawned.proc().lease().expired());
+
+  v1::Proc p = AwaitEndedForGood(h, "orphan");
+  ExpectEndedByItsLease(p);
+  EXPECT_TRUE(AwaitGone(spawned.proc().status().pid()));
+  // The event stream says it was terminated, with the reason in its status.
+  v1::ProcEvent e;
+  bool terminated = false;
+  while (!terminated && watch->Read(&e)) {
+    terminated = e.kind() == v1::ProcEvent::KIND_TERMINATED && e.status().reason() == "lease expired";
+  }
+  EXPECT_TRUE(terminated);
+  watch_ctx.TryCancel();
+  // Its owner is gone, and so is the lease: nothing is left to renew.
+  v1::RenewLeaseResponse renewed;
+  EXPECT_EQ(Renew(h, "client-a", &renewed).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(LeaseTest, RenewingKeepsTheProcAlivePastSeveralTtls) {
+  Hostd h;
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h.Spawn(Leased("kept", "client-b", 1), &spawned).ok());
+  v1::RenewLeaseResponse renewed;
+  Every100msFor(absl::Seconds(3), [&] { ASSERT_TRUE(Renew(h, "client-b", &renewed).ok()); });
+  EXPECT_EQ(renewed.procs(), 1);
+  EXPECT_GT(renewed.expires_at().seconds(), absl::ToUnixSeconds(absl::Now()) - 1);
+  v1::Proc p = GetProc(h, "kept");
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_READY) << "ended after 3 TTLs of renewals: " << p.status().display();
+  EXPECT_EQ(p.status().pid(), spawned.proc().status().pid());
+  // Renewals stop: it ends.
+  ExpectEndedByItsLease(AwaitEndedForGood(h, "kept"));
+}
+
+TEST(LeaseTest, AnOpenStreamNamingTheOwnerKeepsTheLeaseUntilItCloses) {
+  Hostd h;
+  auto stream_ctx = std::make_unique<grpc::ClientContext>();
+  stream_ctx->set_deadline(In(testing::kHangGuard));
+  v1::WatchProcsRequest req;
+  req.set_lease_owner("client-c");
+  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> stream = h.api().WatchProcs(stream_ctx.get(), req);
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h.Spawn(Leased("held", "client-c", 1), &spawned).ok());
+  absl::SleepFor(absl::Seconds(3));  // three TTLs with no RenewLease call
+  EXPECT_EQ(GetProc(h, "held").status().state(), v1::PROC_STATE_READY);
+  stream_ctx->TryCancel();
+  (void)stream->Finish();
+  ExpectEndedByItsLease(AwaitEndedForGood(h, "held"));
+}
+
+TEST(LeaseTest, BadLeasesAreRefusedNamingTheField) {
+  Hostd h;
+  struct Case {
+    std::string owner;
+    google::protobuf::Duration ttl;
+    std::string error;
+  };
+  google::protobuf::Duration half;
+  half.set_nanos(500'000'000);
+  for (const Case& c : std::vector<Case>{{"o", half, "lease.ttl: 500ms is not within 1s to 24h"},
+                                         {"o", Secs(25 * 3600), "lease.ttl: 25h is longer than the limit of 24h"},
+                                         {"o", Secs(-1), "lease.ttl"},
+                                         {"", Secs(5), "lease.owner"},
+                                         {"a/b", Secs(5), "lease.owner"}}) {
+    v1::SpawnProcRequest r = Leased("x", c.owner, 1);
+    *r.mutable_lease()->mutable_ttl() = c.ttl;
+    v1::SpawnProcResponse resp;
+    grpc::Status s = h.Spawn(r, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.error;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.error));
+  }
+  v1::RenewLeaseResponse renewed;
+  grpc::Status s = Renew(h, "nobody", &renewed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("lease owner \"nobody\" holds no live proc"));
+  EXPECT_EQ(Renew(h, "bad owner", &renewed).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  v1::WatchProcsRequest req;
+  req.set_lease_owner("bad owner");
+  v1::ProcEvent e;
+  std::unique_ptr<grpc::ClientReader<v1::ProcEvent>> stream = h.api().WatchProcs(&ctx, req);
+  EXPECT_FALSE(stream->Read(&e));
+  s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("lease.owner"));
+}
+
+TEST(LeaseTest, HostctlSpawnsUnderALeaseShowsItAndRenewsIt) {
+  Hostd h;
+  auto [rc, out] =
+      Hostctl(h, "spawn leased /bin/sleep --readiness exec --lease-owner cli --lease-ttl 600 -- 600");
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Hostctl(h, "lease renew cli");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("renewed 1 procs of cli; the first expires at "));
+  std::tie(rc, out) = Hostctl(h, "--json lease renew cli");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("\"procs\":1"));
+  std::tie(rc, out) = Hostctl(h, "get leased");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("lease:    cli ("));
+  EXPECT_THAT(out, HasSubstr("ttl 10m"));
+  std::tie(rc, out) = Hostctl(h, "list");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("LEASE"));
+  EXPECT_THAT(out, HasSubstr("cli ("));
+  std::tie(rc, out) = Hostctl(h, "lease renew nobody");
+  EXPECT_EQ(rc, 3) << out;  // NOT_FOUND
+  std::tie(rc, out) = Hostctl(h, "spawn x /bin/true --lease-owner cli");
+  EXPECT_EQ(rc, 2) << out;  // --lease-owner needs --lease-ttl
+  std::tie(rc, out) = Hostctl(h, "spawn x /bin/true --lease-owner cli --lease-ttl 0.2");
+  EXPECT_EQ(rc, 8) << out;  // INVALID_ARGUMENT
+  EXPECT_THAT(out, HasSubstr("lease.ttl"));
+}
+
+// hostd --keep-procs restarted under a leased proc: the next hostd adopts it with
+// its lease (owner and TTL, re-armed), and the lease still ends it.
+TEST(LeaseTest, AnAdoptedProcKeepsItsLease) {
+  testing::TempDir root;
+  const std::vector<std::string> keep = {"--keep-procs", "--reattach-timeout", "30"};
+  auto h = std::make_unique<Hostd>(keep, root);
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h->Spawn(Leased("adopted", "client-d", 2), &spawned).ok());
+  const pid_t pid = spawned.proc().status().pid();
+  v1::RenewLeaseResponse renewed;
+  ASSERT_TRUE(Renew(*h, "client-d", &renewed).ok());
+  h->Signal(SIGTERM);
+  h = std::make_unique<Hostd>(keep, root);
+  v1::Proc p = GetProc(*h, "adopted");
+  EXPECT_EQ(p.status().pid(), pid);
+  EXPECT_EQ(p.lease().owner(), "client-d");
+  EXPECT_EQ(p.lease().ttl().seconds(), 2);
+  EXPECT_FALSE(p.lease().expired());
+  // Its exit status is its parent's, the previous hostd: the end is known, not how.
+  p = AwaitEndedForGood(*h, "adopted");
+  EXPECT_TRUE(p.lease().expired());
+  EXPECT_THAT(p.status().reason(), HasSubstr("lease expired"));
+  EXPECT_FALSE(p.restarting());
+  EXPECT_TRUE(AwaitGone(pid));
 }
 
 }  // namespace

@@ -310,5 +310,41 @@ TEST(OperationsTest, HttpOnANonLoopbackAddressIsRefusedSayingHowToAllowIt) {
   EXPECT_THAT(out, HasSubstr("--http-allow-remote"));
 }
 
+// A proc whose client lease ran out: one "lease expired" line naming it and its
+// owner, and the counter moves by one.
+TEST(OperationsTest, AnExpiredLeaseIsLoggedOnceAndCounted) {
+  Hostd h({"--http", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"}, {}, /*log_to_file=*/true);
+  std::string http = HttpAddr(h);
+  ASSERT_FALSE(http.empty()) << "no \"hostd ready\" line with the HTTP address";
+  EXPECT_EQ(ScrapeMetrics(h, http).Of("hostd_lease_expirations_total"), 0);
+  v1::SpawnProcRequest req;
+  req.set_name("leased");
+  req.mutable_spec()->set_program("/bin/sleep");
+  req.mutable_spec()->add_args("600");
+  req.mutable_spec()->set_readiness(v1::READINESS_MODE_EXEC);
+  req.mutable_lease()->set_owner("gone-client");
+  *req.mutable_lease()->mutable_ttl() = Secs(1);
+  v1::SpawnProcResponse spawned;
+  ASSERT_TRUE(h.Spawn(req, &spawned).ok());
+  v1::WaitProcRequest wait;
+  wait.set_name("leased");
+  wait.set_for_good(true);
+  v1::Proc p;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  ASSERT_TRUE(h.api().WaitProc(&ctx, wait, &p).ok());
+  EXPECT_EQ(p.status().reason(), "lease expired");
+  EXPECT_EQ(ScrapeMetrics(h, http).Of("hostd_lease_expirations_total"), 1);
+  int lines = 0;
+  for (const Json& j : LogLines(h)) {
+    if (j.value("msg", "") != "lease expired") continue;
+    ++lines;
+    EXPECT_EQ(j.value("proc", ""), "leased");
+    EXPECT_EQ(j.value("owner", ""), "gone-client");
+    EXPECT_EQ(j.value("ttl_ms", 0), 1000);
+  }
+  EXPECT_EQ(lines, 1);
+}
+
 }  // namespace
 }  // namespace hostd
