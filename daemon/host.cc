@@ -96,14 +96,18 @@ Host::~Host() {
   router_.reset();
 }
 
-void Host::SetRecorder(
-    std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder) {
-  table_->SetRecorder(std::move(recorder));
+void Host::SetRecorder(ProcRecorder recorder, GroupRecorder group_recorder) {
+  table_->SetRecorder(std::move(recorder), std::move(group_recorder));
 }
 
-absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                         std::shared_ptr<manager::ProcHandle> handle) {
-  return table_->Adopt(name, spec, std::move(labels), incarnation, std::move(handle));
+absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                         const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle) {
+  return table_->Adopt(name, spec, std::move(labels), supervision, incarnation, std::move(handle));
+}
+
+absl::Status Host::RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                     const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
+  return table_->RestoreRestarting(name, spec, std::move(labels), supervision, incarnation, status);
 }
 
 void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
@@ -192,7 +196,9 @@ manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_
   return table_->TerminateChildren(grace, max_in_flight, reason);
 }
 
-bool Host::StopSpawns(std::string why, absl::Time deadline) { return table_->StopSpawns(std::move(why), deadline); }
+bool Host::StopSpawns(std::string why, absl::Time deadline, bool hand_over) {
+  return table_->StopSpawns(std::move(why), deadline, hand_over);
+}
 
 void Host::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,
                       absl::Duration reply_timeout, absl::AnyInvocable<void(absl::StatusOr<Reply>)> done) {
