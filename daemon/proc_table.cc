@@ -191,6 +191,7 @@ absl::Status ProcTable::RestoreRestarting(const std::string& name, const manager
   supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
   ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
   Publish(HostEvent::Kind::kSpawned, name, status);
+  controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
   controller_->ResumeRestart(rec);
   return absl::OkStatus();
 }
