@@ -1,5 +1,7 @@
 #include "daemon/adoption.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/log.h"
@@ -32,43 +34,62 @@ manager::AdoptRequest RequestOf(const StoredProc& row) {
   std::vector<std::string> argv = {row.spec.program};
   argv.insert(argv.end(), row.spec.args.begin(), row.spec.args.end());
   req.command = absl::StrJoin(argv, " ");
+  req.mark_serial = row.mark_serial;
   return req;
 }
 
 }  // namespace
 
-void RecordInto(Host& host, ProcStore& store) {
-  host.SetRecorder([&store](const std::string& name, const ProcRecord* r, const proc::ProcStatus& status) {
-    if (r == nullptr) return store.Forget(name);
-    StoredProc p;
-    p.name = name;
-    p.spec.program = r->spec.program;
-    p.spec.args = r->spec.args;
-    p.spec.env = r->spec.env;
-    p.spec.inherit_env = r->spec.inherit_env;
-    p.spec.cwd = r->spec.cwd;
-    p.spec.readiness = r->spec.readiness;
-    p.labels = r->labels;
-    p.incarnation = r->incarnation;
-    p.state = StateName(r->state);
-    p.status = status.ToString();
-    p.terminal = status.terminal();
-    p.pid = status.pid;
-    if (status.addr.has_value()) p.addr = status.addr->ToString();
-    p.updated_at = absl::Now();
-    if (r->lease) {
-      p.lease_owner = r->lease->owner;
-      p.lease_ttl = r->lease->ttl;
-    }
-    store.Record(std::move(p));
-  });
+void RecordInto(Host& host, ProcStore& store, std::function<std::string(const std::string&, bool)> log_path) {
+  host.SetRecorder(
+      [&store, log_path = std::move(log_path)](const std::string& name, const ProcRecord* r,
+                                                const Supervision* supervision, const proc::ProcStatus& status) {
+        if (r == nullptr) return store.Forget(name);
+        StoredProc p;
+        p.name = name;
+        p.spec.program = r->spec.program;
+        p.spec.args = r->spec.args;
+        p.spec.env = r->spec.env;
+        p.spec.inherit_env = r->spec.inherit_env;
+        p.spec.cwd = r->spec.cwd;
+        p.spec.readiness = r->spec.readiness;
+        p.spec.limits = r->spec.limits;
+        p.labels = r->labels;
+        if (supervision != nullptr) p.supervision = *supervision;
+        p.incarnation = r->incarnation;
+        p.state = StateName(r->state);
+        p.status = status.ToString();
+        p.terminal = status.terminal();
+        p.pid = status.pid;
+        if (r->handle != nullptr) p.mark_serial = r->handle->mark_serial();
+        if (status.addr.has_value()) p.addr = status.addr->ToString();
+        p.stdout_log = log_path(name, false);
+        p.stderr_log = log_path(name, true);
+        p.updated_at = absl::Now();
+        if (r->lease) {
+          p.lease_owner = r->lease->owner;
+          p.lease_ttl = r->lease->ttl;
+        }
+        store.Record(std::move(p));
+      },
+      [&store](const std::string& name, const GroupSpec* spec) {
+        store.RecordGroup(name, spec != nullptr ? std::optional<GroupSpec>(*spec) : std::nullopt);
+      });
 }
 
-AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, manager::ProcessProcManager& mgr, Host& host,
-                            ProcStore& store) {
+AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vector<StoredGroup>& groups,
+                            manager::ProcessProcManager& mgr, Host& host, ProcStore& store) {
+  for (const StoredGroup& g : groups) {
+    absl::Status s = host.CreateGroup(g.name, g.spec);
+    if (!s.ok()) base::Log().warn("group {} not restored: {}", g.name, s.message());
+  }
+  uint64_t last_serial = 0;
+  for (const StoredProc& row : rows) last_serial = std::max(last_serial, row.mark_serial);
+  mgr.ReserveMarkSerials(last_serial);
   AdoptionSummary sum;
   for (const StoredProc& row : rows) {
-    if (row.terminal || row.state == "ended") {
+    // A restarting row carries its last incarnation's end: it is still restarted.
+    if (row.state == "ended" || (row.terminal && row.state != "restarting")) {
       store.Forget(row.name);
       continue;
     }
@@ -81,7 +102,7 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, manager::Proces
     if (h.ok() && live) {
       std::optional<Lease> lease;
       if (!row.lease_owner.empty()) lease = Lease{.owner = row.lease_owner, .ttl = row.lease_ttl};
-      absl::Status s = host.Adopt(row.name, row.spec, row.labels, row.incarnation, *h, std::move(lease));
+      absl::Status s = host.Adopt(row.name, row.spec, row.labels, row.supervision, row.incarnation, *h, std::move(lease));
       if (s.ok()) {
         ++sum.adopted;
         base::Log().info("proc={} pid={} re-adopted (incarnation {})", row.name, row.pid, row.incarnation);
@@ -89,6 +110,19 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, manager::Proces
       }
       (void)(*h)->Kill();  // known twice: cannot happen with one row per name; never leave it unwatched
       why = absl::StrCat("could not be re-adopted: ", s.message());
+    } else if (row.state == "restarting") {
+      // The old hostd's launch of the next incarnation, if any, never reported
+      // ready to this one: it goes, and the restart begins again.
+      if (h.ok()) (void)(*h)->Kill();
+      absl::Status s = host.RestoreRestarting(
+          row.name, row.spec, row.labels, row.supervision, row.incarnation,
+          proc::ProcStatus::Failed(absl::StrCat("incarnation ", row.incarnation, " ended; hostd restarted meanwhile")));
+      if (s.ok()) {
+        ++sum.restarted;
+        base::Log().info("proc={} restarting again (after incarnation {})", row.name, row.incarnation);
+        continue;
+      }
+      why = absl::StrCat("was restarting when hostd went down; not restarted: ", s.message());
     } else if (h.ok()) {
       (void)(*h)->Kill();
       ++sum.killed;

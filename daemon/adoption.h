@@ -3,18 +3,24 @@
 // --keep-procs, a crash, SIGKILL, or `hostctl upgrade`).
 //
 // RecordInto feeds the durable table (daemon/proc_store.h) from the Host's
-// lifecycle events. AdoptStored goes through the rows the table held at start:
+// lifecycle events and group changes. AdoptStored first creates the groups the
+// table held at start again (each after its parent), then goes through its procs:
 //   - a live row whose process is still the same one (pid, its start time, and
 //     cgroup when it had one: ProcessProcManager::Adopt) is adopted: it is live
-//     again under its name, with its incarnation, route and logs (appended to),
-//     watched by pidfd; no restart policy is restored (it is not restarted); its
-//     lease, if it had one, keeps owner and TTL and expires one TTL after adoption;
+//     again under its name, with its incarnation, spec (its limits included),
+//     labels, restart policy and group, route and logs (appended to), watched by
+//     pidfd, its escaped descendants still found by its ProcMark; its lease, if it
+//     had one, keeps owner and TTL and expires one TTL after adoption;
 //   - a live row whose process is gone becomes an ended proc with
 //     Failed{ended while hostd was down}; one whose pid now names another process
 //     (a different start time or cgroup) is never touched and ends the same way,
 //     saying so;
-//   - a starting or restarting row (its readiness report went with the old hostd)
-//     is killed if it is still the same process, and ends Failed saying why;
+//   - a restarting row (its last incarnation ended, the next was on the way) is
+//     restarted under its restart policy, its next incarnation started at once (a
+//     launch the old hostd had begun is killed first: its readiness report went
+//     with the old hostd);
+//   - a starting row (its first launch) is killed if it is still the same
+//     process, and ends Failed saying why;
 //   - rows of procs that had already ended are dropped.
 // Each name is adopted at most once (the table refuses a known name), and no row is
 // adopted without the identity check.
@@ -35,15 +41,18 @@ struct AdoptionSummary {
   int adopted = 0;    // running again under this hostd
   int ended = 0;      // gone while hostd was down
   int strangers = 0;  // pid reused by another process: not adopted
-  int killed = 0;     // were starting or restarting: killed
+  int killed = 0;     // were starting: killed
+  int restarted = 0;  // were restarting: restarting again
 };
 
-// Makes `host` record every proc's lifecycle in `store`. `store` outlives `host`.
-void RecordInto(Host& host, ProcStore& store);
+// Makes `host` record every proc's lifecycle, and every group, in `store`;
+// `log_path(name, stderr)` names a proc's logs in its row. `store` outlives `host`.
+void RecordInto(Host& host, ProcStore& store, std::function<std::string(const std::string&, bool)> log_path);
 
-// Adopts what `rows` (ProcStore::loaded) say still runs; see the file comment.
-AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, manager::ProcessProcManager& mgr, Host& host,
-                            ProcStore& store);
+// Restores `groups` and adopts what `rows` say still runs (ProcStore::loaded_groups
+// and loaded); see the file comment.
+AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vector<StoredGroup>& groups,
+                            manager::ProcessProcManager& mgr, Host& host, ProcStore& store);
 
 }  // namespace hostd::daemon
 

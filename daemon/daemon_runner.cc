@@ -314,20 +314,21 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   // The durable proc table: what a hostd with --keep-procs re-adopts next time.
   std::unique_ptr<ProcStore> store;
   if (pm != nullptr) {
-    absl::StatusOr<std::unique_ptr<ProcStore>> opened =
-        ProcStore::Open(cfg.state_dir, [pm](const std::string& name, bool err) { return pm->LogPath(name, err); });
+    absl::StatusOr<std::unique_ptr<ProcStore>> opened = ProcStore::Open(cfg.state_dir);
     if (!opened.ok()) return opened.status();
     store = *std::move(opened);
-    RecordInto(**host, *store);
+    RecordInto(**host, *store, [pm](const std::string& name, bool err) { return pm->LogPath(name, err); });
     if (cfg.keep_procs) {
-      AdoptionSummary a = AdoptStored(store->loaded(), *pm, **host, *store);
+      AdoptionSummary a = AdoptStored(store->loaded(), store->loaded_groups(), *pm, **host, *store);
       base::Log().info(
-          "durable proc table {}: {} procs recorded, {} re-adopted, {} ended while hostd was down, {} "
-          "pids reused by other processes (not adopted), {} killed mid-start",
-          store->path(), a.rows, a.adopted, a.ended, a.strangers, a.killed);
+          "durable proc table {}: {} procs recorded, {} re-adopted, {} restarting again, {} ended while hostd was "
+          "down, {} pids reused by other processes (not adopted), {} killed mid-start",
+          store->path(), a.rows, a.adopted, a.restarted, a.ended, a.strangers, a.killed);
     } else {
-      // Without --keep-procs the previous hostd's procs died with it.
+      // Without --keep-procs the previous hostd's procs died with it, and so did
+      // its groups.
       for (const StoredProc& row : store->loaded()) store->Forget(row.name);
+      for (const StoredGroup& g : store->loaded_groups()) store->RecordGroup(g.name, std::nullopt);
     }
   }
 
@@ -410,7 +411,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                      (*host)->live_procs());
     (void)SdNotify(upgrade.empty() ? "STOPPING=1" : "RELOADING=1");
     SetHealth(*server, false);
-    (*host)->StopSpawns("hostd is handing its procs over to the next hostd", absl::Now() + absl::Seconds(10));
+    (*host)->StopSpawns("hostd is handing its procs over to the next hostd", absl::Now() + absl::Seconds(10),
+                        /*hand_over=*/true);
     if (http) http->Stop();
     control->StopAccepting();  // none is handed to a server shutting down
     server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));

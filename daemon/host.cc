@@ -117,17 +117,23 @@ Host::~Host() {
   router_.reset();
 }
 
-void Host::SetRecorder(
-    std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder) {
-  table_->SetRecorder(std::move(recorder));
+void Host::SetRecorder(ProcRecorder recorder, GroupRecorder group_recorder) {
+  table_->SetRecorder(std::move(recorder), std::move(group_recorder));
 }
 
-absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                         std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease) {
+absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                         const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
+                         std::optional<Lease> lease) {
   const bool leased = lease.has_value();
-  absl::Status s = table_->Adopt(name, spec, std::move(labels), incarnation, std::move(handle), std::move(lease));
+  absl::Status s =
+      table_->Adopt(name, spec, std::move(labels), supervision, incarnation, std::move(handle), std::move(lease));
   if (leased) leases_->Wake();
   return s;
+}
+
+absl::Status Host::RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                     const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
+  return table_->RestoreRestarting(name, spec, std::move(labels), supervision, incarnation, status);
 }
 
 void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
@@ -232,11 +238,11 @@ manager::TerminateSummary Host::TerminateChildren(absl::Duration grace, int max_
   return table_->TerminateChildren(grace, max_in_flight, reason);
 }
 
-bool Host::StopSpawns(std::string why, absl::Time deadline) {
+bool Host::StopSpawns(std::string why, absl::Time deadline, bool hand_over) {
   // No lease expires from here on: a hostd handing its procs over leaves their
   // leases to the next one (which re-arms them), and one shutting down ends them.
   leases_->Shutdown();
-  return table_->StopSpawns(std::move(why), deadline);
+  return table_->StopSpawns(std::move(why), deadline, hand_over);
 }
 
 void Host::SendToProc(const std::string& name, const std::string& port, std::string payload, absl::Duration timeout,

@@ -161,8 +161,10 @@ class Host {
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   // Later spawns, and restarts, fail with Unavailable carrying `why`, and no lease
   // expires any more; returns once no spawn or restart is in flight or at
-  // `deadline` (false then).
-  bool StopSpawns(std::string why, absl::Time deadline);
+  // `deadline` (false then). With `hand_over` (the procs are left to the next
+  // hostd) a proc whose restart is called off stays restarting, for the next hostd
+  // to restart; otherwise it ends.
+  bool StopSpawns(std::string why, absl::Time deadline, bool hand_over = false);
 
   // Sends `payload` to `name`'s port from a mailbox of the host itself. `done` runs
   // once (on the host's loop thread): OK with no reply when the proc's link
@@ -181,13 +183,16 @@ class Host {
   void Unsubscribe(uint64_t id);
 
   // The durable proc table's feed and hostd's re-adoption after a restart
-  // (daemon/adoption.h); see ProcTable::SetRecorder, Adopt and RestoreEnded.
-  void SetRecorder(
-      std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)> recorder);
-  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                     std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease = std::nullopt);
+  // (daemon/adoption.h); see ProcTable::SetRecorder, Adopt, RestoreEnded and
+  // RestoreRestarting.
+  void SetRecorder(ProcRecorder recorder, GroupRecorder group_recorder);
+  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                     const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
+                     std::optional<Lease> lease = std::nullopt);
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                     const proc::ProcStatus& status);
+  absl::Status RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                 const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
 
   // A hand-over to the next hostd (hostd --keep-procs): closes the frontend and
   // backend listeners (gracefully: every dialer is told, so what it has not had

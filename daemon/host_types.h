@@ -5,6 +5,7 @@
 #define HOSTD_DAEMON_HOST_TYPES_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -61,6 +62,13 @@ inline proc::ProcStatus WithLeaseReason(const std::optional<Lease>& lease, proc:
   }
   return s;
 }
+struct ProcRecord;  // daemon/proc_table.h
+// What the durable proc table is fed (ProcTable::SetRecorder says when and how):
+// a proc's record and supervision (null once its name is forgotten) with the
+// status its event carries; a group's spec when created, null when removed.
+using ProcRecorder = std::function<void(const std::string& name, const ProcRecord* record,
+                                        const Supervision* supervision, const proc::ProcStatus& status)>;
+using GroupRecorder = std::function<void(const std::string& name, const GroupSpec* spec)>;
 
 // One proc as the host knows it.
 struct ProcInfo {
@@ -70,6 +78,7 @@ struct ProcInfo {
   Labels labels{};
   std::string program{};
   std::vector<std::string> args{};
+  manager::CgroupLimits limits{};  // as its spawn asked (hostd's defaults fill what it left unset)
   absl::Time created_at{};
   std::shared_ptr<manager::ProcHandle> handle{};  // null while starting or restarting
   int incarnation = 1;                            // 1, then +1 for each start after the first

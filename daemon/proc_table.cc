@@ -126,7 +126,7 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
                         .incarnation = 1,
                         .detail = why});
       records_.erase(name);
-      if (recorder_) recorder_(name, nullptr, proc::ProcStatus::Failed(why));
+      if (recorder_) recorder_(name, nullptr, nullptr, proc::ProcStatus::Failed(why));
       supervisor_.RemoveProc(name);
       ToRouter([name, gen, note = absl::StrCat("proc \"", name, "\" failed to start: ", why)](Router& router) {
         router.Abandon(name, gen, note);
@@ -157,7 +157,8 @@ absl::StatusOr<ProcInfo> ProcTable::Spawn(const std::string& name, const manager
       .name = name, .id = id_of_(name), .status = h->status(), .program = spec.program, .args = spec.args, .handle = h};
 }
 
-absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                              const Supervision& supervision, int incarnation,
                               std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease) {
   uint64_t gen;
   {
@@ -168,13 +169,39 @@ absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec&
     r->incarnation = incarnation;
     ProcRecord& rec = *r;
     records_[name] = std::move(r);
-    supervisor_.AddProc(name, Supervision{});
+    supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
     ToRouter([name, gen](Router& router) { router.Open(name, gen); });
     Publish(HostEvent::Kind::kSpawned, name, proc::ProcStatus::Starting());
     Activate(rec, handle);
   }
   Follow(name, gen, handle);
   return absl::OkStatus();
+}
+
+absl::Status ProcTable::RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                          const Supervision& supervision, int incarnation,
+                                          const proc::ProcStatus& status) {
+  absl::MutexLock lock(&mu_);
+  if (records_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
+  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+  r->incarnation = incarnation;
+  r->status = status;
+  ProcRecord& rec = *r;
+  records_[name] = std::move(r);
+  supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
+  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
+  Publish(HostEvent::Kind::kSpawned, name, status);
+  controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
+  controller_->ResumeRestart(rec);
+  return absl::OkStatus();
+}
+
+Supervision ProcTable::KnownGroupOnly(const std::string& name, Supervision supervision) const {
+  if (absl::Status s = supervisor_.CheckJoin(supervision.group); !s.ok()) {
+    base::Log().warn("proc={} re-adopted outside its group {}: {}", name, supervision.group, s.message());
+    supervision.group.clear();
+  }
+  return supervision;
 }
 
 std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const manager::SpawnSpec& spec,
@@ -314,6 +341,7 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
                   .labels = r.labels,
                   .program = r.spec.program,
                   .args = r.spec.args,
+                  .limits = r.spec.limits,
                   .created_at = r.created_at,
                   .handle = restarting ? nullptr : r.handle,
                   .incarnation = r.incarnation,
@@ -416,9 +444,10 @@ manager::TerminateSummary ProcTable::TerminateChildren(absl::Duration grace, int
   return summary;
 }
 
-bool ProcTable::StopSpawns(std::string why, absl::Time deadline) {
+bool ProcTable::StopSpawns(std::string why, absl::Time deadline, bool hand_over) {
   absl::MutexLock lock(&mu_);
   stopped_why_ = why.empty() ? "stopping" : std::move(why);
+  handing_over_ = hand_over;
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
     return spawns_in_flight_ == 0 && controller_->idle();
@@ -488,8 +517,9 @@ void ProcTable::Publish(HostEvent e) {
   for (auto& [id, fn] : subscribers_) fn(e);
   if (recorder_ && !e.is_group) {
     auto it = records_.find(e.name);
-    recorder_(e.name, e.kind == HostEvent::Kind::kRemoved || it == records_.end() ? nullptr : it->second.get(),
-              e.status);
+    const bool gone = e.kind == HostEvent::Kind::kRemoved || it == records_.end();
+    std::optional<Supervision> sup = gone ? std::nullopt : supervisor_.SupervisionOf(e.name);
+    recorder_(e.name, gone ? nullptr : it->second.get(), sup.has_value() ? &*sup : nullptr, e.status);
   }
 }
 

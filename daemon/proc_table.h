@@ -95,24 +95,33 @@ class ProcTable {
   ProcTable(const ProcTable&) = delete;
   ProcTable& operator=(const ProcTable&) = delete;
 
-  // Told of every proc's lifecycle event under the table's lock (so in order; it
-  // must only queue): the record (null once the name is forgotten) and the status
-  // the event carries. The durable table (daemon/proc_store.h) is fed this way.
-  using Recorder =
-      std::function<void(const std::string& name, const ProcRecord* record, const proc::ProcStatus& status)>;
-  // Set once, before the first Spawn or Adopt.
-  void SetRecorder(Recorder recorder) { recorder_ = std::move(recorder); }
+  // `recorder` is told of every proc's lifecycle event and `group_recorder` of
+  // every group created or removed, under the table's lock (so in order; they must
+  // only queue). The durable table (daemon/proc_store.h) is fed this way. Set
+  // once, before the first Spawn, Adopt or CreateGroup.
+  void SetRecorder(ProcRecorder recorder, GroupRecorder group_recorder) {
+    recorder_ = std::move(recorder);
+    group_recorder_ = std::move(group_recorder);
+  }
 
   // A proc a previous hostd ran, taken over by the manager (its handle is Ready):
   // it becomes live under `name` with its route, as if spawned, with `incarnation`
-  // and no restart policy. AlreadyExists if the name is known. A lease is re-armed:
-  // it expires one TTL from now.
-  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                     std::shared_ptr<manager::ProcHandle> handle, std::optional<Lease> lease);
+  // and `supervision` (its restart policy and group, which must exist; none if it
+  // does not: the group is dropped, saying so). AlreadyExists if the name is known.
+  // A lease is re-armed: it expires one TTL from now.
+  absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                     const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
+                     std::optional<Lease> lease);
   // A proc a previous hostd ran that is not running now: known as ended with
   // `status` (messages to it bounce with it) until its name is taken again.
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                     const proc::ProcStatus& status);
+  // A supervised proc a previous hostd was restarting when it went down (`status`:
+  // why its last incarnation, `incarnation`, ended): restarting again, under
+  // `supervision`, its next incarnation started by the supervision controller at
+  // once (a kRestarting event says so). AlreadyExists if the name is known.
+  absl::Status RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                 const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
 
   // Set once by the Host, before the first Spawn.
   void SetController(SupervisionController* controller) { controller_ = controller; }
@@ -131,7 +140,7 @@ class ProcTable {
   std::vector<ProcInfo> List() const;
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
   manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
-  bool StopSpawns(std::string why, absl::Time deadline);
+  bool StopSpawns(std::string why, absl::Time deadline, bool hand_over);
   int live_procs() const;
   uint64_t spawned() const { return spawned_.load(std::memory_order_relaxed); }
 
@@ -197,7 +206,8 @@ class ProcTable {
   Router& router_;
   const Options opts_;
   SupervisionController* controller_ = nullptr;
-  Recorder recorder_;
+  ProcRecorder recorder_;
+  GroupRecorder group_recorder_;
   std::function<proc::ProcId(absl::string_view)> id_of_;
   channel::ChannelAddr backend_ = channel::ChannelAddr::Local(0);
   std::string host_name_;
@@ -207,6 +217,9 @@ class ProcTable {
   // A lease given is armed: it expires one TTL from now.
   std::unique_ptr<ProcRecord> NewRecord(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                                         std::optional<Lease> lease = std::nullopt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `supervision` without its group if the proc cannot join it (logged).
+  Supervision KnownGroupOnly(const std::string& name, Supervision supervision) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
@@ -215,6 +228,7 @@ class ProcTable {
   size_t saved_state_total_ ABSL_GUARDED_BY(mu_) = 0;  // of every record's saved_state
   int spawns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::string stopped_why_ ABSL_GUARDED_BY(mu_);
+  bool handing_over_ ABSL_GUARDED_BY(mu_) = false;  // StopSpawns for a hand-over
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_subscriber_ ABSL_GUARDED_BY(mu_) = 1;

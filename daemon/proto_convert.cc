@@ -75,6 +75,13 @@ void ToProto(const ProcInfo& p, v1::Proc* out) {
   for (const auto& [k, v] : p.labels) (*out->mutable_labels())[k] = v;
   out->set_program(p.program);
   for (const auto& a : p.args) out->add_args(a);
+  if (!p.limits.empty()) {
+    v1::ResourceLimits* limits = out->mutable_limits();
+    limits->set_memory_max_bytes(p.limits.memory_max);
+    limits->set_cpus(p.limits.cpus);
+    limits->set_pids_max(p.limits.pids_max);
+    limits->set_cpuset_cpus(p.limits.cpuset_cpus);
+  }
   ToProto(p.created_at, out->mutable_created_at());
   out->set_incarnation(p.incarnation);
   ToProto(p.incarnation_started, out->mutable_incarnation_started_at());

@@ -60,6 +60,15 @@ void SupervisionController::MarkRestarting(Record& r) {
   table_.ToRouter([name = r.name](Router& router) { router.Restart(name); });
 }
 
+void SupervisionController::ResumeRestart(Record& r) {
+  MarkRestarting(r);
+  table_.Publish(HostEvent{.kind = HostEvent::Kind::kRestarting,
+                           .name = r.name,
+                           .status = r.status,
+                           .detail = "it was restarting when the previous hostd went down"});
+  Submit(Job{.epoch = restart_epoch_, .stop = {}, .start = {r.name}, .delay = absl::ZeroDuration()});
+}
+
 void SupervisionController::OnEnd(Record& r) {
   const std::string name = r.name;
   if (r.stop_requested || shut_down_) {
@@ -205,7 +214,9 @@ void SupervisionController::StartIncarnation(const std::string& name, uint64_t e
     if (it == table_.records_.end() || it->second->state != State::kRestarting || it->second->spawning) return;
     Record& r = *it->second;
     if (Cancelled(epoch)) {
-      if (restart_epoch_ == epoch) table_.EndRecord(r);  // a later epoch (TerminateChildren) ends it itself
+      // A later epoch (TerminateChildren) ends it itself; a hand-over leaves it
+      // restarting for the next hostd.
+      if (restart_epoch_ == epoch && !table_.handing_over_) table_.EndRecord(r);
       return;
     }
     r.spawning = true;
@@ -408,12 +419,16 @@ void SupervisionController::OnSavedState(Message msg) {
 
 absl::Status SupervisionController::CreateGroup(const std::string& name, const GroupSpec& spec) {
   absl::MutexLock lock(&table_.mu_);
-  return table_.supervisor_.AddGroup(name, spec);
+  absl::Status s = table_.supervisor_.AddGroup(name, spec);
+  if (s.ok() && table_.group_recorder_) table_.group_recorder_(name, &spec);
+  return s;
 }
 
 absl::Status SupervisionController::RemoveGroup(const std::string& name) {
   absl::MutexLock lock(&table_.mu_);
-  return table_.supervisor_.RemoveGroup(name);
+  absl::Status s = table_.supervisor_.RemoveGroup(name);
+  if (s.ok() && table_.group_recorder_) table_.group_recorder_(name, nullptr);
+  return s;
 }
 
 std::vector<TreeNode> SupervisionController::Tree() const {

@@ -69,6 +69,8 @@ class SupervisionController {
   // ---- Called by the table, under its lock ----
   // The live incarnation of `r` ended on its own: end it, or restart it.
   void OnEnd(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
+  // `r` was restarting under a previous hostd: its next incarnation starts now.
+  void ResumeRestart(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
   // Cancels the jobs of earlier epochs and waits (up to `wait`) for running ones.
   void PauseRestarts(absl::Duration wait) ABSL_LOCKS_EXCLUDED(table_.mu_);
   void ResumeRestarts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);

@@ -120,6 +120,14 @@ void PrintProc(const v1::Proc& p) {
            absl::FormatDuration(absl::Seconds(p.lease().ttl().seconds())).c_str(),
            LocalTime(p.lease().expires_at()).c_str());
   }
+  if (p.has_limits()) {
+    std::vector<std::string> limits;
+    if (p.limits().memory_max_bytes() > 0) limits.push_back(absl::StrCat("memory.max ", p.limits().memory_max_bytes()));
+    if (p.limits().cpus() > 0) limits.push_back(absl::StrCat("cpus ", p.limits().cpus()));
+    if (p.limits().pids_max() > 0) limits.push_back(absl::StrCat("pids.max ", p.limits().pids_max()));
+    if (!p.limits().cpuset_cpus().empty()) limits.push_back(absl::StrCat("cpuset.cpus ", p.limits().cpuset_cpus()));
+    printf("limits:   %s\n", absl::StrJoin(limits, ", ").c_str());
+  }
   if (!p.status().note().empty()) printf("note:     %s\n", p.status().note().c_str());
   if (!p.status().stderr_tail().empty()) printf("stderr (end):\n%s\n", p.status().stderr_tail().c_str());
   if (p.recent_ends_size() > 0) printf("recent ends (newest first):\n");

@@ -107,6 +107,9 @@ class ProcHandle {
   // CPU and memory of the proc's processes now (manager/usage.h); unknown once it
   // has ended, and for in-process procs, which share their manager's process.
   virtual ProcUsage Usage() const { return {}; }
+  // The serial of the ProcMark its process carries (manager/proc_mark.h); 0 when
+  // it carries none (an in-process proc).
+  virtual uint64_t mark_serial() const { return 0; }
 };
 
 class ProcManager {

@@ -83,7 +83,7 @@ void ProcessHandle::Adopted(pid_t pid, uint64_t start_time, base::UniqueFd pidfd
   adopted_ = true;
   adopted_start_time_ = start_time;
   if (mgr_->janitor_) mgr_->janitor_->Track(pid);
-  mgr_->reaper_->LeaderStarted(pid, 0);  // its group's zombies are the proc's (no mark of this manager's)
+  mgr_->reaper_->LeaderStarted(pid, mark_serial_);  // its group's zombies, and its marked escapees, are the proc's
   (void)cell().Transition(ProcStatus::Running(pid, absl::Now()));
   exit_watch_ = std::make_unique<asio::posix::stream_descriptor>(mgr_->loop_->context(), pidfd.release());
   AwaitExit();

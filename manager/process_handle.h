@@ -83,6 +83,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   void set_stderr_start(off_t offset) { stderr_start_ = offset; }
   // The serial of the ProcMark it is launched with (proc_mark.h).
   void set_mark_serial(uint64_t serial) { mark_serial_ = serial; }
+  uint64_t mark_serial() const override { return mark_serial_; }
 
   const std::string& command() const { return command_; }
   const std::string& cgroup_dir() const { return cgroup_dir_; }

@@ -18,10 +18,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
 #include "base/errno_status.h"
 #include "base/log.h"
 #include "base/own_dir.h"
+#include "base/small_file.h"
 #include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
@@ -54,6 +56,33 @@ absl::StatusOr<base::UniqueFd> StateMemfd(const std::string& name, const std::st
   }
   if (::lseek(fd.get(), 0, SEEK_SET) != 0) return LaunchError(errno, "rewinding the initial state");
   return fd;
+}
+
+// The ProcMark token of the procs kept in `state_dir` (<state_dir>/proc-mark): the
+// one recorded there, or a fresh one recorded now (written whole and renamed into
+// place, mode 0600). Called under the state directory's lock.
+absl::StatusOr<std::string> StateDirMarkToken(const std::string& state_dir) {
+  const std::string path = absl::StrCat(state_dir, "/proc-mark");
+  absl::StatusOr<std::string> have = base::ReadSmallFile(path, 256);
+  if (have.ok()) {
+    std::string token(absl::StripAsciiWhitespace(*have));
+    bool valid = token.size() == kMarkTokenLength &&
+                 std::all_of(token.begin(), token.end(), [](char c) { return absl::ascii_isxdigit(c); });
+    if (valid) return token;
+    base::Log().warn("{}: not a mark token ({} bytes); a fresh one replaces it", path, have->size());
+  } else if (!absl::IsNotFound(have.status())) {
+    return have.status();
+  }
+  std::string token = NewMarkToken();
+  const std::string tmp = absl::StrCat(path, ".new");
+  base::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, tmp);
+  std::string line = token + "\n";
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()) || ::fsync(fd.get()) != 0 ||
+      ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, path);
+  }
+  return token;
 }
 
 }  // namespace
@@ -144,6 +173,12 @@ absl::StatusOr<std::unique_ptr<ProcessProcManager>> ProcessProcManager::Create(P
       mgr->loop_ = channel::EventLoop::Start("procs");
       return base::ErrnoError(absl::StatusCode::kFailedPrecondition, errno, reattach.lock_path);
     }
+    absl::StatusOr<std::string> token = StateDirMarkToken(mgr->options_.state_dir);
+    if (!token.ok()) {
+      mgr->loop_ = channel::EventLoop::Start("procs");
+      return token.status();
+    }
+    mgr->mark_token_ = *std::move(token);
   }
   if (mgr->options_.janitor) {
     // Forked before the loop thread exists, while this process is as small as it gets.
@@ -410,8 +445,10 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
     return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
   }
   auto handle = std::make_shared<ProcessHandle>(this, id, request.command);
+  handle->set_mark_serial(request.mark_serial);
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   handle->set_cgroup_dir(request.cgroup_dir);
+  ReserveMarkSerials(request.mark_serial);
   {
     absl::MutexLock lock(&mu_);
     std::erase_if(handed_out_, [](const auto& w) { return w.expired(); });
@@ -422,6 +459,12 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
     handle->MarkReady(request.addr);
   });
   return std::shared_ptr<ProcHandle>(handle);
+}
+
+void ProcessProcManager::ReserveMarkSerials(uint64_t last) {
+  uint64_t next = next_mark_serial_.load(std::memory_order_relaxed);
+  while (next <= last && !next_mark_serial_.compare_exchange_weak(next, last + 1, std::memory_order_relaxed)) {
+  }
 }
 
 }  // namespace hostd::manager

@@ -43,6 +43,12 @@
 // into it; the janitor, when this process is gone, waits `reattach_timeout` for a
 // new holder of that lock before it kills anything (janitor.h). Adopt takes such a
 // proc back under a new manager (a new hostd on the same state directory). The
+// ProcMark token is then the state directory's, not the manager's: Create reads it
+// from <state_dir>/proc-mark (32 hex digits, mode 0600, written there under the
+// lock by the first manager), so a manager finds and kills the escaped descendants
+// of procs it adopted as it does its own; an adopted proc keeps the mark serial it
+// was launched with, and the manager's serials go on past every recorded one
+// (ReserveMarkSerials), so no two procs on the directory share a mark. The
 // destructor still kills every proc: a process that means to leave its procs
 // running exits without destroying its manager.
 //
@@ -105,6 +111,7 @@ struct AdoptRequest {
   std::string cgroup_dir;                    // its cgroup directory, empty if it had none
   std::optional<channel::ChannelAddr> addr;  // what it reported at readiness
   std::string command;
+  uint64_t mark_serial = 0;  // the serial of its ProcMark (0: unknown, its escapees are not tracked)
 };
 
 class ProcessProcManager final : public ProcManager, public BulkTerminate {
@@ -123,6 +130,9 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   // ends with Failed saying its exit status is unknown: only a parent can learn it.
   // AlreadyExists if the name is taken.
   absl::StatusOr<std::shared_ptr<ProcHandle>> Adopt(const proc::ProcId& id, const AdoptRequest& request);
+  // Launches from now on take mark serials above `last` (the highest a previous
+  // manager on the state directory recorded), so none repeats an adopted proc's.
+  void ReserveMarkSerials(uint64_t last);
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
   TerminateSummary KillAll(absl::Time deadline) override;
 
@@ -146,7 +156,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   base::UniqueFd state_lock_;  // keep_procs: <state_dir>/hostd.lock, flock'ed for the manager's life
   std::string cgroup_fallback_reason_;
   // Every proc's environment carries MarkValue(mark_token_, serial) (proc_mark.h).
-  const std::string mark_token_;
+  // Set by Create before anything uses it: fresh, or the state directory's.
+  std::string mark_token_;
   std::atomic<uint64_t> next_mark_serial_{1};
   ProcRegistry procs_;
   // Loop thread only (created and destroyed there): the procs' orphans' reaper.

@@ -38,6 +38,7 @@
 //                          (i: the ProcId's index, seq from 1); a send its own host link
 //                          hands back prints "ret <payload> local: <status>"; then "done"
 //   --alloc-mb=N           at start, allocate and touch N MiB, then print "allocated N MiB"
+//   --tick-ms=T            once ready, print "tick <n>" (n from 1) every T ms, until it ends
 //   --forks=N              at start, fork N children that sleep, then print
 //                          "forks <made> failed <failed>" (errno of the first failure)
 // Port "set-state" is always bound: a message there makes its payload the current
@@ -58,6 +59,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -341,6 +343,14 @@ int main(int argc, char** argv) {
     }
   }
   if (has("crash")) std::abort();
+  if (int tick_ms = IntFlag(flags, "tick-ms", 0); tick_ms > 0) {
+    std::thread([tick_ms] {
+      for (int n = 1;; ++n) {
+        absl::SleepFor(absl::Milliseconds(tick_ms));
+        PrintLine(absl::StrCat("tick ", n));
+      }
+    }).detach();
+  }
   if (auto it = flags.find("stream-to"); it != flags.end()) {
     Stream(*proc->runtime, absl::StrSplit(it->second, '+', absl::SkipEmpty()), flags["stream-tag"],
            IntFlag(flags, "stream-count", 100), IntFlag(flags, "stream-gap-ms", 10));

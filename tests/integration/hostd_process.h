@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -28,9 +29,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/small_file.h"
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
 #include "channel/grpc_target.h"
@@ -269,6 +272,43 @@ inline std::pair<grpc::Status, int> HealthCheck(grpc::Channel& channel, const st
   if (!status.ok()) return {status, 0};
   // An answer of 0 (UNKNOWN) is encoded as no bytes at all.
   return {status, bytes.size() == 2 && bytes[0] == '\x08' ? bytes[1] : 0};
+}
+
+// Every proc hostd lists, by name.
+inline std::map<std::string, v1::Proc> ListByName(Hostd& h) {
+  v1::ListProcsRequest req;
+  v1::ListProcsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(testing::kHangGuard));
+  grpc::Status s = h.api().ListProcs(&ctx, req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  std::map<std::string, v1::Proc> out;
+  for (const v1::Proc& p : resp.procs()) out[p.name()] = p;
+  return out;
+}
+
+// The next READY=1 hostd sends (an upgrade sends RELOADING=1 first).
+inline bool AwaitReady(Hostd& h) {
+  for (int i = 0; i < 4; ++i) {
+    if (absl::StrContains(h.AwaitNotify(), "READY=1")) return true;
+  }
+  return false;
+}
+
+// Processes (zombies aside) whose process group is one of `groups`.
+inline int LiveMembersOf(const std::vector<pid_t>& groups) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    absl::StatusOr<std::string> stat = base::ReadSmallFile(entry.path().string() + "/stat", 4096);
+    if (!stat.ok()) continue;
+    size_t close = stat->rfind(')');
+    if (close == std::string::npos) continue;
+    std::vector<std::string> f = absl::StrSplit(stat->substr(close + 2), ' ');
+    pid_t pgrp = 0;
+    if (f.size() < 3 || f[0] == "Z" || !absl::SimpleAtoi(f[2], &pgrp)) continue;
+    for (pid_t g : groups) n += pgrp == g;
+  }
+  return n;
 }
 
 inline std::pair<int, std::string> RunShell(const std::string& cmd) {
