@@ -32,6 +32,7 @@ manager::AdoptRequest RequestOf(const StoredProc& row) {
   std::vector<std::string> argv = {row.spec.program};
   argv.insert(argv.end(), row.spec.args.begin(), row.spec.args.end());
   req.command = absl::StrJoin(argv, " ");
+  req.spec = row.spec;
   return req;
 }
 
@@ -48,6 +49,8 @@ void RecordInto(Host& host, ProcStore& store) {
     p.spec.inherit_env = r->spec.inherit_env;
     p.spec.cwd = r->spec.cwd;
     p.spec.readiness = r->spec.readiness;
+    p.spec.user = r->spec.user;
+    p.spec.liveness = r->spec.liveness;
     p.labels = r->labels;
     p.incarnation = r->incarnation;
     p.state = StateName(r->state);

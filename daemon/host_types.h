@@ -49,6 +49,7 @@ struct ProcInfo {
   // terminal a moment before: a live handle's status is read directly.)
   bool ended = false;
   size_t saved_state_bytes = 0;  // what its next incarnation would start with
+  manager::LivenessSpec liveness{};
 };
 
 // What happened. A proc's life: kSpawned, one kTransition for every status it

@@ -27,16 +27,24 @@ constexpr char kSchema[] =
     " cwd TEXT NOT NULL, readiness INTEGER NOT NULL, labels BLOB NOT NULL,"
     " incarnation INTEGER NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL, terminal INTEGER NOT NULL,"
     " pid INTEGER NOT NULL, start_time INTEGER NOT NULL, cgroup TEXT NOT NULL, addr TEXT NOT NULL,"
-    " stdout_log TEXT NOT NULL, stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL)";
+    " stdout_log TEXT NOT NULL, stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL,"
+    " user TEXT NOT NULL DEFAULT '', liveness BLOB NOT NULL DEFAULT '')";
+
+// Columns added after the first schema, for a table an older hostd made (a
+// "duplicate column" error means it has them).
+constexpr const char* kAddedColumns[] = {
+    "ALTER TABLE procs ADD COLUMN user TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE procs ADD COLUMN liveness BLOB NOT NULL DEFAULT ''",
+};
 
 constexpr char kUpsert[] =
     "INSERT OR REPLACE INTO procs (name, program, args, env, inherit_env, cwd, readiness, labels, incarnation,"
-    " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+    " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at, user, liveness)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
 
 constexpr char kSelect[] =
     "SELECT name, program, args, env, inherit_env, cwd, readiness, labels, incarnation, state, status, terminal,"
-    " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at FROM procs ORDER BY name";
+    " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at, user, liveness FROM procs ORDER BY name";
 
 // Lists are stored NUL-separated (no element of them can hold a NUL).
 std::string JoinList(const std::vector<std::string>& items) { return absl::StrJoin(items, absl::string_view("\0", 1)); }
@@ -98,6 +106,17 @@ absl::StatusOr<std::unique_ptr<ProcStore>> ProcStore::Open(
       return s;
     }
   }
+  for (const char* sql : kAddedColumns) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK &&
+        (err == nullptr || !absl::StrContains(err, "duplicate column"))) {
+      absl::Status s = SqlError(db, sql, path);
+      sqlite3_free(err);
+      sqlite3_close(db);
+      return s;
+    }
+    sqlite3_free(err);
+  }
   // The WAL and shared-memory files SQLite made take the umask: tighten them too.
   for (const char* suffix : {"-wal", "-shm"}) ::chmod(absl::StrCat(path, suffix).c_str(), 0600);
   std::unique_ptr<ProcStore> store(new ProcStore(path, db, std::move(log_path)));
@@ -149,6 +168,13 @@ absl::Status ProcStore::Load() {
     p.stdout_log = std::string(ColumnText(st, 16));
     p.stderr_log = std::string(ColumnText(st, 17));
     p.updated_at = absl::FromUnixMillis(sqlite3_column_int64(st, 18));
+    p.spec.user = std::string(ColumnText(st, 19));
+    if (absl::StatusOr<manager::LivenessSpec> live = manager::DecodeLiveness(ColumnText(st, 20)); live.ok()) {
+      p.spec.liveness = *std::move(live);
+    } else {
+      base::Log().warn("durable proc table {}: proc {}: {}; it has no liveness check", path_, p.name,
+                       live.status().message());
+    }
     identities_[p.name] = Identity{p.pid, p.start_time, p.cgroup};
     loaded_.push_back(std::move(p));
   }
@@ -250,6 +276,8 @@ void ProcStore::Commit(std::vector<std::pair<std::string, std::optional<StoredPr
     BindText(upsert, 17, p.stdout_log.empty() && log_path_ ? log_path_(p.name, false) : p.stdout_log);
     BindText(upsert, 18, p.stderr_log.empty() && log_path_ ? log_path_(p.name, true) : p.stderr_log);
     sqlite3_bind_int64(upsert, 19, absl::ToUnixMillis(p.updated_at));
+    BindText(upsert, 20, p.spec.user);
+    BindBlob(upsert, 21, manager::EncodeLiveness(p.spec.liveness));
     ok = sqlite3_step(upsert) == SQLITE_DONE;
     sqlite3_reset(upsert);
   }

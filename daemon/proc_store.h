@@ -46,7 +46,7 @@ namespace hostd::daemon {
 
 struct StoredProc {
   std::string name;
-  manager::SpawnSpec spec;  // program, args, env, cwd, readiness
+  manager::SpawnSpec spec;  // program, args, env, inherit_env, cwd, readiness, user, liveness
   Labels labels;
   int incarnation = 1;
   std::string state;   // "starting", "live", "restarting" or "ended"

@@ -315,7 +315,8 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
                   .groups = supervisor_.GroupPath(r.name),
                   .restarting = restarting,
                   .ended = ended,
-                  .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0};
+                  .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0,
+                  .liveness = r.spec.liveness};
 }
 
 absl::StatusOr<ProcInfo> ProcTable::Get(absl::string_view name) const {
