@@ -187,10 +187,9 @@ void ProcessHandle::Heartbeat() {
 void ProcessHandle::LivenessFailed(std::string why) {
   if (status().state != proc::ProcState::kReady) return;
   liveness_failure_ = std::move(why);
-  base::Log().warn("proc {} failed its liveness check: {}", proc_id().ToString(), liveness_failure_);
-  if (liveness_spec_.dump_signal == 0 || liveness_spec_.dump_grace == absl::ZeroDuration()) {
-    return KillWithoutWaiting();
-  }
+  base::Log().warn("proc={} failed its liveness check: {}; {}", proc_id().name(), liveness_failure_,
+                   liveness_spec_.dump_signal == 0 ? "killing it" : "asking for its stacks, then killing it");
+  if (liveness_spec_.dump_signal == 0) return KillWithoutWaiting();
   // The leader alone: it is the program that was asked for its stacks; the rest of
   // the proc is its business until the SIGKILL.
   {
@@ -203,6 +202,7 @@ void ProcessHandle::LivenessFailed(std::string why) {
       }
     }
   }
+  if (liveness_spec_.dump_grace == absl::ZeroDuration()) return KillWithoutWaiting();
   dump_grace_ = std::make_unique<asio::steady_timer>(mgr_->loop_->context(),
                                                      absl::ToChronoNanoseconds(liveness_spec_.dump_grace));
   dump_grace_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {

@@ -313,7 +313,8 @@ TEST(LivenessTest, AProcThatStopsBeatingIsDumpedKilledAndRestartedWhileOneThatBe
   std::ifstream log(h.log_path());
   std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_THAT(all, HasSubstr("proc killed proc=stalls"));
-  EXPECT_THAT(all, HasSubstr("reason=liveness failed: no heartbeat"));
+  EXPECT_THAT(all, HasSubstr("reason=\"liveness failed: no heartbeat"));
+  EXPECT_THAT(all, HasSubstr("proc=stalls failed its liveness check: no heartbeat"));
   httplib::Client http("127.0.0.1", port);
   http.set_read_timeout(30);
   httplib::Result metrics = http.Get("/metrics");
@@ -404,7 +405,7 @@ TEST(LivenessTest, ChecksOutOfBoundsAreRefusedNamingTheField) {
   cases.push_back({v1::LivenessCheck(), v1::READINESS_MODE_EXEC, "spec.liveness: set heartbeat or exec"});
   v1::LivenessCheck missing;
   missing.mutable_exec()->add_command("/no/such/probe");
-  cases.push_back({missing, v1::READINESS_MODE_EXEC, "liveness probe: /no/such/probe"});
+  cases.push_back({missing, v1::READINESS_MODE_EXEC, "liveness probe: program \"/no/such/probe\": No such file or directory (ENOENT)"});
   for (const Case& c : cases) {
     v1::SpawnProcRequest req = ExecRequest("checked", {"--plain"});
     req.mutable_spec()->set_readiness(c.readiness);
@@ -447,7 +448,7 @@ TEST(LivenessTest, HostctlSpawnsWithEitherCheckAndGetShowsIt) {
   std::tie(rc, out) = Hostctl(h, "get pr");
   EXPECT_THAT(out, HasSubstr("liveness: exec \"/bin/test -d /\" every 500ms, timeout 250ms, 3 misses, after 2s"));
   std::tie(rc, out) = Hostctl(h, "get pr --json");
-  EXPECT_THAT(out, HasSubstr("\"command\": [\"/bin/test\", \"-d\", \"/\"]"));
+  EXPECT_THAT(out, HasSubstr("\"exec\":{\"command\":[\"/bin/test\",\"-d\",\"/\"]}"));
 }
 
 // The check is part of the spec in the durable table: a proc re-adopted by the next

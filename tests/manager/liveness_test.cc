@@ -30,12 +30,12 @@ TEST(LivenessSpecTest, EncodingRoundTripsEveryFieldAndAnyArgument) {
   EXPECT_EQ(*back, spec);
   EXPECT_EQ(EncodeLiveness(LivenessSpec{}), "");
   EXPECT_FALSE(DecodeLiveness("").value().enabled());
-  EXPECT_THAT(DecodeLiveness("1\0x", 3).status().message(), HasSubstr("too few fields"));
+  EXPECT_THAT(DecodeLiveness(absl::string_view("1\0x", 3)).status().message(), HasSubstr("too few fields"));
 }
 
 TEST(LivenessSpecTest, EachBoundNamesItsField) {
   auto error = [](LivenessSpec s) { return std::string(ValidateLiveness(s, "liveness.").message()); };
-  LivenessSpec hb{.kind = LivenessKind::kHeartbeat};
+  LivenessSpec hb{.kind = LivenessKind::kHeartbeat, .command = {}};
   EXPECT_TRUE(ValidateLiveness(hb, "liveness.").ok());
   hb.period = absl::Hours(2);
   EXPECT_EQ(error(hb), "liveness.period: 2h; must be 10ms to 1h");
@@ -50,7 +50,8 @@ TEST(LivenessSpecTest, EachBoundNamesItsField) {
   ex.failure_threshold = 1;
   ex.dump_signal = SIGSTOP;
   EXPECT_THAT(error(ex), HasSubstr("liveness.dump_signal: 19"));
-  EXPECT_TRUE(ValidateLiveness(LivenessSpec{.period = absl::ZeroDuration()}, "x.").ok());  // disabled
+  LivenessSpec off{.kind = LivenessKind::kNone, .command = {}, .period = absl::ZeroDuration()};
+  EXPECT_TRUE(ValidateLiveness(off, "x.").ok());  // a disabled spec is not checked
 }
 
 // A check on a loop of its own: `failed` gets the reason.
@@ -81,7 +82,8 @@ struct Running {
 TEST(LivenessCheckTest, BeatsKeepAHeartbeatCheckPassingAndTheirAbsenceFailsIt) {
   // Beats every 5 ms against an allowance of 2 s (40 periods of 50 ms): a busy
   // machine does not make it miss.
-  Running r(LivenessSpec{.kind = LivenessKind::kHeartbeat, .period = absl::Milliseconds(50), .failure_threshold = 40});
+  Running r(LivenessSpec{
+      .kind = LivenessKind::kHeartbeat, .command = {}, .period = absl::Milliseconds(50), .failure_threshold = 40});
   for (int i = 0; i < 300 && !r.failed.HasBeenNotified(); ++i) {
     r.check->Beat();
     absl::SleepFor(absl::Milliseconds(5));
