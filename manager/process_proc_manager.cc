@@ -98,7 +98,9 @@ absl::StatusOr<LaunchRequest> ProcessProcManager::ProbeRequest(const SpawnSpec& 
   HOSTD_ASSIGN_OR_RETURN(auto env, SpecEnv(spec));
   std::string path_list = env.contains("PATH") ? env["PATH"] : kDefaultPath;
   absl::StatusOr<std::string> program = ResolveProgram(live.command[0], path_list);
-  if (!program.ok()) return absl::Status(program.status().code(), absl::StrCat("liveness probe: ", program.status().message()));
+  if (!program.ok()) {
+    return absl::Status(program.status().code(), absl::StrCat("liveness probe: ", program.status().message()));
+  }
   if (spec.authorize) {
     if (absl::Status allowed = spec.authorize(*program); !allowed.ok()) {
       return absl::Status(allowed.code(), absl::StrCat("liveness probe: ", allowed.message()));

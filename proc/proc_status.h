@@ -56,7 +56,7 @@ struct ProcStatus {
   std::string stderr_tail;                     // Stopped, Killed: the end of the proc's stderr
   int signal = 0;                              // Killed
   bool core_dumped = false;                    // Killed
-  std::string reason;                          // Failed; Killed: who killed it, when known (kReasonOom, kReasonLiveness)
+  std::string reason;                          // Failed; Killed: who killed it, if known (kReasonOom, kReasonLiveness)
   std::string note;                            // terminal: worth knowing, not the cause (e.g. output lost)
 
   static ProcStatus Starting() { return {}; }

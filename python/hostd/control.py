@@ -29,7 +29,8 @@ from .errors import from_rpc_error
 from .v1 import host_pb2 as pb
 from .v1 import host_pb2_grpc as pb_grpc
 
-__all__ = ["AsyncHostClient", "HostClient", "default_target", "grpc_target", "liveness_check", "restart_policy", "spawn_request", "pb"]
+__all__ = ["AsyncHostClient", "HostClient", "default_target", "grpc_target", "liveness_check", "restart_policy",
+           "spawn_request", "pb"]
 
 _MAX_MESSAGE = 80 << 20
 _OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]

@@ -270,7 +270,8 @@ TEST(LivenessTest, AProcThatStopsBeatingIsDumpedKilledAndRestartedWhileOneThatBe
   ASSERT_TRUE(h.Spawn(steady, &resp).ok());
   const int steady_pid = resp.proc().status().pid();
 
-  v1::SpawnProcRequest stalls = h.EchoRequest("stalls", {"--heartbeat-ms=20", "--heartbeat-count=10", "--dump-signal=3"});
+  v1::SpawnProcRequest stalls =
+      h.EchoRequest("stalls", {"--heartbeat-ms=20", "--heartbeat-count=10", "--dump-signal=3"});
   // 20 ms beats against 500 ms (5 periods of 100 ms) while it beats.
   v1::LivenessCheck check = HeartbeatCheck(100, 5);
   check.set_dump_signal(SIGQUIT);
@@ -386,7 +387,8 @@ TEST(LivenessTest, ChecksOutOfBoundsAreRefusedNamingTheField) {
     std::string error;
   };
   std::vector<Case> cases;
-  cases.push_back({HeartbeatCheck(1, 3), v1::READINESS_MODE_HANDSHAKE, "spec.liveness.period: 1ms; must be 10ms to 1h"});
+  cases.push_back(
+      {HeartbeatCheck(1, 3), v1::READINESS_MODE_HANDSHAKE, "spec.liveness.period: 1ms; must be 10ms to 1h"});
   cases.push_back({HeartbeatCheck(200, 101), v1::READINESS_MODE_HANDSHAKE,
                    "spec.liveness.failure_threshold: 101; must be 1 to 100"});
   cases.push_back({HeartbeatCheck(200, 3), v1::READINESS_MODE_EXEC, "a heartbeat check needs the proc runtime"});
@@ -401,11 +403,13 @@ TEST(LivenessTest, ChecksOutOfBoundsAreRefusedNamingTheField) {
   cases.push_back({empty, v1::READINESS_MODE_EXEC, "spec.liveness.command: an exec probe needs a program"});
   v1::LivenessCheck slow = ShellProbe("true", 100, 3);
   *slow.mutable_timeout() = Millis(200);
-  cases.push_back({slow, v1::READINESS_MODE_EXEC, "spec.liveness.timeout: 200ms; must be 0 (the period) up to the period"});
+  cases.push_back(
+      {slow, v1::READINESS_MODE_EXEC, "spec.liveness.timeout: 200ms; must be 0 (the period) up to the period"});
   cases.push_back({v1::LivenessCheck(), v1::READINESS_MODE_EXEC, "spec.liveness: set heartbeat or exec"});
   v1::LivenessCheck missing;
   missing.mutable_exec()->add_command("/no/such/probe");
-  cases.push_back({missing, v1::READINESS_MODE_EXEC, "liveness probe: program \"/no/such/probe\": No such file or directory (ENOENT)"});
+  cases.push_back({missing, v1::READINESS_MODE_EXEC,
+                   "liveness probe: program \"/no/such/probe\": No such file or directory (ENOENT)"});
   for (const Case& c : cases) {
     v1::SpawnProcRequest req = ExecRequest("checked", {"--plain"});
     req.mutable_spec()->set_readiness(c.readiness);
@@ -433,9 +437,10 @@ TEST(LivenessTest, ChecksOutOfBoundsAreRefusedNamingTheField) {
 
 TEST(LivenessTest, HostctlSpawnsWithEitherCheckAndGetShowsIt) {
   Hostd h;
-  auto [rc, out] = Hostctl(h, absl::StrCat("spawn hb ", kTestProc,
-                                           " --liveness-heartbeat --liveness-period 0.2 --liveness-failures 20"
-                                           " --liveness-dump-signal QUIT --liveness-dump-grace 1 -- --heartbeat-ms=20"));
+  auto [rc, out] =
+      Hostctl(h, absl::StrCat("spawn hb ", kTestProc,
+                              " --liveness-heartbeat --liveness-period 0.2 --liveness-failures 20"
+                              " --liveness-dump-signal QUIT --liveness-dump-grace 1 -- --heartbeat-ms=20"));
   ASSERT_EQ(rc, 0) << out;
   std::tie(rc, out) = Hostctl(h, "get hb");
   EXPECT_EQ(rc, 0) << out;
