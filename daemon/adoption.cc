@@ -35,6 +35,7 @@ manager::AdoptRequest RequestOf(const StoredProc& row) {
   argv.insert(argv.end(), row.spec.args.begin(), row.spec.args.end());
   req.command = absl::StrJoin(argv, " ");
   req.mark_serial = row.mark_serial;
+  req.spec = row.spec;
   return req;
 }
 
@@ -53,6 +54,8 @@ void RecordInto(Host& host, ProcStore& store, std::function<std::string(const st
         p.spec.inherit_env = r->spec.inherit_env;
         p.spec.cwd = r->spec.cwd;
         p.spec.readiness = r->spec.readiness;
+        p.spec.user = r->spec.user;
+        p.spec.liveness = r->spec.liveness;
         p.spec.limits = r->spec.limits;
         p.labels = r->labels;
         if (supervision != nullptr) p.supervision = *supervision;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
 #include "base/quote.h"
@@ -91,6 +92,7 @@ absl::StatusOr<std::unique_ptr<Host>> Host::Start(manager::ProcManager& manager,
   h->loop_->RunSync([h] {
     h->router_->SetAddresses(h->advertised_.ToString(), h->backend_->addr().ToString());
     h->controller_->Attach();
+    h->router_->AddMailbox(kLivenessMailbox, [h](channel::Message m) { h->OnHeartbeat(m); });
   });
   h->table_->SetIdentity([h](absl::string_view name) { return h->IdOf(name); }, h->backend_->addr(),
                          h->advertised_.ToString());
@@ -115,6 +117,14 @@ Host::~Host() {
   // Done callbacks still queued run (and see the router closed) or are dropped with the loop.
   loop_.reset();
   router_.reset();
+}
+
+void Host::OnHeartbeat(const channel::Message& msg) {
+  absl::string_view src = msg.src();
+  const std::string own = advertised_.ToString();
+  if (!absl::ConsumePrefix(&src, own) || !absl::ConsumePrefix(&src, ",")) return;
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> h = table_->Handle(src);
+  if (h.ok()) (*h)->Heartbeat();
 }
 
 void Host::SetRecorder(ProcRecorder recorder, GroupRecorder group_recorder) {

@@ -214,6 +214,10 @@ class Host {
 
  private:
   Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOptions options);
+  // Loop thread: a heartbeat (kLivenessMailbox) from one of this host's procs goes
+  // to its handle; one from anyone else, or for a proc not running, is dropped (its
+  // sender's link acknowledged it all the same: a heartbeat expects no answer).
+  void OnHeartbeat(const channel::Message& msg);
 
   const HostOptions opts_;
   const absl::Time started_at_;

@@ -71,7 +71,9 @@ std::string StateLabel(const ProcInfo& p) {
 std::string ExitKind(const proc::ProcStatus& s) {
   switch (s.state) {
     case proc::ProcState::kStopped: return s.exit_code == 0 ? "exit_zero" : "exit_nonzero";
-    case proc::ProcState::kKilled: return s.reason == proc::kReasonOom ? "oom" : "killed";
+    case proc::ProcState::kKilled:
+      if (s.reason == proc::kReasonOom) return "oom";
+      return absl::StartsWith(s.reason, proc::kReasonLiveness) ? "liveness" : "killed";
     default: return "failed";
   }
 }
@@ -116,8 +118,13 @@ HostMetrics::HostMetrics(Host& host)
       exits_(prometheus::BuildCounter()
                  .Name("hostd_proc_exits_total")
                  .Help("Proc incarnations that ended, by kind: exit_zero, exit_nonzero, killed (by a signal), oom (killed "
-                       "past its memory.max), failed")
+                       "past its memory.max), liveness (killed for failing its liveness check), failed")
                  .Register(*registry_)),
+      liveness_failures_(prometheus::BuildCounter()
+                             .Name("hostd_liveness_failures_total")
+                             .Help("Proc incarnations that failed their liveness check and ended for it")
+                             .Register(*registry_)
+                             .Add({})),
       restarts_(prometheus::BuildCounter()
                     .Name("hostd_restarts_total")
                     .Help("Restarts begun by supervision or requested (RestartProc)")
@@ -128,7 +135,7 @@ HostMetrics::HostMetrics(Host& host)
                    .Help("Procs and groups that went past their restart intensity and stay ended, by what")
                    .Register(*registry_)) {
   // Create the label sets a dashboard expects to see at zero.
-  for (const char* k : {"exit_zero", "exit_nonzero", "killed", "oom", "failed"}) exits_.Add({{"kind", k}});
+  for (const char* k : {"exit_zero", "exit_nonzero", "killed", "oom", "liveness", "failed"}) exits_.Add({{"kind", k}});
   for (const char* w : {"proc", "group"}) gave_up_.Add({{"what", w}});
   subscription_ = host_.Subscribe([this](const HostEvent& e) { OnEvent(e); }, /*snapshot=*/false);
 }
@@ -166,6 +173,10 @@ void HostMetrics::OnEvent(const HostEvent& e) {
         }
       } else if (e.status.terminal()) {
         exits_.Add({{"kind", ExitKind(e.status)}}).Increment();
+        if (absl::StartsWith(e.status.reason, proc::kReasonLiveness) ||
+            absl::StartsWith(e.status.note, proc::kReasonLiveness)) {
+          liveness_failures_.Increment();
+        }
         absl::MutexLock lock(&mu_);
         starting_.erase(e.name);
       }

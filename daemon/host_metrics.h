@@ -65,6 +65,7 @@ class HostMetrics {
   prometheus::Family<prometheus::Counter>& spawn_failures_;
   prometheus::Histogram& spawn_to_ready_;
   prometheus::Family<prometheus::Counter>& exits_;
+  prometheus::Counter& liveness_failures_;
   prometheus::Counter& restarts_;
   prometheus::Family<prometheus::Counter>& gave_up_;
 

@@ -91,6 +91,7 @@ struct ProcInfo {
   bool ended = false;
   size_t saved_state_bytes = 0;  // what its next incarnation would start with
   std::optional<Lease> lease{};  // when spawned with one
+  manager::LivenessSpec liveness{};
 };
 
 // What happened. A proc's life: kSpawned, one kTransition for every status it

@@ -42,6 +42,8 @@ constexpr std::pair<const char*, const char*> kLaterColumns[] = {
     {"mark_serial", "INTEGER NOT NULL DEFAULT 0"},
     {"lease_owner", "TEXT NOT NULL DEFAULT ''"},  // empty: no lease
     {"lease_ttl_ms", "INTEGER NOT NULL DEFAULT 0"},
+    {"user", "TEXT NOT NULL DEFAULT ''"},
+    {"liveness", "BLOB NOT NULL DEFAULT x''"},  // manager::EncodeLiveness; empty: no check
 };
 
 constexpr char kGroupSchema[] =
@@ -53,14 +55,14 @@ constexpr char kGroupSchema[] =
 constexpr char kUpsert[] =
     "INSERT OR REPLACE INTO procs (name, program, args, env, inherit_env, cwd, readiness, labels, incarnation,"
     " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at,"
-    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms)"
+    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms, user, liveness)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-    " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+    " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
 
 constexpr char kSelect[] =
     "SELECT name, program, args, env, inherit_env, cwd, readiness, labels, incarnation, state, status, terminal,"
     " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at,"
-    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms"
+    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms, user, liveness"
     " FROM procs ORDER BY name";
 
 constexpr char kGroupUpsert[] =
@@ -219,6 +221,13 @@ absl::Status ProcStore::Load() {
     p.mark_serial = static_cast<uint64_t>(sqlite3_column_int64(st, 25));
     p.lease_owner = std::string(ColumnText(st, 26));
     p.lease_ttl = absl::Milliseconds(sqlite3_column_int64(st, 27));
+    p.spec.user = std::string(ColumnText(st, 28));
+    if (absl::StatusOr<manager::LivenessSpec> live = manager::DecodeLiveness(ColumnText(st, 29)); live.ok()) {
+      p.spec.liveness = *std::move(live);
+    } else {
+      base::Log().warn("durable proc table {}: proc {}: {}; it has no liveness check", path_, p.name,
+                       live.status().message());
+    }
     identities_[p.name] = Identity{p.pid, p.start_time, p.cgroup};
     loaded_.push_back(std::move(p));
   }
@@ -384,6 +393,8 @@ void ProcStore::Commit(std::vector<std::pair<std::string, std::optional<StoredPr
     sqlite3_bind_int64(upsert, 26, static_cast<int64_t>(p.mark_serial));
     BindText(upsert, 27, p.lease_owner);
     sqlite3_bind_int64(upsert, 28, absl::ToInt64Milliseconds(p.lease_ttl));
+    BindText(upsert, 29, p.spec.user);
+    BindBlob(upsert, 30, manager::EncodeLiveness(p.spec.liveness));
     ok = sqlite3_step(upsert) == SQLITE_DONE;
     sqlite3_reset(upsert);
   }

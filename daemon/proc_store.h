@@ -52,7 +52,7 @@ namespace hostd::daemon {
 
 struct StoredProc {
   std::string name;
-  manager::SpawnSpec spec;  // program, args, env, cwd, readiness, limits
+  manager::SpawnSpec spec;  // program, args, env, inherit_env, cwd, readiness, user, liveness, limits
   Labels labels;
   Supervision supervision;  // restart policy and group
   int incarnation = 1;

@@ -351,7 +351,8 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
                   .restarting = restarting,
                   .ended = ended,
                   .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0,
-                  .lease = r.lease};
+                  .lease = r.lease,
+                  .liveness = r.spec.liveness};
 }
 
 absl::StatusOr<ProcInfo> ProcTable::Get(absl::string_view name) const {

@@ -96,6 +96,22 @@ void ToProto(const ProcInfo& p, v1::Proc* out) {
     ToProto(p.lease->expires_at, l->mutable_expires_at());
     l->set_expired(p.lease->expired);
   }
+  if (p.liveness.enabled()) ToProto(p.liveness, out->mutable_liveness());
+}
+
+void ToProto(const manager::LivenessSpec& l, v1::LivenessCheck* out) {
+  if (l.kind == manager::LivenessKind::kHeartbeat) out->mutable_heartbeat();
+  if (l.kind == manager::LivenessKind::kExec) {
+    for (const std::string& arg : l.command) out->mutable_exec()->add_command(arg);
+  }
+  ToProto(l.period, out->mutable_period());
+  if (l.kind == manager::LivenessKind::kExec) {
+    ToProto(l.timeout == absl::ZeroDuration() ? l.period : l.timeout, out->mutable_timeout());
+  }
+  out->set_failure_threshold(l.failure_threshold);
+  ToProto(l.initial_delay, out->mutable_initial_delay());
+  out->set_dump_signal(l.dump_signal);
+  ToProto(l.dump_grace, out->mutable_dump_grace());
 }
 
 void ToProto(const ProcEnd& e, v1::ProcEnd* out) {
@@ -142,6 +158,34 @@ absl::StatusOr<manager::Backoff> BackoffFromProto(const v1::Backoff& b, absl::st
   out.max = *max;
   if (b.multiplier() != 0) out.multiplier = b.multiplier();
   if (b.has_jitter()) out.jitter = b.jitter();
+  return out;
+}
+
+// Durations are bounded by ValidateLiveness (each field's own range), not kMaxDuration alone.
+absl::StatusOr<manager::LivenessSpec> LivenessFromProto(const v1::LivenessCheck& l) {
+  manager::LivenessSpec out;
+  switch (l.kind_case()) {
+    case v1::LivenessCheck::kHeartbeat: out.kind = manager::LivenessKind::kHeartbeat; break;
+    case v1::LivenessCheck::kExec:
+      out.kind = manager::LivenessKind::kExec;
+      out.command.assign(l.exec().command().begin(), l.exec().command().end());
+      break;
+    case v1::LivenessCheck::KIND_NOT_SET:
+      return absl::InvalidArgumentError("spec.liveness: set heartbeat or exec");
+  }
+  HOSTD_ASSIGN_OR_RETURN(out.period, FromProto(l.period(), l.has_period(), out.period, "spec.liveness.period"));
+  HOSTD_ASSIGN_OR_RETURN(out.timeout, FromProto(l.timeout(), l.has_timeout(), out.timeout, "spec.liveness.timeout"));
+  if (l.failure_threshold() != 0) out.failure_threshold = l.failure_threshold();
+  HOSTD_ASSIGN_OR_RETURN(out.initial_delay, FromProto(l.initial_delay(), l.has_initial_delay(), out.initial_delay,
+                                                      "spec.liveness.initial_delay"));
+  out.dump_signal = l.dump_signal();
+  HOSTD_ASSIGN_OR_RETURN(out.dump_grace,
+                         FromProto(l.dump_grace(), l.has_dump_grace(), out.dump_grace, "spec.liveness.dump_grace"));
+  HOSTD_RETURN_IF_ERROR(manager::ValidateLiveness(out, "spec.liveness."));
+  if (out.kind == manager::LivenessKind::kHeartbeat && l.has_timeout()) {
+    // A zero timeout given explicitly is still a timeout the check would not use.
+    return absl::InvalidArgumentError("spec.liveness.timeout: applies to exec probes only");
+  }
   return out;
 }
 
@@ -301,6 +345,9 @@ absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec) {
                 .pids_max = limits.pids_max(),
                 .cpuset_cpus = limits.cpuset_cpus()};
   HOSTD_RETURN_IF_ERROR(manager::ValidateLimits(out.limits, "spec.limits."));
+  if (spec.has_liveness()) {
+    HOSTD_ASSIGN_OR_RETURN(out.liveness, LivenessFromProto(spec.liveness()));
+  }
   return out;
 }
 

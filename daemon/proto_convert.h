@@ -36,6 +36,7 @@ void ToProto(const ProcEnd& e, v1::ProcEnd* out);
 v1::ProcState ToProto(proc::ProcState s);
 
 absl::StatusOr<manager::SpawnSpec> FromProto(const v1::ProcSpec& spec);
+void ToProto(const manager::LivenessSpec& l, v1::LivenessCheck* out);
 
 // A bulk spawn's rank variables (v1::RankEnv), checked once for `entries` entries.
 struct RankVars {

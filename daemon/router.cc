@@ -233,7 +233,9 @@ bool Router::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, boo
   }
   absl::string_view addr = dest.substr(0, comma);
   absl::string_view name = dest.substr(comma + 1);
-  if (addr == frontend_text_ && !(from_frontend && name == kStateMailbox)) return RouteLocal(msg, name, wake);
+  if (addr == frontend_text_ && !(from_frontend && (name == kStateMailbox || name == kLivenessMailbox))) {
+    return RouteLocal(msg, name, wake);
+  }
   if (from_frontend || addr == backend_text_) {
     Return(std::move(msg), ReturnReason::kUnroutable,
            absl::StrCat("host ", frontend_text_, " routes only to its own procs, not to ", addr));

@@ -19,7 +19,9 @@
 //   - Any other `<addr>`, arriving on the backend: forwarded to that host's
 //     frontend over a cached dialed link. Arriving on the frontend: kUnroutable (a
 //     frontend serves only its own procs, so messages cannot circle).
-//   - Names starting with '_' are the host's own mailboxes (kMailboxPrefix).
+//   - Names starting with '_' are the host's own mailboxes (kMailboxPrefix). The
+//     state and liveness mailboxes take messages from the backend only: a client
+//     on the frontend can neither save a proc's state nor beat for it.
 // Undeliverable messages go back to their `src` with the reason; a returned
 // message that cannot be delivered is dropped and counted, never returned again.
 // Backpressure: a proc link with a full queue makes Deliver return false, so the
@@ -57,6 +59,8 @@ inline constexpr char kMailboxPrefix[] = "_host.";
 // Where procs send ProcRuntime::SaveState; where broadcast signals come from.
 inline constexpr char kStateMailbox[] = "_host.state";
 inline constexpr char kSignalMailbox[] = "_host.signal";
+// Where procs send ProcRuntime::Heartbeat (manager/liveness.h).
+inline constexpr char kLivenessMailbox[] = "_host.liveness";
 
 class Router {
  public:

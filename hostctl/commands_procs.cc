@@ -1,14 +1,21 @@
 #include "hostctl/commands_procs.h"
 
+#include <signal.h>
+#include <string.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "hostctl/commands_supervision.h"
@@ -31,6 +38,11 @@ struct SpawnOptions {
   std::string cpuset;
   std::string lease_owner;
   double lease_ttl = 0;
+  // Liveness: a kind, and the rest only when given (unset: hostd's defaults).
+  bool liveness_heartbeat = false;
+  std::string liveness_exec, liveness_dump_signal;
+  std::optional<double> liveness_period, liveness_timeout, liveness_delay, liveness_dump_grace;
+  int liveness_failures = 0;
 };
 
 struct ListOptions {
@@ -81,6 +93,55 @@ bool ParseKeyValues(const std::vector<std::string>& items, const char* what, std
   return true;
 }
 
+// A signal as a number, or named with or without "SIG" (SIGQUIT, quit, 3); 0 if it is none.
+int ParseSignal(const std::string& text) {
+  int n = 0;
+  if (absl::SimpleAtoi(text, &n)) return n > 0 && n <= SIGRTMAX ? n : 0;
+  absl::string_view name = text;
+  std::string upper = absl::AsciiStrToUpper(name);
+  absl::string_view bare = upper;
+  absl::ConsumePrefix(&bare, "SIG");
+  for (int sig = 1; sig < NSIG; ++sig) {
+    const char* abbrev = ::sigabbrev_np(sig);
+    if (abbrev != nullptr && bare == abbrev) return sig;
+  }
+  return 0;
+}
+
+// The spawn's liveness flags into `spec`; false (after saying why) on a usage error.
+bool FillLiveness(const SpawnOptions& o, v1::ProcSpec* spec) {
+  const bool exec = !o.liveness_exec.empty();
+  const bool tuned = o.liveness_period || o.liveness_timeout || o.liveness_delay || o.liveness_dump_grace ||
+                     o.liveness_failures != 0 || !o.liveness_dump_signal.empty();
+  if (!o.liveness_heartbeat && !exec) {
+    if (tuned) fprintf(stderr, "hostctl: --liveness-* options need --liveness-heartbeat or --liveness-exec\n");
+    return !tuned;
+  }
+  v1::LivenessCheck* l = spec->mutable_liveness();
+  if (o.liveness_heartbeat) {
+    l->mutable_heartbeat();
+  } else {
+    for (absl::string_view arg : absl::StrSplit(o.liveness_exec, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+      l->mutable_exec()->add_command(std::string(arg));
+    }
+  }
+  if (o.liveness_period) *l->mutable_period() = SecondsToProto(*o.liveness_period);
+  if (o.liveness_timeout) *l->mutable_timeout() = SecondsToProto(*o.liveness_timeout);
+  if (o.liveness_delay) *l->mutable_initial_delay() = SecondsToProto(*o.liveness_delay);
+  if (o.liveness_dump_grace) *l->mutable_dump_grace() = SecondsToProto(*o.liveness_dump_grace);
+  l->set_failure_threshold(o.liveness_failures);
+  if (!o.liveness_dump_signal.empty()) {
+    int sig = ParseSignal(o.liveness_dump_signal);
+    if (sig == 0) {
+      fprintf(stderr, "hostctl: --liveness-dump-signal \"%s\" is not a signal (SIGQUIT, QUIT or 3, say)\n",
+              o.liveness_dump_signal.c_str());
+      return false;
+    }
+    l->set_dump_signal(sig);
+  }
+  return true;
+}
+
 // The reply of a call on one proc: JSON, or its name and status.
 void PrintProcReply(const Client& c, const v1::Proc& resp) {
   if (c.options().json) {
@@ -113,6 +174,7 @@ int Spawn(Client& c, const SpawnOptions& o) {
   spec->mutable_limits()->set_cpus(o.cpus);
   spec->mutable_limits()->set_pids_max(o.pids_max);
   spec->mutable_limits()->set_cpuset_cpus(o.cpuset);
+  if (!FillLiveness(o, spec)) return kExitUsage;
   one.mutable_labels()->insert(label_map.begin(), label_map.end());
   FillRestart(o.restart, one);
   if (!o.lease_owner.empty()) {
@@ -391,6 +453,19 @@ Subcommand AddSpawn(CLI::App& app) {
   cli->add_option("--lease-ttl", o->lease_ttl, "with --lease-owner: seconds the lease lasts unrenewed (1 to 86400)")
       ->needs(owner);
   owner->needs(cli->get_option("--lease-ttl"));
+  auto* heartbeat = cli->add_flag("--liveness-heartbeat", o->liveness_heartbeat,
+                                  "liveness: the proc's runtime must heartbeat (ProcRuntime::Heartbeat) every period");
+  cli->add_option("--liveness-exec", o->liveness_exec,
+                  "liveness: run this command (split at spaces) every period; an exit other than 0 is a miss")
+      ->excludes(heartbeat);
+  cli->add_option("--liveness-period", o->liveness_period, "liveness: seconds between checks (default 10)");
+  cli->add_option("--liveness-timeout", o->liveness_timeout, "liveness: seconds a probe may run (default: the period)");
+  cli->add_option("--liveness-failures", o->liveness_failures, "liveness: misses in a row that fail it (default 3)");
+  cli->add_option("--liveness-delay", o->liveness_delay, "liveness: seconds after ready before the first period");
+  cli->add_option("--liveness-dump-signal", o->liveness_dump_signal,
+                  "liveness: sent first, so the proc can dump its stacks (SIGQUIT, USR1, 3)");
+  cli->add_option("--liveness-dump-grace", o->liveness_dump_grace,
+                  "liveness: seconds between the dump signal and SIGKILL (default 2)");
   AddRestartOptions(cli, o->restart);
   return MakeSubcommand(cli, std::move(o), Spawn);
 }

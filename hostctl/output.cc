@@ -1,5 +1,7 @@
 #include "hostctl/output.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -109,6 +111,31 @@ std::string LocalTime(const google::protobuf::Timestamp& t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3S%Ez", at, absl::LocalTimeZone());
 }
 
+namespace {
+
+std::string Seconds(const google::protobuf::Duration& d) {
+  return absl::FormatDuration(absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos()));
+}
+
+// "heartbeat every 200ms, 3 misses, SIGQUIT then 1s before SIGKILL", or for an exec probe its command and timeout.
+std::string LivenessText(const v1::LivenessCheck& l) {
+  std::string out = l.has_exec() ? absl::StrCat("exec \"", absl::StrJoin(l.exec().command(), " "), "\" every ",
+                                                Seconds(l.period()), ", timeout ", Seconds(l.timeout()))
+                                 : absl::StrCat("heartbeat every ", Seconds(l.period()));
+  absl::StrAppend(&out, ", ", l.failure_threshold(), l.failure_threshold() == 1 ? " miss" : " misses");
+  if (l.initial_delay().seconds() != 0 || l.initial_delay().nanos() != 0) {
+    absl::StrAppend(&out, ", after ", Seconds(l.initial_delay()));
+  }
+  if (l.dump_signal() != 0) {
+    const char* abbrev = ::sigabbrev_np(l.dump_signal());
+    absl::StrAppend(&out, ", ", abbrev != nullptr ? absl::StrCat("SIG", abbrev) : absl::StrCat(l.dump_signal()),
+                    " then ", Seconds(l.dump_grace()), " before SIGKILL");
+  }
+  return out;
+}
+
+}  // namespace
+
 void PrintProc(const v1::Proc& p) {
   printf("name:     %s\nproc id:  %s\nstatus:   %s\npid:      %d\n", p.name().c_str(), p.proc_id().c_str(),
          p.status().display().c_str(), p.status().pid());
@@ -128,6 +155,7 @@ void PrintProc(const v1::Proc& p) {
     if (!p.limits().cpuset_cpus().empty()) limits.push_back(absl::StrCat("cpuset.cpus ", p.limits().cpuset_cpus()));
     printf("limits:   %s\n", absl::StrJoin(limits, ", ").c_str());
   }
+  if (p.has_liveness()) printf("liveness: %s\n", LivenessText(p.liveness()).c_str());
   if (!p.status().note().empty()) printf("note:     %s\n", p.status().note().c_str());
   if (!p.status().stderr_tail().empty()) printf("stderr (end):\n%s\n", p.status().stderr_tail().c_str());
   if (p.recent_ends_size() > 0) printf("recent ends (newest first):\n");

@@ -84,6 +84,11 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> LocalProcManager::Spawn(const proc::
                                                       spec.limits.ToString(),
                                                       ") need a cgroup per proc, and in-process procs share hostd's"));
   }
+  if (spec.liveness.enabled()) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot spawn proc \"", name, "\": its liveness check (",
+                                                      spec.liveness.ToString(),
+                                                      ") is for process procs; in-process procs share hostd's"));
+  }
   auto handle = std::make_shared<LocalHandle>(this, id);
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   (void)handle->cell().Transition(ProcStatus::Running(0, absl::Now()));

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "channel/channel_addr.h"
 #include "manager/cgroup.h"
+#include "manager/liveness.h"
 #include "manager/usage.h"
 #include "proc/proc_id.h"
 #include "proc/proc_runtime.h"
@@ -65,6 +66,12 @@ struct SpawnSpec {
   // with FailedPrecondition naming the limit and why cgroups are off; an in-process
   // proc with limits is refused the same way.
   CgroupLimits limits = {};
+  // Process procs: a liveness check armed once the proc is ready (manager/liveness.h);
+  // a proc that fails it is killed with proc::kReasonLiveness. kHeartbeat needs
+  // kHandshake readiness (the proc runtime sends the beats); an exec probe's program
+  // is resolved and authorised at spawn like the proc's own. In-process procs with
+  // one are refused (FailedPrecondition).
+  LivenessSpec liveness = {};
 
   // In-process procs: the body, run on the proc's own thread once its runtime
   // serves; its return value is the exit code. It should return soon after
@@ -110,6 +117,9 @@ class ProcHandle {
   // The serial of the ProcMark its process carries (manager/proc_mark.h); 0 when
   // it carries none (an in-process proc).
   virtual uint64_t mark_serial() const { return 0; }
+  // A heartbeat from the proc's runtime (manager/liveness.h); ignored unless the
+  // proc has a heartbeat check. Any thread, never blocks.
+  virtual void Heartbeat() {}
 };
 
 class ProcManager {

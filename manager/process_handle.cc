@@ -126,6 +126,7 @@ void ProcessHandle::ReleaseWithManager() {
   exit_watch_.reset();
   ready_pipe_.reset();
   notify_.reset();
+  StopLiveness();
   ReleaseAgentLink();
   (void)cell().Transition(ProcStatus::Failed("its manager was destroyed before its exit was observed"));
 }
@@ -135,7 +136,15 @@ void ProcessHandle::MarkReady(std::optional<channel::ChannelAddr> addr) {
   ProcStatus ready;
   ready.state = proc::ProcState::kReady;
   ready.addr = std::move(addr);
-  (void)cell().Transition(std::move(ready));
+  if (!cell().Transition(std::move(ready)).ok() || !liveness_spec_.enabled()) return;
+  auto check = LivenessCheck::Start(*mgr_->loop_, liveness_spec_, liveness_probe_,
+                                    [weak = weak_from_this()](std::string why) {
+                                      if (std::shared_ptr<ProcessHandle> self = weak.lock()) {
+                                        self->LivenessFailed(std::move(why));
+                                      }
+                                    });
+  absl::MutexLock lock(&mu_);
+  liveness_ = std::move(check);
 }
 
 bool ProcessHandle::RequestStop(absl::string_view reason) {
@@ -168,6 +177,48 @@ void ProcessHandle::Signal(int sig) {
   // Signal the group only while the leader is alive.
   if (adopted_pidfd_.valid() && ::syscall(SYS_pidfd_send_signal, adopted_pidfd_.get(), 0, nullptr, 0) != 0) return;
   ::kill(-pid_, sig);
+}
+
+void ProcessHandle::Heartbeat() {
+  absl::MutexLock lock(&mu_);
+  if (liveness_ != nullptr) liveness_->Beat();
+}
+
+void ProcessHandle::LivenessFailed(std::string why) {
+  if (status().state != proc::ProcState::kReady) return;
+  liveness_failure_ = std::move(why);
+  base::Log().warn("proc={} failed its liveness check: {}; {}", proc_id().name(), liveness_failure_,
+                   liveness_spec_.dump_signal == 0 ? "killing it" : "asking for its stacks, then killing it");
+  if (liveness_spec_.dump_signal == 0) return KillWithoutWaiting();
+  // The leader alone: it is the program that was asked for its stacks; the rest of
+  // the proc is its business until the SIGKILL.
+  {
+    absl::MutexLock lock(&mu_);
+    if (pid_ > 0 && !leader_exited_) {
+      if (adopted_pidfd_.valid()) {
+        ::syscall(SYS_pidfd_send_signal, adopted_pidfd_.get(), liveness_spec_.dump_signal, nullptr, 0);
+      } else {
+        ::kill(pid_, liveness_spec_.dump_signal);
+      }
+    }
+  }
+  if (liveness_spec_.dump_grace == absl::ZeroDuration()) return KillWithoutWaiting();
+  dump_grace_ = std::make_unique<asio::steady_timer>(mgr_->loop_->context(),
+                                                     absl::ToChronoNanoseconds(liveness_spec_.dump_grace));
+  dump_grace_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    std::shared_ptr<ProcessHandle> self = weak.lock();
+    if (!ec && self != nullptr) self->KillWithoutWaiting();
+  });
+}
+
+void ProcessHandle::StopLiveness() {
+  std::shared_ptr<LivenessCheck> check;
+  {
+    absl::MutexLock lock(&mu_);
+    check = std::move(liveness_);
+  }
+  if (check != nullptr) check->Stop();
+  dump_grace_.reset();
 }
 
 void ProcessHandle::ReadReport() {
@@ -330,6 +381,21 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   } else {
     end = ProcStatus::Stopped(leader.si_status, std::move(tail));
   }
+  if (!liveness_failure_.empty()) {
+    // Killed (by its SIGKILL, or by the dump signal's default action): that is the
+    // cause. An exit of its own during the dump grace keeps its status; the
+    // failure is noted.
+    std::string why = absl::StrCat(proc::kReasonLiveness, ": ", liveness_failure_);
+    if (not_child_exit_) {
+      // Re-adopted after a restart: hostd killed it, though it cannot read how it ended.
+      end.reason = absl::StrCat(why, " (", end.reason, ")");
+    } else if (end.state == proc::ProcState::kKilled && end.reason.empty()) {
+      end.reason = std::move(why);
+    } else if (end.state == proc::ProcState::kStopped) {
+      end.note = std::move(why);
+    }
+  }
+  StopLiveness();
   if (mgr_->log_space_->ProcEnded(full_log_episodes_)) {
     end.note = absl::StrCat("some of its output may be lost: the file system of ", mgr_->log_space_->dir(),
                             " was full while it ran");

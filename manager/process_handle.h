@@ -25,6 +25,10 @@
 // outside manager/, the daemon's second stop signal included, asks the manager):
 //   - ProcessHandle::SignalTerm / SignalKill: Terminate, Kill, the manager's
 //     KillAll and destructor (KillWithoutWaiting): the one path for callers.
+//   - ProcessHandle::LivenessFailed: the liveness check's dump signal to the
+//     leader (by pid while it is not reaped, or its pidfd when adopted), then
+//     KillWithoutWaiting after the dump grace. (The check's own probes are
+//     processes of hostd's, not of the proc: liveness.h kills and reaps those.)
 //   - ProcessHandle::OnExit: what the proc left behind after its leader exited.
 //     For an adopted proc that is not this process's child, the process group
 //     unless the leader's pid already names another process (a different start
@@ -63,6 +67,8 @@
 #include "base/unique_fd.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/system/error_code.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "manager/liveness.h"
 #include "manager/proc_handle_base.h"
 
 namespace hostd::manager {
@@ -76,6 +82,7 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   absl::StatusOr<proc::ProcStatus> Wait(absl::Time deadline) override;
   // Its cgroup's processes, or its process group's.
   ProcUsage Usage() const override;
+  void Heartbeat() override;
 
   // Set by Spawn before the launch (which orders it before any use on the loop).
   void set_cgroup_dir(std::string dir) { cgroup_dir_ = std::move(dir); }
@@ -84,6 +91,12 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // The serial of the ProcMark it is launched with (proc_mark.h).
   void set_mark_serial(uint64_t serial) { mark_serial_ = serial; }
   uint64_t mark_serial() const override { return mark_serial_; }
+  // The liveness check armed at Ready, and what its probes launch (Spawn or Adopt,
+  // before the handle is on the loop).
+  void set_liveness(LivenessSpec spec, LaunchRequest probe) {
+    liveness_spec_ = std::move(spec);
+    liveness_probe_ = std::move(probe);
+  }
 
   const std::string& command() const { return command_; }
   const std::string& cgroup_dir() const { return cgroup_dir_; }
@@ -135,6 +148,12 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   // adopted non-child leader has ended (its pidfd is readable).
   bool EndedAsNonChild(int err);
   void OnExit(boost::system::error_code ec);
+  // Loop thread: the liveness check failed (`why`): the dump signal to the leader,
+  // if any, then SIGKILL after its grace; the end's reason says so. Ignored unless
+  // the proc is Ready (a stop already under way goes on as it was).
+  void LivenessFailed(std::string why);
+  // Loop thread: the check and the dump grace stop (the proc ended or is released).
+  void StopLiveness();
 
   // Loop-thread code runs only while the manager exists; other threads reach it
   // only through RequestStop, which checks mgr_gone_.
@@ -157,6 +176,13 @@ class ProcessHandle final : public ProcHandleBase, public std::enable_shared_fro
   uint64_t adopted_start_time_ = 0;
   bool not_child_exit_ = false;  // loop thread: the leader ended, but not as our child
   std::string ready_problem_ ABSL_GUARDED_BY(mu_);
+  // Running from Ready until the end; Heartbeat reaches it from any thread.
+  std::shared_ptr<LivenessCheck> liveness_ ABSL_GUARDED_BY(mu_);
+  LivenessSpec liveness_spec_;
+  LaunchRequest liveness_probe_;
+  // Loop thread only: why the check failed (empty: it has not), and the dump grace.
+  std::string liveness_failure_;
+  std::unique_ptr<boost::asio::steady_timer> dump_grace_;
 
   // Loop thread only. The leader's pidfd, until it is reaped.
   std::unique_ptr<boost::asio::posix::stream_descriptor> exit_watch_;

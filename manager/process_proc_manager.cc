@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "base/own_dir.h"
 #include "base/small_file.h"
+#include "base/status_macros.h"
 #include "base/unix_addr.h"
 #include "channel/sender.h"
 #include "manager/launcher.h"
@@ -85,7 +86,62 @@ absl::StatusOr<std::string> StateDirMarkToken(const std::string& state_dir) {
   return token;
 }
 
+// The environment `spec` gives its program (before the HOSTD_* variables),
+// explicitly: the inherit_env names copied from this process, then spec.env.
+absl::StatusOr<absl::flat_hash_map<std::string, std::string>> SpecEnv(const SpawnSpec& spec) {
+  absl::flat_hash_map<std::string, std::string> env;
+  for (const std::string& var : spec.inherit_env) {
+    if (const char* v = ::getenv(var.c_str()); v != nullptr) env[var] = v;
+  }
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("environment variable name \"", k, "\" is invalid"));
+    }
+    env[k] = v;
+  }
+  return env;
+}
+
+absl::StatusOr<std::optional<LaunchRequest::Credentials>> SpecCredentials(const SpawnSpec& spec) {
+  if (spec.user.empty()) return std::nullopt;
+  if (::geteuid() != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("running as user \"", spec.user, "\" needs hostd to run as root"));
+  }
+  absl::StatusOr<LaunchRequest::Credentials> c = ResolveUser(spec.user);
+  if (!c.ok()) return c.status();
+  return std::optional<LaunchRequest::Credentials>(*std::move(c));
+}
+
 }  // namespace
+
+absl::StatusOr<LaunchRequest> ProcessProcManager::ProbeRequest(const SpawnSpec& spec) const {
+  const LivenessSpec& live = spec.liveness;
+  HOSTD_RETURN_IF_ERROR(ValidateLiveness(live, "liveness."));
+  if (live.kind == LivenessKind::kHeartbeat && spec.readiness != ReadinessMode::kHandshake) {
+    return absl::InvalidArgumentError(
+        "liveness: a heartbeat check needs the proc runtime (readiness handshake), which sends the beats; use an exec "
+        "probe for other programs");
+  }
+  LaunchRequest req;
+  if (live.kind != LivenessKind::kExec) return req;
+  HOSTD_ASSIGN_OR_RETURN(auto env, SpecEnv(spec));
+  std::string path_list = env.contains("PATH") ? env["PATH"] : kDefaultPath;
+  absl::StatusOr<std::string> program = ResolveProgram(live.command[0], path_list);
+  if (!program.ok()) {
+    return absl::Status(program.status().code(), absl::StrCat("liveness probe: ", program.status().message()));
+  }
+  if (spec.authorize) {
+    if (absl::Status allowed = spec.authorize(*program); !allowed.ok()) {
+      return absl::Status(allowed.code(), absl::StrCat("liveness probe: ", allowed.message()));
+    }
+  }
+  HOSTD_ASSIGN_OR_RETURN(req.credentials, SpecCredentials(spec));
+  req.path = *program;
+  req.argv = live.command;
+  for (const auto& [k, v] : env) req.envp.push_back(absl::StrCat(k, "=", v));
+  req.cwd = spec.cwd.empty() ? options_.state_dir : spec.cwd;
+  return req;
+}
 
 ProcessProcManager::ProcessProcManager(ProcessProcManagerOptions options)
     : options_(std::move(options)),
@@ -252,16 +308,9 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   };
 
   // The environment, explicitly.
-  absl::flat_hash_map<std::string, std::string> env;
-  for (const std::string& var : spec.inherit_env) {
-    if (const char* v = ::getenv(var.c_str()); v != nullptr) env[var] = v;
-  }
-  for (const auto& [k, v] : spec.env) {
-    if (k.empty() || k.find('=') != std::string::npos) {
-      return fail(absl::InvalidArgumentError(absl::StrCat("environment variable name \"", k, "\" is invalid")));
-    }
-    env[k] = v;
-  }
+  absl::StatusOr<absl::flat_hash_map<std::string, std::string>> spec_env = SpecEnv(spec);
+  if (!spec_env.ok()) return fail(spec_env.status());
+  absl::flat_hash_map<std::string, std::string> env = *std::move(spec_env);
   if (spec.initial_state.has_value() && spec.initial_state->size() > proc::kMaxStateBytes) {
     return fail(absl::InvalidArgumentError(absl::StrCat("initial state is ", spec.initial_state->size(),
                                                         " bytes; at most ", proc::kMaxStateBytes, " allowed")));
@@ -279,16 +328,10 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   if (spec.authorize) {
     if (absl::Status allowed = spec.authorize(*program); !allowed.ok()) return fail(allowed);
   }
-  std::optional<LaunchRequest::Credentials> credentials;
-  if (!spec.user.empty()) {
-    if (::geteuid() != 0) {
-      return fail(
-          absl::PermissionDeniedError(absl::StrCat("running as user \"", spec.user, "\" needs hostd to run as root")));
-    }
-    absl::StatusOr<LaunchRequest::Credentials> c = ResolveUser(spec.user);
-    if (!c.ok()) return fail(c.status());
-    credentials = *std::move(c);
-  }
+  absl::StatusOr<std::optional<LaunchRequest::Credentials>> credentials = SpecCredentials(spec);
+  if (!credentials.ok()) return fail(credentials.status());
+  absl::StatusOr<LaunchRequest> probe = ProbeRequest(spec);
+  if (!probe.ok()) return fail(probe.status());
   std::vector<std::string> argv = {spec.program};
   argv.insert(argv.end(), spec.args.begin(), spec.args.end());
   std::string command = absl::StrJoin(argv, " ");
@@ -313,6 +356,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   const uint64_t mark_serial = next_mark_serial_.fetch_add(1, std::memory_order_relaxed);
   env[kEnvProcMark] = MarkValue(mark_token_, mark_serial);
   handle->set_mark_serial(mark_serial);
+  handle->set_liveness(spec.liveness, *std::move(probe));
   base::UniqueFd ready_read, ready_write, notify_sock, state_fd;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];
@@ -370,7 +414,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   req.ready_fd = ready_write.get();
   req.state_fd = state_fd.get();
   if (!cgroup_dir.empty()) req.cgroup_procs = cgroup_dir + "/cgroup.procs";
-  req.credentials = std::move(credentials);
+  req.credentials = *std::move(credentials);
   req.parent_death_kill = !options_.keep_procs;
   absl::Status launched;
   // Launch from the loop thread: PR_SET_PDEATHSIG follows the launching thread.
@@ -449,6 +493,14 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
   handle->set_cgroup_dir(request.cgroup_dir);
   ReserveMarkSerials(request.mark_serial);
+  // The check is re-armed as it was, unless its probe can no longer be run here
+  // (the exec allow-list changed, say): the proc is still adopted, without it.
+  if (absl::StatusOr<LaunchRequest> probe = ProbeRequest(request.spec); probe.ok()) {
+    handle->set_liveness(request.spec.liveness, *std::move(probe));
+  } else {
+    base::Log().warn("proc={} re-adopted without its liveness check ({}): {}", name,
+                     request.spec.liveness.ToString(), probe.status().message());
+  }
   {
     absl::MutexLock lock(&mu_);
     std::erase_if(handed_out_, [](const auto& w) { return w.expired(); });

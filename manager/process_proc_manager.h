@@ -71,6 +71,7 @@
 #include "channel/event_loop.h"
 #include "manager/cgroup.h"
 #include "manager/janitor.h"
+#include "manager/launcher.h"
 #include "manager/log_space.h"
 #include "manager/orphan_reaper.h"
 #include "manager/proc_logs.h"
@@ -112,6 +113,9 @@ struct AdoptRequest {
   std::optional<channel::ChannelAddr> addr;  // what it reported at readiness
   std::string command;
   uint64_t mark_serial = 0;  // the serial of its ProcMark (0: unknown, its escapees are not tracked)
+  // Its liveness check, re-armed at once (its initial delay from now), and what an
+  // exec probe runs with: env, inherit_env, cwd, user, authorize (the rest unused).
+  SpawnSpec spec;
 };
 
 class ProcessProcManager final : public ProcManager, public BulkTerminate {
@@ -129,6 +133,8 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   // that is not this process's child (adopted after a restart, not a re-exec)
   // ends with Failed saying its exit status is unknown: only a parent can learn it.
   // AlreadyExists if the name is taken.
+  // An exec liveness probe that cannot be resolved or is not authorised fails the
+  // adoption (the proc is left running, not adopted): check the program first.
   absl::StatusOr<std::shared_ptr<ProcHandle>> Adopt(const proc::ProcId& id, const AdoptRequest& request);
   // Launches from now on take mark serials above `last` (the highest a previous
   // manager on the state directory recorded), so none repeats an adopted proc's.
@@ -148,6 +154,11 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
  private:
   friend class ProcessHandle;
   explicit ProcessProcManager(ProcessProcManagerOptions options);
+  // What each exec liveness probe of a proc with `spec` launches (empty for other
+  // checks); InvalidArgument for a spec out of bounds (ValidateLiveness) or a
+  // heartbeat without the proc runtime; the probe's program must resolve and pass
+  // spec.authorize, like the proc's own.
+  absl::StatusOr<LaunchRequest> ProbeRequest(const SpawnSpec& spec) const;
 
   const ProcessProcManagerOptions options_;
   std::unique_ptr<channel::EventLoop> loop_;

@@ -174,6 +174,26 @@ absl::Status ProcRuntime::SaveState(std::string blob) {
   });
 }
 
+absl::Status ProcRuntime::Heartbeat() {
+  if (heartbeat_in_flight_->exchange(true)) return absl::OkStatus();
+  absl::StatusOr<Message> msg =
+      Message::Create(absl::StrCat(id_.frontend().ToString(), ",_host.liveness"), "heartbeat", id_text_, "");
+  if (!msg.ok()) {
+    heartbeat_in_flight_->store(false);
+    return msg.status();
+  }
+  // The flag, not the runtime: the acknowledgement may come after the runtime is gone.
+  // On the control lane: ahead of data queued for the host, and never waiting for
+  // room, so a proc whose link is full still proves its progress.
+  absl::Status s = host_->PostControl(*std::move(msg), [id = id_text_, in_flight = heartbeat_in_flight_](absl::Status s,
+                                                                                                     Message) {
+    in_flight->store(false);
+    if (!s.ok()) base::Log().warn("proc {}: its heartbeat did not reach the host: {}", id, s.message());
+  });
+  if (!s.ok()) heartbeat_in_flight_->store(false);
+  return s;
+}
+
 void ProcRuntime::RequestStop(std::string reason) {
   absl::MutexLock lock(&mu_);
   if (!stop_reason_.has_value()) stop_reason_ = std::move(reason);

@@ -26,10 +26,16 @@
 // request, the agent's "handoff" command asks the StateProvider for the blob; or
 // of its own accord, SaveState sends the blob for the host to store. The host
 // hands the blob to the next incarnation, which finds it in initial_state().
+//
+// Liveness. A proc spawned with a heartbeat check (manager/liveness.h) calls
+// Heartbeat() from the code whose progress matters, at least once per check
+// period: the runtime never beats by itself, since a beat from a thread of its own
+// would prove only that the thread runs.
 #ifndef HOSTD_PROC_PROC_RUNTIME_H_
 #define HOSTD_PROC_PROC_RUNTIME_H_
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -103,6 +109,14 @@ class ProcRuntime {
   // InvalidArgument when it is over kMaxStateBytes.
   absl::Status SaveState(std::string blob);
 
+  // Tells the host this proc is making progress: a message to
+  // "<frontend>,_host.liveness" on port "heartbeat", through the host backend, on
+  // its control lane (ahead of queued data, never waiting for room). At
+  // most one is in flight: a call while the previous beat is not yet acknowledged
+  // sends nothing (that beat already says as much), so calling it often is cheap.
+  // Never blocks; a beat that cannot be delivered is logged.
+  absl::Status Heartbeat();
+
   void RequestStop(std::string reason);
   // The reason given to RequestStop, or DeadlineExceeded.
   absl::StatusOr<std::string> WaitForStopRequest(absl::Time deadline) const;
@@ -135,6 +149,7 @@ class ProcRuntime {
   SignalHandler signal_handler_ ABSL_GUARDED_BY(mu_);
   uint64_t signals_received_ ABSL_GUARDED_BY(mu_) = 0;
   StateProvider state_provider_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<std::atomic<bool>> heartbeat_in_flight_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace hostd::proc

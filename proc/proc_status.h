@@ -33,6 +33,8 @@ namespace hostd::proc {
 
 // Killed::reason of a proc the kernel's OOM killer ended (its cgroup's memory.max).
 inline constexpr absl::string_view kReasonOom = "oom";
+// Killed::reason of a proc its liveness check failed: this, then ": " and why.
+inline constexpr absl::string_view kReasonLiveness = "liveness failed";
 
 enum class ProcState { kStarting, kRunning, kReady, kStopping, kStopped, kKilled, kFailed };
 
@@ -54,7 +56,7 @@ struct ProcStatus {
   std::string stderr_tail;                     // Stopped, Killed: the end of the proc's stderr
   int signal = 0;                              // Killed
   bool core_dumped = false;                    // Killed
-  std::string reason;                          // Failed; Stopped, Killed: who ended it, when known (kReasonOom)
+  std::string reason;                          // Failed; Stopped, Killed: who ended it, when known (kReasonOom, kReasonLiveness)
   std::string note;                            // terminal: worth knowing, not the cause (e.g. output lost)
 
   static ProcStatus Starting() { return {}; }

@@ -41,6 +41,10 @@
 //   --tick-ms=T            once ready, print "tick <n>" (n from 1) every T ms, until it ends
 //   --forks=N              at start, fork N children that sleep, then print
 //                          "forks <made> failed <failed>" (errno of the first failure)
+//   --heartbeat-ms=P       once ready, ProcRuntime::Heartbeat() every P ms from the main
+//                          thread; with --heartbeat-count=N only N times, then print
+//                          "heartbeats stopped" and stay alive without beating
+//   --dump-signal=N        on signal N print "dump signal <NN>" (two digits) to stdout and go on
 // Port "set-state" is always bound: a message there makes its payload the current
 // state (installing the provider if there was none) and is answered "ok" on port
 // "set-state.reply". Without --state, --fail-handoff, an adopted initial state or a
@@ -223,6 +227,16 @@ int main(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv);
   auto has = [&](const char* f) { return flags.contains(f); };
   if (has("ignore-sigterm")) std::signal(SIGTERM, SIG_IGN);
+  if (int sig = IntFlag(flags, "dump-signal", 0); sig > 0) {
+    static int dump_signal = sig;
+    std::signal(sig, [](int) {
+      // Only async-signal-safe calls here.
+      char line[] = "dump signal 00\n";
+      line[12] = static_cast<char>('0' + dump_signal / 10);
+      line[13] = static_cast<char>('0' + dump_signal % 10);
+      (void)!::write(1, line, sizeof(line) - 1);
+    });
+  }
   if (auto it = flags.find("stderr"); it != flags.end()) std::fprintf(stderr, "%s\n", it->second.c_str());
   if (int n = IntFlag(flags, "flood-stdout", 0); n > 0) {
     std::string chunk(4096, 'x');
@@ -355,8 +369,19 @@ int main(int argc, char** argv) {
     Stream(*proc->runtime, absl::StrSplit(it->second, '+', absl::SkipEmpty()), flags["stream-tag"],
            IntFlag(flags, "stream-count", 100), IntFlag(flags, "stream-gap-ms", 10));
   }
+  const int beat_ms = IntFlag(flags, "heartbeat-ms", 0);
+  int beats_left = IntFlag(flags, "heartbeat-count", -1);
   while (true) {
-    absl::StatusOr<std::string> stop = proc->runtime->WaitForStopRequest(until);
+    const bool beating = beat_ms > 0 && beats_left != 0;
+    absl::Time wake = beating ? std::min(until, absl::Now() + absl::Milliseconds(beat_ms)) : until;
+    absl::StatusOr<std::string> stop = proc->runtime->WaitForStopRequest(wake);
+    if (!stop.ok() && beating && absl::Now() < until) {
+      if (absl::Status beat = proc->runtime->Heartbeat(); !beat.ok()) {
+        std::fprintf(stderr, "hostd_test_proc: heartbeat: %s\n", std::string(beat.message()).c_str());
+      }
+      if (--beats_left == 0) PrintLine("heartbeats stopped");
+      continue;
+    }
     if (!stop.ok()) return exit_code;  // --exit-after-ms elapsed
     if (!has("ignore-stop")) {
       std::fprintf(stderr, "stopping: %s\n", stop->c_str());

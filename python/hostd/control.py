@@ -33,7 +33,8 @@ from .errors import from_rpc_error
 from .v1 import host_pb2 as pb
 from .v1 import host_pb2_grpc as pb_grpc
 
-__all__ = ["AsyncHostClient", "HostClient", "default_target", "grpc_target", "restart_policy", "spawn_request", "pb"]
+__all__ = ["AsyncHostClient", "HostClient", "default_target", "grpc_target", "liveness_check", "restart_policy",
+           "spawn_request", "pb"]
 
 _MAX_MESSAGE = 80 << 20
 _OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
@@ -99,17 +100,37 @@ def restart_policy(mode: str = "on-failure", *, max_restarts: Optional[int] = No
                 backoff=backoff)
 
 
+def liveness_check(kind: str = "heartbeat", *, command: Sequence[str] = (), period: Optional[float] = None,
+                   timeout: Optional[float] = None, failure_threshold: int = 0, initial_delay: Optional[float] = None,
+                   dump_signal: int = 0, dump_grace: Optional[float] = None) -> pb.LivenessCheck:
+    """A liveness check: ``kind`` "heartbeat" (the proc calls ``Proc.heartbeat()``) or
+    "exec" (hostd runs ``command``; an exit other than 0 is a miss). Seconds; None
+    or 0 take hostd's defaults (period 10 s, 3 misses, dump grace 2 s)."""
+    check = _set(pb.LivenessCheck(failure_threshold=failure_threshold, dump_signal=dump_signal), period=_dur(period),
+                 timeout=_dur(timeout), initial_delay=_dur(initial_delay), dump_grace=_dur(dump_grace))
+    if kind == "heartbeat":
+        if command:
+            raise ValueError("a heartbeat check runs no command")
+        check.heartbeat.SetInParent()
+    elif kind == "exec":
+        check.exec.command.extend(command)
+    else:
+        raise ValueError(f'liveness kind "{kind}" is neither "heartbeat" nor "exec"')
+    return check
+
+
 def spawn_request(name: str, program: str, args: Sequence[str] = (), *, env: Optional[Mapping[str, str]] = None,
                   inherit_env: Sequence[str] = (), cwd: str = "", readiness: str = "handshake",
                   ready_timeout: Optional[float] = None, labels: Optional[Mapping[str, str]] = None,
                   restart: Union[str, pb.RestartPolicy, None] = None, group: str = "",
-                  lease: Optional[Tuple[str, float]] = None) -> pb.SpawnProcRequest:
+                  lease: Optional[Tuple[str, float]] = None,
+                  liveness: Optional[pb.LivenessCheck] = None) -> pb.SpawnProcRequest:
     """One spawn: ``readiness`` is "handshake" (a hostd proc), "exec" or "notify".
     ``lease`` is (owner, TTL seconds): the proc is terminated, and not restarted,
     once the owner has not renewed the lease for the TTL (``renew_lease``,
-    ``hold_lease``)."""
+    ``hold_lease``); ``liveness`` a ``liveness_check(...)``."""
     spec = _set(pb.ProcSpec(program=program, cwd=cwd, readiness=_READINESS[readiness]), args=list(args),
-                inherit_env=list(inherit_env), ready_timeout=_dur(ready_timeout))
+                inherit_env=list(inherit_env), ready_timeout=_dur(ready_timeout), liveness=liveness)
     for k, v in (env or {}).items():
         spec.env.add(name=k, value=v)
     req = pb.SpawnProcRequest(name=name, group=group)

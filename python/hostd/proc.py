@@ -34,6 +34,11 @@ State handoff: ``set_state_provider`` answers the agent's "handoff" (a planned
 restart); ``save_state`` sends the blob for the host to keep for an unplanned one
 (a crash). Either way the next incarnation finds it in ``initial_state``
 (at most ``MAX_STATE_BYTES``).
+
+Liveness: a proc spawned with a heartbeat check calls ``heartbeat()`` from the
+code whose progress matters, at least once per check period; the runtime never
+beats by itself (a beat from a task of its own would prove only that the event
+loop runs).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import sys
 import time
 from typing import Awaitable, Callable, Dict, List, Optional, Union
 
-from .link import Listener, Sender
+from .link import Listener, QueueFull, Sender
 from .wire import Message, ReturnReason, split_proc_id
 
 MAX_STATE_BYTES = 1 << 20
@@ -81,6 +86,7 @@ class Proc:
         self._ports: Dict[str, Handler] = {}
         self._signal_handler: Optional[SignalHandler] = None
         self._state_provider: Optional[StateProvider] = None
+        self._heartbeat: Optional["asyncio.Future[None]"] = None
         self._stop: "asyncio.Future[str]" = asyncio.get_running_loop().create_future()
         self._listener: Optional[Listener] = None
         self._host = Sender(host_backend, on_returned=self._returned_by_link)
@@ -142,6 +148,19 @@ class Proc:
         if len(blob) > MAX_STATE_BYTES:
             raise ValueError(f"state of proc {self.id} is {len(blob)} bytes; at most {MAX_STATE_BYTES} may be saved")
         await self._host.send(Message(f"{self.frontend},_host.state", "save", self.id, bytes(blob)))
+
+    def heartbeat(self) -> None:
+        """Tells the host this proc is making progress (to ``<frontend>,_host.liveness``
+        port "heartbeat"). At most one beat is in flight: a call while the last one is
+        not yet acknowledged sends nothing, so calling it often is cheap. Never waits;
+        with the link to the host full it sends nothing and the next call tries again.
+        Call it on the proc's event loop."""
+        if self._heartbeat is not None and not self._heartbeat.done():
+            return
+        try:
+            self._heartbeat = self._host.post(Message(f"{self.frontend},_host.liveness", "heartbeat", self.id, b""))
+        except QueueFull:
+            pass
 
     async def flush(self, timeout: Optional[float] = None) -> bool:
         """Waits until the host acknowledged everything this proc sent; False at the timeout."""

@@ -83,7 +83,7 @@ TEST(ProcStoreTest, ATableWithoutLeaseColumnsIsUpgradedInPlace) {
       << sqlite3_errmsg(db);
   sqlite3_close(db);
   {
-    absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path(), LogPath);
+    absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_EQ((*store)->loaded().size(), 1u);
     EXPECT_EQ((*store)->loaded()[0].name, "old");
@@ -94,7 +94,7 @@ TEST(ProcStoreTest, ATableWithoutLeaseColumnsIsUpgradedInPlace) {
     (*store)->Record(leased);
     (*store)->Flush();
   }
-  absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path(), LogPath);
+  absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   ASSERT_EQ((*store)->loaded().size(), 2u);
   const StoredProc& leased = (*store)->loaded()[0];

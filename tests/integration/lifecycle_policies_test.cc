@@ -1,13 +1,21 @@
 // Lifecycle policies against the real binaries: ranks handed out by a bulk spawn,
-// each name's record of its recent ends, exit codes no restart policy retries, and
-// client leases.
+// each name's record of its recent ends, exit codes no restart policy retries,
+// client leases, and liveness checks (heartbeats and exec probes).
 #include <csignal>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/small_file.h"
+#include "httplib.h"
 #include "tests/integration/hostd_process.h"
 
 namespace hostd {
@@ -418,6 +426,276 @@ TEST(LeaseTest, AnAdoptedProcKeepsItsLease) {
   EXPECT_TRUE(p.lease().expired());
   EXPECT_THAT(p.status().reason(), HasSubstr("lease expired"));
   EXPECT_FALSE(p.restarting());
+}
+
+// ---- Liveness ------------------------------------------------------------------
+
+google::protobuf::Duration Millis(int ms) {
+  google::protobuf::Duration d;
+  d.set_seconds(ms / 1000);
+  d.set_nanos((ms % 1000) * 1'000'000);
+  return d;
+}
+
+// A heartbeat check of `period_ms`, failing after `failures` empty periods.
+v1::LivenessCheck HeartbeatCheck(int period_ms, int failures) {
+  v1::LivenessCheck l;
+  l.mutable_heartbeat();
+  *l.mutable_period() = Millis(period_ms);
+  l.set_failure_threshold(failures);
+  return l;
+}
+
+// An exec probe running `script` with /bin/sh every `period_ms`.
+v1::LivenessCheck ShellProbe(const std::string& script, int period_ms, int failures) {
+  v1::LivenessCheck l;
+  for (const char* arg : {"/bin/sh", "-c"}) l.mutable_exec()->add_command(arg);
+  l.mutable_exec()->add_command(script);
+  *l.mutable_period() = Millis(period_ms);
+  l.set_failure_threshold(failures);
+  return l;
+}
+
+// `name`'s stdout log now (every incarnation's).
+std::string Stdout(Hostd& h, const std::string& name) {
+  absl::StatusOr<std::string> log = base::ReadSmallFile(h.Path(absl::StrCat("state/logs/", name, ".stdout")), 1 << 20);
+  return log.ok() ? *log : "";
+}
+
+// One proc keeps beating; another beats ten times, then stays alive without beating:
+// it gets the dump signal, then SIGKILL, ends with the liveness reason, and its
+// on-failure policy starts it again. The first is untouched all along.
+TEST(LivenessTest, AProcThatStopsBeatingIsDumpedKilledAndRestartedWhileOneThatBeatsRuns) {
+  const int port = FreePort();
+  Hostd h({"--log-level", "info", "--http", absl::StrCat("127.0.0.1:", port)}, {}, /*log_to_file=*/true);
+  v1::SpawnProcResponse resp;
+  // Beats every 20 ms against a 2 s allowance (10 periods of 200 ms): a busy machine
+  // does not make it miss.
+  v1::SpawnProcRequest steady = h.EchoRequest("steady", {"--heartbeat-ms=20"});
+  *steady.mutable_spec()->mutable_liveness() = HeartbeatCheck(200, 10);
+  ASSERT_TRUE(h.Spawn(steady, &resp).ok());
+  const int steady_pid = resp.proc().status().pid();
+
+  v1::SpawnProcRequest stalls =
+      h.EchoRequest("stalls", {"--heartbeat-ms=20", "--heartbeat-count=10", "--dump-signal=3"});
+  // 20 ms beats against 500 ms (5 periods of 100 ms) while it beats.
+  v1::LivenessCheck check = HeartbeatCheck(100, 5);
+  check.set_dump_signal(SIGQUIT);
+  *check.mutable_dump_grace() = Millis(500);
+  *stalls.mutable_spec()->mutable_liveness() = check;
+  v1::RestartPolicy* restart = stalls.mutable_restart();
+  restart->set_mode(v1::RESTART_MODE_ON_FAILURE);
+  restart->set_max_restarts(5);
+  *restart->mutable_within() = Secs(600);
+  restart->mutable_backoff()->mutable_initial()->set_nanos(10'000'000);
+  grpc::Status s = h.Spawn(stalls, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  v1::Proc p;
+  ASSERT_TRUE(testing::Eventually([&] {
+    p = GetProc(h, "stalls");
+    return p.recent_ends_size() >= 1 && p.incarnation() >= 2;
+  }));
+  const v1::ProcStatus& end = p.recent_ends(p.recent_ends_size() - 1).status();
+  EXPECT_EQ(end.state(), v1::PROC_STATE_KILLED);
+  EXPECT_EQ(end.signal(), SIGKILL);
+  EXPECT_EQ(end.reason(), "liveness failed: no heartbeat for 5 period(s) of 100ms");
+  EXPECT_EQ(end.display(), "Killed(SIGKILL, liveness failed: no heartbeat for 5 period(s) of 100ms)");
+  // The first incarnation stopped beating, then was asked for its stacks, before its end.
+  std::string out = Stdout(h, "stalls");
+  size_t stopped = out.find("heartbeats stopped");
+  ASSERT_NE(stopped, std::string::npos) << out;
+  EXPECT_NE(out.find("dump signal 03", stopped), std::string::npos) << out;
+  EXPECT_EQ(p.liveness().failure_threshold(), 5);
+  EXPECT_EQ(p.liveness().dump_signal(), SIGQUIT);
+
+  // The steady one ran through all of it: same incarnation and pid, still ready.
+  v1::Proc q = GetProc(h, "steady");
+  EXPECT_EQ(q.incarnation(), 1);
+  EXPECT_EQ(q.status().state(), v1::PROC_STATE_READY);
+  EXPECT_EQ(q.status().pid(), steady_pid);
+  EXPECT_TRUE(q.has_liveness() && q.liveness().has_heartbeat());
+
+  // The lifecycle log and the metrics say it too.
+  std::ifstream log(h.log_path());
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(all, HasSubstr("proc killed proc=stalls"));
+  EXPECT_THAT(all, HasSubstr("reason=\"liveness failed: no heartbeat"));
+  EXPECT_THAT(all, HasSubstr("proc=stalls failed its liveness check: no heartbeat"));
+  httplib::Client http("127.0.0.1", port);
+  http.set_read_timeout(30);
+  httplib::Result metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  std::vector<std::string> lines = absl::StrSplit(metrics->body, '\n');
+  auto value_of = [&](absl::string_view key) -> double {
+    for (const std::string& line : lines) {
+      double v = 0;
+      if (absl::StartsWith(line, absl::StrCat(key, " ")) && absl::SimpleAtod(line.substr(key.size() + 1), &v)) return v;
+    }
+    return -1;
+  };
+  EXPECT_GE(value_of("hostd_liveness_failures_total"), 1) << metrics->body;
+  EXPECT_GE(value_of("hostd_proc_exits_total{kind=\"liveness\"}"), 1) << metrics->body;
+}
+
+// An exec probe runs in the proc's working directory: while it passes the proc runs
+// on; once it exits non-zero twice in a row the proc is killed, saying which probe
+// and how it failed. A probe that hangs is cut at its timeout.
+TEST(LivenessTest, ExecProbesKeepAPassingProcAndKillOneThatFailsOrHangs) {
+  Hostd h;
+  testing::TempDir cwd;
+  v1::SpawnProcRequest req = ExecRequest("probed", {"--plain"});
+  req.mutable_spec()->set_cwd(cwd.path());
+  *req.mutable_spec()->mutable_liveness() = ShellProbe("echo x >> probes; test ! -e stop", 200, 3);
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h.Spawn(req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // Five probes passed, and it still runs.
+  ASSERT_TRUE(testing::Eventually([&] {
+    absl::StatusOr<std::string> probes = base::ReadSmallFile(cwd.Join("probes"), 4096);
+    return probes.ok() && std::count(probes->begin(), probes->end(), '\n') >= 5;
+  }));
+  EXPECT_EQ(GetProc(h, "probed").status().state(), v1::PROC_STATE_READY);
+  std::ofstream(cwd.Join("stop")) << "";
+  v1::Proc p;
+  ASSERT_TRUE(testing::Eventually([&] {
+    p = GetProc(h, "probed");
+    return p.status().state() == v1::PROC_STATE_KILLED;
+  }));
+  EXPECT_EQ(p.status().reason(),
+            "liveness failed: probe \"/bin/sh -c echo x >> probes; test ! -e stop\" exited 1 (3 misses in a row)");
+
+  v1::SpawnProcRequest hang = ExecRequest("hangs", {"--plain"});
+  hang.mutable_spec()->set_cwd(cwd.path());
+  v1::LivenessCheck check = ShellProbe("echo $$ > probe.pid; exec sleep 60", 200, 1);
+  *check.mutable_timeout() = Millis(100);
+  *hang.mutable_spec()->mutable_liveness() = check;
+  s = h.Spawn(hang, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_TRUE(testing::Eventually([&] {
+    p = GetProc(h, "hangs");
+    return p.status().state() == v1::PROC_STATE_KILLED;
+  }));
+  EXPECT_EQ(p.status().reason(),
+            "liveness failed: probe \"/bin/sh -c echo $$ > probe.pid; exec sleep 60\" ran past its timeout of 100ms");
+  // The hung probe went with it.
+  absl::StatusOr<std::string> probe_pid = base::ReadSmallFile(cwd.Join("probe.pid"), 64);
+  int pid = 0;
+  ASSERT_TRUE(probe_pid.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*probe_pid), &pid)) << probe_pid.status();
+  EXPECT_TRUE(AwaitGone(pid));
+}
+
+TEST(LivenessTest, ChecksOutOfBoundsAreRefusedNamingTheField) {
+  Hostd h;
+  struct Case {
+    v1::LivenessCheck check;
+    v1::ReadinessMode readiness;
+    std::string error;
+  };
+  std::vector<Case> cases;
+  cases.push_back(
+      {HeartbeatCheck(1, 3), v1::READINESS_MODE_HANDSHAKE, "spec.liveness.period: 1ms; must be 10ms to 1h"});
+  cases.push_back({HeartbeatCheck(200, 101), v1::READINESS_MODE_HANDSHAKE,
+                   "spec.liveness.failure_threshold: 101; must be 1 to 100"});
+  cases.push_back({HeartbeatCheck(200, 3), v1::READINESS_MODE_EXEC, "a heartbeat check needs the proc runtime"});
+  v1::LivenessCheck kill = HeartbeatCheck(200, 3);
+  kill.set_dump_signal(SIGKILL);
+  cases.push_back({kill, v1::READINESS_MODE_HANDSHAKE, "spec.liveness.dump_signal: 9"});
+  v1::LivenessCheck grace = HeartbeatCheck(200, 3);
+  *grace.mutable_dump_grace() = Secs(61);
+  cases.push_back({grace, v1::READINESS_MODE_HANDSHAKE, "spec.liveness.dump_grace: 1m1s; must be 0 to 1m"});
+  v1::LivenessCheck empty;
+  empty.mutable_exec();
+  cases.push_back({empty, v1::READINESS_MODE_EXEC, "spec.liveness.command: an exec probe needs a program"});
+  v1::LivenessCheck slow = ShellProbe("true", 100, 3);
+  *slow.mutable_timeout() = Millis(200);
+  cases.push_back(
+      {slow, v1::READINESS_MODE_EXEC, "spec.liveness.timeout: 200ms; must be 0 (the period) up to the period"});
+  cases.push_back({v1::LivenessCheck(), v1::READINESS_MODE_EXEC, "spec.liveness: set heartbeat or exec"});
+  v1::LivenessCheck missing;
+  missing.mutable_exec()->add_command("/no/such/probe");
+  cases.push_back({missing, v1::READINESS_MODE_EXEC,
+                   "liveness probe: program \"/no/such/probe\": No such file or directory (ENOENT)"});
+  for (const Case& c : cases) {
+    v1::SpawnProcRequest req = ExecRequest("checked", {"--plain"});
+    req.mutable_spec()->set_readiness(c.readiness);
+    *req.mutable_spec()->mutable_liveness() = c.check;
+    v1::SpawnProcResponse resp;
+    grpc::Status s = h.Spawn(req, &resp);
+    EXPECT_NE(s.error_code(), grpc::StatusCode::OK) << c.error;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.error));
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(testing::kHangGuard));
+    v1::GetProcRequest get;
+    get.set_name("checked");
+    v1::Proc none;
+    EXPECT_EQ(h.api().GetProc(&ctx, get, &none).error_code(), grpc::StatusCode::NOT_FOUND);  // nothing was started
+  }
+  auto [rc, out] = Hostctl(h, "spawn x /bin/true --liveness-period 1");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_THAT(out, HasSubstr("--liveness-* options need --liveness-heartbeat or --liveness-exec"));
+  std::tie(rc, out) = Hostctl(h, "spawn x /bin/true --liveness-heartbeat --liveness-dump-signal SIGNOPE");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_THAT(out, HasSubstr("\"SIGNOPE\" is not a signal"));
+}
+
+TEST(LivenessTest, HostctlSpawnsWithEitherCheckAndGetShowsIt) {
+  Hostd h;
+  auto [rc, out] =
+      Hostctl(h, absl::StrCat("spawn hb ", kTestProc,
+                              " --liveness-heartbeat --liveness-period 0.2 --liveness-failures 20"
+                              " --liveness-dump-signal QUIT --liveness-dump-grace 1 -- --heartbeat-ms=20"));
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Hostctl(h, "get hb");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_THAT(out, HasSubstr("liveness: heartbeat every 200ms, 20 misses, SIGQUIT then 1s before SIGKILL"));
+  std::tie(rc, out) = Hostctl(h, absl::StrCat("spawn pr ", kTestProc,
+                                              " --readiness exec --liveness-exec '/bin/test -d /'"
+                                              " --liveness-period 0.5 --liveness-timeout 0.25 --liveness-delay 2"
+                                              " -- --plain"));
+  ASSERT_EQ(rc, 0) << out;
+  std::tie(rc, out) = Hostctl(h, "get pr");
+  EXPECT_THAT(out, HasSubstr("liveness: exec \"/bin/test -d /\" every 500ms, timeout 250ms, 3 misses, after 2s"));
+  std::tie(rc, out) = Hostctl(h, "get pr --json");
+  EXPECT_THAT(out, HasSubstr("\"exec\":{\"command\":[\"/bin/test\",\"-d\",\"/\"]}"));
+}
+
+// The check is part of the spec in the durable table: a proc re-adopted by the next
+// hostd is checked again, and killed when its probe starts failing.
+TEST(LivenessTest, AReadoptedProcIsCheckedAgain) {
+  testing::TempDir root;
+  testing::TempDir cwd;
+  const std::vector<std::string> keep = {"--keep-procs", "--reattach-timeout", "5"};
+  auto h = std::make_unique<Hostd>(keep, root);
+  v1::SpawnProcRequest req = ExecRequest("kept", {"--plain"});
+  req.mutable_spec()->set_cwd(cwd.path());
+  *req.mutable_spec()->mutable_liveness() = ShellProbe("echo x >> probes; test ! -e stop", 200, 2);
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h->Spawn(req, &resp).ok());
+  const int pid = resp.proc().status().pid();
+  h->Signal(SIGTERM);
+  h = std::make_unique<Hostd>(keep, root);
+  v1::Proc p = GetProc(*h, "kept");
+  EXPECT_EQ(p.status().pid(), pid);
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_READY);
+  EXPECT_TRUE(p.liveness().has_exec());
+  // Probes of the new hostd pass...
+  auto probes_now = [&] {
+    absl::StatusOr<std::string> probes = base::ReadSmallFile(cwd.Join("probes"), 1 << 16);
+    return probes.ok() ? std::count(probes->begin(), probes->end(), '\n') : 0;
+  };
+  const auto before = probes_now();
+  ASSERT_TRUE(testing::Eventually([&] { return probes_now() >= before + 3; }));
+  EXPECT_EQ(GetProc(*h, "kept").status().state(), v1::PROC_STATE_READY);
+  // ...until one fails.
+  std::ofstream(cwd.Join("stop")) << "";
+  ASSERT_TRUE(testing::Eventually([&] {
+    p = GetProc(*h, "kept");
+    return p.status().state() == v1::PROC_STATE_FAILED || p.status().state() == v1::PROC_STATE_KILLED;
+  }));
+  EXPECT_THAT(p.status().reason(), HasSubstr("liveness failed: probe"));
   EXPECT_TRUE(AwaitGone(pid));
 }
 
