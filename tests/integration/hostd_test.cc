@@ -533,7 +533,10 @@ TEST(HostdTest, WatchStreamsThatNeverReadAreCutOffAtTheHostWideBudget) {
   v1::ProcEvent first;
   // Every stream is open once the service answers past the cap.
   ASSERT_TRUE(testing::Eventually([&] {
+    // A probe let in (a silent stream not registered yet) would wait for events
+    // that come only later: its deadline ends it, and the next probe tries again.
     grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(2)));
     auto extra = h.api().WatchProcs(&ctx, v1::WatchProcsRequest());
     v1::ProcEvent e;
     if (extra->Read(&e)) return false;
