@@ -25,6 +25,7 @@
 #include "base/small_file.h"
 #include "base/unique_fd.h"
 #include "base/unix_addr.h"
+#include "base/lock_checks.h"
 #include "bench/bench_util.h"
 #include "daemon/host.h"
 #include "daemon/host_service.h"
@@ -170,6 +171,7 @@ std::pair<int64_t, int64_t> HostdMemory(int procs) {
 }  // namespace hostd::bench
 
 int main(int argc, char** argv) {
+  hostd::base::SkipLockOrderChecks();
   using namespace hostd::bench;
   const bool quick = QuickMode(argc, argv);
   const std::string filter = FilterArg(argc, argv);  // "SpawnProc", "ListProcs" or "resident"

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/lock_checks.h"
 #include "channel/listener.h"
 #include "channel/sender.h"
 
@@ -89,4 +90,7 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace hostd::bench
 
-int main(int argc, char** argv) { return hostd::bench::Run(argc, argv); }
+int main(int argc, char** argv) {
+  hostd::base::SkipLockOrderChecks();
+  return hostd::bench::Run(argc, argv);
+}

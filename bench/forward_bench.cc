@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/lock_checks.h"
 #include "bench/bench_util.h"
 #include "bench/raw_forward.h"
 #include "channel/listener.h"
@@ -327,6 +328,7 @@ std::string RawFrame(const std::string& dest, size_t payload) {
 }  // namespace hostd::bench
 
 int main(int argc, char** argv) {
+  hostd::base::SkipLockOrderChecks();
   using namespace hostd::bench;
   const bool quick = QuickMode(argc, argv);
   const std::string filter = FilterArg(argc, argv);

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/lock_checks.h"
 #include "bench/bench_util.h"
 #include "channel/event_loop.h"
 #include "channel/frame_decoder.h"
@@ -106,6 +107,7 @@ double LinkSeconds(EventLoop& loop, const Message& m, int messages) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hostd::base::SkipLockOrderChecks();
   using hostd::bench::Samples;
   bool quick = hostd::bench::QuickMode(argc, argv);
   const int reps = quick ? 1 : 5;

@@ -35,6 +35,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/lock_checks.h"
 #include "bench/bench_util.h"
 // Boost 1.81's process/v2 headers are not self-contained with
 // BOOST_PROCESS_USE_STD_FS (CMake sets it): they still name these.
@@ -320,6 +321,7 @@ void CompareLaunchers(int n, int heap_mib) {
 }  // namespace hostd::bench
 
 int main(int argc, char** argv) {
+  hostd::base::SkipLockOrderChecks();
   using namespace hostd::bench;
   const bool quick = QuickMode(argc, argv);
   const std::string filter = FilterArg(argc, argv);  // "1.", "2." or "3.": one scenario

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "base/lock_checks.h"
 #include "base/log.h"
 #include "CLI/CLI.hpp"
 #include "daemon/config.h"
@@ -27,6 +28,7 @@ void BoundRetainedHeap() {
 
 int main(int argc, char** argv) {
   BoundRetainedHeap();
+  hostd::base::SkipLockOrderChecks();
   hostd::daemon::DaemonConfig cfg;
   CLI::App app{"hostd: spawns, supervises and routes messages to procs on this host"};
   app.set_version_flag("--version", hostd::daemon::kVersion);
