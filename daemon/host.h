@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "channel/event_loop.h"
@@ -148,6 +149,9 @@ class Host {
   // NotFound naming the proc when the host does not know it.
   absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
   std::vector<ProcInfo> List() const;
+  // Each proc in name order, without copying the list: `fn` runs under the proc
+  // table's lock, so it must be quick and must not call into this Host.
+  void Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const;
   // The handle of a spawned proc: NotFound, or Unavailable while it is starting.
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
 

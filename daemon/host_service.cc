@@ -339,29 +339,33 @@ grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ct
                                                  v1::ListProcsResponse* resp) {
   absl::Time start = absl::Now();
   ReplyBudget budget(opts_.reply_budget_bytes);
-  std::vector<ProcInfo> all = host_.List();  // sorted by name
-  if (all.size() >= kLargeCall) TrimSoon();
-  for (const ProcInfo& p : all) {
-    if (!req->page_token().empty() && p.name <= req->page_token()) continue;
-    if (req->live_only() && p.status.terminal()) continue;
+  size_t seen = 0;
+  bool full = false;
+  // Straight from the table (in name order) into the reply, no copy of the list.
+  host_.Visit([&](const ProcInfo& p) {
+    ++seen;
+    if (full) return;
+    if (!req->page_token().empty() && p.name <= req->page_token()) return;
+    if (req->live_only() && p.status.terminal()) return;
     if (req->states_size() > 0 &&
         std::find(req->states().begin(), req->states().end(), ToProto(p.status.state)) == req->states().end()) {
-      continue;
+      return;
     }
     bool labels_match = std::all_of(req->labels().begin(), req->labels().end(), [&](const auto& kv) {
       auto it = p.labels.find(kv.first);
       return it != p.labels.end() && it->second == kv.second;
     });
-    if (!labels_match) continue;
+    if (!labels_match) return;
     // Built in place; taken out again if it does not fit (one always does).
     v1::Proc* one = resp->add_procs();
     ToProto(p, one);
     if (!budget.Take(*one) && resp->procs_size() > 1) {
       resp->mutable_procs()->RemoveLast();
       resp->set_next_page_token(resp->procs(resp->procs_size() - 1).name());
-      break;
+      full = true;
     }
-  }
+  });
+  if (seen >= kLargeCall) TrimSoon();
   // What the call cost this server (serialization excluded), for clients and benchmarks.
   ctx->AddTrailingMetadata("hostd-server-time-us", std::to_string(absl::ToInt64Microseconds(absl::Now() - start)));
   return Answer<v1::ListProcsResponse>(ctx, absl::OkStatus());
@@ -538,7 +542,7 @@ grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* 
   ToProto(absl::Now() - host_.started_at(), resp->mutable_uptime());
   int live = 0;
   int ended = 0;
-  for (const ProcInfo& p : host_.List()) (p.status.terminal() ? ended : live)++;
+  host_.Visit([&](const ProcInfo& p) { (p.status.terminal() ? ended : live)++; });
   resp->set_live_procs(live);
   resp->set_ended_procs(ended);
   resp->set_spawned_total(static_cast<int64_t>(host_.counters().spawned));

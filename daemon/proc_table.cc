@@ -363,16 +363,20 @@ absl::StatusOr<ProcInfo> ProcTable::Get(absl::string_view name) const {
 }
 
 std::vector<ProcInfo> ProcTable::List() const {
+  std::vector<ProcInfo> out;
+  Visit([&](const ProcInfo& p) { out.push_back(p); });
+  return out;
+}
+
+void ProcTable::Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const {
   absl::MutexLock lock(&mu_);
-  // Sorted by name; the records are sorted, not the (much bigger) infos.
+  // Sorted by name; the records are sorted, not the (much bigger) infos. One info
+  // at a time, so a thousand of them (close to 1 KiB each) never sit in memory.
   std::vector<const ProcRecord*> sorted;
   sorted.reserve(records_.size());
   for (const auto& [n, r] : records_) sorted.push_back(r.get());
   std::sort(sorted.begin(), sorted.end(), [](const ProcRecord* a, const ProcRecord* b) { return a->name < b->name; });
-  std::vector<ProcInfo> out;
-  out.reserve(sorted.size());
-  for (const ProcRecord* r : sorted) out.push_back(InfoOf(*r));
-  return out;
+  for (const ProcRecord* r : sorted) fn(InfoOf(*r));
 }
 
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> ProcTable::Handle(absl::string_view name) const {

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -138,6 +139,9 @@ class ProcTable {
                                         bool kill);
   absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
   std::vector<ProcInfo> List() const;
+  // Calls `fn` with each proc in name order, under the table's lock: `fn` must not
+  // call back into the table, the Host or its controller.
+  void Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const;
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
   manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
   bool StopSpawns(std::string why, absl::Time deadline, bool hand_over);
