@@ -63,46 +63,6 @@ TEST(ProcStoreTest, RowsSurviveAReopenWithTheIdentityOfTheirPid) {
   EXPECT_EQ(::access(dir.Join("procs.db-wal").c_str(), F_OK), 0) << "not in WAL mode";
 }
 
-// A table an older hostd created, without the lease columns: Open adds them, its
-// rows load with no lease, and leases are kept from then on.
-TEST(ProcStoreTest, ATableWithoutLeaseColumnsIsUpgradedInPlace) {
-  testing::TempDir dir;
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.Join("procs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "CREATE TABLE procs (name TEXT PRIMARY KEY, program TEXT NOT NULL, args BLOB NOT NULL,"
-                         " env BLOB NOT NULL, inherit_env BLOB NOT NULL, cwd TEXT NOT NULL, readiness INTEGER NOT NULL,"
-                         " labels BLOB NOT NULL, incarnation INTEGER NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL,"
-                         " terminal INTEGER NOT NULL, pid INTEGER NOT NULL, start_time INTEGER NOT NULL,"
-                         " cgroup TEXT NOT NULL, addr TEXT NOT NULL, stdout_log TEXT NOT NULL,"
-                         " stderr_log TEXT NOT NULL, updated_at INTEGER NOT NULL);"
-                         "INSERT INTO procs VALUES ('old', '/bin/x', '', '', '', '', 2, '', 1, 'live', 'Ready', 0,"
-                         " 7, 0, '', '', '', '', 0)",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
-  {
-    absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
-    ASSERT_TRUE(store.ok()) << store.status();
-    ASSERT_EQ((*store)->loaded().size(), 1u);
-    EXPECT_EQ((*store)->loaded()[0].name, "old");
-    EXPECT_EQ((*store)->loaded()[0].lease_owner, "");
-    StoredProc leased = Row("leased", getpid());
-    leased.lease_owner = "client";
-    leased.lease_ttl = absl::Seconds(30);
-    (*store)->Record(leased);
-    (*store)->Flush();
-  }
-  absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
-  ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_EQ((*store)->loaded().size(), 2u);
-  const StoredProc& leased = (*store)->loaded()[0];
-  EXPECT_EQ(leased.name, "leased");
-  EXPECT_EQ(leased.lease_owner, "client");
-  EXPECT_EQ(leased.lease_ttl, absl::Seconds(30));
-}
-
 TEST(ProcStoreTest, ARowWithoutAPidKeepsTheLastOne) {
   testing::TempDir dir;
   absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
@@ -181,8 +141,9 @@ TEST(ProcStoreTest, LimitsSupervisionMarkAndGroupsRoundTrip) {
   EXPECT_EQ((*store)->loaded_groups()[1].spec.backoff.initial, absl::Milliseconds(20));
 }
 
-// A table from before the limits, supervision and mark columns opens, its rows
-// read with none of them.
+// A table an older hostd created, before the limits, supervision, mark and lease
+// columns: Open adds them, its rows load with none of them, and a row written
+// from then on keeps them all.
 TEST(ProcStoreTest, ATableWithoutTheLaterColumnsGainsThem) {
   testing::TempDir dir;
   sqlite3* db = nullptr;
@@ -197,17 +158,33 @@ TEST(ProcStoreTest, ATableWithoutTheLaterColumnsGainsThem) {
                          "INSERT INTO procs VALUES ('old', '/bin/w', x'', x'', x'', '', 0, x'', 2, 'live', 'Ready',"
                          " 0, 77, 5, '', '', '', '', 0)",
                          nullptr, nullptr, nullptr),
-            SQLITE_OK);
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
   sqlite3_close(db);
+  {
+    absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_EQ((*store)->loaded().size(), 1u);
+    const StoredProc& old = (*store)->loaded()[0];
+    EXPECT_EQ(old.name, "old");
+    EXPECT_EQ(old.pid, 77);
+    EXPECT_EQ(old.incarnation, 2);
+    EXPECT_TRUE(old.spec.limits.empty());
+    EXPECT_EQ(old.mark_serial, 0u);
+    EXPECT_EQ(old.lease_owner, "");
+    StoredProc leased = Row("leased", getpid());
+    leased.lease_owner = "client";
+    leased.lease_ttl = absl::Seconds(30);
+    (*store)->Record(leased);
+    (*store)->Flush();
+  }
   absl::StatusOr<std::unique_ptr<ProcStore>> store = ProcStore::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
-  ASSERT_EQ((*store)->loaded().size(), 1u);
-  EXPECT_EQ((*store)->loaded()[0].pid, 77);
-  EXPECT_EQ((*store)->loaded()[0].incarnation, 2);
-  EXPECT_TRUE((*store)->loaded()[0].spec.limits.empty());
-  EXPECT_EQ((*store)->loaded()[0].mark_serial, 0u);
-  (*store)->Record(Row("new", getpid()));  // the new columns are written too
-  (*store)->Flush();
+  ASSERT_EQ((*store)->loaded().size(), 2u);
+  const StoredProc& leased = (*store)->loaded()[0];
+  EXPECT_EQ(leased.name, "leased");
+  EXPECT_EQ(leased.lease_owner, "client");
+  EXPECT_EQ(leased.lease_ttl, absl::Seconds(30));
 }
 
 TEST(ProcStoreTest, ASymlinkAtTheDatabasePathIsRefused) {
