@@ -3,7 +3,7 @@
 // carrying the same frames (a writer thread, a reader thread decoding them with the
 // same FrameDecoder), measured in the same run and reported as a ratio.
 //
-//   build/default/bench/link_bench [--quick]
+//   build/default/bench/link_bench [--quick] [--filter=TEXT]
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   hostd::base::SkipLockOrderChecks();
   using hostd::bench::Samples;
   bool quick = hostd::bench::QuickMode(argc, argv);
+  const std::string filter = hostd::bench::FilterArg(argc, argv);
   const int reps = quick ? 1 : 5;
   const double scale = quick ? 0.01 : 1.0;
   std::vector<Case> cases = {{"64 B", 64, 400000, ">= 0.3x", 0.3},
@@ -117,6 +118,8 @@ int main(int argc, char** argv) {
                               {"1 MiB", 1 << 20, 600, "", 0}};
   auto loop = EventLoop::Start("bench-link");
   for (const Case& c : cases) {
+    const std::string name = absl::StrCat("0. one link, thread to thread, ", c.name);
+    if (name.find(filter) == std::string::npos) continue;
     int n = std::max(1, static_cast<int>(c.messages * scale));
     Message m = *Message::Create("unix:@fe,bench", "in", "unix:@src,bench", std::string(c.payload, 'b'));
     Samples raw, link;
@@ -125,7 +128,7 @@ int main(int argc, char** argv) {
       link.Add(n / LinkSeconds(*loop, m, n));
     }
     double ratio = link.Median() / raw.Median();
-    hostd::bench::Row(absl::StrCat("0. one link, thread to thread, ", c.name), Spread(raw, "msg/s"),
+    hostd::bench::Row(name, Spread(raw, "msg/s"),
                       Spread(link, "msg/s"), ratio, c.goal.empty() ? "-" : c.goal, ratio >= c.goal_ratio);
   }
   return 0;

@@ -182,6 +182,7 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
     last_byte_ = std::chrono::steady_clock::now();
     owner_->stats.bytes_received += n;
     ProcessFrames();
+    owner_->receiver.EndOfRun();
     MaybeAck();
     StartRead();
   }
@@ -268,8 +269,9 @@ class ServerConn : public std::enable_shared_from_this<ServerConn> {
   void Resume() {
     if (state_ != State::kOpen || !paused_) return;
     TryDeliverPaused();
+    if (!paused_) ProcessFrames();
+    owner_->receiver.EndOfRun();
     if (paused_) return;
-    ProcessFrames();
     MaybeAck();
     StartRead();
   }

@@ -5,6 +5,10 @@
 // the sender's bounded queue, then the sending caller waits or fails) until the
 // receiver calls `wake`. A message counts as delivered, and is acknowledged to its
 // sender, only once Deliver has taken it.
+//
+// Runs. The listener hands over the frames of one read as a run of Deliver calls
+// and then calls EndOfRun, so a receiver feeding another thread can wake it once
+// per run instead of once per message (Inbox does).
 #ifndef HOSTD_CHANNEL_RECEIVER_H_
 #define HOSTD_CHANNEL_RECEIVER_H_
 
@@ -28,14 +32,21 @@ class Receiver {
   // `msg` (moves from it) and returns true, or leaves it untouched, keeps a copy of
   // `wake` and returns false; `wake` may then be called once from any thread.
   virtual bool Deliver(Message& msg, const Wake& wake) = 0;
+  // Called on the same thread after each run of Deliver calls (also after one that
+  // ends with a refusal). Whoever calls Deliver must call it before waiting on the
+  // receiver's consumer.
+  virtual void EndOfRun() {}
 };
 
-// A bounded, thread-safe queue of received messages for a consumer thread to pull.
+// A bounded, thread-safe queue of received messages for consumer threads to pull.
+// A consumer waiting in Receive is woken by EndOfRun (once per run, however many
+// messages it brought) or by a Deliver that finds the queue full.
 class Inbox final : public Receiver {
  public:
   explicit Inbox(size_t capacity = 1024) : capacity_(capacity) {}
 
   bool Deliver(Message& msg, const Wake& wake) override;
+  void EndOfRun() override;
 
   // The next message, or DeadlineExceeded when none arrives by `deadline`.
   absl::StatusOr<Message> Receive(absl::Time deadline = absl::InfiniteFuture());
@@ -46,6 +57,9 @@ class Inbox final : public Receiver {
   mutable absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<Wake> waiting_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar arrived_;
+  int consumers_waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  bool wake_due_ ABSL_GUARDED_BY(mu_) = false;  // a waiting consumer has messages to take
 };
 
 }  // namespace hostd::channel

@@ -231,7 +231,9 @@ void Sender::Impl::ReapAcked() {
 
 void Sender::Impl::Reap(uint64_t gen, uint64_t upto) {
   loop_.AssertInLoop("Sender::Impl::Reap");
-  std::vector<Entry> done;
+  // The scratch keeps its capacity from one ack to the next; a `done` that reaps
+  // again (re-entry) finds it empty and takes a fresh one.
+  std::vector<Entry> done = std::move(reap_scratch_);
   std::vector<std::function<void()>> waiters;
   {
     absl::MutexLock lock(&mu_);
@@ -251,6 +253,8 @@ void Sender::Impl::Reap(uint64_t gen, uint64_t upto) {
   for (Entry& e : done) {
     if (e.done) e.done(absl::OkStatus(), std::move(e.msg));
   }
+  done.clear();
+  if (done.capacity() <= kMaxReapScratch) reap_scratch_ = std::move(done);
   for (auto& w : waiters) w();
   ArmDeliveryTimer();
 }

@@ -179,6 +179,9 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   uint64_t attempt_id_ = 0;
   bool writing_ = false;
   std::vector<absl::AnyInvocable<void()>> deferred_;
+  // Entries Reap completes, kept between acks: at most kMaxReapScratch of them.
+  static constexpr size_t kMaxReapScratch = 4096;
+  std::vector<Entry> reap_scratch_;
   uint64_t write_seq_ = 1;        // next seq to write on this connection
   uint64_t highest_written_ = 0;  // in this session
   uint64_t acked_seq_ = 0;
