@@ -36,8 +36,9 @@
 // instead of coming back "unknown proc" from a proc that is about to be adopted,
 // to a sender that may not be adopted yet either (a return to an unknown proc is
 // dropped). Adopted() resumes those links; from then on an unknown name is unknown.
-// What waits is one message per connection, so the listener's connection cap
-// bounds it.
+// What waits is the one message each paused connection holds (the listener's
+// connection cap bounds them), and a wake per connection paused, for as long as
+// the adoption lasts.
 #ifndef HOSTD_DAEMON_ROUTER_H_
 #define HOSTD_DAEMON_ROUTER_H_
 
@@ -79,7 +80,7 @@ class Router {
     size_t starting_buffer_bytes = 16u << 20;
     channel::SenderOptions proc_link = {};    // to procs
     channel::SenderOptions remote_link = {};  // to other hosts' frontends
-    bool hold_until_adopted = false;           // see "Re-adoption" above
+    bool hold_until_adopted = false;          // see "Re-adoption" above
   };
   // The two kinds of link the router dials: to its own procs, and to other hosts'
   // frontends. Counters and link stats are kept per kind (index by LinkKind).
@@ -213,7 +214,7 @@ class Router {
 
   // Loop thread only.
   bool closing_ = false;
-  bool adopting_;                                      // Options::hold_until_adopted, until Adopted()
+  bool adopting_;                                        // Options::hold_until_adopted, until Adopted()
   std::vector<channel::Receiver::Wake> adoption_wakes_;  // links held until Adopted()
   absl::flat_hash_map<std::string, std::unique_ptr<Route>> routes_;
   const std::shared_ptr<const ReturnPath> remote_path_ = std::make_shared<const ReturnPath>(ReturnPath{this, "", 0});

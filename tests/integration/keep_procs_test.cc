@@ -251,7 +251,8 @@ TEST(KeepProcsTest, AProcsStreamToAnotherProcCrossesEveryKindOfRestart) {
       std::vector<std::string> lines = absl::StrSplit(base::ReadSmallFile(src_log).value_or(""), '\n');
       return std::find(lines.begin(), lines.end(), "done") != lines.end() &&
              (std::find(got.begin(), got.end(), last) != got.end() ||
-              std::any_of(back.begin(), back.end(), [&](const std::string& r) { return absl::StartsWith(r, last + " "); }));
+              std::any_of(back.begin(), back.end(),
+                          [&](const std::string& r) { return absl::StartsWith(r, last + " "); }));
     };
     ASSERT_TRUE(testing::Eventually(settled)) << "the stream did not finish";
     std::vector<int> times(kCount + 1, 0);
