@@ -278,6 +278,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
   hopts.max_live_procs = cfg.max_procs;
   hopts.frontend = *channel::ChannelAddr::Parse(cfg.frontend);
   hopts.backend = *channel::ChannelAddr::Parse(cfg.backend);
+  hopts.hold_until_adopted = cfg.keep_procs;
   if (!cfg.advertise.empty()) hopts.advertise = *channel::ChannelAddr::Parse(cfg.advertise);
   hopts.listener.tls = tls;
   hopts.listener.dead_peer_timeout = absl::Seconds(cfg.dead_peer_timeout_s);
@@ -324,6 +325,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
           "durable proc table {}: {} procs recorded, {} re-adopted, {} restarting again, {} ended while hostd was "
           "down, {} pids reused by other processes (not adopted), {} killed mid-start",
           store->path(), a.rows, a.adopted, a.restarted, a.ended, a.strangers, a.killed);
+      (*host)->Adopted();
     } else {
       // Without --keep-procs the previous hostd's procs died with it, and so did
       // its groups.

@@ -61,7 +61,8 @@ Host::Host(manager::ProcManager& manager, manager::BulkTerminate& bulk, HostOpti
   router_ = std::make_unique<Router>(*loop_, Router::Options{.starting_buffer_messages = opts_.starting_buffer_messages,
                                                              .starting_buffer_bytes = opts_.starting_buffer_bytes,
                                                              .proc_link = opts_.proc_link,
-                                                             .remote_link = opts_.remote_link});
+                                                             .remote_link = opts_.remote_link,
+                                                             .hold_until_adopted = opts_.hold_until_adopted});
   table_ = std::make_unique<ProcTable>(
       manager, bulk, *loop_, *router_,
       ProcTable::Options{.ended_procs_kept = opts_.ended_procs_kept, .max_live_procs = opts_.max_live_procs});
@@ -160,6 +161,11 @@ size_t Host::Quiesce(absl::Time deadline) {
     if (left == 0 || absl::Now() >= deadline) return left;
     absl::SleepFor(absl::Milliseconds(10));
   }
+}
+
+void Host::Adopted() {
+  // After the routes the adoption posted: the loop runs them in order.
+  loop_->RunSync([this] { router_->Adopted(); });
 }
 
 const channel::ChannelAddr& Host::frontend() const { return advertised_; }

@@ -74,6 +74,10 @@ struct HostOptions {
   size_t saved_state_bytes = 64u << 20;
   // The grace of a proc whose lease ran out (daemon/lease_keeper.h).
   absl::Duration lease_grace = absl::Seconds(10);
+  // A hostd that re-adopts its procs (--keep-procs): until Adopted(), a message for
+  // a proc with no route yet waits in its link instead of coming back "unknown
+  // proc" (Router, "Re-adoption").
+  bool hold_until_adopted = false;
 };
 
 class SupervisionController;
@@ -197,6 +201,9 @@ class Host {
                     const proc::ProcStatus& status);
   absl::Status RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                                  const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
+  // Re-adoption is over (with hold_until_adopted): messages for names still
+  // unknown come back "unknown proc" from now on. Returns once the router knows.
+  void Adopted();
 
   // A hand-over to the next hostd (hostd --keep-procs): closes the frontend and
   // backend listeners (gracefully: every dialer is told, so what it has not had

@@ -20,7 +20,10 @@ using channel::ReturnReason;
 class Router::Entrance final : public channel::Receiver {
  public:
   Entrance(Router& router, bool frontend) : router_(router), frontend_(frontend) {}
-  bool Deliver(Message& msg, const Wake& wake) override { return router_.RouteMessage(msg, wake, frontend_); }
+  bool Deliver(Message& msg, const Wake& wake) override {
+    if (router_.WaitsForAdoption(msg, wake)) return false;
+    return router_.RouteMessage(msg, wake, frontend_);
+  }
 
  private:
   Router& router_;
@@ -56,7 +59,8 @@ Router::Router(channel::EventLoop& loop, Options options)
     : loop_(loop),
       opts_(std::move(options)),
       front_(std::make_unique<Entrance>(*this, true)),
-      back_(std::make_unique<Entrance>(*this, false)) {}
+      back_(std::make_unique<Entrance>(*this, false)),
+      adopting_(opts_.hold_until_adopted) {}
 
 Router::~Router() = default;
 
@@ -206,6 +210,12 @@ void Router::Forget(const std::string& name) {
   routes_.erase(it);
 }
 
+void Router::Adopted() {
+  loop_.AssertInLoop("Router::Adopted");
+  adopting_ = false;
+  for (channel::Receiver::Wake& wake : std::exchange(adoption_wakes_, {})) wake();
+}
+
 void Router::Bounce(Held held, ReturnReason reason, const std::string& note) {
   for (auto& [m, hook] : held) Return(std::move(m), reason, note);
 }
@@ -242,6 +252,17 @@ bool Router::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, boo
     return true;
   }
   return RouteRemote(msg, addr, wake);
+}
+
+bool Router::WaitsForAdoption(const Message& msg, const channel::Receiver::Wake& wake) {
+  if (!adopting_) return false;
+  absl::string_view dest = msg.dest();
+  size_t comma = dest.rfind(',');
+  if (comma == absl::string_view::npos || dest.substr(0, comma) != frontend_text_) return false;
+  absl::string_view name = dest.substr(comma + 1);
+  if (absl::StartsWith(name, kMailboxPrefix) || routes_.contains(name)) return false;
+  adoption_wakes_.push_back(wake);
+  return true;
 }
 
 bool Router::RouteLocal(Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,

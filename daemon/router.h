@@ -28,6 +28,17 @@
 // listener stops reading the link the message came on until there is room.
 // A message a restarting proc's old link hands back waits for the next
 // incarnation, ahead of what arrived since.
+// Re-adoption (Options::hold_until_adopted, hostd --keep-procs): the listeners
+// serve before the procs of the previous hostd are re-adopted, and their links
+// reconnect at once. Until Adopted(), a message from a listener for a name of this
+// host that has no route yet is not taken: it waits in its link (the listener
+// stops reading that connection, as for backpressure, so nothing is acknowledged)
+// instead of coming back "unknown proc" from a proc that is about to be adopted,
+// to a sender that may not be adopted yet either (a return to an unknown proc is
+// dropped). Adopted() resumes those links; from then on an unknown name is unknown.
+// What waits is the one message each paused connection holds (the listener's
+// connection cap bounds them), and a wake per connection paused, for as long as
+// the adoption lasts.
 #ifndef HOSTD_DAEMON_ROUTER_H_
 #define HOSTD_DAEMON_ROUTER_H_
 
@@ -69,6 +80,7 @@ class Router {
     size_t starting_buffer_bytes = 16u << 20;
     channel::SenderOptions proc_link = {};    // to procs
     channel::SenderOptions remote_link = {};  // to other hosts' frontends
+    bool hold_until_adopted = false;          // see "Re-adoption" above
   };
   // The two kinds of link the router dials: to its own procs, and to other hosts'
   // frontends. Counters and link stats are kept per kind (index by LinkKind).
@@ -121,6 +133,8 @@ class Router {
   void Abandon(const std::string& name, uint64_t gen, std::string note);
   // The name is forgotten (an ended route whose name was freed).
   void Forget(const std::string& name);
+  // Re-adoption is over: the links held for unknown names resume (see above).
+  void Adopted();
 
   // Signals `payload` (port proc::kSignalPort, from kSignalMailbox) on each named
   // route's control lane: it overtakes data queued for the proc; a starting or
@@ -164,6 +178,9 @@ class Router {
   using Held = std::deque<std::pair<channel::Message, channel::Sender::Done>>;
 
   bool RouteMessage(channel::Message& msg, const channel::Receiver::Wake& wake, bool from_frontend);
+  // True (and `wake` kept for Adopted) when `msg` is for a name of this host with
+  // no route while re-adoption is under way.
+  bool WaitsForAdoption(const channel::Message& msg, const channel::Receiver::Wake& wake);
   // `hook`, when given, replaces the default ack callback (and is consumed if the
   // message is taken).
   bool RouteLocal(channel::Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
@@ -197,6 +214,8 @@ class Router {
 
   // Loop thread only.
   bool closing_ = false;
+  bool adopting_;                                        // Options::hold_until_adopted, until Adopted()
+  std::vector<channel::Receiver::Wake> adoption_wakes_;  // links held until Adopted()
   absl::flat_hash_map<std::string, std::unique_ptr<Route>> routes_;
   const std::shared_ptr<const ReturnPath> remote_path_ = std::make_shared<const ReturnPath>(ReturnPath{this, "", 0});
   absl::flat_hash_map<std::string, std::unique_ptr<channel::Sender>> remotes_;

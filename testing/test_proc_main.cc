@@ -35,8 +35,12 @@
 //   --stream-to=ID+ID+...  with --sink, once ready: send --stream-count=N (default 100)
 //                          messages to port "sink" of each ProcId, one round every
 //                          --stream-gap-ms=G (default 10), payloads "<--stream-tag>:<i>:<seq>"
-//                          (i: the ProcId's index, seq from 1); a send its own host link
-//                          hands back prints "ret <payload> local: <status>"; then "done"
+//                          (i: the ProcId's index, seq from 1), printing "sent <payload>"
+//                          before each; a send its own host link hands back prints
+//                          "ret <payload> local: <status>"; then "done". The receivers
+//                          need --sink too, or every message comes back "unknown port".
+//                          Without --sink it exits 2: what comes back would arrive at a
+//                          port it lacks and be dropped, unseen
 //   --alloc-mb=N           at start, allocate and touch N MiB, then print "allocated N MiB"
 //   --tick-ms=T            once ready, print "tick <n>" (n from 1) every T ms, until it ends
 //   --forks=N              at start, fork N children that sleep, then print
@@ -185,6 +189,7 @@ void Stream(hostd::proc::ProcRuntime& rt, const std::vector<std::string>& to, co
   for (int seq = 1; seq <= count; ++seq) {
     for (size_t i = 0; i < to.size(); ++i) {
       std::string payload = absl::StrCat(tag, ":", i, ":", seq);
+      PrintLine(absl::StrCat("sent ", payload));
       auto came_back = [payload](absl::Status s, Message) {
         if (!s.ok()) PrintLine(absl::StrCat("ret ", payload, " local: ", s.message()));
       };
@@ -226,6 +231,12 @@ int Notify() {
 int main(int argc, char** argv) {
   auto flags = ParseFlags(argc, argv);
   auto has = [&](const char* f) { return flags.contains(f); };
+  if (has("stream-to") && !has("sink")) {
+    std::fprintf(stderr,
+                 "hostd_test_proc: --stream-to needs --sink: the messages that come back arrive at this proc's port "
+                 "\"sink\"\n");
+    return 2;
+  }
   if (has("ignore-sigterm")) std::signal(SIGTERM, SIG_IGN);
   if (int sig = IntFlag(flags, "dump-signal", 0); sig > 0) {
     static int dump_signal = sig;

@@ -1,5 +1,6 @@
 // The Host mux with in-process procs (and scripted fake procs for spawn outcomes):
 // Monarch's host scenarios plus the routing rules of daemon/host.h.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,49 @@ TEST(HostTest, UnknownProcBouncesAtOnceWithTheReason) {
   EXPECT_EQ(back.reason(), ReturnReason::kUnknownProc);
   EXPECT_THAT(std::string(back.note()), HasSubstr("ghost"));
   EXPECT_EQ(back.payload(), "boo");
+}
+
+// A host that re-adopts its procs (hostd --keep-procs) serves before it has adopted
+// them, and their links reconnect at once. A message for a name it does not know
+// yet is not taken, so it neither comes back nor is acknowledged: it waits in its
+// link and reaches the proc once adopted. One for a name still unknown when the
+// adoption is over comes back "unknown proc" then.
+TEST(HostTest, UntilAdoptedAMessageForAnUnknownNameWaitsInItsLink) {
+  manager::LocalProcManager mgr;
+  HostOptions options;
+  options.hold_until_adopted = true;
+  std::unique_ptr<Host> host = *Host::Start(mgr, mgr, options);
+  Client c(host->frontend());
+  absl::Notification acked;
+  auto post = [&](const std::string& name, absl::Notification* done) {
+    ASSERT_THAT(c.to_host->Post(*Message::Create(host->IdOf(name).ToString(), "echo", c.me, name),
+                                [done](absl::Status s, Message) {
+                                  EXPECT_THAT(s, IsOk());
+                                  if (done != nullptr) done->Notify();
+                                }),
+                IsOk());
+  };
+  post("adoptee", &acked);
+  post("nobody", nullptr);
+  // Nothing was taken: no acknowledgement, nothing back (an unknown name came back at once before).
+  EXPECT_FALSE(acked.WaitForNotificationWithTimeout(absl::Milliseconds(300)));
+  EXPECT_EQ(c.inbox.size(), 0u);
+
+  // The proc is adopted (a handle the host did not spawn, as from a previous hostd).
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle =
+      mgr.Spawn(host->IdOf("adoptee"), host->backend(), EchoSpec());
+  ASSERT_THAT(handle, IsOk());
+  ASSERT_THAT(host->Adopt("adoptee", EchoSpec(), {}, {}, 1, *handle), IsOk());
+  host->Adopted();
+  EXPECT_TRUE(acked.WaitForNotificationWithTimeout(kHangGuard));
+  // The echo's reply and the return, in either order (they come by different paths).
+  std::vector<Message> got = {c.Next(), c.Next()};
+  std::sort(got.begin(), got.end(), [](const Message& a, const Message& b) { return a.kind() < b.kind(); });
+  EXPECT_EQ(got[0].kind(), Message::Kind::kMessage);
+  EXPECT_EQ(got[0].port(), "echo.reply");
+  EXPECT_EQ(got[0].payload(), "adoptee");
+  EXPECT_EQ(got[1].reason(), ReturnReason::kUnknownProc);
+  EXPECT_EQ(got[1].payload(), "nobody");
 }
 
 TEST(HostTest, FrontendRefusesMessagesForOtherHosts) {

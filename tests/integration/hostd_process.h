@@ -325,6 +325,48 @@ inline std::pair<int, std::string> Hostctl(const Hostd& h, const std::string& ar
   return RunShell(absl::StrCat(kHostctl, " --grpc ", h.grpc_addr(), " ", args));
 }
 
+// How a hostd with --keep-procs goes away and comes back.
+enum class RestartKind { kSigterm, kSigkill, kUpgrade };
+
+// Restarts `h` (started with `flags` on `root`) the given way and returns once the
+// next hostd (or, for an upgrade, the new image) announced readiness.
+inline void RestartHostd(std::unique_ptr<Hostd>& h, RestartKind kind, const std::vector<std::string>& flags,
+                         const testing::TempDir& root) {
+  if (kind == RestartKind::kUpgrade) {
+    auto [code, out] = Hostctl(*h, absl::StrCat("upgrade ", kHostd));
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_TRUE(AwaitReady(*h)) << "the new image did not announce readiness";
+    return;
+  }
+  int status = h->Signal(kind == RestartKind::kSigterm ? SIGTERM : SIGKILL);
+  if (kind == RestartKind::kSigterm) {
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  h = std::make_unique<Hostd>(flags, root);
+}
+
+// The rest of each line of `text` that starts with `prefix` and a space.
+inline std::vector<std::string> LinesWithIn(absl::string_view text, absl::string_view prefix) {
+  std::vector<std::string> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::ConsumePrefix(&line, prefix) && absl::ConsumePrefix(&line, " ")) out.emplace_back(line);
+  }
+  return out;
+}
+// The same for the file at `path` (a proc's log).
+inline std::vector<std::string> LinesWith(const std::string& path, absl::string_view prefix) {
+  return LinesWithIn(base::ReadSmallFile(path, 64 << 20).value_or(""), prefix);
+}
+
+// The sequence number ending a --stream-to payload ("<tag>:<i>:<seq>"), or 0 when
+// there is none in 1..max.
+inline int SeqOf(absl::string_view payload, int max) {
+  int seq = 0;
+  size_t colon = payload.rfind(':');
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(payload.substr(colon + 1), &seq)) return 0;
+  return seq >= 1 && seq <= max ? seq : 0;
+}
+
 // How many descriptors `pid` has open.
 inline int OpenDescriptors(pid_t pid) {
   std::error_code ec;

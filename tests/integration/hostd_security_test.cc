@@ -317,24 +317,6 @@ TEST_F(SecureHostdTest, AnIdentityRuleAllowsItsClientCertificateOnly) {
   EXPECT_THAT(s.error_message(), AllOf(HasSubstr("for client \"dev\""), HasSubstr(absl::StrCat("ops=", proc_dir))));
 }
 
-// The rest of each line of `path` that starts with `prefix` and a space.
-std::vector<std::string> LinesWith(const std::string& path, const std::string& prefix) {
-  std::vector<std::string> out;
-  for (absl::string_view line : absl::StrSplit(base::ReadSmallFile(path).value_or(""), '\n')) {
-    if (absl::ConsumePrefix(&line, prefix + " ")) out.emplace_back(line);
-  }
-  return out;
-}
-
-// The sequence number ending a --stream-to payload ("<tag>:<i>:<seq>"), or 0 when
-// there is none in 1..max.
-int SeqOf(absl::string_view payload, int max) {
-  int seq = 0;
-  size_t colon = payload.rfind(':');
-  if (colon == absl::string_view::npos || !absl::SimpleAtoi(payload.substr(colon + 1), &seq)) return 0;
-  return seq >= 1 && seq <= max ? seq : 0;
-}
-
 TEST_F(SecureHostdTest, AHostRestartedOnTheSameAddressIsRecognisedAndItsPeersSendItWhatItNeverAcknowledged) {
   std::string b_addr = absl::StrCat("tls:127.0.0.1:", FreePort());
   auto incarnation = [](Hostd& h) {
