@@ -30,8 +30,6 @@ using ::hostd::testing::TempDir;
 using ::testing::ElementsAreArray;
 using ::testing::IsEmpty;
 
-ChannelAddr UnixAny() { return *ChannelAddr::Parse("unix:"); }
-
 // The loop's side of an Inbox played by hand: runs of deliveries, each ended by
 // EndOfRun, and on a refusal a wait for the wake before offering again. A consumer
 // that waits in Receive between runs, or while the inbox fills up within one, gets

@@ -31,8 +31,6 @@ using ::hostd::testing::TempDir;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
-ChannelAddr UnixAny() { return *ChannelAddr::Parse("unix:"); }
-
 TEST(LinkFaultTest, SessionSurvivesReconnects) {
   auto loop = EventLoop::Start("test-loop");
   Inbox inbox(1 << 20);

@@ -19,6 +19,9 @@ namespace hostd::channel {
 
 using ::hostd::testing::HangGuard;
 
+// "unix:": a unix address the listener chooses.
+inline ChannelAddr UnixAny() { return *ChannelAddr::Parse("unix:"); }
+
 inline Message Numbered(uint64_t i, const std::string& pad = "") {
   return *Message::Create("local:1,dest", "port", "local:2,src", absl::StrCat(i, pad));
 }
