@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -60,16 +61,25 @@ inline google::protobuf::Duration Secs(int64_t s) {
   return d;
 }
 
-// A TCP port on 127.0.0.1 nothing listens on now (bound, read and closed).
+// A TCP port on 127.0.0.1 nothing listens on now (bound and closed), for a hostd
+// told to listen on it. It is below the kernel's ephemeral range, so a socket
+// another test binds to port 0 meanwhile cannot take it before hostd does.
 inline int FreePort() {
-  base::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sa);
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return 0;
-  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
+  int ephemeral_low = 32768;
+  std::string range = base::ReadSmallFile("/proc/sys/net/ipv4/ip_local_port_range").value_or("");
+  (void)absl::SimpleAtoi(range.substr(0, range.find_first_of(" \t")), &ephemeral_low);
+  static std::atomic<uint32_t> seed{static_cast<uint32_t>(getpid()) * 2654435761u};
+  for (int attempt = 0; attempt < 200 && ephemeral_low > 10001; ++attempt) {
+    int port = 10000 + static_cast<int>(seed.fetch_add(7919) % static_cast<uint32_t>(ephemeral_low - 10000));
+    base::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) return port;
+  }
+  ADD_FAILURE() << "no free port below the ephemeral range (" << range << ")";
+  return 0;
 }
 
 // Waits (up to the hang guard) until `pid` has exited; true if it did. Works for any pid,
