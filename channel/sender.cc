@@ -3,6 +3,8 @@
 // connection that drains the queue is in sender_connection.cc.
 #include "channel/sender.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -29,16 +31,23 @@ absl::Status sender_internal::Returned(absl::StatusCode code, ReturnReason reaso
   return s;
 }
 
+absl::Time sender_internal::CoarseNow() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return absl::TimeFromTimespec(ts);
+}
+
 ReturnReason ReturnReasonOf(const absl::Status& status) {
   absl::optional<absl::Cord> p = status.GetPayload(kReturnReasonUrl);
   if (!p.has_value() || p->size() != 1) return ReturnReason::kNone;
   return static_cast<ReturnReason>(static_cast<uint8_t>(p->Flatten()[0]));
 }
 
-Sender::Impl::Impl(EventLoop& loop, ChannelAddr addr, SenderOptions opts)
+Sender::Impl::Impl(EventLoop& loop, ChannelAddr addr, SenderOptions opts, Done on_return)
     : loop_(loop),
       addr_(std::move(addr)),
       opts_(opts),
+      on_return_(std::move(on_return)),
       retry_timer_(loop.context()),
       connect_timer_(loop.context()),
       delivery_timer_(loop.context()),
@@ -66,7 +75,7 @@ absl::Status Sender::Impl::Post(Message&& msg, Done& done, WhenFull when_full, a
     if (closed_) return absl::FailedPreconditionError(absl::StrCat("sender to ", addr_.ToString(), " is closed"));
   }
   uint64_t seq = next_seq_++;
-  absl::Time now = absl::Now();
+  absl::Time now = sender_internal::CoarseNow();
   queue_.push_back(Entry{session_gen_, seq, std::move(msg),
                          EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}), now, std::move(done),
                          now});
@@ -81,7 +90,7 @@ absl::Status Sender::Impl::PostControl(Message&& msg, Done& done) {
   absl::MutexLock lock(&mu_);
   HOSTD_RETURN_IF_ERROR(CheckPostable(size));
   // No room check: a control message must not wait behind the data it overtakes.
-  absl::Time now = absl::Now();
+  absl::Time now = sender_internal::CoarseNow();
   Entry e{session_gen_, 0, std::move(msg), {}, now, std::move(done), now, /*control=*/true};
   queued_bytes_ += size;
   if (entries_in_flight_) {
@@ -232,26 +241,28 @@ void Sender::Impl::ReapAcked() {
 void Sender::Impl::Reap(uint64_t gen, uint64_t upto) {
   loop_.AssertInLoop("Sender::Impl::Reap");
   // The scratch keeps its capacity from one ack to the next; a `done` that reaps
-  // again (re-entry) finds it empty and takes a fresh one.
-  std::vector<Entry> done = std::move(reap_scratch_);
+  // again (re-entry) finds it empty and takes a fresh one. It takes each message
+  // and callback, not the whole entry: the messages are freed, and the callbacks
+  // run, outside the lock.
+  std::vector<Completion> done = std::move(reap_scratch_);
   std::vector<std::function<void()>> waiters;
   {
     absl::MutexLock lock(&mu_);
-    absl::Time now = absl::Now();
+    absl::Time now = sender_internal::CoarseNow();
     while (!queue_.empty() && queue_.front().gen == gen && queue_.front().seq <= upto) {
       Entry& e = queue_.front();
       absl::Duration waited = now - e.enqueued;
       stats_.queue_time_total += waited;
       stats_.queue_time_max = std::max(stats_.queue_time_max, waited);
       queued_bytes_ -= e.msg.wire_size();
-      done.push_back(std::move(e));
+      done.push_back({std::move(e.done), std::move(e.msg)});
       queue_.pop_front();
     }
     stats_.messages_acked += done.size();
     if (!done.empty()) waiters = TakeRoomWaiters();
   }
-  for (Entry& e : done) {
-    if (e.done) e.done(absl::OkStatus(), std::move(e.msg));
+  for (Completion& c : done) {
+    if (c.done) c.done(absl::OkStatus(), std::move(c.msg));
   }
   done.clear();
   if (done.capacity() <= kMaxReapScratch) reap_scratch_ = std::move(done);
@@ -303,13 +314,18 @@ void Sender::Impl::Fail(const absl::Status& why, uint64_t gen, uint64_t max_seq)
     waiters = TakeRoomWaiters();
   }
   for (Entry& e : failed) {
-    if (e.done) e.done(why, std::move(e.msg));
+    if (e.done) {
+      e.done(why, std::move(e.msg));
+    } else if (on_return_) {
+      on_return_(why, std::move(e.msg));
+    }
   }
   for (auto& w : waiters) w();
 }
 
-std::unique_ptr<Sender> Sender::Dial(EventLoop& loop, const ChannelAddr& addr, SenderOptions options) {
-  return std::unique_ptr<Sender>(new Sender(std::make_shared<Impl>(loop, addr, options)));
+std::unique_ptr<Sender> Sender::Dial(EventLoop& loop, const ChannelAddr& addr, SenderOptions options,
+                                     Done on_return) {
+  return std::unique_ptr<Sender>(new Sender(std::make_shared<Impl>(loop, addr, options, std::move(on_return))));
 }
 
 Sender::~Sender() { Close(); }

@@ -18,6 +18,12 @@
 // `delivery_timeout` (kTimeout; such a message may or may not have been delivered).
 // Nothing is dropped silently: each Post's `done` runs exactly once.
 //
+// Return handler. A sender dialed with `on_return` hands it every message that
+// was posted without a `done` of its own and comes back, with why; such a message
+// costs no completion at all once acknowledged. For a caller with one return path
+// for everything it posts on a link (a host's router): no callback per message.
+// Without one, a message posted with no `done` that comes back is dropped.
+//
 // Flow control. The queue (unsent + unacknowledged) is bounded by message count and
 // bytes. A full queue makes Post wait (WhenFull::kWait) or fail with
 // ResourceExhausted (WhenFull::kFail); a loop-thread caller must use kFail and may ask
@@ -91,7 +97,10 @@ class Sender {
   // OK once acknowledged; otherwise why, with the message handed back.
   using Done = absl::AnyInvocable<void(absl::Status status, Message msg)>;
 
-  static std::unique_ptr<Sender> Dial(EventLoop& loop, const ChannelAddr& addr, SenderOptions options = {});
+  // `on_return` (see "Return handler" above) runs on the loop thread, once per
+  // message returned, for as long as the sender has messages to return.
+  static std::unique_ptr<Sender> Dial(EventLoop& loop, const ChannelAddr& addr, SenderOptions options = {},
+                                      Done on_return = nullptr);
   // Close(absl::Now()): outstanding messages are returned with kSenderClosed.
   ~Sender();
   Sender(const Sender&) = delete;

@@ -380,7 +380,7 @@ void Sender::Impl::ArmDeliveryTimer() {
   }
   delivery_timer_armed_ = true;
   delivery_timer_.expires_after(
-      ToChrono(std::max(absl::ZeroDuration(), oldest + opts_.delivery_timeout - absl::Now())));
+      ToChrono(std::max(absl::ZeroDuration(), oldest + opts_.delivery_timeout - sender_internal::CoarseNow())));
   delivery_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     self->delivery_timer_armed_ = false;
     if (ec || self->state_ == State::kClosed) return;
@@ -393,7 +393,7 @@ void Sender::Impl::CheckDeliveryTimeout() {
   bool expired;
   {
     absl::MutexLock lock(&mu_);
-    expired = !queue_.empty() && queue_.front().due_from + opts_.delivery_timeout <= absl::Now();
+    expired = !queue_.empty() && queue_.front().due_from + opts_.delivery_timeout <= sender_internal::CoarseNow();
   }
   if (!expired) return ArmDeliveryTimer();
   base::Log().warn("link to {}: no acknowledgement within {}; returning outstanding messages", addr_.ToString(),

@@ -45,6 +45,12 @@ absl::Status Returned(absl::StatusCode code, ReturnReason reason, absl::string_v
 
 inline std::chrono::nanoseconds ToChrono(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
 
+// The wall clock to the kernel's tick (1-4 ms), a fraction of absl::Now()'s cost:
+// every Post stamps its entry, and what the stamps serve (delivery timeouts of
+// seconds, queue-time stats) needs no finer grain. All the sender's deadlines
+// compare against this clock, so a timeout fires at most a tick late.
+absl::Time CoarseNow();
+
 struct Entry {
   uint64_t gen;  // session generation it was posted in; bumped when a session is abandoned
   uint64_t seq;
@@ -78,7 +84,7 @@ struct Conn {
 
 class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
  public:
-  Impl(EventLoop& loop, ChannelAddr addr, SenderOptions opts);
+  Impl(EventLoop& loop, ChannelAddr addr, SenderOptions opts, Done on_return);
 
   const ChannelAddr& addr() const { return addr_; }
   EventLoop& loop() { return loop_; }
@@ -159,6 +165,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   EventLoop& loop_;
   const ChannelAddr addr_;
   const SenderOptions opts_;
+  Done on_return_;  // called on the loop only (Fail)
 
   mutable absl::Mutex mu_;
   std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);  // by seq: unacknowledged, then unsent
@@ -179,9 +186,14 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   uint64_t attempt_id_ = 0;
   bool writing_ = false;
   std::vector<absl::AnyInvocable<void()>> deferred_;
-  // Entries Reap completes, kept between acks: at most kMaxReapScratch of them.
+  // What Reap takes from the entries it completes, kept between acks: at most
+  // kMaxReapScratch of them.
+  struct Completion {
+    Done done;
+    Message msg;
+  };
   static constexpr size_t kMaxReapScratch = 4096;
-  std::vector<Entry> reap_scratch_;
+  std::vector<Completion> reap_scratch_;
   uint64_t write_seq_ = 1;        // next seq to write on this connection
   uint64_t highest_written_ = 0;  // in this session
   uint64_t acked_seq_ = 0;

@@ -21,7 +21,6 @@ class Router::Entrance final : public channel::Receiver {
  public:
   Entrance(Router& router, bool frontend) : router_(router), frontend_(frontend) {}
   bool Deliver(Message& msg, const Wake& wake) override {
-    if (router_.WaitsForAdoption(msg, wake)) return false;
     return router_.RouteMessage(msg, wake, frontend_);
   }
 
@@ -40,7 +39,6 @@ struct Router::Route {
   size_t held_bytes = 0;
   size_t held_front = 0;  // entries at the front placed out of arrival order (signals, requeued)
   std::string end_note;   // kEnded
-  std::shared_ptr<const ReturnPath> return_path;  // of `gen`, made by PathOf
 
   bool waiting() const { return state == State::kStarting || state == State::kRestarting; }
   // Holds `m` ahead of what arrived in order, behind what was placed ahead before.
@@ -160,12 +158,11 @@ void Router::Activate(const std::string& name, uint64_t gen, std::optional<chann
     Bounce(std::move(held), ReturnReason::kUnroutable, absl::StrCat("proc \"", name, "\" takes no messages"));
     return;
   }
-  std::shared_ptr<channel::Sender> link = LinkOf(r);
-  std::shared_ptr<const ReturnPath> path = PathOf(name, r);
+  std::shared_ptr<channel::Sender> link = LinkOf(name, r);
   for (auto& [m, hook] : held) {
     // The buffer is smaller than a fresh link's queue, so this never waits.
     (void)Forward(
-        *link, m, [] {}, path, hook ? &hook : nullptr);
+        *link, LinkKind::kProc, m, [] {}, hook ? &hook : nullptr);
   }
 }
 
@@ -222,11 +219,11 @@ void Router::Bounce(Held held, ReturnReason reason, const std::string& note) {
 
 // A proc's link is dialed when the first message for it arrives: most procs of a
 // big host are never messaged, and an idle link costs memory.
-std::shared_ptr<channel::Sender> Router::LinkOf(Route& r) {
+std::shared_ptr<channel::Sender> Router::LinkOf(const std::string& name, Route& r) {
   if (r.link == nullptr) {
     channel::SenderOptions o = opts_.proc_link;
     o.on_peer_restart = channel::OnPeerRestart::kReturn;
-    r.link = channel::Sender::Dial(loop_, *r.addr, o);
+    r.link = channel::Sender::Dial(loop_, *r.addr, o, ReturnsTo(name, r.gen));
   }
   return r.link;
 }
@@ -244,6 +241,11 @@ bool Router::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, boo
   absl::string_view addr = dest.substr(0, comma);
   absl::string_view name = dest.substr(comma + 1);
   if (addr == frontend_text_ && !(from_frontend && (name == kStateMailbox || name == kLivenessMailbox))) {
+    if (adopting_ && !absl::StartsWith(name, kMailboxPrefix) && !routes_.contains(name)) {
+      // Perhaps a proc about to be re-adopted: not taken, so it waits in its link.
+      adoption_wakes_.push_back(wake);
+      return false;
+    }
     return RouteLocal(msg, name, wake);
   }
   if (from_frontend || addr == backend_text_) {
@@ -252,17 +254,6 @@ bool Router::RouteMessage(Message& msg, const channel::Receiver::Wake& wake, boo
     return true;
   }
   return RouteRemote(msg, addr, wake);
-}
-
-bool Router::WaitsForAdoption(const Message& msg, const channel::Receiver::Wake& wake) {
-  if (!adopting_) return false;
-  absl::string_view dest = msg.dest();
-  size_t comma = dest.rfind(',');
-  if (comma == absl::string_view::npos || dest.substr(0, comma) != frontend_text_) return false;
-  absl::string_view name = dest.substr(comma + 1);
-  if (absl::StartsWith(name, kMailboxPrefix) || routes_.contains(name)) return false;
-  adoption_wakes_.push_back(wake);
-  return true;
 }
 
 bool Router::RouteLocal(Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
@@ -299,7 +290,7 @@ bool Router::RouteLocal(Message& msg, absl::string_view name, const channel::Rec
       r.held_bytes += msg.wire_size();
       r.held.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
       return true;
-    case Route::State::kReady: return Forward(*LinkOf(r), msg, wake, PathOf(it->first, r), hook);
+    case Route::State::kReady: return Forward(*LinkOf(it->first, r), LinkKind::kProc, msg, wake, hook);
     case Route::State::kNoAddress:
       Return(std::move(msg), ReturnReason::kUnroutable,
              absl::StrCat("proc \"", name, "\" takes no messages (it reported no address)"));
@@ -317,31 +308,26 @@ bool Router::RouteRemote(Message& msg, absl::string_view addr, const channel::Re
       Return(std::move(msg), ReturnReason::kUnroutable, parsed.status().message());
       return true;
     }
-    it = remotes_.emplace(std::string(addr), channel::Sender::Dial(loop_, *parsed, opts_.remote_link)).first;
+    it = remotes_
+             .emplace(std::string(addr),
+                      channel::Sender::Dial(loop_, *parsed, opts_.remote_link, ReturnsTo("", 0)))
+             .first;
   }
-  return Forward(*it->second, msg, wake, remote_path_);
+  return Forward(*it->second, LinkKind::kRemote, msg, wake);
 }
 
-std::shared_ptr<const Router::ReturnPath> Router::PathOf(const std::string& name, Route& r) {
-  if (r.return_path == nullptr || r.return_path->gen != r.gen) {
-    r.return_path = std::make_shared<const ReturnPath>(ReturnPath{this, name, r.gen});
-  }
-  return r.return_path;
+// The return handler of a link (see router.h).
+channel::Sender::Done Router::ReturnsTo(std::string name, uint64_t gen) {
+  return [this, name = std::move(name), gen](absl::Status s, Message m) { ForwardFailed(name, gen, s, std::move(m)); };
 }
 
-bool Router::Forward(channel::Sender& link, Message& msg, const channel::Receiver::Wake& wake,
-                     const std::shared_ptr<const ReturnPath>& path, channel::Sender::Done* hook) {
+bool Router::Forward(channel::Sender& link, LinkKind link_kind, Message& msg, const channel::Receiver::Wake& wake,
+                     channel::Sender::Done* hook) {
   size_t size = msg.wire_size();
-  const size_t kind = static_cast<size_t>(path->name.empty() ? LinkKind::kRemote : LinkKind::kProc);
-  channel::Sender::Done done;
-  if (hook != nullptr && *hook) {
-    done = std::move(*hook);
-  } else {
-    done = [path](absl::Status s, Message m) {
-      if (!s.ok()) path->router->ForwardFailed(path->name, path->gen, s, std::move(m));
-    };
-  }
-  absl::Status posted = link.Post(std::move(msg), std::move(done), channel::WhenFull::kFail);
+  const size_t kind = static_cast<size_t>(link_kind);
+  // Without a hook the link's return handler takes the message if it comes back.
+  absl::Status posted =
+      link.Post(std::move(msg), hook != nullptr ? std::move(*hook) : nullptr, channel::WhenFull::kFail);
   if (posted.ok()) {
     forwarded_[kind].fetch_add(1, std::memory_order_relaxed);
     forwarded_bytes_[kind].fetch_add(size, std::memory_order_relaxed);
@@ -511,7 +497,7 @@ void Router::Signal(const std::vector<std::string>& names, const std::string& pa
       continue;
     }
     ++tally->pending;
-    absl::Status posted = LinkOf(r)->PostControl(*std::move(msg), [tally](absl::Status s, Message) {
+    absl::Status posted = LinkOf(n, r)->PostControl(*std::move(msg), [tally](absl::Status s, Message) {
       ++(s.ok() ? tally->result.delivered : tally->result.failed);
       tally->Settle();
     });

@@ -177,30 +177,26 @@ class Router {
   struct Route;
   using Held = std::deque<std::pair<channel::Message, channel::Sender::Done>>;
 
+  // A message a listener received. Until Adopted(), one for a name of this host
+  // with no route is not taken and `wake` is kept for Adopted() (see Re-adoption).
   bool RouteMessage(channel::Message& msg, const channel::Receiver::Wake& wake, bool from_frontend);
-  // True (and `wake` kept for Adopted) when `msg` is for a name of this host with
-  // no route while re-adoption is under way.
-  bool WaitsForAdoption(const channel::Message& msg, const channel::Receiver::Wake& wake);
   // `hook`, when given, replaces the default ack callback (and is consumed if the
   // message is taken).
   bool RouteLocal(channel::Message& msg, absl::string_view name, const channel::Receiver::Wake& wake,
                   channel::Sender::Done* hook = nullptr);
   bool RouteRemote(channel::Message& msg, absl::string_view addr, const channel::Receiver::Wake& wake);
-  // Where the messages a link hands back go: ForwardFailed of the route `name` ("" for
-  // a remote link) in generation `gen`. One per route generation, shared by the ack
-  // callbacks of its messages (a callback holding only this pointer needs no heap),
-  // so forwarding allocates nothing per message.
-  struct ReturnPath {
-    Router* router;
-    std::string name;
-    uint64_t gen;
-  };
-  std::shared_ptr<const ReturnPath> PathOf(const std::string& name, Route& r);
-  // Posts on `link`; false (and `wake` armed) when its queue is full.
-  bool Forward(channel::Sender& link, channel::Message& msg, const channel::Receiver::Wake& wake,
-               const std::shared_ptr<const ReturnPath>& path, channel::Sender::Done* hook = nullptr);
+  // The return handler of a link: what it hands back goes to ForwardFailed of the
+  // route `name` ("" for a remote link) in generation `gen`. Each link serves one
+  // route generation (or one remote host), so a forwarded message carries no
+  // callback of its own.
+  channel::Sender::Done ReturnsTo(std::string name, uint64_t gen);
+  // Posts on `link`; false (and `wake` armed) when its queue is full. What the link
+  // hands back goes to its return handler, or to `hook` when given.
+  bool Forward(channel::Sender& link, LinkKind kind, channel::Message& msg, const channel::Receiver::Wake& wake,
+               channel::Sender::Done* hook = nullptr);
   void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
-  std::shared_ptr<channel::Sender> LinkOf(Route& r);
+  // The route's link, dialed now if it has none, with the route generation's return path.
+  std::shared_ptr<channel::Sender> LinkOf(const std::string& name, Route& r);
   void Bounce(Held held, channel::ReturnReason reason, const std::string& note);
   // Closes `link` and keeps its cumulative stats for LinkStats().
   void Retire(LinkKind kind, channel::Sender& link);
@@ -217,7 +213,6 @@ class Router {
   bool adopting_;                                        // Options::hold_until_adopted, until Adopted()
   std::vector<channel::Receiver::Wake> adoption_wakes_;  // links held until Adopted()
   absl::flat_hash_map<std::string, std::unique_ptr<Route>> routes_;
-  const std::shared_ptr<const ReturnPath> remote_path_ = std::make_shared<const ReturnPath>(ReturnPath{this, "", 0});
   absl::flat_hash_map<std::string, std::unique_ptr<channel::Sender>> remotes_;
   absl::flat_hash_map<std::string, Mailbox> mailboxes_;
   uint64_t next_mailbox_ = 1;

@@ -324,6 +324,39 @@ TEST(LinkDialTest, SenderCloseReturnsWhatIsStillQueued) {
   EXPECT_EQ(ReturnReasonOf(outcomes.returned()[0].second), ReturnReason::kSenderClosed);
 }
 
+// A return handler takes the returns of messages posted without a `done`, and only
+// those: acknowledged messages never reach it, and a message with its own `done`
+// comes back there alone.
+TEST(LinkDialTest, AReturnHandlerTakesReturnsOfMessagesPostedWithoutDone) {
+  TempDir dir;
+  auto loop = EventLoop::Start("test-loop");
+  Inbox inbox;
+  auto listener = *Listener::Serve(*loop, *ChannelAddr::Parse("unix:" + dir.Join("l.sock")), inbox);
+  Outcomes handled;  // what the return handler got
+  auto sender = Sender::Dial(*loop, listener->addr(), {}, handled.Track());
+  for (int i = 0; i < 3; ++i) ASSERT_THAT(sender->Post(Numbered(i), nullptr), IsOk());
+  ASSERT_THAT(sender->Flush(HangGuard()), IsOk());
+  EXPECT_THAT(ReceiveNumbers(inbox, 3), ElementsAreArray(Iota(0, 3)));
+
+  listener->Close();
+  Outcomes own;
+  ASSERT_THAT(sender->Post(Numbered(10), nullptr), IsOk());
+  ASSERT_THAT(sender->Post(Numbered(11), own.Track()), IsOk());
+  ASSERT_THAT(sender->Post(Numbered(12), nullptr), IsOk());
+  sender->Close();
+  handled.WaitFor(2);
+  own.WaitFor(1);
+  EXPECT_TRUE(handled.acked().empty());
+  std::vector<uint64_t> returned;
+  for (const auto& [n, status] : handled.returned()) {
+    returned.push_back(n);
+    EXPECT_NE(ReturnReasonOf(status), ReturnReason::kNone) << status;
+  }
+  EXPECT_THAT(returned, ::testing::ElementsAre(10, 12));
+  ASSERT_EQ(own.returned().size(), 1u);
+  EXPECT_EQ(own.returned()[0].first, 11u);
+}
+
 // An abstract unix address has no file permissions: the listener checks the
 // peer's credentials and closes a connection from another user before it says
 // anything, where a peer of its own user would get the handshake's 10 s.
