@@ -41,12 +41,15 @@ class Samples {
   std::vector<double> v_;
 };
 
-inline bool QuickMode(int argc, char** argv) {
+// Whether `flag` (e.g. "--quick") is among the arguments.
+inline bool HasFlag(int argc, char** argv, const char* flag) {
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) return true;
+    if (std::strcmp(argv[i], flag) == 0) return true;
   }
   return false;
 }
+
+inline bool QuickMode(int argc, char** argv) { return HasFlag(argc, argv, "--quick"); }
 
 // --filter=TEXT: only scenarios whose name contains TEXT (for profiling one).
 inline std::string FilterArg(int argc, char** argv) {

@@ -15,7 +15,9 @@
 // Procs are in-process runtimes (LocalProcManager) serving real unix/tcp sockets,
 // so both paths run the same proc code; only the host hop differs.
 //
-//   build/default/bench/forward_bench [--quick] [--filter=TEXT]
+//   build/default/bench/forward_bench [--quick] [--filter=TEXT] [--host-only]
+// --host-only runs only the through-the-host side of scenario 4 (no baselines,
+// no ratios), for profiling the host hop alone under perf.
 #include <zmq.h>
 
 #include <atomic>
@@ -334,6 +336,7 @@ int main(int argc, char** argv) {
   const std::string filter = FilterArg(argc, argv);
   auto want = [&](const std::string& scenario) { return scenario.find(filter) != std::string::npos; };
   const int reps = quick ? 1 : 5;
+  const bool host_only = HasFlag(argc, argv, "--host-only");
   const double scale = quick ? 0.01 : 1.0;
   auto n_of = [&](int n) { return std::max(2, static_cast<int>(n * scale)); };
   hostd::testing::TempDir dir;
@@ -364,11 +367,16 @@ int main(int argc, char** argv) {
       const std::string frame = RawFrame(s.Dest(0), z.bytes);
       Samples direct, host, raw_direct, reference;
       for (int r = 0; r < reps; ++r) {
-        direct.Add(Throughput(*loop, s, *s.procs[0]->addr(), {s.Dest(0)}, z.bytes, n_of(z.n), z.one_per_send));
         host.Add(Throughput(*loop, s, s.host->frontend(), {s.Dest(0)}, z.bytes, n_of(z.n), z.one_per_send));
+        if (host_only) continue;
+        direct.Add(Throughput(*loop, s, *s.procs[0]->addr(), {s.Dest(0)}, z.bytes, n_of(z.n), z.one_per_send));
         if (!raw) continue;
         raw_direct.Add(DirectRate(raw_t, frame, n_of(z.raw_n)));
         reference.Add(ForwarderRate(raw_t, frame, n_of(z.raw_n)));
+      }
+      if (host_only) {
+        std::printf("| 4. forward %s, through the host only | %s |\n", name.c_str(), Spread(host, "msg/s").c_str());
+        continue;
       }
       double ratio = host.Median() / direct.Median();
       Row(absl::StrCat("4. forward ", name), Spread(direct, "msg/s"), Spread(host, "msg/s"), ratio, goals[k].text,
