@@ -305,14 +305,38 @@ void Sender::Impl::WriteMore() {
     conn->hello_pending = false;
     bufs.push_back(asio::buffer(conn->hello));
   } else if (state_ == State::kOpen) {
-    absl::MutexLock lock(&mu_);
-    if (queue_.empty() || write_seq_ >= next_seq_) {
-      if (conn->staging.capacity() > kKeepStaged) std::string().swap(conn->staging);
-      return;
+    // Under the lock, only choose the batch; the copying is done outside it, so a
+    // thread posting meanwhile is not held up by it. The chosen entries stay put
+    // until the write ends: Post only appends (a deque keeps its elements in
+    // place), controls park while entries are in flight, and the loop's own
+    // changes to the queue wait for the write (Mutate).
+    std::vector<const Entry*>& batch = conn->batch;
+    batch.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty() || write_seq_ >= next_seq_) {
+        if (conn->staging.capacity() > kKeepStaged) std::string().swap(conn->staging);
+        return;
+      }
+      write_seq_ = std::max(write_seq_, queue_.front().seq);
+      size_t bytes = 0, staged = 0;
+      for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(write_seq_ - queue_.front().seq);
+           it != queue_.end() && batch.size() < kMaxBatchMessages && (batch.empty() || bytes < kMaxBatchBytes); ++it) {
+        Entry& e = *it;
+        const size_t body = e.msg.wire_size();
+        staged += kFrameHeaderSize + (body <= kCopyBody ? body : 0);
+        if (!batch.empty() && body <= kCopyBody && staged > kMaxStaged) break;
+        e.written = true;
+        bytes += kFrameHeaderSize + body;
+        if (e.seq <= highest_written_) ++stats_.retransmits;
+        write_seq_ = e.seq + 1;
+        batch.push_back(&e);
+      }
+      highest_written_ = std::max(highest_written_, write_seq_ - 1);
+      stats_.messages_sent += batch.size();
+      stats_.bytes_sent += bytes;
+      entries_in_flight_ = !batch.empty();
     }
-    write_seq_ = std::max(write_seq_, queue_.front().seq);
-    size_t i = write_seq_ - queue_.front().seq;
-    size_t bytes = 0, frames = 0;
     std::string& staged = conn->staging;
     staged.clear();
     // Pieces in order: a run of the staging buffer (data == nullptr: offsets into
@@ -324,30 +348,19 @@ void Sender::Impl::WriteMore() {
     };
     std::vector<Piece> pieces;
     size_t run = 0;  // where the staged run not yet in `pieces` starts
-    for (; i < queue_.size() && frames < kMaxBatchMessages && (frames == 0 || bytes < kMaxBatchBytes); ++i, ++frames) {
-      Entry& e = queue_[i];
-      const size_t body = e.msg.wire_size();
-      if (body <= kCopyBody) {
-        if (frames > 0 && staged.size() + kFrameHeaderSize + body > kMaxStaged) break;
-        staged.append(e.header.data(), e.header.size());
-        staged += e.msg.wire();
+    for (const Entry* e : batch) {
+      staged.append(e->header.data(), e->header.size());
+      if (e->msg.wire_size() <= kCopyBody) {
+        staged += e->msg.wire();
       } else {
-        staged.append(e.header.data(), e.header.size());
         pieces.push_back({nullptr, run, staged.size() - run});
-        pieces.push_back({e.msg.wire().data(), 0, body});
+        pieces.push_back({e->msg.wire().data(), 0, e->msg.wire_size()});
         run = staged.size();
       }
-      e.written = true;
-      bytes += kFrameHeaderSize + body;
-      if (e.seq <= highest_written_) ++stats_.retransmits;
-      write_seq_ = e.seq + 1;
     }
     if (staged.size() > run) pieces.push_back({nullptr, run, staged.size() - run});
-    for (const Piece& p : pieces) bufs.push_back(asio::buffer(p.data != nullptr ? p.data : staged.data() + p.off, p.len));
-    highest_written_ = std::max(highest_written_, write_seq_ - 1);
-    stats_.messages_sent += frames;
-    stats_.bytes_sent += bytes;
-    entries_in_flight_ = !bufs.empty();
+    for (const Piece& p : pieces)
+      bufs.push_back(asio::buffer(p.data != nullptr ? p.data : staged.data() + p.off, p.len));
   }
   if (bufs.empty()) return;
   writing_ = true;

@@ -78,6 +78,8 @@ struct Conn {
   // Small frames of the write in flight, copied together (sender_connection.cc
   // bounds it: at most about 128 KiB, released when nothing is left to write).
   std::string staging;
+  // The entries of the write in flight (WriteMore), kept for its capacity.
+  std::vector<const Entry*> batch;
 };
 
 }  // namespace sender_internal
