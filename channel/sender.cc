@@ -31,10 +31,10 @@ absl::Status sender_internal::Returned(absl::StatusCode code, ReturnReason reaso
   return s;
 }
 
-absl::Time sender_internal::CoarseNow() {
+int64_t sender_internal::CoarseNanos() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return absl::TimeFromTimespec(ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
 ReturnReason ReturnReasonOf(const absl::Status& status) {
@@ -75,7 +75,7 @@ absl::Status Sender::Impl::Post(Message&& msg, Done& done, WhenFull when_full, a
     if (closed_) return absl::FailedPreconditionError(absl::StrCat("sender to ", addr_.ToString(), " is closed"));
   }
   uint64_t seq = next_seq_++;
-  absl::Time now = sender_internal::CoarseNow();
+  const int64_t now = sender_internal::CoarseNanos();
   queue_.push_back(Entry{session_gen_, seq, std::move(msg),
                          EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}), now, std::move(done),
                          now});
@@ -90,7 +90,7 @@ absl::Status Sender::Impl::PostControl(Message&& msg, Done& done) {
   absl::MutexLock lock(&mu_);
   HOSTD_RETURN_IF_ERROR(CheckPostable(size));
   // No room check: a control message must not wait behind the data it overtakes.
-  absl::Time now = sender_internal::CoarseNow();
+  const int64_t now = sender_internal::CoarseNanos();
   Entry e{session_gen_, 0, std::move(msg), {}, now, std::move(done), now, /*control=*/true};
   queued_bytes_ += size;
   if (entries_in_flight_) {
@@ -182,7 +182,7 @@ void Sender::Impl::InsertControl(Entry e) {
   } else {
     seq = next_seq_;  // for a generation already abandoned any seq will do: it is about to be returned
   }
-  if (i < queue_.size()) e.due_from = std::min(e.due_from, queue_[i].due_from);
+  if (i < queue_.size()) e.due_from_ns = std::min(e.due_from_ns, queue_[i].due_from_ns);
   queue_.insert(at, std::move(e));
   uint64_t next = Renumber(i, gen, seq);
   if (gen == session_gen_) next_seq_ = next;
@@ -248,16 +248,19 @@ void Sender::Impl::Reap(uint64_t gen, uint64_t upto) {
   std::vector<std::function<void()>> waiters;
   {
     absl::MutexLock lock(&mu_);
-    absl::Time now = sender_internal::CoarseNow();
+    const int64_t now = sender_internal::CoarseNanos();
+    int64_t waited_total = 0, waited_max = 0;
     while (!queue_.empty() && queue_.front().gen == gen && queue_.front().seq <= upto) {
       Entry& e = queue_.front();
-      absl::Duration waited = now - e.enqueued;
-      stats_.queue_time_total += waited;
-      stats_.queue_time_max = std::max(stats_.queue_time_max, waited);
+      const int64_t waited = now - e.enqueued_ns;
+      waited_total += waited;
+      waited_max = std::max(waited_max, waited);
       queued_bytes_ -= e.msg.wire_size();
       done.push_back({std::move(e.done), std::move(e.msg)});
       queue_.pop_front();
     }
+    stats_.queue_time_total += absl::Nanoseconds(waited_total);
+    stats_.queue_time_max = std::max(stats_.queue_time_max, absl::Nanoseconds(waited_max));
     stats_.messages_acked += done.size();
     if (!done.empty()) waiters = TakeRoomWaiters();
   }

@@ -385,15 +385,15 @@ void Sender::Impl::WriteMore() {
 void Sender::Impl::ArmDeliveryTimer() {
   loop_.AssertInLoop("Sender::Impl::ArmDeliveryTimer");
   if (delivery_timer_armed_ || state_ == State::kClosed) return;
-  absl::Time oldest;
+  int64_t oldest;
   {
     absl::MutexLock lock(&mu_);
     if (queue_.empty()) return;
-    oldest = queue_.front().due_from;
+    oldest = queue_.front().due_from_ns;
   }
   delivery_timer_armed_ = true;
-  delivery_timer_.expires_after(
-      ToChrono(std::max(absl::ZeroDuration(), oldest + opts_.delivery_timeout - sender_internal::CoarseNow())));
+  delivery_timer_.expires_after(ToChrono(std::max(
+      absl::ZeroDuration(), absl::Nanoseconds(oldest - sender_internal::CoarseNanos()) + opts_.delivery_timeout)));
   delivery_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     self->delivery_timer_armed_ = false;
     if (ec || self->state_ == State::kClosed) return;
@@ -406,7 +406,8 @@ void Sender::Impl::CheckDeliveryTimeout() {
   bool expired;
   {
     absl::MutexLock lock(&mu_);
-    expired = !queue_.empty() && queue_.front().due_from + opts_.delivery_timeout <= sender_internal::CoarseNow();
+    expired = !queue_.empty() &&
+              absl::Nanoseconds(sender_internal::CoarseNanos() - queue_.front().due_from_ns) >= opts_.delivery_timeout;
   }
   if (!expired) return ArmDeliveryTimer();
   base::Log().warn("link to {}: no acknowledgement within {}; returning outstanding messages", addr_.ToString(),

@@ -13,7 +13,7 @@
 //
 // Queue order. By (gen, seq), contiguous seqs within a generation; within the
 // current one: entries written to a connection at least once, then control entries
-// not yet written, then the rest. It is also sorted by `due_from`.
+// not yet written, then the rest. It is also sorted by `due_from_ns`.
 #ifndef HOSTD_CHANNEL_SENDER_IMPL_H_
 #define HOSTD_CHANNEL_SENDER_IMPL_H_
 
@@ -45,23 +45,24 @@ absl::Status Returned(absl::StatusCode code, ReturnReason reason, absl::string_v
 
 inline std::chrono::nanoseconds ToChrono(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
 
-// The wall clock to the kernel's tick (1-4 ms), a fraction of absl::Now()'s cost:
-// every Post stamps its entry, and what the stamps serve (delivery timeouts of
-// seconds, queue-time stats) needs no finer grain. All the sender's deadlines
-// compare against this clock, so a timeout fires at most a tick late.
-absl::Time CoarseNow();
+// The wall clock in Unix nanoseconds to the kernel's tick (1-4 ms), a fraction of
+// absl::Now()'s cost: every Post stamps its entry, and what the stamps serve
+// (delivery timeouts of seconds, queue-time stats) needs no finer grain. All the
+// sender's deadlines compare against this clock, so a timeout fires at most a
+// tick late. Plain integers, so that Reap's per-entry arithmetic stays cheap.
+int64_t CoarseNanos();
 
 struct Entry {
   uint64_t gen;  // session generation it was posted in; bumped when a session is abandoned
   uint64_t seq;
   Message msg;
   EncodedHeader header;
-  absl::Time enqueued;
+  int64_t enqueued_ns;  // CoarseNanos()
   Sender::Done done;
-  // The delivery timeout runs from here: `enqueued`, or for a control entry the
-  // `due_from` of the entry it overtook, so a control cannot postpone the timeout
+  // The delivery timeout runs from here: `enqueued_ns`, or for a control entry the
+  // `due_from_ns` of the entry it overtook, so a control cannot postpone the timeout
   // of the messages behind it.
-  absl::Time due_from;
+  int64_t due_from_ns;
   bool control = false;  // posted with PostControl
   bool written = false;  // written to a connection at least once
 };
