@@ -312,6 +312,7 @@ void Sender::Impl::WriteMore() {
     // changes to the queue wait for the write (Mutate).
     std::vector<const Entry*>& batch = conn->batch;
     batch.clear();
+    size_t to_stage = 0;  // bytes of the batch copied into the staging buffer
     {
       absl::MutexLock lock(&mu_);
       if (queue_.empty() || write_seq_ >= next_seq_) {
@@ -319,13 +320,14 @@ void Sender::Impl::WriteMore() {
         return;
       }
       write_seq_ = std::max(write_seq_, queue_.front().seq);
-      size_t bytes = 0, staged = 0;
+      size_t bytes = 0;
       for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(write_seq_ - queue_.front().seq);
            it != queue_.end() && batch.size() < kMaxBatchMessages && (batch.empty() || bytes < kMaxBatchBytes); ++it) {
         Entry& e = *it;
         const size_t body = e.msg.wire_size();
-        staged += kFrameHeaderSize + (body <= kCopyBody ? body : 0);
+        const size_t staged = to_stage + kFrameHeaderSize + (body <= kCopyBody ? body : 0);
         if (!batch.empty() && body <= kCopyBody && staged > kMaxStaged) break;
+        to_stage = staged;
         e.written = true;
         bytes += kFrameHeaderSize + body;
         if (e.seq <= highest_written_) ++stats_.retransmits;
@@ -339,6 +341,7 @@ void Sender::Impl::WriteMore() {
     }
     std::string& staged = conn->staging;
     staged.clear();
+    staged.reserve(to_stage);  // one allocation at most, not a doubling per batch
     // Pieces in order: a run of the staging buffer (data == nullptr: offsets into
     // it, which may still move as it grows) or a body in place.
     struct Piece {
