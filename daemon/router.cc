@@ -158,7 +158,8 @@ void Router::Activate(const std::string& name, uint64_t gen, std::optional<chann
     Bounce(std::move(held), ReturnReason::kUnroutable, absl::StrCat("proc \"", name, "\" takes no messages"));
     return;
   }
-  std::shared_ptr<channel::Sender> link = LinkOf(name, r);
+  LinkOf(name, r);
+  const std::shared_ptr<channel::Sender> link = r.link;  // kept while the loop below runs
   for (auto& [m, hook] : held) {
     // The buffer is smaller than a fresh link's queue, so this never waits.
     (void)Forward(
@@ -219,13 +220,13 @@ void Router::Bounce(Held held, ReturnReason reason, const std::string& note) {
 
 // A proc's link is dialed when the first message for it arrives: most procs of a
 // big host are never messaged, and an idle link costs memory.
-std::shared_ptr<channel::Sender> Router::LinkOf(const std::string& name, Route& r) {
+channel::Sender& Router::LinkOf(const std::string& name, Route& r) {
   if (r.link == nullptr) {
     channel::SenderOptions o = opts_.proc_link;
     o.on_peer_restart = channel::OnPeerRestart::kReturn;
     r.link = channel::Sender::Dial(loop_, *r.addr, o, ReturnsTo(name, r.gen));
   }
-  return r.link;
+  return *r.link;
 }
 
 // ---- Routing ------------------------------------------------------------------------
@@ -290,7 +291,7 @@ bool Router::RouteLocal(Message& msg, absl::string_view name, const channel::Rec
       r.held_bytes += msg.wire_size();
       r.held.emplace_back(std::move(msg), hook ? std::move(*hook) : nullptr);
       return true;
-    case Route::State::kReady: return Forward(*LinkOf(it->first, r), LinkKind::kProc, msg, wake, hook);
+    case Route::State::kReady: return Forward(LinkOf(it->first, r), LinkKind::kProc, msg, wake, hook);
     case Route::State::kNoAddress:
       Return(std::move(msg), ReturnReason::kUnroutable,
              absl::StrCat("proc \"", name, "\" takes no messages (it reported no address)"));
@@ -497,7 +498,7 @@ void Router::Signal(const std::vector<std::string>& names, const std::string& pa
       continue;
     }
     ++tally->pending;
-    absl::Status posted = LinkOf(n, r)->PostControl(*std::move(msg), [tally](absl::Status s, Message) {
+    absl::Status posted = LinkOf(n, r).PostControl(*std::move(msg), [tally](absl::Status s, Message) {
       ++(s.ok() ? tally->result.delivered : tally->result.failed);
       tally->Settle();
     });

@@ -196,7 +196,7 @@ class Router {
                channel::Sender::Done* hook = nullptr);
   void ForwardFailed(const std::string& name, uint64_t gen, const absl::Status& status, channel::Message msg);
   // The route's link, dialed now if it has none, with the route generation's return path.
-  std::shared_ptr<channel::Sender> LinkOf(const std::string& name, Route& r);
+  channel::Sender& LinkOf(const std::string& name, Route& r);
   void Bounce(Held held, channel::ReturnReason reason, const std::string& note);
   // Closes `link` and keeps its cumulative stats for LinkStats().
   void Retire(LinkKind kind, channel::Sender& link);
