@@ -321,9 +321,12 @@ void Sender::Impl::WriteMore() {
       }
       write_seq_ = std::max(write_seq_, queue_.front().seq);
       size_t bytes = 0;
-      for (auto it = queue_.begin() + static_cast<std::ptrdiff_t>(write_seq_ - queue_.front().seq);
-           it != queue_.end() && batch.size() < kMaxBatchMessages && (batch.empty() || bytes < kMaxBatchBytes); ++it) {
-        Entry& e = *it;
+      // From the first entry not yet written. The bound matters: while entries of
+      // an abandoned generation (numbered apart) are still at the front, the index
+      // can fall outside the queue.
+      for (size_t i = write_seq_ - queue_.front().seq;
+           i < queue_.size() && batch.size() < kMaxBatchMessages && (batch.empty() || bytes < kMaxBatchBytes); ++i) {
+        Entry& e = queue_[i];
         const size_t body = e.msg.wire_size();
         const size_t staged = to_stage + kFrameHeaderSize + (body <= kCopyBody ? body : 0);
         if (!batch.empty() && body <= kCopyBody && staged > kMaxStaged) break;
