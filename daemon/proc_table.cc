@@ -380,16 +380,33 @@ std::vector<ProcInfo> ProcTable::List() const {
   return out;
 }
 
+namespace {
+// The cache lines of a record that FillInfo reads, asked for ahead of the read.
+void PrefetchRecord(const ProcRecord& r) {
+  for (const void* p : {static_cast<const void*>(&r.state), static_cast<const void*>(&r.status),
+                        static_cast<const void*>(&r.spec.program), static_cast<const void*>(&r.spec.limits),
+                        static_cast<const void*>(&r.spec.liveness), static_cast<const void*>(&r.handle),
+                        static_cast<const void*>(&r.lease)}) {
+    __builtin_prefetch(p);
+  }
+}
+}  // namespace
+
 void ProcTable::Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const {
   absl::MutexLock lock(&mu_);
   // The records are kept in name order. One info at a time, filled again for each,
   // so a thousand of them (close to 1 KiB each) never sit in memory.
   std::optional<ProcInfo> info;
-  for (const auto& [n, r] : records_) {
+  for (auto it = records_.begin(); it != records_.end(); ++it) {
+    // The records lie wherever they were allocated, and reading them is mostly
+    // waiting for memory: the next one loads while this one is copied and handed on.
+    if (auto next = std::next(it); next != records_.end()) PrefetchRecord(*next->second);
+    const ProcRecord& r = *it->second;
+    if (r.handle) __builtin_prefetch(r.handle.get());
     if (info.has_value()) {
-      FillInfo(*r, *info);
+      FillInfo(r, *info);
     } else {
-      info.emplace(InfoOf(*r));
+      info.emplace(InfoOf(r));
     }
     fn(*info);
   }
