@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
@@ -59,7 +60,8 @@ struct ProcRecord {
   enum class Fate { kNone, kRestart, kEnd, kRequestedRestart };
 
   std::string name;
-  uint64_t gen = 0;  // distinguishes successive incarnations of one name
+  std::optional<proc::ProcId> id;  // from the name, made once
+  uint64_t gen = 0;                // distinguishes successive incarnations of one name
   State state = State::kStarting;
   proc::ProcStatus status;  // the last the table applied
   Labels labels;
@@ -140,7 +142,8 @@ class ProcTable {
   absl::StatusOr<ProcInfo> Get(absl::string_view name) const;
   std::vector<ProcInfo> List() const;
   // Calls `fn` with each proc in name order, under the table's lock: `fn` must not
-  // call back into the table, the Host or its controller.
+  // call back into the table, the Host or its controller, and must not keep the
+  // ProcInfo it is given past its return (the next call reuses it).
   void Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const;
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
   manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
@@ -196,6 +199,9 @@ class ProcTable {
   void Follow(const std::string& name, uint64_t gen, const std::shared_ptr<manager::ProcHandle>& h)
       ABSL_LOCKS_EXCLUDED(mu_);
   ProcInfo InfoOf(const ProcRecord& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same into `out`, whose strings, maps and vectors keep their storage: one
+  // ProcInfo filled again for every record of a walk allocates little after the first.
+  void FillInfo(const ProcRecord& r, ProcInfo& out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ProcRecord* Find(absl::string_view name, uint64_t gen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotFound(absl::string_view name) const;
   void Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status)
@@ -226,7 +232,8 @@ class ProcTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
+  // In name order, so that listing walks it as it is, with no sort per call.
+  absl::btree_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> ended_order_ ABSL_GUARDED_BY(mu_);  // oldest first (may hold stale names)
   uint64_t next_gen_ ABSL_GUARDED_BY(mu_) = 1;
   size_t saved_state_total_ ABSL_GUARDED_BY(mu_) = 0;  // of every record's saved_state

@@ -332,8 +332,10 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   // What the proc leaves behind goes too, before anyone is told it ended.
   std::vector<pid_t> rest;
   if (!cgroup_dir_.empty()) {
+    // cgroup.procs lists every process with a live thread (a leader that exited
+    // while its threads run included): empty, nothing is left to kill or fork.
     rest = CgroupTree::Pids(cgroup_dir_);
-    CgroupTree::KillAll(cgroup_dir_);
+    if (!rest.empty()) CgroupTree::KillAll(cgroup_dir_);
   } else if (!ec && !not_child_exit_) {
     ::kill(-pid, SIGKILL);  // without ec the leader's zombie still holds the id
   } else if (!ec) {
@@ -349,8 +351,10 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
   }
   exit_watch_.reset();
   siginfo_t member{};
-  // Read before the cgroup goes: the kernel's OOM killer ended it (memory.max).
-  const bool oom_killed = !cgroup_dir_.empty() && CgroupTree::OomKills(cgroup_dir_) > 0;
+  // Read before the cgroup goes, and only for a SIGKILLed leader: the kernel's OOM
+  // killer ended it (memory.max).
+  const bool oom_killed = !cgroup_dir_.empty() && !ec && !not_child_exit_ && leader.si_code == CLD_KILLED &&
+                          leader.si_status == SIGKILL && CgroupTree::OomKills(cgroup_dir_) > 0;
   if (!cgroup_dir_.empty()) {
     for (pid_t p : rest) {
       ::waitid(P_PID, static_cast<id_t>(p), &member, WEXITED);  // ECHILD unless it was reparented to us
@@ -377,7 +381,7 @@ void ProcessHandle::OnExit(boost::system::error_code ec) {
         "could have read it)");
   } else if (leader.si_code == CLD_KILLED || leader.si_code == CLD_DUMPED) {
     end = ProcStatus::Killed(leader.si_status, leader.si_code == CLD_DUMPED, std::move(tail));
-    if (oom_killed && leader.si_status == SIGKILL) end.reason = std::string(proc::kReasonOom);
+    if (oom_killed) end.reason = std::string(proc::kReasonOom);
   } else {
     end = ProcStatus::Stopped(leader.si_status, std::move(tail));
   }

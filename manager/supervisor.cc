@@ -120,10 +120,9 @@ std::vector<std::string> Supervisor::PathOfGroup(const std::string& group) const
   return path;
 }
 
-std::optional<Supervision> Supervisor::SupervisionOf(const std::string& proc) const {
+const Supervision* Supervisor::SupervisionOf(const std::string& proc) const {
   auto it = procs_.find(proc);
-  if (it == procs_.end()) return std::nullopt;
-  return it->second.sup;
+  return it == procs_.end() ? nullptr : &it->second.sup;
 }
 
 void Supervisor::FlattenChild(const GroupInfo::Child& c, std::vector<std::string>* out) const {

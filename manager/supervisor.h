@@ -88,7 +88,8 @@ class Supervisor {
   std::vector<std::string> GroupPath(const std::string& proc) const;
   // The groups from the top down to `group` itself.
   std::vector<std::string> PathOfGroup(const std::string& group) const;
-  std::optional<Supervision> SupervisionOf(const std::string& proc) const;
+  // The proc's supervision; null when it has none. Valid until the supervisor changes.
+  const Supervision* SupervisionOf(const std::string& proc) const;
 
   struct Plan {
     std::vector<std::string> stop;            // members to stop first, in this order (reverse start order)

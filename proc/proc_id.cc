@@ -49,6 +49,7 @@ absl::StatusOr<ProcId> ProcId::Parse(absl::string_view text) {
   return Create(*std::move(addr), text.substr(comma + 1));
 }
 
-std::string ProcId::ToString() const { return absl::StrCat(frontend_.ToString(), ",", name_); }
+ProcId::ProcId(channel::ChannelAddr frontend, std::string name)
+    : frontend_(std::move(frontend)), name_(std::move(name)), text_(absl::StrCat(frontend_.ToString(), ",", name_)) {}
 
 }  // namespace hostd::proc

@@ -3,7 +3,8 @@
 // The frontend address is the host's one public address; the name is unique on
 // that host and matches [A-Za-z0-9][A-Za-z0-9_.-]{0,63}. Text form round-trips;
 // Parse splits at the last ',' (an address may contain ',' in a unix path, a name
-// never does). A value type; thread-compatible.
+// never does). A value type; thread-compatible. The text form is formatted once, when
+// the id is made: ToString costs nothing.
 #ifndef HOSTD_PROC_PROC_ID_H_
 #define HOSTD_PROC_PROC_ID_H_
 
@@ -27,7 +28,7 @@ class ProcId {
 
   const channel::ChannelAddr& frontend() const { return frontend_; }
   const std::string& name() const { return name_; }
-  std::string ToString() const;
+  const std::string& ToString() const { return text_; }
 
   friend bool operator==(const ProcId&, const ProcId&) = default;
   template <typename H>
@@ -37,9 +38,10 @@ class ProcId {
   friend std::ostream& operator<<(std::ostream& os, const ProcId& p) { return os << p.ToString(); }
 
  private:
-  ProcId(channel::ChannelAddr frontend, std::string name) : frontend_(std::move(frontend)), name_(std::move(name)) {}
+  ProcId(channel::ChannelAddr frontend, std::string name);
   channel::ChannelAddr frontend_;
   std::string name_;
+  std::string text_;  // "<frontend>,<name>"
 };
 
 }  // namespace hostd::proc

@@ -275,6 +275,44 @@ TEST(HostTest, TerminateChildrenReturnsTheSummaryAndFreesTheNames) {
   EXPECT_THAT(h.host->Spawn("p1", EchoSpec()), IsOk());
 }
 
+// List (ListProcs reads the table the same way) walks the table in name order,
+// and each proc shows its own fields only: every other one has labels, a restart
+// policy and args the next one lacks.
+TEST(HostTest, ListIsInNameOrderAndEachProcShowsOnlyItsOwnFields) {
+  LocalHost h;
+  const std::vector<std::string> names = {"m", "b", "z", "a", "k", "b2", "a-1", "B"};
+  for (size_t i = 0; i < names.size(); ++i) {
+    SpawnSpec spec = EchoSpec();
+    Labels labels;
+    Supervision sup;
+    if (i % 2 == 0) {
+      spec.args = {"--index", absl::StrCat(i)};
+      labels = {{"index", absl::StrCat(i)}, {"even", "yes"}};
+      sup.restart.mode = manager::RestartMode::kOnFailure;
+    }
+    ASSERT_THAT(h.host->Spawn(names[i], spec, labels, sup), IsOk()) << names[i];
+  }
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<ProcInfo> list = h.host->List();
+  ASSERT_EQ(list.size(), names.size());
+  for (size_t k = 0; k < list.size(); ++k) {
+    const ProcInfo& p = list[k];
+    EXPECT_EQ(p.name, sorted[k]);
+    EXPECT_EQ(p.id.ToString(), h.Dest(p.name));
+    const size_t i = static_cast<size_t>(std::find(names.begin(), names.end(), p.name) - names.begin());
+    if (i % 2 == 0) {
+      EXPECT_EQ(p.labels, (Labels{{"even", "yes"}, {"index", absl::StrCat(i)}})) << p.name;
+      EXPECT_EQ(p.args, (std::vector<std::string>{"--index", absl::StrCat(i)})) << p.name;
+      EXPECT_EQ(p.supervision.restart.mode, manager::RestartMode::kOnFailure) << p.name;
+    } else {
+      EXPECT_TRUE(p.labels.empty()) << p.name;
+      EXPECT_TRUE(p.args.empty()) << p.name;
+      EXPECT_EQ(p.supervision.restart.mode, manager::RestartMode::kNever) << p.name;
+    }
+  }
+}
+
 TEST(HostTest, StopSpawnsRefusesNewSpawns) {
   LocalHost h;
   EXPECT_TRUE(h.host->StopSpawns("shutting down", HangGuard()));
