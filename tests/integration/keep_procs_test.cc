@@ -80,7 +80,8 @@ TEST(KeepProcsTest, ProcEndedWhileHostdWasDown) {
   EXPECT_EQ(p.status().state(), v1::PROC_STATE_FAILED);
   EXPECT_EQ(p.status().reason(), "ended while hostd was down");
   // The name is free again.
-  ASSERT_TRUE(h->Spawn(h->EchoRequest("gone"), &resp).ok());
+  grpc::Status again = h->Spawn(h->EchoRequest("gone"), &resp);
+  ASSERT_TRUE(again.ok()) << again.error_code() << ": " << again.error_message();
 }
 
 // No hostd comes back: the janitor kills every proc (grandchildren too) after
