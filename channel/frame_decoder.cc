@@ -67,20 +67,25 @@ absl::Span<char> FrameDecoder::WritableSpan() {
     }
     if (error_.ok()) return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
   }
+  if (buf_.empty() || (grow_ && buf_.size() < kChunk)) {
+    buf_.resize(std::min(kChunk, std::max(kFirstChunk, 2 * buf_.size())));
+  }
+  grow_ = false;
+  span_ = 0;
   if (!error_.ok()) {  // what is read now is thrown away: Next() reports the error
-    if (buf_.size() < kChunk) buf_.resize(kChunk);
     return absl::MakeSpan(buf_.data(), buf_.size());
   }
-  if (buf_.size() < kChunk) buf_.resize(kChunk);
   if (rpos_ == wpos_) {
     rpos_ = wpos_ = 0;
-  } else if (buf_.size() - wpos_ < kChunk / 4) {
-    // What is left is at most one header plus an inline body, which fits with room to spare.
+  } else if (buf_.size() - wpos_ < buf_.size() / 4) {
+    // What is left is part of one frame: to the front, so the next read has room
+    // (if it does not fit, a read fills what room there is and the buffer grows).
     std::memmove(buf_.data(), buf_.data() + rpos_, wpos_ - rpos_);
     wpos_ -= rpos_;
     rpos_ = 0;
   }
-  return absl::MakeSpan(buf_.data() + wpos_, buf_.size() - wpos_);
+  span_ = buf_.size() - wpos_;
+  return absl::MakeSpan(buf_.data() + wpos_, span_);
 }
 
 void FrameDecoder::CommitWrite(size_t n) {
@@ -89,6 +94,7 @@ void FrameDecoder::CommitWrite(size_t n) {
     big_filled_ += n;
   } else {
     wpos_ += n;
+    grow_ = n == span_;
   }
 }
 

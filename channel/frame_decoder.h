@@ -12,6 +12,11 @@
 //   }
 //   ...on EOF: decoder.Finish() says whether the stream ended at a frame boundary.
 //
+// The read buffer starts at kFirstChunk bytes and doubles, up to kChunk, whenever
+// a read fills all the room it was given: a connection that carries only a few
+// small frames (acknowledgements, a stop message) never allocates and zero-fills
+// kChunk, and a busy one reaches it within a few reads.
+//
 // Guarantees: partial and coalesced reads yield the same frames; a header is
 // validated (magic, version, type, length <= max_body) before any body memory is
 // allocated; a body larger than kInlineBody is read straight into its own buffer.
@@ -46,6 +51,7 @@ struct Frame {
 
 class FrameDecoder {
  public:
+  static constexpr size_t kFirstChunk = 4 * 1024;
   static constexpr size_t kChunk = 64 * 1024;
   static constexpr size_t kInlineBody = 16 * 1024;
   static constexpr size_t kBodyStep = 1 << 20;
@@ -82,6 +88,8 @@ class FrameDecoder {
   std::string buf_;
   size_t rpos_ = 0;
   size_t wpos_ = 0;
+  size_t span_ = 0;    // the room the last WritableSpan of buf_ offered
+  bool grow_ = false;  // the last read filled it: buf_ doubles before the next
   // A large body being filled in place: big_ is the room allocated so far
   // (big_filled_ <= big_.size() <= big_header_->length).
   std::optional<FrameHeader> big_header_;

@@ -112,6 +112,30 @@ TEST(FrameDecoderTest, ExactlyMaxIsAccepted) {
   EXPECT_EQ((*frames)[0].body.size(), kMax);
 }
 
+// A connection carrying a few small frames (acknowledgements) keeps the first,
+// small read buffer; one whose reads fill the room they are given grows it to
+// kChunk and no further, and every frame still arrives whole.
+TEST(FrameDecoderTest, TheReadBufferStartsSmallAndGrowsOnlyWhileReadsFillIt) {
+  FrameDecoder small;
+  for (uint64_t i = 1; i <= 100; ++i) {
+    auto frames = Decode(small, EncodeFrame(FrameType::kAck, i, std::string(8, 'a')), 1 << 20);
+    ASSERT_THAT(frames, IsOk());
+    ASSERT_EQ(frames->size(), 1u);
+  }
+  EXPECT_LE(small.reserved_bytes(), FrameDecoder::kFirstChunk + 64);
+
+  FrameDecoder busy;
+  std::string stream;
+  constexpr uint64_t kFrames = 5000;
+  for (uint64_t i = 1; i <= kFrames; ++i) stream += EncodeFrame(FrameType::kData, i, std::string(100, 'd'));
+  auto frames = Decode(busy, stream, 1 << 20);  // every read fills its span
+  ASSERT_THAT(frames, IsOk());
+  ASSERT_EQ(frames->size(), kFrames);
+  EXPECT_EQ((*frames)[kFrames - 1].header.seq, kFrames);
+  EXPECT_GE(busy.reserved_bytes(), FrameDecoder::kChunk);
+  EXPECT_LE(busy.reserved_bytes(), FrameDecoder::kChunk + 64);
+}
+
 TEST(FrameDecoderTest, OverMaxIsRejectedBeforeAllocating) {
   FrameDecoder d(1000);
   // Only the header arrives: the claim of 2 GiB must be refused on the header alone.
