@@ -67,11 +67,10 @@ absl::Span<char> FrameDecoder::WritableSpan() {
     }
     if (error_.ok()) return absl::MakeSpan(big_.data() + big_filled_, big_.size() - big_filled_);
   }
-  if (buf_.empty() || (grow_ && buf_.size() < kChunk)) {
+  // Full (or not yet allocated): the last read filled all the room it was given.
+  if (wpos_ == buf_.size() && buf_.size() < kChunk) {
     buf_.resize(std::min(kChunk, std::max(kFirstChunk, 2 * buf_.size())));
   }
-  grow_ = false;
-  span_ = 0;
   if (!error_.ok()) {  // what is read now is thrown away: Next() reports the error
     return absl::MakeSpan(buf_.data(), buf_.size());
   }
@@ -84,8 +83,7 @@ absl::Span<char> FrameDecoder::WritableSpan() {
     wpos_ -= rpos_;
     rpos_ = 0;
   }
-  span_ = buf_.size() - wpos_;
-  return absl::MakeSpan(buf_.data() + wpos_, span_);
+  return absl::MakeSpan(buf_.data() + wpos_, buf_.size() - wpos_);
 }
 
 void FrameDecoder::CommitWrite(size_t n) {
@@ -94,7 +92,6 @@ void FrameDecoder::CommitWrite(size_t n) {
     big_filled_ += n;
   } else {
     wpos_ += n;
-    grow_ = n == span_;
   }
 }
 

@@ -88,8 +88,6 @@ class FrameDecoder {
   std::string buf_;
   size_t rpos_ = 0;
   size_t wpos_ = 0;
-  size_t span_ = 0;    // the room the last WritableSpan of buf_ offered
-  bool grow_ = false;  // the last read filled it: buf_ doubles before the next
   // A large body being filled in place: big_ is the room allocated so far
   // (big_filled_ <= big_.size() <= big_header_->length).
   std::optional<FrameHeader> big_header_;
