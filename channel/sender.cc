@@ -304,24 +304,22 @@ void Sender::Impl::FailAll(absl::Status why) {
 
 void Sender::Impl::Fail(const absl::Status& why, uint64_t gen, uint64_t max_seq) {
   loop_.AssertInLoop("Sender::Impl::Fail");
-  std::vector<Entry> failed;
+  std::vector<Completion> failed;
   std::vector<std::function<void()>> waiters;
   {
     absl::MutexLock lock(&mu_);
     while (!queue_.empty() && queue_.front().gen <= gen && queue_.front().seq <= max_seq) {
-      queued_bytes_ -= queue_.front().msg.wire_size();
-      failed.push_back(std::move(queue_.front()));
+      Entry& e = queue_.front();
+      queued_bytes_ -= e.msg.wire_size();
+      failed.push_back({std::move(e.done), std::move(e.msg)});
       queue_.pop_front();
     }
     stats_.messages_returned += failed.size();
     waiters = TakeRoomWaiters();
   }
-  for (Entry& e : failed) {
-    if (e.done) {
-      e.done(why, std::move(e.msg));
-    } else if (on_return_) {
-      on_return_(why, std::move(e.msg));
-    }
+  for (Completion& c : failed) {
+    Done& to = c.done ? c.done : on_return_;
+    if (to) to(why, std::move(c.msg));
   }
   for (auto& w : waiters) w();
 }

@@ -189,12 +189,13 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   uint64_t attempt_id_ = 0;
   bool writing_ = false;
   std::vector<absl::AnyInvocable<void()>> deferred_;
-  // What Reap takes from the entries it completes, kept between acks: at most
-  // kMaxReapScratch of them.
+  // What Reap and Fail take from the entries they complete: the message and its
+  // callback, freed and run outside the lock.
   struct Completion {
     Done done;
     Message msg;
   };
+  // Reap's, kept between acks: at most kMaxReapScratch of them.
   static constexpr size_t kMaxReapScratch = 4096;
   std::vector<Completion> reap_scratch_;
   uint64_t write_seq_ = 1;        // next seq to write on this connection
