@@ -355,11 +355,7 @@ void ProcTable::FillInfo(const ProcRecord& r, ProcInfo& out) const {
   out.incarnation_started = r.incarnation_started;
   const Supervision* sup = supervisor_.SupervisionOf(r.name);
   out.supervision = sup != nullptr ? *sup : Supervision{};
-  if (sup != nullptr && !sup->group.empty()) {
-    out.groups = supervisor_.PathOfGroup(sup->group);
-  } else {
-    out.groups.clear();
-  }
+  out.groups = sup != nullptr ? supervisor_.PathOfGroup(sup->group) : std::vector<std::string>{};
   out.restarting = restarting;
   out.ended = ended;
   out.saved_state_bytes = r.saved_state ? r.saved_state->size() : 0;
