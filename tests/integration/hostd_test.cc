@@ -522,31 +522,41 @@ TEST(HostdTest, WatchStreamsThatNeverReadAreCutOffAtTheHostWideBudget) {
   silent_args.SetInt("hostd.test.connection", 1);
   auto silent_channel = grpc::CreateCustomChannel(h.grpc_addr(), grpc::InsecureChannelCredentials(), silent_args);
   auto silent_stub = v1::HostService::NewStub(silent_channel);
+  // Every stream asks for a snapshot and reads its one event (the proc "zero"):
+  // a stream that has delivered it is registered, so none of them can race the
+  // probe below for a slot. The silent ones never read again.
+  v1::SpawnProcResponse zero;
+  ASSERT_TRUE(h.Spawn(h.EchoRequest("zero"), &zero).ok());
+  v1::WatchProcsRequest with_snapshot;
+  with_snapshot.set_snapshot(true);
+  auto registered = [](grpc::ClientReader<v1::ProcEvent>& stream) {
+    v1::ProcEvent e;
+    return stream.Read(&e) && e.name() == "zero" && e.kind() == v1::ProcEvent::KIND_SNAPSHOT;
+  };
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReader<v1::ProcEvent>>> silent;
   for (int i = 0; i < kSilent; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
     contexts.back()->set_deadline(In(testing::kHangGuard));
-    silent.push_back(silent_stub->WatchProcs(contexts.back().get(), v1::WatchProcsRequest()));
+    silent.push_back(silent_stub->WatchProcs(contexts.back().get(), with_snapshot));
+    ASSERT_TRUE(registered(*silent.back())) << "silent stream " << i;
   }
   // The one that reads, on hostd's usual channel.
   grpc::ClientContext reader_ctx;
   reader_ctx.set_deadline(In(testing::kHangGuard));
-  auto reader = h.api().WatchProcs(&reader_ctx, v1::WatchProcsRequest());
-  v1::ProcEvent first;
-  // Every stream is open once the service answers past the cap.
-  ASSERT_TRUE(testing::Eventually([&] {
-    // A probe let in (a silent stream not registered yet) would wait for events
-    // that come only later: its deadline ends it, and the next probe tries again.
+  auto reader = h.api().WatchProcs(&reader_ctx, with_snapshot);
+  ASSERT_TRUE(registered(*reader));
+  // Every slot is taken: one stream more is refused, naming the limit.
+  {
     grpc::ClientContext ctx;
-    ctx.set_deadline(In(absl::Seconds(2)));
+    ctx.set_deadline(In(testing::kHangGuard));
     auto extra = h.api().WatchProcs(&ctx, v1::WatchProcsRequest());
     v1::ProcEvent e;
-    if (extra->Read(&e)) return false;
+    EXPECT_FALSE(extra->Read(&e));
     grpc::Status st = extra->Finish();
-    return st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-           absl::StrContains(st.error_message(), "max_watch_streams");
-  }));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+    EXPECT_THAT(st.error_message(), HasSubstr("max_watch_streams"));
+  }
   int seen = 0;
   bool saw_last = false;
   std::thread read_all([&] {
