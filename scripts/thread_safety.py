@@ -4,8 +4,11 @@ build directory (the thread-safety preset: clang, -Wthread-safety -Werror).
 
 The analysis is part of clang's semantic checks, so each source is checked with
 -fsyntax-only: no code is generated and nothing is linked, which makes this stage
-a fraction of a full clang build. Generated sources (under the build directory)
-are skipped; their headers must exist (the hostd_proto_gen target makes them).
+a fraction of a full clang build. The preset is a unity build, so each compile
+command is a batch file that includes several sources and their headers are
+parsed once per batch; every hostd source is in exactly one batch. Generated
+sources (under the build directory) are skipped; their headers must exist (the
+hostd_proto_gen target makes them).
 
 Usage: scripts/thread_safety.py BUILD_DIR   (exit status 1 if any source fails)
 """
@@ -43,21 +46,38 @@ def main() -> int:
     except (OSError, ValueError) as e:
         print(f"thread_safety.py: cannot read {db}: {e}", file=sys.stderr)
         return 2
-    entries = [e for e in entries
-               if os.path.realpath(e["file"]).startswith(source + os.sep)
-               and not os.path.realpath(e["file"]).startswith(build + os.sep)]
 
-    def check(e):
+    def ours(path: str) -> bool:
+        path = os.path.realpath(path)
+        return path.startswith(source + os.sep) and not path.startswith(build + os.sep)
+
+    def sources_of(e) -> list[str]:
+        """The hostd sources a compile command checks: the file, or those a unity
+        batch includes (a batch of generated sources checks none)."""
+        if not os.path.realpath(e["file"]).startswith(build + os.sep):
+            return [e["file"]] if ours(e["file"]) else []
+        with open(e["file"], encoding="utf-8") as f:
+            included = [line.split('"')[1] for line in f if line.startswith('#include "')]
+        return [p for p in included if ours(p)]
+
+    entries = [(e, sources_of(e)) for e in entries]
+    entries = [(e, srcs) for e, srcs in entries if srcs]
+    total = sum(len(srcs) for _, srcs in entries)
+
+    def check(entry):
+        e, srcs = entry
         r = subprocess.run(syntax_only(e["command"]), cwd=e["directory"], capture_output=True, text=True)
-        return e["file"], r.returncode, r.stdout + r.stderr
+        return srcs, r.returncode, r.stdout + r.stderr
 
     failed = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for path, rc, text in pool.map(check, entries):
+        for srcs, rc, text in pool.map(check, entries):
             if rc != 0:
-                failed += 1
-                print(f"FAILED {os.path.relpath(path, source)}\n{text}", flush=True)
-    print(f"thread-safety analysis: {len(entries)} sources, {len(entries) - failed} passed, {failed} failed")
+                failed += len(srcs)
+                names = " ".join(os.path.relpath(p, source) for p in srcs)
+                print(f"FAILED {names}\n{text}", flush=True)
+    print(f"thread-safety analysis: {total} sources in {len(entries)} compile commands, "
+          f"{total - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
