@@ -22,7 +22,7 @@ const char* StateName(ProcRecord::State s) {
   return "ended";
 }
 
-manager::AdoptRequest RequestOf(const StoredProc& row) {
+manager::AdoptRequest RequestOf(const StoredProc& row, const manager::SpawnSpec& spec) {
   manager::AdoptRequest req;
   req.pid = row.pid;
   req.start_time = row.start_time;
@@ -35,7 +35,7 @@ manager::AdoptRequest RequestOf(const StoredProc& row) {
   argv.insert(argv.end(), row.spec.args.begin(), row.spec.args.end());
   req.command = absl::StrJoin(argv, " ");
   req.mark_serial = row.mark_serial;
-  req.spec = row.spec;
+  req.spec = spec;
   return req;
 }
 
@@ -57,6 +57,7 @@ void RecordInto(Host& host, ProcStore& store, std::function<std::string(const st
         p.spec.user = r->spec.user;
         p.spec.liveness = r->spec.liveness;
         p.spec.limits = r->spec.limits;
+        p.spec.client_identity = r->spec.client_identity;
         p.labels = r->labels;
         if (supervision != nullptr) p.supervision = *supervision;
         p.incarnation = r->incarnation;
@@ -81,7 +82,8 @@ void RecordInto(Host& host, ProcStore& store, std::function<std::string(const st
 }
 
 AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vector<StoredGroup>& groups,
-                            manager::ProcessProcManager& mgr, Host& host, ProcStore& store) {
+                            manager::ProcessProcManager& mgr, Host& host, ProcStore& store,
+                            const ExecPolicy& policy) {
   for (const StoredGroup& g : groups) {
     absl::Status s = host.CreateGroup(g.name, g.spec);
     if (!s.ok()) base::Log().warn("group {} not restored: {}", g.name, s.message());
@@ -98,14 +100,24 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
     }
     ++sum.rows;
     const bool live = row.state == "live";
+    // What the proc launches from now on (restarts, exec probes) is checked against
+    // this hostd's policy, for the client that asked for it. A probe that can no
+    // longer run here is dropped, and the proc's record says it has no check.
+    manager::SpawnSpec spec = row.spec;
+    policy.Arm(row.spec.client_identity, spec);
+    if (absl::Status probe = mgr.CheckLiveness(spec); !probe.ok()) {
+      base::Log().warn("proc={} re-adopted without its liveness check ({}): {}", row.name, spec.liveness.ToString(),
+                       probe.message());
+      spec.liveness = {};
+    }
     absl::StatusOr<std::shared_ptr<manager::ProcHandle>> h =
-        row.pid > 0 ? mgr.Adopt(host.IdOf(row.name), RequestOf(row))
+        row.pid > 0 ? mgr.Adopt(host.IdOf(row.name), RequestOf(row, spec))
                     : absl::StatusOr<std::shared_ptr<manager::ProcHandle>>(absl::NotFoundError("no pid recorded"));
     std::string why;
     if (h.ok() && live) {
       std::optional<Lease> lease;
       if (!row.lease_owner.empty()) lease = Lease{.owner = row.lease_owner, .ttl = row.lease_ttl};
-      absl::Status s = host.Adopt(row.name, row.spec, row.labels, row.supervision, row.incarnation, *h, std::move(lease));
+      absl::Status s = host.Adopt(row.name, spec, row.labels, row.supervision, row.incarnation, *h, std::move(lease));
       if (s.ok()) {
         ++sum.adopted;
         base::Log().info("proc={} pid={} re-adopted (incarnation {})", row.name, row.pid, row.incarnation);
@@ -118,7 +130,7 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       // ready to this one: it goes, and the restart begins again.
       if (h.ok()) (void)(*h)->Kill();
       absl::Status s = host.RestoreRestarting(
-          row.name, row.spec, row.labels, row.supervision, row.incarnation,
+          row.name, spec, row.labels, row.supervision, row.incarnation,
           proc::ProcStatus::Failed(absl::StrCat("incarnation ", row.incarnation, " ended; hostd restarted meanwhile")));
       if (s.ok()) {
         ++sum.restarted;

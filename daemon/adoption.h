@@ -23,13 +23,18 @@
 //     process, and ends Failed saying why;
 //   - rows of procs that had already ended are dropped.
 // Each name is adopted at most once (the table refuses a known name), and no row is
-// adopted without the identity check.
+// adopted without the identity check. Whatever an adopted or restarted proc
+// launches from then on (its restarts, its exec probe) must pass this hostd's exec
+// policy for the client that asked for the proc (recorded with it); a proc
+// already running is not ended by a stricter policy, but an exec probe the policy
+// no longer allows is dropped, with a warning, and its listing shows no check.
 #ifndef HOSTD_DAEMON_ADOPTION_H_
 #define HOSTD_DAEMON_ADOPTION_H_
 
 #include <string>
 #include <vector>
 
+#include "daemon/exec_policy.h"
 #include "daemon/host.h"
 #include "daemon/proc_store.h"
 #include "manager/process_proc_manager.h"
@@ -50,9 +55,10 @@ struct AdoptionSummary {
 void RecordInto(Host& host, ProcStore& store, std::function<std::string(const std::string&, bool)> log_path);
 
 // Restores `groups` and adopts what `rows` say still runs (ProcStore::loaded_groups
-// and loaded); see the file comment.
+// and loaded), each proc's launches armed with `policy`; see the file comment.
 AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vector<StoredGroup>& groups,
-                            manager::ProcessProcManager& mgr, Host& host, ProcStore& store);
+                            manager::ProcessProcManager& mgr, Host& host, ProcStore& store,
+                            const ExecPolicy& policy);
 
 }  // namespace hostd::daemon
 

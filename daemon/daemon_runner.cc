@@ -320,7 +320,7 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
     store = *std::move(opened);
     RecordInto(**host, *store, [pm](const std::string& name, bool err) { return pm->LogPath(name, err); });
     if (cfg.keep_procs) {
-      AdoptionSummary a = AdoptStored(store->loaded(), store->loaded_groups(), *pm, **host, *store);
+      AdoptionSummary a = AdoptStored(store->loaded(), store->loaded_groups(), *pm, **host, *store, sopts.exec_policy);
       base::Log().info(
           "durable proc table {}: {} procs recorded, {} re-adopted, {} restarting again, {} ended while hostd was "
           "down, {} pids reused by other processes (not adopted), {} killed mid-start",

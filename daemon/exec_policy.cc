@@ -37,6 +37,13 @@ absl::StatusOr<ExecPolicy> ExecPolicy::Create(const std::vector<std::string>& ex
   return p;
 }
 
+void ExecPolicy::Arm(const std::string& identity, manager::SpawnSpec& spec) const {
+  spec.client_identity = identity;
+  spec.authorize = [policy = *this, identity, user = spec.user](const std::string& program) {
+    return policy.Check(program, identity, user);
+  };
+}
+
 absl::Status ExecPolicy::Check(const std::string& program, const std::string& identity,
                                const std::string& user) const {
   if (!rules_.empty() && (program.empty() || program[0] != '/')) {

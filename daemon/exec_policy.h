@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "manager/proc_manager.h"
 
 namespace hostd::daemon {
 
@@ -39,6 +40,11 @@ class ExecPolicy {
   // `program` is the resolved absolute path; `identity` the client certificate's
   // ("" for none); `user` the spec's ("" for hostd's own user).
   absl::Status Check(const std::string& program, const std::string& identity, const std::string& user) const;
+
+  // Arms spec.authorize with this policy (a copy) for `identity` and spec.user,
+  // and records the identity in spec.client_identity: every launch of the proc
+  // (restarts, exec probes) is checked as its first was, for the same client.
+  void Arm(const std::string& identity, manager::SpawnSpec& spec) const;
 
   bool restricts_programs() const { return !rules_.empty(); }
 

@@ -177,8 +177,7 @@ grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse>* HostService::L
 }
 
 void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const {
-  spec.authorize = [policy = opts_.exec_policy, identity = CallerOf(ctx).identity,
-                    user = spec.user](const std::string& program) { return policy.Check(program, identity, user); };
+  opts_.exec_policy.Arm(CallerOf(ctx).identity, spec);
 }
 
 void HostService::TrimSoon() {

@@ -44,6 +44,7 @@ constexpr std::pair<const char*, const char*> kLaterColumns[] = {
     {"lease_ttl_ms", "INTEGER NOT NULL DEFAULT 0"},
     {"user", "TEXT NOT NULL DEFAULT ''"},
     {"liveness", "BLOB NOT NULL DEFAULT x''"},  // manager::EncodeLiveness; empty: no check
+    {"client_identity", "TEXT NOT NULL DEFAULT ''"},  // who asked for it (exec policy); empty: no certificate
 };
 
 constexpr char kGroupSchema[] =
@@ -55,15 +56,16 @@ constexpr char kGroupSchema[] =
 constexpr char kUpsert[] =
     "INSERT OR REPLACE INTO procs (name, program, args, env, inherit_env, cwd, readiness, labels, incarnation,"
     " state, status, terminal, pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at,"
-    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms, user, liveness)"
+    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms, user, liveness,"
+    " client_identity)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-    " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+    " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)";
 
 constexpr char kSelect[] =
     "SELECT name, program, args, env, inherit_env, cwd, readiness, labels, incarnation, state, status, terminal,"
     " pid, start_time, cgroup, addr, stdout_log, stderr_log, updated_at,"
-    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms, user, liveness"
-    " FROM procs ORDER BY name";
+    " restart, grp, memory_max, cpus, pids_max, cpuset, mark_serial, lease_owner, lease_ttl_ms, user, liveness,"
+    " client_identity FROM procs ORDER BY name";
 
 constexpr char kGroupUpsert[] =
     "INSERT OR REPLACE INTO proc_groups (name, parent, strategy, max_restarts, within_ms, backoff_initial_ms,"
@@ -228,6 +230,7 @@ absl::Status ProcStore::Load() {
       base::Log().warn("durable proc table {}: proc {}: {}; it has no liveness check", path_, p.name,
                        live.status().message());
     }
+    p.spec.client_identity = std::string(ColumnText(st, 30));
     identities_[p.name] = Identity{p.pid, p.start_time, p.cgroup};
     loaded_.push_back(std::move(p));
   }
@@ -395,6 +398,7 @@ void ProcStore::Commit(std::vector<std::pair<std::string, std::optional<StoredPr
     sqlite3_bind_int64(upsert, 28, absl::ToInt64Milliseconds(p.lease_ttl));
     BindText(upsert, 29, p.spec.user);
     BindBlob(upsert, 30, manager::EncodeLiveness(p.spec.liveness));
+    BindText(upsert, 31, p.spec.client_identity);
     ok = sqlite3_step(upsert) == SQLITE_DONE;
     sqlite3_reset(upsert);
   }

@@ -52,7 +52,8 @@ namespace hostd::daemon {
 
 struct StoredProc {
   std::string name;
-  manager::SpawnSpec spec;  // program, args, env, inherit_env, cwd, readiness, user, liveness, limits
+  // program, args, env, inherit_env, cwd, readiness, user, liveness, limits, client_identity
+  manager::SpawnSpec spec;
   Labels labels;
   Supervision supervision;  // restart policy and group
   int incarnation = 1;

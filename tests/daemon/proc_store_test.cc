@@ -82,7 +82,7 @@ TEST(ProcStoreTest, ARowWithoutAPidKeepsTheLastOne) {
 
 // What a re-adopted proc is run under again: its limits, restart policy, group
 // and mark serial; and its groups with their specs, each after its parent.
-TEST(ProcStoreTest, LimitsSupervisionMarkAndGroupsRoundTrip) {
+TEST(ProcStoreTest, LimitsSupervisionMarkClientAndGroupsRoundTrip) {
   testing::TempDir dir;
   StoredProc a = Row("a", getpid());
   a.spec.limits.memory_max = 64 << 20;
@@ -96,6 +96,7 @@ TEST(ProcStoreTest, LimitsSupervisionMarkAndGroupsRoundTrip) {
   a.supervision.restart.permanent_exit_codes = {3, 4};
   a.supervision.group = "inner";
   a.mark_serial = 41;
+  a.spec.client_identity = "ops";
   manager::GroupSpec outer;
   outer.strategy = manager::Strategy::kOneForAll;
   outer.max_restarts = 9;
@@ -126,10 +127,12 @@ TEST(ProcStoreTest, LimitsSupervisionMarkAndGroupsRoundTrip) {
   EXPECT_EQ(got.supervision.restart.permanent_exit_codes, (std::vector<int>{3, 4}));
   EXPECT_EQ(got.supervision.group, "inner");
   EXPECT_EQ(got.mark_serial, 41u);
+  EXPECT_EQ(got.spec.client_identity, "ops");
   const StoredProc& plain = (*store)->loaded()[1];
   EXPECT_TRUE(plain.spec.limits.empty());
   EXPECT_EQ(plain.supervision.restart.mode, manager::RestartMode::kNever);
   EXPECT_EQ(plain.supervision.group, "");
+  EXPECT_EQ(plain.spec.client_identity, "");
   ASSERT_EQ((*store)->loaded_groups().size(), 2u);
   EXPECT_EQ((*store)->loaded_groups()[0].name, "outer");
   EXPECT_EQ((*store)->loaded_groups()[0].spec.strategy, manager::Strategy::kOneForAll);

@@ -317,6 +317,36 @@ TEST_F(SecureHostdTest, AnIdentityRuleAllowsItsClientCertificateOnly) {
   EXPECT_THAT(s.error_message(), AllOf(HasSubstr("for client \"dev\""), HasSubstr(absl::StrCat("ops=", proc_dir))));
 }
 
+// The identity of the client that spawned a proc is recorded with it: the hostd
+// that adopts the proc after a restart authorises its restarts for that client,
+// so a rule for that identity alone still allows them.
+TEST_F(SecureHostdTest, AnAdoptedProcIsRestartedUnderTheRuleOfTheClientThatSpawnedIt) {
+  TempDir state;
+  std::string proc_dir = std::filesystem::path(kTestProc).parent_path();
+  std::vector<std::string> flags = TlsFlags();
+  flags.insert(flags.end(), {"--allow-exec", absl::StrCat("ops=", proc_dir, "/*"), "--keep-procs",
+                             "--reattach-timeout", "5", "--state-dir", state.Join("state")});
+  auto start = [&] {
+    return std::make_unique<Hostd>(flags, absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0",
+                                   ClientCreds(ca_->ca_cert()));
+  };
+  std::unique_ptr<Hostd> h = start();
+  v1::SpawnProcRequest req = h->EchoRequest("sup");  // as client "ops"
+  req.mutable_restart()->set_mode(v1::RESTART_MODE_ON_FAILURE);
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h->Spawn(req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+  h = start();
+  v1::Proc p = ListByName(*h)["sup"];
+  ASSERT_EQ(p.status().pid(), resp.proc().status().pid()) << "not adopted: " << p.DebugString();
+  kill(resp.proc().status().pid(), SIGKILL);
+  EXPECT_TRUE(Eventually([&] {
+    p = ListByName(*h)["sup"];
+    return p.incarnation() == 2 && p.status().state() == v1::PROC_STATE_READY;
+  })) << "the restart was not authorised for the client that spawned the proc: " << p.DebugString();
+}
+
 TEST_F(SecureHostdTest, AHostRestartedOnTheSameAddressIsRecognisedAndItsPeersSendItWhatItNeverAcknowledged) {
   std::string b_addr = absl::StrCat("tls:127.0.0.1:", FreePort());
   auto incarnation = [](Hostd& h) {

@@ -207,6 +207,54 @@ TEST(KeepProcsTest, AnAdoptedProcKeepsItsLimitsRestartPolicyAndGroup) {
   })) << "the adopted proc was not restarted under its policy";
 }
 
+// What an adopted proc launches from then on must pass the exec policy of the
+// hostd that adopted it, even if the one that spawned it allowed everything: an
+// exec probe no longer allowed is not run (its listing shows no check), and a
+// restart of a program no longer allowed is refused, naming the rules. The proc
+// that runs is not ended by the stricter policy.
+TEST(KeepProcsTest, AnAdoptedProcLaunchesOnlyWhatTheAdoptingHostdsExecPolicyAllows) {
+  testing::TempDir root;
+  const std::string probed = root.Join("probed");
+  auto h = std::make_unique<Hostd>(kKeep, root);  // no --allow-exec: every program is allowed
+  v1::SpawnProcRequest req = h->EchoRequest("r");
+  req.mutable_restart()->set_mode(v1::RESTART_MODE_ON_FAILURE);
+  req.mutable_restart()->set_max_restarts(3);
+  v1::LivenessCheck* live = req.mutable_spec()->mutable_liveness();
+  for (const std::string& arg : {std::string("/bin/sh"), std::string("-c"), "echo probe >> " + probed}) {
+    live->mutable_exec()->add_command(arg);
+  }
+  live->mutable_period()->set_nanos(100'000'000);
+  v1::SpawnProcResponse resp;
+  grpc::Status spawned = h->Spawn(req, &resp);
+  ASSERT_TRUE(spawned.ok()) << spawned.error_message();
+  const pid_t pid = resp.proc().status().pid();
+  auto probes = [&] { return base::ReadSmallFile(probed).value_or("").size(); };
+  ASSERT_TRUE(testing::Eventually([&] { return probes() > 0; })) << "the probe never ran";
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+
+  std::vector<std::string> strict = kKeep;
+  strict.insert(strict.end(), {"--allow-exec", "/nonexistent/*"});
+  h = std::make_unique<Hostd>(strict, root);
+  v1::Proc p = ListByName(*h)["r"];
+  EXPECT_EQ(p.status().state(), v1::PROC_STATE_READY);
+  EXPECT_EQ(p.status().pid(), pid) << "the running proc was not adopted";
+  EXPECT_FALSE(p.has_liveness()) << "its listing still shows the probe the policy refuses";
+  // Ten periods with no probe run (one already on its way at the restart may land).
+  const size_t after_adoption = probes();
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_LE(probes(), after_adoption + std::string("probe\n").size()) << "the refused probe ran";
+
+  kill(pid, SIGKILL);
+  ASSERT_TRUE(testing::Eventually([&] {
+    p = ListByName(*h)["r"];
+    return p.status().state() == v1::PROC_STATE_FAILED && !p.restarting();
+  })) << p.DebugString();
+  // Every restart (max_restarts 3) was refused before its launch: it never ran.
+  EXPECT_EQ(p.incarnation(), 4);
+  EXPECT_EQ(p.status().pid(), 0) << "a refused program was launched";
+  EXPECT_THAT(p.status().reason(), HasSubstr("no --allow-exec rule matches it"));
+}
+
 // One proc streams numbered messages to another through the host: with no restart,
 // then across a restart of each kind while the stream runs. The streamer's link to
 // the backend holds what the host has not acknowledged and hands it to the next
