@@ -92,6 +92,14 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
   for (const StoredProc& row : rows) last_serial = std::max(last_serial, row.mark_serial);
   mgr.ReserveMarkSerials(last_serial);
   AdoptionSummary sum;
+  // The ends no hostd saw are applied once every row is back, so that a group's
+  // strategy finds the siblings it restarts.
+  struct MissedEnd {
+    const StoredProc* row;
+    manager::SpawnSpec spec;
+    std::string why;
+  };
+  std::vector<MissedEnd> missed;
   for (const StoredProc& row : rows) {
     // A restarting row carries its last incarnation's end: it is still restarted.
     if (row.state == "ended" || (row.terminal && row.state != "restarting")) {
@@ -150,7 +158,11 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       why = kEndedWhileDown;
     }
     base::Log().info("proc={} pid={} not re-adopted: {}", row.name, row.pid, why);
-    host.RestoreEnded(row.name, row.spec, row.labels, row.incarnation, proc::ProcStatus::Failed(why));
+    missed.push_back({&row, std::move(spec), std::move(why)});
+  }
+  for (MissedEnd& m : missed) {
+    host.RestoreEnded(m.row->name, m.spec, m.row->labels, m.row->supervision, m.row->incarnation,
+                      proc::ProcStatus::Failed(m.why));
   }
   return sum;
 }

@@ -11,10 +11,9 @@
 //     labels, restart policy and group, route and logs (appended to), watched by
 //     pidfd, its escaped descendants still found by its ProcMark; its lease, if it
 //     had one, keeps owner and TTL and expires one TTL after adoption;
-//   - a live row whose process is gone becomes an ended proc with
-//     Failed{ended while hostd was down}; one whose pid now names another process
-//     (a different start time or cgroup) is never touched and ends the same way,
-//     saying so;
+//   - a live row whose process is gone ended with Failed{ended while hostd was
+//     down}; one whose pid now names another process (a different start time or
+//     cgroup) is never touched and ends the same way, saying so;
 //   - a restarting row (its last incarnation ended, the next was on the way) is
 //     restarted under its restart policy, its next incarnation started at once (a
 //     launch the old hostd had begun is killed first: its readiness report went
@@ -22,6 +21,10 @@
 //   - a starting row (its first launch) is killed if it is still the same
 //     process, and ends Failed saying why;
 //   - rows of procs that had already ended are dropped.
+// The ends of the procs no hostd saw end (gone, strangers, killed mid-start) are
+// applied after every other row is back, as if just seen: a proc with a restart
+// policy or a group is restarted, or given up, under it (its group's strategy
+// included), the unknown end counting as a failure; any other stays ended.
 // Each name is adopted at most once (the table refuses a known name), and no row is
 // adopted without the identity check. Whatever an adopted or restarted proc
 // launches from then on (its restarts, its exec probe) must pass this hostd's exec

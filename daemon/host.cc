@@ -147,9 +147,9 @@ absl::Status Host::RestoreRestarting(const std::string& name, const manager::Spa
   return table_->RestoreRestarting(name, spec, std::move(labels), supervision, incarnation, status);
 }
 
-void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                        const proc::ProcStatus& status) {
-  table_->RestoreEnded(name, spec, std::move(labels), incarnation, status);
+void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                        const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
+  table_->RestoreEnded(name, spec, std::move(labels), supervision, incarnation, status);
 }
 
 size_t Host::Quiesce(absl::Time deadline) {

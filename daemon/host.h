@@ -197,8 +197,8 @@ class Host {
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                      const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
                      std::optional<Lease> lease = std::nullopt);
-  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                    const proc::ProcStatus& status);
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                    const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
   absl::Status RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                                  const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
   // Re-adoption is over (with hold_until_adopted): messages for names still

@@ -221,20 +221,21 @@ std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const 
   return r;
 }
 
-void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                             const proc::ProcStatus& status) {
+void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                             const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return;
   std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
   r->incarnation = incarnation;
   r->status = status;
-  r->stop_requested = true;
   ProcRecord& rec = *r;
   records_[name] = std::move(r);
-  supervisor_.AddProc(name, Supervision{});
+  supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
   ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
-  EndRecord(rec);
+  // As a live proc's end: the transition, then the controller's verdict.
   Publish(HostEvent::Kind::kTransition, name, status);
+  controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
+  controller_->OnEnd(rec);
   ForgetEnded(opts_.ended_procs_kept);
 }
 

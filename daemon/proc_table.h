@@ -115,10 +115,13 @@ class ProcTable {
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                      const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
                      std::optional<Lease> lease);
-  // A proc a previous hostd ran that is not running now: known as ended with
-  // `status` (messages to it bounce with it) until its name is taken again.
-  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
-                    const proc::ProcStatus& status);
+  // A proc a previous hostd ran that ended while no hostd was running: its end,
+  // `status`, is applied now as if it had just been seen. A proc with no restart
+  // policy and no group is known as ended (messages to it bounce with it) until
+  // its name is taken again; a supervised one is restarted, or given up, under
+  // `supervision` (and its group's strategy) like any end. Nothing if the name is known.
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                    const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
   // A supervised proc a previous hostd was restarting when it went down (`status`:
   // why its last incarnation, `incarnation`, ended): restarting again, under
   // `supervision`, its next incarnation started by the supervision controller at

@@ -84,6 +84,46 @@ TEST(KeepProcsTest, ProcEndedWhileHostdWasDown) {
   ASSERT_TRUE(again.ok()) << again.error_code() << ": " << again.error_message();
 }
 
+// The end of a proc that no hostd saw is applied by the next one, as if just seen:
+// a proc with a restart policy is restarted; in a one-for-all group the sibling
+// that was adopted alive is restarted with it (whatever order the rows come back
+// in); a proc without a policy stays ended.
+TEST(KeepProcsTest, AProcThatEndedWhileHostdWasDownIsRestartedUnderItsPolicyAndGroup) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(kKeep, root);
+  auto [code, out] = Hostctl(*h, "group create pool --strategy one-for-all --max-restarts 4 --within 9");
+  ASSERT_EQ(code, 0) << out;
+  std::map<std::string, pid_t> pids;
+  for (const std::string name : {"a", "b", "c", "plain"}) {  // a and b in the group; a, c and plain die
+    v1::SpawnProcRequest req = h->EchoRequest(name);
+    if (name != "plain") req.mutable_restart()->set_mode(v1::RESTART_MODE_ON_FAILURE);
+    if (name == "a" || name == "b") req.set_group("pool");
+    v1::SpawnProcResponse resp;
+    grpc::Status s = h->Spawn(req, &resp);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+    pids[name] = resp.proc().status().pid();
+  }
+  h->Signal(SIGKILL);
+  for (const std::string name : {"a", "c", "plain"}) {
+    kill(pids[name], SIGKILL);
+    ASSERT_TRUE(AwaitGone(pids[name]));
+  }
+  h = std::make_unique<Hostd>(kKeep, root);
+  std::map<std::string, v1::Proc> l;
+  EXPECT_TRUE(testing::Eventually([&] {
+    l = ListByName(*h);
+    for (const std::string name : {"a", "b", "c"}) {
+      if (l[name].incarnation() != 2 || l[name].status().state() != v1::PROC_STATE_READY) return false;
+    }
+    return true;
+  })) << "a: " << l["a"].DebugString() << "b: " << l["b"].DebugString() << "c: " << l["c"].DebugString();
+  EXPECT_NE(l["b"].status().pid(), pids["b"]) << "the live sibling was not restarted with its group";
+  EXPECT_TRUE(AwaitGone(pids["b"]));
+  EXPECT_EQ(l["plain"].status().state(), v1::PROC_STATE_FAILED);
+  EXPECT_EQ(l["plain"].status().reason(), "ended while hostd was down");
+  EXPECT_EQ(l["plain"].incarnation(), 1);
+}
+
 // No hostd comes back: the janitor kills every proc (grandchildren too) after
 // --reattach-timeout.
 TEST(KeepProcsTest, NoHostdComingBackMeansNoOrphans) {
