@@ -417,6 +417,10 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                         /*hand_over=*/true);
     if (http) http->Stop();
     control->StopAccepting();  // none is handed to a server shutting down
+    // Streams never end on their own: each is told why, so that the server's
+    // Shutdown waits only for calls in flight (an Upgrade's reply).
+    service.EndStreams(absl::UnavailableError(
+        "hostd is handing its procs over to the next hostd; watch again once it is up"), /*logs=*/true);
     server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     server->Wait();
     size_t unacked = (*host)->Quiesce(absl::Now() + absl::Seconds(5));
@@ -483,6 +487,8 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
                   {"uptime_s", absl::ToInt64Seconds(absl::Now() - h.started_at())}});
   if (http) http->Stop();
   control->StopAccepting();  // none is handed to a server shutting down
+  // Watchers get every proc's end, then this; log followers end with their procs.
+  service.EndStreams(absl::UnavailableError("hostd has shut down"), /*logs=*/false);
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   server->Wait();
   // Release the second-signal thread.

@@ -16,8 +16,11 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "channel/event_loop.h"
 #include "daemon/death_history.h"
 #include "daemon/exec_policy.h"
@@ -88,6 +91,41 @@ struct WatchBudget {
   std::atomic<size_t> bytes{0};
 };
 
+// The open WatchProcs and StreamLogs streams of one service, so that shutdown can
+// end them all (a stream that never ends would hold the gRPC server's Shutdown
+// until its deadline and then be cut off as CANCELLED). Thread-safe.
+class OpenStreams {
+ public:
+  class Endable {
+   public:
+    // Finishes the stream with `s` once what it holds is written; it takes nothing more.
+    virtual void EndWhenDrained(const grpc::Status& s) = 0;
+
+   protected:
+    ~Endable() = default;
+  };
+  // A stream's entry: it clears `stream` (under `mu`) before it is deleted.
+  struct Slot {
+    absl::Mutex mu;
+    Endable* stream ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  // Registers a stream; after EndAll, ends it at once with EndAll's status.
+  void Add(const std::shared_ptr<Slot>& slot);
+  // Ends every registered stream, and every later one, with `s`.
+  void EndAll(const absl::Status& s);
+  // The status EndAll gave, if it has run.
+  std::optional<absl::Status> ended() const;
+
+ private:
+  static void End(const std::shared_ptr<Slot>& slot, const absl::Status& s);
+
+  mutable absl::Mutex mu_;
+  std::vector<std::weak_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
+  size_t prune_at_ ABSL_GUARDED_BY(mu_) = 64;
+  std::optional<absl::Status> ended_ ABSL_GUARDED_BY(mu_);
+};
+
 class HostService final : public v1::HostService::CallbackService {
  public:
   HostService(Host& host, HostServiceOptions options);
@@ -134,6 +172,13 @@ class HostService final : public v1::HostService::CallbackService {
   grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* ctx, const v1::RenewLeaseRequest* req,
                                        v1::RenewLeaseResponse* resp) override;
 
+  // Ends every open WatchProcs stream with `why` once it has written the events it
+  // holds, and refuses later ones with it; with `logs`, the StreamLogs streams too.
+  // Called at shutdown before the gRPC server's, which then need not wait them
+  // out. (When every proc has ended, the followers of logs end by themselves, each
+  // with the whole log: leave `logs` off.)
+  void EndStreams(const absl::Status& why, bool logs);
+
   // WatchProcs streams open now, and the bytes of events queued for them.
   size_t watch_streams() const { return watch_budget_->streams.load(); }
   size_t watch_bytes() const { return watch_budget_->bytes.load(); }
@@ -159,6 +204,8 @@ class HostService final : public v1::HostService::CallbackService {
   ListArena list_arena_;
 
   std::shared_ptr<WatchBudget> watch_budget_;
+  OpenStreams open_watches_;
+  OpenStreams open_logs_;
   std::unique_ptr<channel::EventLoop> timers_;  // deadlines, log polling, heap trims
   WorkerPool pool_;
   std::atomic<bool> trim_armed_{false};

@@ -29,16 +29,23 @@ constexpr absl::Duration kLogPoll = absl::Milliseconds(100);
 // A server stream written one message at a time from a bounded queue, finished
 // exactly once (a Finish asked for during a write waits for that write). With a
 // budget, the queued bytes count against every stream's total (WatchBudget).
+// Registered in `open` from construction until Detach, which OnDone calls first.
 template <typename T>
-class QueuedWriter : public grpc::ServerWriteReactor<T> {
+class QueuedWriter : public grpc::ServerWriteReactor<T>, public OpenStreams::Endable {
  public:
-  explicit QueuedWriter(size_t max_queued, std::shared_ptr<WatchBudget> budget = nullptr)
-      : max_queued_(max_queued), budget_(std::move(budget)) {}
+  QueuedWriter(OpenStreams& open, size_t max_queued, std::shared_ptr<WatchBudget> budget = nullptr)
+      : max_queued_(max_queued), budget_(std::move(budget)), slot_(std::make_shared<OpenStreams::Slot>()) {
+    {
+      absl::MutexLock lock(&slot_->mu);
+      slot_->stream = this;
+    }
+    open.Add(slot_);
+  }
 
-  // False when the stream is over. Finishes with RESOURCE_EXHAUSTED on overflow.
+  // False when the stream is over or ending. Finishes with RESOURCE_EXHAUSTED on overflow.
   bool Enqueue(T msg) {
     absl::MutexLock lock(&mu_);
-    if (finished_) return false;
+    if (finished_ || ending_) return false;
     if (queue_.size() >= max_queued_) {
       FinishLocked(
           grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -72,6 +79,14 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
     FinishLocked(s);
   }
 
+  void EndWhenDrained(const grpc::Status& s) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || ending_) return;
+    ending_ = true;
+    end_status_ = s;
+    if (!writing_ && queue_.empty()) FinishLocked(s);
+  }
+
   void OnWriteDone(bool ok) override {
     bool drained = false;
     {
@@ -85,6 +100,10 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
       }
       if (finished_) return;
       StartNextLocked();
+      if (ending_ && !writing_) {
+        FinishLocked(end_status_);
+        return;
+      }
       drained = !writing_;
     }
     if (drained) OnDrained();
@@ -92,6 +111,12 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
 
  protected:
+  // Out of the open streams: the first thing OnDone does.
+  void Detach() {
+    absl::MutexLock lock(&slot_->mu);
+    slot_->stream = nullptr;
+  }
+
   // The queue emptied after a write (called without the lock).
   virtual void OnDrained() {}
 
@@ -133,6 +158,9 @@ class QueuedWriter : public grpc::ServerWriteReactor<T> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_ ABSL_GUARDED_BY(mu_);
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;  // EndWhenDrained: finish once the queue is written
+  grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<OpenStreams::Slot> slot_;
 };
 
 // WatchProcs: the host's events, filtered by name.
@@ -146,9 +174,9 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
 
   // The caller has counted it in budget->streams already. `lease_hold`: the
   // HoldLease of the owner the request names, released when the stream ends.
-  EventStream(Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req, size_t max_backlog,
-              std::shared_ptr<WatchBudget> budget, std::optional<uint64_t> lease_hold)
-      : QueuedWriter(max_backlog, budget),
+  EventStream(OpenStreams& open, Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req,
+              size_t max_backlog, std::shared_ptr<WatchBudget> budget, std::optional<uint64_t> lease_hold)
+      : QueuedWriter(open, max_backlog, budget),
         budget_(std::move(budget)),
         host_(host),
         loop_(loop),
@@ -173,6 +201,7 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
   }
 
   void OnDone() override {
+    Detach();
     {
       absl::MutexLock lock(&sink_->mu);
       sink_->stream = nullptr;
@@ -237,8 +266,9 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
 
   // `ended`: whether the proc has ended for good; any thread.
   // `files`: older first, each at the offset to read from; the last is the log.
-  LogStream(channel::EventLoop& loop, std::vector<base::UniqueFd> files, bool follow, std::function<bool()> ended)
-      : QueuedWriter(2),
+  LogStream(OpenStreams& open, channel::EventLoop& loop, std::vector<base::UniqueFd> files, bool follow,
+            std::function<bool()> ended)
+      : QueuedWriter(open, 2),
         loop_(loop),
         files_(std::move(files)),
         follow_(follow),
@@ -251,6 +281,7 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   void Start() { ReadMore(); }
 
   void OnDone() override {
+    Detach();
     {
       absl::MutexLock lock(&poll_->mu);
       poll_->stream = nullptr;
@@ -332,8 +363,55 @@ grpc::ServerWriteReactor<T>* Refuse(const absl::Status& s) {
 
 }  // namespace
 
+void OpenStreams::Add(const std::shared_ptr<Slot>& slot) {
+  std::optional<absl::Status> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    ended = ended_;
+    if (!ended) {
+      // Entries of finished streams go in batches: the list stays within twice the open ones.
+      if (slots_.size() >= prune_at_) {
+        std::erase_if(slots_, [](const std::weak_ptr<Slot>& w) { return w.expired(); });
+        prune_at_ = std::max<size_t>(64, 2 * slots_.size());
+      }
+      slots_.push_back(slot);
+      return;
+    }
+  }
+  End(slot, *ended);
+}
+
+void OpenStreams::EndAll(const absl::Status& s) {
+  std::vector<std::weak_ptr<Slot>> slots;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_) return;
+    ended_ = s;
+    slots.swap(slots_);
+  }
+  for (const std::weak_ptr<Slot>& w : slots) {
+    if (std::shared_ptr<Slot> slot = w.lock()) End(slot, s);
+  }
+}
+
+std::optional<absl::Status> OpenStreams::ended() const {
+  absl::MutexLock lock(&mu_);
+  return ended_;
+}
+
+void OpenStreams::End(const std::shared_ptr<Slot>& slot, const absl::Status& s) {
+  absl::MutexLock lock(&slot->mu);
+  if (slot->stream != nullptr) slot->stream->EndWhenDrained(ToGrpc(s));
+}
+
+void HostService::EndStreams(const absl::Status& why, bool logs) {
+  open_watches_.EndAll(why);
+  if (logs) open_logs_.EndAll(why);
+}
+
 grpc::ServerWriteReactor<v1::ProcEvent>* HostService::WatchProcs(grpc::CallbackServerContext*,
                                                                  const v1::WatchProcsRequest* req) {
+  if (std::optional<absl::Status> ended = open_watches_.ended()) return Refuse<v1::ProcEvent>(*ended);
   for (const std::string& n : req->names()) {
     absl::Status valid = ValidateName(n);
     if (!valid.ok()) return Refuse<v1::ProcEvent>(valid);
@@ -353,7 +431,7 @@ grpc::ServerWriteReactor<v1::ProcEvent>* HostService::WatchProcs(grpc::CallbackS
     }
     hold = *h;
   }
-  return new EventStream(host_, *timers_, *req, opts_.max_watch_backlog, watch_budget_, hold);
+  return new EventStream(open_watches_, host_, *timers_, *req, opts_.max_watch_backlog, watch_budget_, hold);
 }
 
 grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackServerContext*,
@@ -362,6 +440,7 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
   if (valid.ok() && req->tail_bytes() < 0) valid = absl::InvalidArgumentError("tail_bytes: must not be negative");
   if (valid.ok() && req->tail_lines() < 0) valid = absl::InvalidArgumentError("tail_lines: must not be negative");
   if (!valid.ok()) return Refuse<v1::LogChunk>(valid);
+  if (std::optional<absl::Status> ended = open_logs_.ended()) return Refuse<v1::LogChunk>(*ended);
   if (!opts_.log_path) {
     return Refuse<v1::LogChunk>(absl::UnimplementedError("this host's procs run in-process and have no log files"));
   }
@@ -396,7 +475,7 @@ grpc::ServerWriteReactor<v1::LogChunk>* HostService::StreamLogs(grpc::CallbackSe
     absl::StatusOr<ProcInfo> now = host->Get(name);
     return !now.ok() || now->created_at != created || now->ended;
   };
-  auto* stream = new LogStream(*timers_, std::move(files), req->follow(), std::move(ended));
+  auto* stream = new LogStream(open_logs_, *timers_, std::move(files), req->follow(), std::move(ended));
   stream->Start();
   return stream;
 }

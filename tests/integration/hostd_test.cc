@@ -439,6 +439,59 @@ TEST(HostdTest, SigtermWithAHundredProcsTerminatesThemAllAndExitsZero) {
   for (pid_t p : pids) EXPECT_TRUE(AwaitGone(p)) << "proc pid " << p << " outlived hostd";
 }
 
+// Open streams do not hold hostd's exit up, and say why they end: at a shutdown a
+// watcher gets the end of every proc, then UNAVAILABLE, and a log follower the
+// whole log; at a hand-over to the next hostd (--keep-procs) a watcher and a log
+// follower are told so.
+TEST(HostdTest, AtShutdownAndAtAHandOverOpenStreamsEndWithUnavailableSayingWhy) {
+  for (bool hand_over : {false, true}) {
+    SCOPED_TRACE(hand_over ? "hand-over" : "shutdown");
+    testing::TempDir root;
+    Hostd h(hand_over ? std::vector<std::string>{"--keep-procs"} : std::vector<std::string>{}, root);
+    v1::SpawnProcResponse spawned;
+    ASSERT_TRUE(h.Spawn(h.EchoRequest("w"), &spawned).ok());
+    grpc::ClientContext watch_ctx;
+    watch_ctx.set_deadline(In(testing::kHangGuard));
+    v1::WatchProcsRequest with_snapshot;
+    with_snapshot.set_snapshot(true);
+    auto watch = h.api().WatchProcs(&watch_ctx, with_snapshot);
+    v1::ProcEvent e;
+    ASSERT_TRUE(watch->Read(&e));  // registered: its snapshot of "w" came
+    grpc::ClientContext logs_ctx;
+    logs_ctx.set_deadline(In(testing::kHangGuard));
+    v1::StreamLogsRequest follow;
+    follow.set_name("w");
+    follow.set_follow(true);
+    auto logs = h.api().StreamLogs(&logs_ctx, follow);
+    // The follower is registered once the service answers a call made after it.
+    grpc::ClientContext info_ctx;
+    v1::HostInfo info;
+    ASSERT_TRUE(h.api().GetHostInfo(&info_ctx, v1::GetHostInfoRequest(), &info).ok());
+
+    EXPECT_EQ(h.Signal(SIGTERM), 0);
+    bool saw_end = false;
+    while (watch->Read(&e)) saw_end |= e.name() == "w" && e.status().state() >= v1::PROC_STATE_STOPPED;
+    grpc::Status ws = watch->Finish();
+    EXPECT_EQ(ws.error_code(), grpc::StatusCode::UNAVAILABLE) << ws.error_message();
+    v1::LogChunk chunk;
+    while (logs->Read(&chunk)) {
+    }
+    grpc::Status ls = logs->Finish();
+    if (hand_over) {
+      EXPECT_THAT(ws.error_message(), HasSubstr("handing its procs over to the next hostd"));
+      EXPECT_EQ(ls.error_code(), grpc::StatusCode::UNAVAILABLE) << ls.error_message();
+      EXPECT_THAT(ls.error_message(), HasSubstr("handing its procs over to the next hostd"));
+      EXPECT_FALSE(saw_end) << "the proc was ended at a hand-over";
+      kill(spawned.proc().status().pid(), SIGKILL);  // nobody adopts it: the test ends it
+      EXPECT_TRUE(AwaitGone(spawned.proc().status().pid()));
+    } else {
+      EXPECT_THAT(ws.error_message(), HasSubstr("hostd has shut down"));
+      EXPECT_TRUE(saw_end) << "the watcher missed the proc's end";
+      EXPECT_TRUE(ls.ok()) << "the follower of an ended proc gets all of its log: " << ls.error_message();
+    }
+  }
+}
+
 TEST(HostdTest, ASecondSignalDuringShutdownKillsEverythingAtOnce) {
   Hostd h;
   std::vector<pid_t> pids;
