@@ -92,14 +92,9 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
   for (const StoredProc& row : rows) last_serial = std::max(last_serial, row.mark_serial);
   mgr.ReserveMarkSerials(last_serial);
   AdoptionSummary sum;
-  // The ends no hostd saw are applied once every row is back, so that a group's
-  // strategy finds the siblings it restarts.
-  struct MissedEnd {
-    const StoredProc* row;
-    manager::SpawnSpec spec;
-    std::string why;
-  };
-  std::vector<MissedEnd> missed;
+  // Procs whose end no hostd saw: applied once every row is back, so that a group's
+  // strategy finds all of its members, in their order.
+  std::vector<std::string> missed;
   for (const StoredProc& row : rows) {
     // A restarting row carries its last incarnation's end: it is still restarted.
     if (row.state == "ended" || (row.terminal && row.state != "restarting")) {
@@ -109,23 +104,23 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
     ++sum.rows;
     const bool live = row.state == "live";
     // What the proc launches from now on (restarts, exec probes) is checked against
-    // this hostd's policy, for the client that asked for it. A probe that can no
-    // longer run here is dropped, and the proc's record says it has no check.
+    // this hostd's policy, for the client that asked for it.
     manager::SpawnSpec spec = row.spec;
     policy.Arm(row.spec.client_identity, spec);
-    if (absl::Status probe = mgr.CheckLiveness(spec); !probe.ok()) {
-      base::Log().warn("proc={} re-adopted without its liveness check ({}): {}", row.name, spec.liveness.ToString(),
-                       probe.message());
-      spec.liveness = {};
+    if (!row.spec.client_identity.has_value()) {
+      base::Log().warn("proc={} was recorded without its client: its launches pass where any --allow-exec rule "
+                       "allows the program",
+                       row.name);
     }
+    std::optional<Lease> lease;
+    if (!row.lease_owner.empty()) lease = Lease{.owner = row.lease_owner, .ttl = row.lease_ttl};
     absl::StatusOr<std::shared_ptr<manager::ProcHandle>> h =
         row.pid > 0 ? mgr.Adopt(host.IdOf(row.name), RequestOf(row, spec))
                     : absl::StatusOr<std::shared_ptr<manager::ProcHandle>>(absl::NotFoundError("no pid recorded"));
     std::string why;
+    bool apply_policy = false;  // its end is applied under its restart policy and group
     if (h.ok() && live) {
-      std::optional<Lease> lease;
-      if (!row.lease_owner.empty()) lease = Lease{.owner = row.lease_owner, .ttl = row.lease_ttl};
-      absl::Status s = host.Adopt(row.name, spec, row.labels, row.supervision, row.incarnation, *h, std::move(lease));
+      absl::Status s = host.Adopt(row.name, spec, row.labels, row.supervision, row.incarnation, *h, lease);
       if (s.ok()) {
         ++sum.adopted;
         base::Log().info("proc={} pid={} re-adopted (incarnation {})", row.name, row.pid, row.incarnation);
@@ -139,31 +134,48 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       if (h.ok()) (void)(*h)->Kill();
       absl::Status s = host.RestoreRestarting(
           row.name, spec, row.labels, row.supervision, row.incarnation,
-          proc::ProcStatus::Failed(absl::StrCat("incarnation ", row.incarnation, " ended; hostd restarted meanwhile")));
+          proc::ProcStatus::Failed(absl::StrCat("incarnation ", row.incarnation, " ended; hostd restarted meanwhile")),
+          lease);
       if (s.ok()) {
         ++sum.restarted;
         base::Log().info("proc={} restarting again (after incarnation {})", row.name, row.incarnation);
         continue;
       }
       why = absl::StrCat("was restarting when hostd went down; not restarted: ", s.message());
-    } else if (h.ok()) {
-      (void)(*h)->Kill();
-      ++sum.killed;
-      why = absl::StrCat("was ", row.state, " when hostd went down; killed, since its readiness could not be known");
-    } else if (absl::IsFailedPrecondition(h.status())) {
-      ++sum.strangers;
-      why = absl::StrCat(kEndedWhileDown, " (", h.status().message(), "; not adopted)");
-    } else {
+    } else if (!live) {
+      // Its first launch, as last recorded (a commit may lag a SIGKILLed hostd's
+      // last readiness): its spawn may have failed for its client, so it is not
+      // restarted either.
+      if (h.ok()) {
+        (void)(*h)->Kill();
+        ++sum.killed;
+        why = absl::StrCat("was ", row.state, " when hostd went down; killed, since its readiness could not be known");
+      } else {
+        ++sum.ended;
+        why = kEndedWhileDown;
+      }
+    } else if (absl::IsNotFound(h.status())) {
       ++sum.ended;
       why = kEndedWhileDown;
+      apply_policy = true;
+    } else if (absl::IsFailedPrecondition(h.status())) {
+      // Its pid is another process's now: the proc itself has ended.
+      ++sum.strangers;
+      why = absl::StrCat(kEndedWhileDown, " (", h.status().message(), "; not adopted)");
+      apply_policy = true;
+    } else {
+      // It may still run (moved out of its cgroup, or not checkable): not
+      // adopted, left alone, and never started a second time.
+      ++sum.not_adopted;
+      why = absl::StrCat("not re-adopted: ", h.status().message(), "; left as it is");
+      base::Log().warn("proc={} pid={} {}", row.name, row.pid, why);
     }
     base::Log().info("proc={} pid={} not re-adopted: {}", row.name, row.pid, why);
-    missed.push_back({&row, std::move(spec), std::move(why)});
+    host.RestoreEnded(row.name, spec, row.labels, apply_policy ? row.supervision : Supervision{}, row.incarnation,
+                      proc::ProcStatus::Failed(why), apply_policy ? lease : std::nullopt);
+    if (apply_policy) missed.push_back(row.name);
   }
-  for (MissedEnd& m : missed) {
-    host.RestoreEnded(m.row->name, m.spec, m.row->labels, m.row->supervision, m.row->incarnation,
-                      proc::ProcStatus::Failed(m.why));
-  }
+  host.ApplyMissedEnds(missed);
   return sum;
 }
 

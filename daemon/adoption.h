@@ -11,26 +11,32 @@
 //     labels, restart policy and group, route and logs (appended to), watched by
 //     pidfd, its escaped descendants still found by its ProcMark; its lease, if it
 //     had one, keeps owner and TTL and expires one TTL after adoption;
-//   - a live row whose process is gone ended with Failed{ended while hostd was
-//     down}; one whose pid now names another process (a different start time or
-//     cgroup) is never touched and ends the same way, saying so;
+//   - a live row whose process has ended (certainly: its pidfd says so, or its pid
+//     now names another process, a different start time, which is never
+//     touched) ended with Failed{ended while hostd was down}, saying which;
+//   - a live row whose process may still run but cannot be adopted (the same
+//     process moved out of its cgroup, or its identity could not be read) is left
+//     alone, ended Failed saying why, and never started a second time;
 //   - a restarting row (its last incarnation ended, the next was on the way) is
 //     restarted under its restart policy, its next incarnation started at once (a
 //     launch the old hostd had begun is killed first: its readiness report went
 //     with the old hostd);
-//   - a starting row (its first launch) is killed if it is still the same
-//     process, and ends Failed saying why;
+//   - a starting row (its first launch as last recorded: its spawn may have
+//     failed for its client) is killed if it is still the same process and ends
+//     Failed saying why, or is Failed{ended while hostd was down}; not restarted;
 //   - rows of procs that had already ended are dropped.
-// The ends of the procs no hostd saw end (gone, strangers, killed mid-start) are
-// applied after every other row is back, as if just seen: a proc with a restart
-// policy or a group is restarted, or given up, under it (its group's strategy
-// included), the unknown end counting as a failure; any other stays ended.
+// The ends of the live rows whose process has ended are applied after every other
+// row is back, as if just seen: a proc with a restart policy or a group is
+// restarted, or given up, under it (its group's strategy included: a plan that
+// takes several such members applies once), the unknown end counting as a
+// failure; any other stays ended. Restarted and restored procs keep their lease.
 // Each name is adopted at most once (the table refuses a known name), and no row is
 // adopted without the identity check. Whatever an adopted or restarted proc
 // launches from then on (its restarts, its exec probe) must pass this hostd's exec
-// policy for the client that asked for the proc (recorded with it); a proc
-// already running is not ended by a stricter policy, but an exec probe the policy
-// no longer allows is dropped, with a warning, and its listing shows no check.
+// policy for the client that asked for the proc (recorded with it; for a row
+// recorded before clients were, any rule's client); a proc already running is not
+// ended by a stricter policy, but an exec probe the policy no longer allows is not
+// run (logged); its spec keeps it, for a later hostd whose policy allows it.
 #ifndef HOSTD_DAEMON_ADOPTION_H_
 #define HOSTD_DAEMON_ADOPTION_H_
 
@@ -51,6 +57,7 @@ struct AdoptionSummary {
   int strangers = 0;  // pid reused by another process: not adopted
   int killed = 0;     // were starting: killed
   int restarted = 0;  // were restarting: restarting again
+  int not_adopted = 0;  // might still run but could not be adopted: left alone
 };
 
 // Makes `host` record every proc's lifecycle, and every group, in `store`;

@@ -37,14 +37,14 @@ absl::StatusOr<ExecPolicy> ExecPolicy::Create(const std::vector<std::string>& ex
   return p;
 }
 
-void ExecPolicy::Arm(const std::string& identity, manager::SpawnSpec& spec) const {
+void ExecPolicy::Arm(const std::optional<std::string>& identity, manager::SpawnSpec& spec) const {
   spec.client_identity = identity;
   spec.authorize = [policy = *this, identity, user = spec.user](const std::string& program) {
     return policy.Check(program, identity, user);
   };
 }
 
-absl::Status ExecPolicy::Check(const std::string& program, const std::string& identity,
+absl::Status ExecPolicy::Check(const std::string& program, const std::optional<std::string>& identity,
                                const std::string& user) const {
   if (!rules_.empty() && (program.empty() || program[0] != '/')) {
     return absl::PermissionDeniedError(absl::StrCat("program \"", program,
@@ -53,14 +53,17 @@ absl::Status ExecPolicy::Check(const std::string& program, const std::string& id
   }
   if (!rules_.empty()) {
     bool allowed = std::any_of(rules_.begin(), rules_.end(), [&](const Rule& r) {
-      return (r.identity.empty() || r.identity == identity) &&
+      return (r.identity.empty() || !identity.has_value() || r.identity == *identity) &&
              ::fnmatch(r.glob.c_str(), program.c_str(), FNM_PATHNAME) == 0;
     });
     if (!allowed) {
       std::vector<std::string> texts;
       for (const Rule& r : rules_) texts.push_back(r.text);
       return absl::PermissionDeniedError(absl::StrCat(
-          "program \"", program, "\" is not allowed", identity.empty() ? "" : absl::StrCat(" for client \"", identity, "\""),
+          "program \"", program, "\" is not allowed",
+          !identity.has_value() ? " for any client"
+          : identity->empty()   ? ""
+                                : absl::StrCat(" for client \"", *identity, "\""),
           ": no --allow-exec rule matches it (rules: ", absl::StrJoin(texts, ", "), ")"));
     }
   }

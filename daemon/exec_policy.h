@@ -22,6 +22,7 @@
 #ifndef HOSTD_DAEMON_EXEC_POLICY_H_
 #define HOSTD_DAEMON_EXEC_POLICY_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,13 +39,17 @@ class ExecPolicy {
   ExecPolicy() = default;
 
   // `program` is the resolved absolute path; `identity` the client certificate's
-  // ("" for none); `user` the spec's ("" for hostd's own user).
-  absl::Status Check(const std::string& program, const std::string& identity, const std::string& user) const;
+  // ("" for none; unset: unknown, and a rule for any identity allows the program);
+  // `user` the spec's ("" for hostd's own user).
+  absl::Status Check(const std::string& program, const std::optional<std::string>& identity,
+                     const std::string& user) const;
 
   // Arms spec.authorize with this policy (a copy) for `identity` and spec.user,
   // and records the identity in spec.client_identity: every launch of the proc
   // (restarts, exec probes) is checked as its first was, for the same client.
-  void Arm(const std::string& identity, manager::SpawnSpec& spec) const;
+  // An unknown identity (a proc recorded before identities were) passes where
+  // some rule, for whichever client, allows the program.
+  void Arm(const std::optional<std::string>& identity, manager::SpawnSpec& spec) const;
 
   bool restricts_programs() const { return !rules_.empty(); }
 

@@ -143,14 +143,24 @@ absl::Status Host::Adopt(const std::string& name, const manager::SpawnSpec& spec
 }
 
 absl::Status Host::RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                                     const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
-  return table_->RestoreRestarting(name, spec, std::move(labels), supervision, incarnation, status);
+                                     const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                                     std::optional<Lease> lease) {
+  const bool leased = lease.has_value();
+  absl::Status s =
+      table_->RestoreRestarting(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
+  if (leased) leases_->Wake();
+  return s;
 }
 
 void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                        const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
-  table_->RestoreEnded(name, spec, std::move(labels), supervision, incarnation, status);
+                        const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                        std::optional<Lease> lease) {
+  const bool leased = lease.has_value();
+  table_->RestoreEnded(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
+  if (leased) leases_->Wake();
 }
+
+void Host::ApplyMissedEnds(const std::vector<std::string>& names) { table_->ApplyMissedEnds(names); }
 
 size_t Host::Quiesce(absl::Time deadline) {
   if (frontend_) frontend_->Close();

@@ -44,7 +44,8 @@ constexpr std::pair<const char*, const char*> kLaterColumns[] = {
     {"lease_ttl_ms", "INTEGER NOT NULL DEFAULT 0"},
     {"user", "TEXT NOT NULL DEFAULT ''"},
     {"liveness", "BLOB NOT NULL DEFAULT x''"},  // manager::EncodeLiveness; empty: no check
-    {"client_identity", "TEXT NOT NULL DEFAULT ''"},  // who asked for it (exec policy); empty: no certificate
+    // who asked for it (exec policy): '' no certificate; NULL unknown (a row from before the column)
+    {"client_identity", "TEXT DEFAULT NULL"},
 };
 
 constexpr char kGroupSchema[] =
@@ -230,7 +231,7 @@ absl::Status ProcStore::Load() {
       base::Log().warn("durable proc table {}: proc {}: {}; it has no liveness check", path_, p.name,
                        live.status().message());
     }
-    p.spec.client_identity = std::string(ColumnText(st, 30));
+    if (sqlite3_column_type(st, 30) != SQLITE_NULL) p.spec.client_identity = std::string(ColumnText(st, 30));
     identities_[p.name] = Identity{p.pid, p.start_time, p.cgroup};
     loaded_.push_back(std::move(p));
   }
@@ -398,7 +399,11 @@ void ProcStore::Commit(std::vector<std::pair<std::string, std::optional<StoredPr
     sqlite3_bind_int64(upsert, 28, absl::ToInt64Milliseconds(p.lease_ttl));
     BindText(upsert, 29, p.spec.user);
     BindBlob(upsert, 30, manager::EncodeLiveness(p.spec.liveness));
-    BindText(upsert, 31, p.spec.client_identity);
+    if (p.spec.client_identity.has_value()) {
+      BindText(upsert, 31, *p.spec.client_identity);
+    } else {
+      sqlite3_bind_null(upsert, 31);
+    }
     ok = sqlite3_step(upsert) == SQLITE_DONE;
     sqlite3_reset(upsert);
   }

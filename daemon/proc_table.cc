@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "daemon/supervision_controller.h"
@@ -180,10 +181,10 @@ absl::Status ProcTable::Adopt(const std::string& name, const manager::SpawnSpec&
 
 absl::Status ProcTable::RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                                           const Supervision& supervision, int incarnation,
-                                          const proc::ProcStatus& status) {
+                                          const proc::ProcStatus& status, std::optional<Lease> lease) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
-  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
   r->incarnation = incarnation;
   r->status = status;
   ProcRecord& rec = *r;
@@ -222,20 +223,30 @@ std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const 
 }
 
 void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                             const Supervision& supervision, int incarnation, const proc::ProcStatus& status) {
+                             const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                             std::optional<Lease> lease) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return;
-  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
   r->incarnation = incarnation;
   r->status = status;
   ProcRecord& rec = *r;
   records_[name] = std::move(r);
   supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
   ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
-  // As a live proc's end: the transition, then the controller's verdict.
+  EndRecord(rec);
   Publish(HostEvent::Kind::kTransition, name, status);
-  controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
-  controller_->OnEnd(rec);
+}
+
+void ProcTable::ApplyMissedEnds(const std::vector<std::string>& names) {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_set<std::string> taken;  // by an earlier plan (a group restarts or ends its members together)
+  for (const std::string& name : names) {
+    auto it = records_.find(name);
+    if (taken.contains(name) || it == records_.end() || it->second->state != ProcRecord::State::kEnded) continue;
+    controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
+    for (std::string& n : controller_->OnMissedEnd(*it->second)) taken.insert(std::move(n));
+  }
   ForgetEnded(opts_.ended_procs_kept);
 }
 

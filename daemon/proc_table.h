@@ -115,19 +115,25 @@ class ProcTable {
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                      const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
                      std::optional<Lease> lease);
-  // A proc a previous hostd ran that ended while no hostd was running: its end,
-  // `status`, is applied now as if it had just been seen. A proc with no restart
-  // policy and no group is known as ended (messages to it bounce with it) until
-  // its name is taken again; a supervised one is restarted, or given up, under
-  // `supervision` (and its group's strategy) like any end. Nothing if the name is known.
+  // A proc a previous hostd ran that ended while no hostd was running: known as
+  // ended with `status` (messages to it bounce with it) until its name is taken
+  // again or ApplyMissedEnds restarts it, under `supervision` (its place in its
+  // group kept) and `lease`. Nothing if the name is known.
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                    const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
+                    const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                    std::optional<Lease> lease);
+  // Applies the ends of `names` (restored by RestoreEnded), in order, as if just
+  // seen: each supervised one is restarted or given up under its policy and its
+  // group's strategy, like any end; one that a sibling's plan already took is not
+  // applied again. Then drops the oldest ended procs past the retention.
+  void ApplyMissedEnds(const std::vector<std::string>& names);
   // A supervised proc a previous hostd was restarting when it went down (`status`:
   // why its last incarnation, `incarnation`, ended): restarting again, under
   // `supervision`, its next incarnation started by the supervision controller at
   // once (a kRestarting event says so). AlreadyExists if the name is known.
   absl::Status RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                                 const Supervision& supervision, int incarnation, const proc::ProcStatus& status);
+                                 const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                                 std::optional<Lease> lease);
 
   // Set once by the Host, before the first Spawn.
   void SetController(SupervisionController* controller) { controller_ = controller; }

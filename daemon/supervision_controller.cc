@@ -69,6 +69,16 @@ void SupervisionController::ResumeRestart(Record& r) {
   Submit(Job{.epoch = restart_epoch_, .stop = {}, .start = {r.name}, .delay = absl::ZeroDuration()});
 }
 
+std::vector<std::string> SupervisionController::OnMissedEnd(Record& r) {
+  if (!table_.supervisor_.Supervises(r.name) || restarts_paused_ || !table_.stopped_why_.empty()) return {};
+  Supervisor::Plan plan = table_.supervisor_.OnExit(r.name, r.status, absl::Now(), /*start_failed=*/false);
+  if (plan.empty()) return {};
+  ApplyPlan(r.name, plan, /*start_failed=*/false);
+  std::vector<std::string> taken = plan.restart;
+  taken.insert(taken.end(), plan.end.begin(), plan.end.end());
+  return taken;
+}
+
 void SupervisionController::OnEnd(Record& r) {
   const std::string name = r.name;
   if (r.stop_requested || shut_down_) {

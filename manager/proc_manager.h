@@ -62,10 +62,10 @@ struct SpawnSpec {
   // allow-list (daemon/exec_policy.h) is checked here, on the path that is run.
   std::function<absl::Status(const std::string& program)> authorize;
   // Who asked for the proc, as `authorize` knows them (the daemon: the client's
-  // certificate identity, "" for none). Not read by the managers: the daemon
-  // records it with the proc, to arm `authorize` for the same client again when a
-  // later hostd adopts the proc.
-  std::string client_identity;
+  // certificate identity, "" for none; unset: unknown). Not read by the managers:
+  // the daemon records it with the proc, to arm `authorize` for the same client
+  // again when a later hostd adopts the proc.
+  std::optional<std::string> client_identity;
   // Process procs: cgroup limits, written before the program execs; fields left
   // unset take the manager's defaults. Without a cgroup per proc the spawn fails
   // with FailedPrecondition naming the limit and why cgroups are off; an in-process

@@ -467,10 +467,19 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
   // while it lives).
   base::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, request.pid, 0)));
   if (!pidfd.valid()) {
-    return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
+    if (errno == ESRCH) return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
+    return base::ErrnoError(absl::StatusCode::kUnavailable, errno,
+                            absl::StrCat("proc \"", name, "\" (pid ", request.pid, "): cannot open a pidfd"));
   }
+  // A check that cannot be read says the proc has ended only if it has.
+  auto unreadable = [&](const absl::Status& why) {
+    pollfd gone{pidfd.get(), POLLIN, 0};
+    const bool ended = ::poll(&gone, 1, 0) != 0;
+    return absl::Status(ended ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
+                        absl::StrCat("proc \"", name, "\": ", why.message()));
+  };
   absl::StatusOr<uint64_t> start = ProcStartTime(request.pid);
-  if (!start.ok()) return absl::NotFoundError(absl::StrCat("proc \"", name, "\": ", start.status().message()));
+  if (!start.ok()) return unreadable(start.status());
   if (*start != request.start_time) {
     return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\": pid ", request.pid,
                                                       " is now another process (started at tick ", *start,
@@ -478,10 +487,11 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
   }
   if (!request.cgroup_dir.empty()) {
     absl::StatusOr<std::string> cg = ProcCgroupPath(request.pid);
-    if (!cg.ok()) return absl::NotFoundError(absl::StrCat("proc \"", name, "\": ", cg.status().message()));
+    if (!cg.ok()) return unreadable(cg.status());
     if (CgroupTree::MountPoint() + *cg != request.cgroup_dir) {
-      return absl::FailedPreconditionError(absl::StrCat("proc \"", name, "\": pid ", request.pid, " is in cgroup ", *cg,
-                                                        ", not the proc's ", request.cgroup_dir));
+      return absl::AbortedError(absl::StrCat("proc \"", name, "\": pid ", request.pid,
+                                             " (the same process: its start time matches) is in cgroup ", *cg,
+                                             ", not the proc's ", request.cgroup_dir));
     }
   }
   pollfd alive{pidfd.get(), POLLIN, 0};

@@ -128,22 +128,19 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   std::vector<std::shared_ptr<ProcHandle>> Procs() const override;
   // Takes over a running proc a previous manager launched (needs keep_procs): it
   // must be the same process (pid, start time and, if recorded, cgroup), else
-  // FailedPrecondition (its pid now belongs to a stranger) or NotFound (it ended).
+  // NotFound (it has ended: certain), FailedPrecondition (its pid now belongs to
+  // a stranger, so it has ended too), Aborted (the same process, moved out of its
+  // cgroup) or Unavailable (it could not be checked; it may still run).
   // The handle starts Ready (with `addr`); its exit is watched by pidfd. A proc
   // that is not this process's child (adopted after a restart, not a re-exec)
   // ends with Failed saying its exit status is unknown: only a parent can learn it.
   // AlreadyExists if the name is taken.
   // An exec liveness probe that cannot be resolved or is not authorised is not
-  // run: the proc is adopted without its check (a warning says so). CheckLiveness
-  // tells beforehand.
+  // run: the proc is adopted without its check (a warning says so).
   absl::StatusOr<std::shared_ptr<ProcHandle>> Adopt(const proc::ProcId& id, const AdoptRequest& request);
   // Launches from now on take mark serials above `last` (the highest a previous
   // manager on the state directory recorded), so none repeats an adopted proc's.
   void ReserveMarkSerials(uint64_t last);
-  // Whether `spec`'s liveness check can run here: InvalidArgument for one out of
-  // bounds, or the reason its exec probe's program does not resolve or is not
-  // authorised (spec.authorize). OK for no check.
-  absl::Status CheckLiveness(const SpawnSpec& spec) const { return ProbeRequest(spec).status(); }
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
   TerminateSummary KillAll(absl::Time deadline) override;
 

@@ -32,6 +32,24 @@ TEST(ExecPolicyTest, GlobsDoNotCrossSlashesAndIdentityRulesApplyToThatClientOnly
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("not an absolute path")));
 }
 
+// Arm checks every later launch for the client recorded in the spec; a proc whose
+// client is unknown (recorded before identities were) passes where a rule for any
+// client allows its program, and nowhere else.
+TEST(ExecPolicyTest, AnArmedSpecIsCheckedForItsClientAndAnUnknownClientForAnyRule) {
+  ExecPolicy p = *ExecPolicy::Create({"ops=/opt/tools/*"}, {});
+  manager::SpawnSpec spec;
+  p.Arm("ops", spec);
+  EXPECT_EQ(spec.client_identity, "ops");
+  EXPECT_THAT(spec.authorize("/opt/tools/deploy"), IsOk());
+  p.Arm("dev", spec);
+  EXPECT_THAT(spec.authorize("/opt/tools/deploy"), StatusIs(absl::StatusCode::kPermissionDenied));
+  p.Arm(std::nullopt, spec);
+  EXPECT_FALSE(spec.client_identity.has_value());
+  EXPECT_THAT(spec.authorize("/opt/tools/deploy"), IsOk());
+  EXPECT_THAT(spec.authorize("/usr/bin/env"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("not allowed for any client")));
+}
+
 TEST(ExecPolicyTest, UsersMustBeListedAndAGroupOnlyAsWritten) {
   ExecPolicy p = *ExecPolicy::Create({}, {"nobody", "www-data:www-data"});
   EXPECT_THAT(p.Check("/bin/true", "", "nobody"), IsOk());

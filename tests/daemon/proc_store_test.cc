@@ -132,7 +132,7 @@ TEST(ProcStoreTest, LimitsSupervisionMarkClientAndGroupsRoundTrip) {
   EXPECT_TRUE(plain.spec.limits.empty());
   EXPECT_EQ(plain.supervision.restart.mode, manager::RestartMode::kNever);
   EXPECT_EQ(plain.supervision.group, "");
-  EXPECT_EQ(plain.spec.client_identity, "");
+  EXPECT_FALSE(plain.spec.client_identity.has_value());
   ASSERT_EQ((*store)->loaded_groups().size(), 2u);
   EXPECT_EQ((*store)->loaded_groups()[0].name, "outer");
   EXPECT_EQ((*store)->loaded_groups()[0].spec.strategy, manager::Strategy::kOneForAll);
@@ -175,6 +175,7 @@ TEST(ProcStoreTest, ATableWithoutTheLaterColumnsGainsThem) {
     EXPECT_TRUE(old.spec.limits.empty());
     EXPECT_EQ(old.mark_serial, 0u);
     EXPECT_EQ(old.lease_owner, "");
+    EXPECT_FALSE(old.spec.client_identity.has_value()) << "a row from before identities were recorded";
     StoredProc leased = Row("leased", getpid());
     leased.lease_owner = "client";
     leased.lease_ttl = absl::Seconds(30);

@@ -319,7 +319,8 @@ TEST_F(SecureHostdTest, AnIdentityRuleAllowsItsClientCertificateOnly) {
 
 // The identity of the client that spawned a proc is recorded with it: the hostd
 // that adopts the proc after a restart authorises its restarts for that client,
-// so a rule for that identity alone still allows them.
+// so a rule for that identity alone still allows them, and a rule for another
+// client only does not.
 TEST_F(SecureHostdTest, AnAdoptedProcIsRestartedUnderTheRuleOfTheClientThatSpawnedIt) {
   TempDir state;
   std::string proc_dir = std::filesystem::path(kTestProc).parent_path();
@@ -330,6 +331,7 @@ TEST_F(SecureHostdTest, AnAdoptedProcIsRestartedUnderTheRuleOfTheClientThatSpawn
     return std::make_unique<Hostd>(flags, absl::StrCat("tls:127.0.0.1:", FreePort()), "tls:127.0.0.1:0",
                                    ClientCreds(ca_->ca_cert()));
   };
+  const size_t rule = std::find(flags.begin(), flags.end(), "--allow-exec") - flags.begin() + 1;
   std::unique_ptr<Hostd> h = start();
   v1::SpawnProcRequest req = h->EchoRequest("sup");  // as client "ops"
   req.mutable_restart()->set_mode(v1::RESTART_MODE_ON_FAILURE);
@@ -345,6 +347,18 @@ TEST_F(SecureHostdTest, AnAdoptedProcIsRestartedUnderTheRuleOfTheClientThatSpawn
     p = ListByName(*h)["sup"];
     return p.incarnation() == 2 && p.status().state() == v1::PROC_STATE_READY;
   })) << "the restart was not authorised for the client that spawned the proc: " << p.DebugString();
+
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+  flags[rule] = absl::StrCat("dev=", proc_dir, "/*");
+  h = start();
+  p = ListByName(*h)["sup"];
+  ASSERT_EQ(p.status().state(), v1::PROC_STATE_READY) << "not adopted: " << p.DebugString();
+  kill(p.status().pid(), SIGKILL);
+  EXPECT_TRUE(Eventually([&] {
+    p = ListByName(*h)["sup"];
+    return p.status().state() == v1::PROC_STATE_FAILED && !p.restarting();
+  })) << p.DebugString();
+  EXPECT_THAT(p.status().reason(), HasSubstr("is not allowed for client \"ops\""));
 }
 
 TEST_F(SecureHostdTest, AHostRestartedOnTheSameAddressIsRecognisedAndItsPeersSendItWhatItNeverAcknowledged) {

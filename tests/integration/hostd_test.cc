@@ -449,7 +449,7 @@ TEST(HostdTest, AtShutdownAndAtAHandOverOpenStreamsEndWithUnavailableSayingWhy) 
     testing::TempDir root;
     Hostd h(hand_over ? std::vector<std::string>{"--keep-procs"} : std::vector<std::string>{}, root);
     v1::SpawnProcResponse spawned;
-    ASSERT_TRUE(h.Spawn(h.EchoRequest("w"), &spawned).ok());
+    ASSERT_TRUE(h.Spawn(h.EchoRequest("w", {"--flood-stdout=100"}), &spawned).ok());
     grpc::ClientContext watch_ctx;
     watch_ctx.set_deadline(In(testing::kHangGuard));
     v1::WatchProcsRequest with_snapshot;
@@ -463,17 +463,14 @@ TEST(HostdTest, AtShutdownAndAtAHandOverOpenStreamsEndWithUnavailableSayingWhy) 
     follow.set_name("w");
     follow.set_follow(true);
     auto logs = h.api().StreamLogs(&logs_ctx, follow);
-    // The follower is registered once the service answers a call made after it.
-    grpc::ClientContext info_ctx;
-    v1::HostInfo info;
-    ASSERT_TRUE(h.api().GetHostInfo(&info_ctx, v1::GetHostInfoRequest(), &info).ok());
+    v1::LogChunk chunk;
+    ASSERT_TRUE(logs->Read(&chunk));  // registered: the proc's first output came
 
     EXPECT_EQ(h.Signal(SIGTERM), 0);
     bool saw_end = false;
     while (watch->Read(&e)) saw_end |= e.name() == "w" && e.status().state() >= v1::PROC_STATE_STOPPED;
     grpc::Status ws = watch->Finish();
     EXPECT_EQ(ws.error_code(), grpc::StatusCode::UNAVAILABLE) << ws.error_message();
-    v1::LogChunk chunk;
     while (logs->Read(&chunk)) {
     }
     grpc::Status ls = logs->Finish();
