@@ -107,6 +107,7 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
     // this hostd's policy, for the client that asked for it.
     manager::SpawnSpec spec = row.spec;
     policy.Arm(row.spec.client_identity, spec);
+    spec.skip_refused_probe = true;  // it runs already: a probe refused now is not run, and does not stop a restart
     if (!row.spec.client_identity.has_value()) {
       base::Log().warn("proc={} was recorded without its client: its launches pass where any --allow-exec rule "
                        "allows the program",
@@ -142,6 +143,12 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
         continue;
       }
       why = absl::StrCat("was restarting when hostd went down; not restarted: ", s.message());
+    } else if (!h.ok() && !absl::IsNotFound(h.status()) && !absl::IsFailedPrecondition(h.status())) {
+      // It may still run (moved out of its cgroup, or not checkable): not
+      // adopted, left alone, and never started a second time.
+      ++sum.not_adopted;
+      why = absl::StrCat("not re-adopted: ", h.status().message(), "; pid ", row.pid, " left as it is");
+      base::Log().warn("proc={} {}", row.name, why);
     } else if (!live) {
       // Its first launch, as last recorded (a commit may lag a SIGKILLed hostd's
       // last readiness): its spawn may have failed for its client, so it is not
@@ -158,22 +165,20 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       ++sum.ended;
       why = kEndedWhileDown;
       apply_policy = true;
-    } else if (absl::IsFailedPrecondition(h.status())) {
+    } else {
       // Its pid is another process's now: the proc itself has ended.
       ++sum.strangers;
       why = absl::StrCat(kEndedWhileDown, " (", h.status().message(), "; not adopted)");
       apply_policy = true;
-    } else {
-      // It may still run (moved out of its cgroup, or not checkable): not
-      // adopted, left alone, and never started a second time.
-      ++sum.not_adopted;
-      why = absl::StrCat("not re-adopted: ", h.status().message(), "; left as it is");
-      base::Log().warn("proc={} pid={} {}", row.name, row.pid, why);
     }
     base::Log().info("proc={} pid={} not re-adopted: {}", row.name, row.pid, why);
-    host.RestoreEnded(row.name, spec, row.labels, apply_policy ? row.supervision : Supervision{}, row.incarnation,
-                      proc::ProcStatus::Failed(why), apply_policy ? lease : std::nullopt);
-    if (apply_policy) missed.push_back(row.name);
+    if (apply_policy) {
+      host.RestoreMissedEnd(row.name, spec, row.labels, row.supervision, row.incarnation,
+                            proc::ProcStatus::Failed(why), lease);
+      missed.push_back(row.name);
+    } else {
+      host.RestoreEnded(row.name, spec, row.labels, row.incarnation, proc::ProcStatus::Failed(why));
+    }
   }
   host.ApplyMissedEnds(missed);
   return sum;

@@ -152,15 +152,21 @@ absl::Status Host::RestoreRestarting(const std::string& name, const manager::Spa
   return s;
 }
 
-void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                        const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
-                        std::optional<Lease> lease) {
-  const bool leased = lease.has_value();
-  table_->RestoreEnded(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
-  if (leased) leases_->Wake();
+void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                        const proc::ProcStatus& status) {
+  table_->RestoreEnded(name, spec, std::move(labels), incarnation, status);
 }
 
-void Host::ApplyMissedEnds(const std::vector<std::string>& names) { table_->ApplyMissedEnds(names); }
+void Host::RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                            const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                            std::optional<Lease> lease) {
+  table_->RestoreMissedEnd(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
+}
+
+void Host::ApplyMissedEnds(const std::vector<std::string>& names) {
+  table_->ApplyMissedEnds(names);
+  leases_->Wake();  // restarted procs' leases count from here
+}
 
 size_t Host::Quiesce(absl::Time deadline) {
   if (frontend_) frontend_->Close();

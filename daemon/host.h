@@ -192,14 +192,16 @@ class Host {
 
   // The durable proc table's feed and hostd's re-adoption after a restart
   // (daemon/adoption.h); see ProcTable::SetRecorder, Adopt, RestoreEnded,
-  // ApplyMissedEnds and RestoreRestarting.
+  // RestoreMissedEnd, ApplyMissedEnds and RestoreRestarting.
   void SetRecorder(ProcRecorder recorder, GroupRecorder group_recorder);
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                      const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
                      std::optional<Lease> lease = std::nullopt);
-  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                    const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
-                    std::optional<Lease> lease);
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                    const proc::ProcStatus& status);
+  void RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                        const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                        std::optional<Lease> lease);
   void ApplyMissedEnds(const std::vector<std::string>& names);
   absl::Status RestoreRestarting(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                                  const Supervision& supervision, int incarnation, const proc::ProcStatus& status,

@@ -222,19 +222,38 @@ std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const 
   return r;
 }
 
-void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                             const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
-                             std::optional<Lease> lease) {
+void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                             const proc::ProcStatus& status) {
+  absl::MutexLock lock(&mu_);
+  if (records_.contains(name)) return;
+  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
+  r->incarnation = incarnation;
+  r->status = status;
+  r->stop_requested = true;
+  ProcRecord& rec = *r;
+  records_[name] = std::move(r);
+  supervisor_.AddProc(name, Supervision{});
+  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
+  EndRecord(rec);
+  Publish(HostEvent::Kind::kTransition, name, status);
+  ForgetEnded(opts_.ended_procs_kept);
+}
+
+void ProcTable::RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                                 const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                                 std::optional<Lease> lease) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return;
   std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
   r->incarnation = incarnation;
   r->status = status;
+  // Restarting until ApplyMissedEnds decides: recorded so (a hostd that dies
+  // before restarts it again), and its route waits rather than bounces.
+  r->state = ProcRecord::State::kRestarting;
   ProcRecord& rec = *r;
   records_[name] = std::move(r);
   supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
   ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
-  EndRecord(rec);
   Publish(HostEvent::Kind::kTransition, name, status);
 }
 
@@ -243,9 +262,15 @@ void ProcTable::ApplyMissedEnds(const std::vector<std::string>& names) {
   absl::flat_hash_set<std::string> taken;  // by an earlier plan (a group restarts or ends its members together)
   for (const std::string& name : names) {
     auto it = records_.find(name);
-    if (taken.contains(name) || it == records_.end() || it->second->state != ProcRecord::State::kEnded) continue;
+    if (taken.contains(name) || it == records_.end() || it->second->state != ProcRecord::State::kRestarting) continue;
+    ProcRecord& r = *it->second;
     controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
-    for (std::string& n : controller_->OnMissedEnd(*it->second)) taken.insert(std::move(n));
+    std::vector<std::string> plan = controller_->OnMissedEnd(r);
+    if (plan.empty()) {
+      EndRecord(r);
+      if (recorder_) recorder_(name, &r, supervisor_.SupervisionOf(name), r.status);
+    }
+    for (std::string& n : plan) taken.insert(std::move(n));
   }
   ForgetEnded(opts_.ended_procs_kept);
 }

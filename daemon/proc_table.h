@@ -115,17 +115,21 @@ class ProcTable {
   absl::Status Adopt(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                      const Supervision& supervision, int incarnation, std::shared_ptr<manager::ProcHandle> handle,
                      std::optional<Lease> lease);
-  // A proc a previous hostd ran that ended while no hostd was running: known as
-  // ended with `status` (messages to it bounce with it) until its name is taken
-  // again or ApplyMissedEnds restarts it, under `supervision` (its place in its
-  // group kept) and `lease`. Nothing if the name is known.
-  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
-                    const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
-                    std::optional<Lease> lease);
-  // Applies the ends of `names` (restored by RestoreEnded), in order, as if just
-  // seen: each supervised one is restarted or given up under its policy and its
-  // group's strategy, like any end; one that a sibling's plan already took is not
-  // applied again. Then drops the oldest ended procs past the retention.
+  // A proc a previous hostd ran that is not running now: known as ended with
+  // `status` (messages to it bounce with it) until its name is taken again.
+  void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
+                    const proc::ProcStatus& status);
+  // A supervised proc a previous hostd ran whose end (`status`) no hostd saw:
+  // known under `supervision` (its place in its group kept) and `lease`, its end
+  // pending (recorded as restarting; messages to it wait as for a starting proc)
+  // until ApplyMissedEnds. Nothing if the name is known.
+  void RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                        const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                        std::optional<Lease> lease);
+  // Applies the pending ends of `names` (RestoreMissedEnd), in order, as if just
+  // seen: each is restarted or given up under its policy and its group's
+  // strategy, like any end; one that a sibling's plan already took is not applied
+  // again; one with no plan ends. Then drops the oldest ended procs past the retention.
   void ApplyMissedEnds(const std::vector<std::string>& names);
   // A supervised proc a previous hostd was restarting when it went down (`status`:
   // why its last incarnation, `incarnation`, ended): restarting again, under

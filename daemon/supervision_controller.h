@@ -71,9 +71,9 @@ class SupervisionController {
   void OnEnd(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
   // `r` was restarting under a previous hostd: its next incarnation starts now.
   void ResumeRestart(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
-  // `r` (recorded ended) ended while no hostd was running: its end is applied now
-  // as a live proc's is. Returns the procs its plan restarts or ends (none: it
-  // stays ended).
+  // `r` (restored restarting, its end pending) ended while no hostd was running:
+  // its end is applied now as a live proc's is. Returns the procs its plan
+  // restarts or ends (none: nothing was done, the caller ends it).
   std::vector<std::string> OnMissedEnd(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
   // Cancels the jobs of earlier epochs and waits (up to `wait`) for running ones.
   void PauseRestarts(absl::Duration wait) ABSL_LOCKS_EXCLUDED(table_.mu_);

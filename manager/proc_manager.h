@@ -66,6 +66,10 @@ struct SpawnSpec {
   // the daemon records it with the proc, to arm `authorize` for the same client
   // again when a later hostd adopts the proc.
   std::optional<std::string> client_identity;
+  // Process procs: an exec probe that cannot be resolved or authorised is not run
+  // (logged) instead of failing the launch. The daemon sets it for procs it
+  // re-adopted, whose probe a later policy may refuse after the proc was started.
+  bool skip_refused_probe = false;
   // Process procs: cgroup limits, written before the program execs; fields left
   // unset take the manager's defaults. Without a cgroup per proc the spawn fails
   // with FailedPrecondition naming the limit and why cgroups are off; an in-process

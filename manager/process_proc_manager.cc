@@ -331,6 +331,13 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   absl::StatusOr<std::optional<LaunchRequest::Credentials>> credentials = SpecCredentials(spec);
   if (!credentials.ok()) return fail(credentials.status());
   absl::StatusOr<LaunchRequest> probe = ProbeRequest(spec);
+  LivenessSpec liveness = spec.liveness;
+  if (!probe.ok() && spec.skip_refused_probe && spec.liveness.kind == LivenessKind::kExec) {
+    base::Log().warn("proc={} started without its liveness check ({}): {}", name, spec.liveness.ToString(),
+                     probe.status().message());
+    liveness = {};
+    probe = LaunchRequest{};
+  }
   if (!probe.ok()) return fail(probe.status());
   std::vector<std::string> argv = {spec.program};
   argv.insert(argv.end(), spec.args.begin(), spec.args.end());
@@ -356,7 +363,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Spawn(const proc
   const uint64_t mark_serial = next_mark_serial_.fetch_add(1, std::memory_order_relaxed);
   env[kEnvProcMark] = MarkValue(mark_token_, mark_serial);
   handle->set_mark_serial(mark_serial);
-  handle->set_liveness(spec.liveness, *std::move(probe));
+  handle->set_liveness(std::move(liveness), *std::move(probe));
   base::UniqueFd ready_read, ready_write, notify_sock, state_fd;
   if (spec.readiness == ReadinessMode::kHandshake) {
     int p[2];
@@ -474,10 +481,15 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
   // A check that cannot be read says the proc has ended only if it has.
   auto unreadable = [&](const absl::Status& why) {
     pollfd gone{pidfd.get(), POLLIN, 0};
-    const bool ended = ::poll(&gone, 1, 0) != 0;
+    const bool ended = ::poll(&gone, 1, 0) > 0;
     return absl::Status(ended ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
                         absl::StrCat("proc \"", name, "\": ", why.message()));
   };
+  if (request.start_time == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("proc \"", name, "\" (pid ", request.pid, "): its start time was not recorded; it cannot be told "
+                     "from a stranger"));
+  }
   absl::StatusOr<uint64_t> start = ProcStartTime(request.pid);
   if (!start.ok()) return unreadable(start.status());
   if (*start != request.start_time) {
@@ -495,7 +507,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
     }
   }
   pollfd alive{pidfd.get(), POLLIN, 0};
-  if (::poll(&alive, 1, 0) != 0) {
+  if (::poll(&alive, 1, 0) > 0) {
     return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
   }
   auto handle = std::make_shared<ProcessHandle>(this, id, request.command);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -98,20 +99,29 @@ TEST(KeepProcsTest, AProcThatEndedWhileHostdWasDownIsRestartedUnderItsPolicyAndG
     ASSERT_EQ(code, 0) << out;
   }
   std::map<std::string, pid_t> pids;
-  // a and b in pool, d1 and d2 in duo; all but b die.
-  for (const std::string name : {"a", "b", "c", "d1", "d2", "plain"}) {
+  // a and b in pool, d1 and d2 in duo; all but b die. c holds a lease (spawned
+  // last, renewed before the stop) that nobody renews after.
+  for (const std::string name : {"a", "b", "d1", "d2", "plain", "c"}) {
     v1::SpawnProcRequest req = h->EchoRequest(name);
     if (name != "plain") req.mutable_restart()->set_mode(v1::RESTART_MODE_ON_FAILURE);
     if (name == "a" || name == "b") req.set_group("pool");
     if (name == "d1" || name == "d2") req.set_group("duo");
     if (name == "c") {
       req.mutable_lease()->set_owner("holder");
-      req.mutable_lease()->mutable_ttl()->set_seconds(3600);
+      req.mutable_lease()->mutable_ttl()->set_seconds(5);
     }
     v1::SpawnProcResponse resp;
     grpc::Status s = h->Spawn(req, &resp);
     ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
     pids[name] = resp.proc().status().pid();
+  }
+  {
+    v1::RenewLeaseRequest renew;
+    renew.set_owner("holder");
+    v1::RenewLeaseResponse renewed;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(h->api().RenewLease(&ctx, renew, &renewed).ok());
+    ASSERT_EQ(renewed.procs(), 1);
   }
   // A stop, not SIGKILL: the table has every proc live (a SIGKILLed hostd's last
   // commits may lag its replies, leaving a row "starting", which is not restarted).
@@ -124,13 +134,18 @@ TEST(KeepProcsTest, AProcThatEndedWhileHostdWasDownIsRestartedUnderItsPolicyAndG
   std::map<std::string, v1::Proc> l;
   EXPECT_TRUE(testing::Eventually([&] {
     l = ListByName(*h);
-    for (const std::string name : {"a", "b", "c", "d1", "d2"}) {
+    for (const std::string name : {"a", "b", "d1", "d2"}) {
       if (l[name].incarnation() != 2 || l[name].status().state() != v1::PROC_STATE_READY) return false;
     }
     return true;
-  })) << "a: " << l["a"].DebugString() << "b: " << l["b"].DebugString() << "c: " << l["c"].DebugString()
-      << "d1: " << l["d1"].DebugString() << "d2: " << l["d2"].DebugString();
-  EXPECT_EQ(l["c"].lease().owner(), "holder") << "the restarted proc lost its lease";
+  })) << "a: " << l["a"].DebugString() << "b: " << l["b"].DebugString() << "d1: " << l["d1"].DebugString()
+      << "d2: " << l["d2"].DebugString();
+  // c was restarted, and its lease, not renewed, ended it.
+  EXPECT_TRUE(testing::Eventually([&] {
+    v1::Proc c = ListByName(*h)["c"];
+    return c.incarnation() == 2 && c.status().state() >= v1::PROC_STATE_STOPPED &&
+           absl::StrContains(c.status().reason(), "lease expired");
+  })) << ListByName(*h)["c"].DebugString();
   EXPECT_NE(l["b"].status().pid(), pids["b"]) << "the live sibling was not restarted with its group";
   EXPECT_TRUE(AwaitGone(pids["b"]));
   EXPECT_EQ(l["plain"].status().state(), v1::PROC_STATE_FAILED);
@@ -263,9 +278,10 @@ TEST(KeepProcsTest, AnAdoptedProcKeepsItsLimitsRestartPolicyAndGroup) {
 
 // What an adopted proc launches from then on must pass the exec policy of the
 // hostd that adopted it, even if the one that spawned it allowed everything: an
-// exec probe no longer allowed is not run (its listing shows no check), and a
+// exec probe no longer allowed is not run (the check stays configured), and a
 // restart of a program no longer allowed is refused, naming the rules. The proc
-// that runs is not ended by the stricter policy.
+// that runs is not ended by the stricter policy. A policy that allows the program
+// but not its probe restarts it, without the probe.
 TEST(KeepProcsTest, AnAdoptedProcLaunchesOnlyWhatTheAdoptingHostdsExecPolicyAllows) {
   testing::TempDir root;
   const std::string probed = root.Join("probed");
@@ -282,6 +298,10 @@ TEST(KeepProcsTest, AnAdoptedProcLaunchesOnlyWhatTheAdoptingHostdsExecPolicyAllo
   grpc::Status spawned = h->Spawn(req, &resp);
   ASSERT_TRUE(spawned.ok()) << spawned.error_message();
   const pid_t pid = resp.proc().status().pid();
+  req.set_name("q");
+  v1::SpawnProcResponse q_resp;
+  spawned = h->Spawn(req, &q_resp);
+  ASSERT_TRUE(spawned.ok()) << spawned.error_message();
   auto probes = [&] { return base::ReadSmallFile(probed).value_or("").size(); };
   ASSERT_TRUE(testing::Eventually([&] { return probes() > 0; })) << "the probe never ran";
   EXPECT_EQ(h->Signal(SIGTERM), 0);
@@ -307,6 +327,17 @@ TEST(KeepProcsTest, AnAdoptedProcLaunchesOnlyWhatTheAdoptingHostdsExecPolicyAllo
   EXPECT_EQ(p.incarnation(), 4);
   EXPECT_EQ(p.status().pid(), 0) << "a refused program was launched";
   EXPECT_THAT(p.status().reason(), HasSubstr("no --allow-exec rule matches it"));
+
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+  std::vector<std::string> programs_only = kKeep;
+  programs_only.insert(programs_only.end(),
+                       {"--allow-exec", std::filesystem::path(kTestProc).parent_path().string() + "/*"});
+  h = std::make_unique<Hostd>(programs_only, root);
+  kill(q_resp.proc().status().pid(), SIGKILL);
+  EXPECT_TRUE(testing::Eventually([&] {
+    p = ListByName(*h)["q"];
+    return p.incarnation() == 2 && p.status().state() == v1::PROC_STATE_READY;
+  })) << "a refused probe stopped the restart: " << p.DebugString();
 }
 
 // One proc streams numbered messages to another through the host: with no restart,
