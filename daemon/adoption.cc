@@ -120,6 +120,7 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
                     : absl::StatusOr<std::shared_ptr<manager::ProcHandle>>(absl::NotFoundError("no pid recorded"));
     std::string why;
     bool apply_policy = false;  // its end is applied under its restart policy and group
+    bool left_alone = false;    // it may still run, unmanaged
     if (h.ok() && live) {
       absl::Status s = host.Adopt(row.name, spec, row.labels, row.supervision, row.incarnation, *h, lease);
       if (s.ok()) {
@@ -147,8 +148,8 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       // It may still run (moved out of its cgroup, or not checkable): not
       // adopted, left alone, and never started a second time.
       ++sum.not_adopted;
-      why = absl::StrCat("not re-adopted: ", h.status().message(), "; pid ", row.pid, " left as it is");
-      base::Log().warn("proc={} {}", row.name, why);
+      left_alone = true;
+      why = absl::StrCat(h.status().message(), "; pid ", row.pid, " left as it is");
     } else if (!live) {
       // Its first launch, as last recorded (a commit may lag a SIGKILLed hostd's
       // last readiness): its spawn may have failed for its client, so it is not
@@ -171,11 +172,13 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       why = absl::StrCat(kEndedWhileDown, " (", h.status().message(), "; not adopted)");
       apply_policy = true;
     }
-    base::Log().info("proc={} pid={} not re-adopted: {}", row.name, row.pid, why);
+    base::Log().log(left_alone ? spdlog::level::warn : spdlog::level::info,
+                    "proc={} pid={} not re-adopted: {}", row.name, row.pid, why);
     if (apply_policy) {
-      host.RestoreMissedEnd(row.name, spec, row.labels, row.supervision, row.incarnation,
-                            proc::ProcStatus::Failed(why), lease);
-      missed.push_back(row.name);
+      if (host.RestoreMissedEnd(row.name, spec, row.labels, row.supervision, row.incarnation,
+                                proc::ProcStatus::Failed(why), lease)) {
+        missed.push_back(row.name);
+      }
     } else {
       host.RestoreEnded(row.name, spec, row.labels, row.incarnation, proc::ProcStatus::Failed(why));
     }

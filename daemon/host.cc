@@ -157,15 +157,15 @@ void Host::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec,
   table_->RestoreEnded(name, spec, std::move(labels), incarnation, status);
 }
 
-void Host::RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+bool Host::RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                             const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
                             std::optional<Lease> lease) {
-  table_->RestoreMissedEnd(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
+  return table_->RestoreMissedEnd(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
 }
 
 void Host::ApplyMissedEnds(const std::vector<std::string>& names) {
   table_->ApplyMissedEnds(names);
-  leases_->Wake();  // restarted procs' leases count from here
+  leases_->Wake();  // the keeper learns of the restored procs' leases
 }
 
 size_t Host::Quiesce(absl::Time deadline) {

@@ -199,7 +199,7 @@ class Host {
                      std::optional<Lease> lease = std::nullopt);
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                     const proc::ProcStatus& status);
-  void RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+  bool RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                         const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
                         std::optional<Lease> lease);
   void ApplyMissedEnds(const std::vector<std::string>& names);

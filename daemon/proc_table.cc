@@ -239,22 +239,27 @@ void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& 
   ForgetEnded(opts_.ended_procs_kept);
 }
 
-void ProcTable::RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+bool ProcTable::RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                                  const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
                                  std::optional<Lease> lease) {
   absl::MutexLock lock(&mu_);
-  if (records_.contains(name)) return;
+  if (records_.contains(name)) return false;
   std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
   r->incarnation = incarnation;
   r->status = status;
-  // Restarting until ApplyMissedEnds decides: recorded so (a hostd that dies
-  // before restarts it again), and its route waits rather than bounces.
-  r->state = ProcRecord::State::kRestarting;
   ProcRecord& rec = *r;
   records_[name] = std::move(r);
   supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
   ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
-  Publish(HostEvent::Kind::kTransition, name, status);
+  if (!supervisor_.Supervises(name)) {
+    rec.stop_requested = true;
+    EndRecord(rec);
+    Publish(HostEvent::Kind::kTransition, name, status);
+    return false;
+  }
+  // Restarting until ApplyMissedEnds decides: its route waits rather than bounces.
+  rec.state = ProcRecord::State::kRestarting;
+  return true;
 }
 
 void ProcTable::ApplyMissedEnds(const std::vector<std::string>& names) {
@@ -264,11 +269,12 @@ void ProcTable::ApplyMissedEnds(const std::vector<std::string>& names) {
     auto it = records_.find(name);
     if (taken.contains(name) || it == records_.end() || it->second->state != ProcRecord::State::kRestarting) continue;
     ProcRecord& r = *it->second;
+    Publish(HostEvent::Kind::kTransition, name, r.status);  // as a live proc's end: then the verdict
     controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
     std::vector<std::string> plan = controller_->OnMissedEnd(r);
     if (plan.empty()) {
       EndRecord(r);
-      if (recorder_) recorder_(name, &r, supervisor_.SupervisionOf(name), r.status);
+      if (recorder_) recorder_(name, &r, supervisor_.SupervisionOf(name), r.status);  // recorded ended
     }
     for (std::string& n : plan) taken.insert(std::move(n));
   }

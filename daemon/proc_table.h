@@ -119,11 +119,13 @@ class ProcTable {
   // `status` (messages to it bounce with it) until its name is taken again.
   void RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                     const proc::ProcStatus& status);
-  // A supervised proc a previous hostd ran whose end (`status`) no hostd saw:
-  // known under `supervision` (its place in its group kept) and `lease`, its end
-  // pending (recorded as restarting; messages to it wait as for a starting proc)
-  // until ApplyMissedEnds. Nothing if the name is known.
-  void RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+  // A proc a previous hostd ran whose end (`status`) no hostd saw. Supervised
+  // (`supervision` has a restart policy or a known group): known with its place in
+  // its group and `lease`, its end pending until ApplyMissedEnds (messages to it
+  // wait as for a starting proc; nothing is recorded, so a hostd that dies first
+  // leaves its row as it was); returns true. Otherwise: as RestoreEnded, false.
+  // Nothing (false) if the name is known.
+  bool RestoreMissedEnd(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
                         const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
                         std::optional<Lease> lease);
   // Applies the pending ends of `names` (RestoreMissedEnd), in order, as if just

@@ -70,7 +70,10 @@ void SupervisionController::ResumeRestart(Record& r) {
 }
 
 std::vector<std::string> SupervisionController::OnMissedEnd(Record& r) {
-  if (!table_.supervisor_.Supervises(r.name) || restarts_paused_ || !table_.stopped_why_.empty()) return {};
+  if (r.stop_requested || !table_.supervisor_.Supervises(r.name) || restarts_paused_ ||
+      !table_.stopped_why_.empty()) {
+    return {};  // (a lease that ran out during the adoption stopped it, say)
+  }
   Supervisor::Plan plan = table_.supervisor_.OnExit(r.name, r.status, absl::Now(), /*start_failed=*/false);
   if (plan.empty()) return {};
   ApplyPlan(r.name, plan, /*start_failed=*/false);
