@@ -29,7 +29,8 @@ constexpr absl::Duration kLogPoll = absl::Milliseconds(100);
 // A server stream written one message at a time from a bounded queue, finished
 // exactly once (a Finish asked for during a write waits for that write). With a
 // budget, the queued bytes count against every stream's total (WatchBudget).
-// Registered in `open` from construction until Detach, which OnDone calls first.
+// Registered in `open` from construction until Detach, which OnDone calls first;
+// the same slot lets events and timers reach the stream while it lives (IfAlive).
 template <typename T>
 class QueuedWriter : public grpc::ServerWriteReactor<T>, public OpenStreams::Endable {
  public:
@@ -111,11 +112,20 @@ class QueuedWriter : public grpc::ServerWriteReactor<T>, public OpenStreams::End
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
 
  protected:
-  // Out of the open streams: the first thing OnDone does.
+  // Out of the open streams, and out of reach of IfAlive: the first thing OnDone does.
   void Detach() {
     absl::MutexLock lock(&slot_->mu);
     slot_->stream = nullptr;
   }
+
+  // Calls fn(stream) under the slot's lock unless the stream (a D) has been detached:
+  // how an event or a timer on another thread reaches it.
+  template <typename D, typename Fn>
+  static void IfAlive(const std::shared_ptr<OpenStreams::Slot>& slot, Fn fn) {
+    absl::MutexLock lock(&slot->mu);
+    if (slot->stream != nullptr) fn(static_cast<D&>(*slot->stream));
+  }
+  const std::shared_ptr<OpenStreams::Slot>& slot() const { return slot_; }
 
   // The queue emptied after a write (called without the lock).
   virtual void OnDrained() {}
@@ -166,12 +176,6 @@ class QueuedWriter : public grpc::ServerWriteReactor<T>, public OpenStreams::End
 // WatchProcs: the host's events, filtered by name.
 class EventStream final : public QueuedWriter<v1::ProcEvent> {
  public:
-  // The subscriber callback reaches the stream through this while it lives.
-  struct Sink {
-    absl::Mutex mu;
-    EventStream* stream ABSL_GUARDED_BY(mu) = nullptr;
-  };
-
   // The caller has counted it in budget->streams already. `lease_hold`: the
   // HoldLease of the owner the request names, released when the stream ends.
   EventStream(OpenStreams& open, Host& host, channel::EventLoop& loop, const v1::WatchProcsRequest& req,
@@ -182,30 +186,20 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
         loop_(loop),
         names_(req.names().begin(), req.names().end()),
         group_(req.group()),
-        sink_(std::make_shared<Sink>()),
         lease_hold_(lease_hold) {
-    {
-      absl::MutexLock lock(&sink_->mu);
-      sink_->stream = this;
-    }
     sub_ = host_.Subscribe(
-        [sink = sink_, names = names_, group = group_](const HostEvent& e) {
+        [slot = slot(), names = names_, group = group_](const HostEvent& e) {
           if (!names.empty() && (e.is_group || !names.contains(e.name))) return;
           if (!group.empty() && std::find(e.groups.begin(), e.groups.end(), group) == e.groups.end()) return;
           v1::ProcEvent pe;
           ToProto(e, &pe);
-          absl::MutexLock lock(&sink->mu);
-          if (sink->stream != nullptr) sink->stream->Enqueue(std::move(pe));
+          IfAlive<EventStream>(slot, [&](EventStream& s) { s.Enqueue(std::move(pe)); });
         },
         req.snapshot());
   }
 
   void OnDone() override {
     Detach();
-    {
-      absl::MutexLock lock(&sink_->mu);
-      sink_->stream = nullptr;
-    }
     // Not inline: this may run under the host's lock, in an event's delivery.
     loop_.Post([&host = host_, id = sub_, hold = lease_hold_] {
       host.Unsubscribe(id);
@@ -221,7 +215,6 @@ class EventStream final : public QueuedWriter<v1::ProcEvent> {
   channel::EventLoop& loop_;
   const absl::flat_hash_set<std::string> names_;
   const std::string group_;
-  std::shared_ptr<Sink> sink_;
   const std::optional<uint64_t> lease_hold_;
   uint64_t sub_ = 0;
 };
@@ -259,11 +252,6 @@ std::pair<size_t, off_t> TailLineStart(const std::vector<base::UniqueFd>& files,
 // the last read and the rotation is in <log>.1, not in the stream).
 class LogStream final : public QueuedWriter<v1::LogChunk> {
  public:
-  struct Poll {
-    absl::Mutex mu;
-    LogStream* stream ABSL_GUARDED_BY(mu) = nullptr;
-  };
-
   // `ended`: whether the proc has ended for good; any thread.
   // `files`: older first, each at the offset to read from; the last is the log.
   LogStream(OpenStreams& open, channel::EventLoop& loop, std::vector<base::UniqueFd> files, bool follow,
@@ -272,20 +260,12 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
         loop_(loop),
         files_(std::move(files)),
         follow_(follow),
-        ended_(std::move(ended)),
-        poll_(std::make_shared<Poll>()) {
-    absl::MutexLock lock(&poll_->mu);
-    poll_->stream = this;
-  }
+        ended_(std::move(ended)) {}
 
   void Start() { ReadMore(); }
 
   void OnDone() override {
     Detach();
-    {
-      absl::MutexLock lock(&poll_->mu);
-      poll_->stream = nullptr;
-    }
     delete this;
   }
 
@@ -333,11 +313,10 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
       return;
     }
     auto timer = std::make_shared<boost::asio::steady_timer>(loop_.context());
-    loop_.Post([timer, poll = poll_] {
+    loop_.Post([timer, slot = slot()] {
       timer->expires_after(absl::ToChronoNanoseconds(kLogPoll));
-      timer->async_wait([timer, poll](const boost::system::error_code&) {
-        absl::MutexLock lock(&poll->mu);
-        if (poll->stream != nullptr) poll->stream->ReadMore();
+      timer->async_wait([timer, slot](const boost::system::error_code&) {
+        IfAlive<LogStream>(slot, [](LogStream& s) { s.ReadMore(); });
       });
     });
   }
@@ -348,7 +327,6 @@ class LogStream final : public QueuedWriter<v1::LogChunk> {
   const bool follow_;
   const std::function<bool()> ended_;
   bool saw_end_ = false;
-  std::shared_ptr<Poll> poll_;
 };
 
 template <typename T>

@@ -184,13 +184,7 @@ absl::Status ProcTable::RestoreRestarting(const std::string& name, const manager
                                           const proc::ProcStatus& status, std::optional<Lease> lease) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return absl::AlreadyExistsError(absl::StrCat("proc \"", name, "\" already exists"));
-  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
-  r->incarnation = incarnation;
-  r->status = status;
-  ProcRecord& rec = *r;
-  records_[name] = std::move(r);
-  supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
-  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
+  ProcRecord& rec = Restore(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
   Publish(HostEvent::Kind::kSpawned, name, status);
   controller_->table_.mu_.AssertHeld();  // the controller works under this table's lock
   controller_->ResumeRestart(rec);
@@ -222,20 +216,30 @@ std::unique_ptr<ProcRecord> ProcTable::NewRecord(const std::string& name, const 
   return r;
 }
 
+ProcRecord& ProcTable::Restore(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                               const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                               std::optional<Lease> lease) {
+  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
+  r->incarnation = incarnation;
+  r->status = status;
+  ProcRecord& rec = *r;
+  records_[name] = std::move(r);
+  supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
+  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
+  return rec;
+}
+
+void ProcTable::EndRestored(ProcRecord& r) {
+  r.stop_requested = true;
+  EndRecord(r);
+  Publish(HostEvent::Kind::kTransition, r.name, r.status);
+}
+
 void ProcTable::RestoreEnded(const std::string& name, const manager::SpawnSpec& spec, Labels labels, int incarnation,
                              const proc::ProcStatus& status) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return;
-  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels));
-  r->incarnation = incarnation;
-  r->status = status;
-  r->stop_requested = true;
-  ProcRecord& rec = *r;
-  records_[name] = std::move(r);
-  supervisor_.AddProc(name, Supervision{});
-  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
-  EndRecord(rec);
-  Publish(HostEvent::Kind::kTransition, name, status);
+  EndRestored(Restore(name, spec, std::move(labels), Supervision{}, incarnation, status, std::nullopt));
   ForgetEnded(opts_.ended_procs_kept);
 }
 
@@ -244,17 +248,9 @@ bool ProcTable::RestoreMissedEnd(const std::string& name, const manager::SpawnSp
                                  std::optional<Lease> lease) {
   absl::MutexLock lock(&mu_);
   if (records_.contains(name)) return false;
-  std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
-  r->incarnation = incarnation;
-  r->status = status;
-  ProcRecord& rec = *r;
-  records_[name] = std::move(r);
-  supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
-  ToRouter([name, gen = rec.gen](Router& router) { router.Open(name, gen); });
+  ProcRecord& rec = Restore(name, spec, std::move(labels), supervision, incarnation, status, std::move(lease));
   if (!supervisor_.Supervises(name)) {
-    rec.stop_requested = true;
-    EndRecord(rec);
-    Publish(HostEvent::Kind::kTransition, name, status);
+    EndRestored(rec);
     return false;
   }
   // Restarting until ApplyMissedEnds decides: its route waits rather than bounces.

@@ -245,6 +245,13 @@ class ProcTable {
   // `supervision` without its group if the proc cannot join it (logged).
   Supervision KnownGroupOnly(const std::string& name, Supervision supervision) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A proc a previous hostd ran, known again under a name not known here: its
+  // record (NewRecord, with `incarnation` and `status`), its supervision and route.
+  ProcRecord& Restore(const std::string& name, const manager::SpawnSpec& spec, Labels labels,
+                      const Supervision& supervision, int incarnation, const proc::ProcStatus& status,
+                      std::optional<Lease> lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A restored record that stays ended with its status (no restart).
+  void EndRestored(ProcRecord& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   // In name order, so that listing walks it as it is, with no sort per call.

@@ -69,12 +69,14 @@ void SupervisionController::ResumeRestart(Record& r) {
   Submit(Job{.epoch = restart_epoch_, .stop = {}, .start = {r.name}, .delay = absl::ZeroDuration()});
 }
 
+Supervisor::Plan SupervisionController::PlanFor(const Record& r) {
+  if (!table_.supervisor_.Supervises(r.name) || restarts_paused_ || !table_.stopped_why_.empty()) return {};
+  return table_.supervisor_.OnExit(r.name, r.status, absl::Now(), /*start_failed=*/false);
+}
+
 std::vector<std::string> SupervisionController::OnMissedEnd(Record& r) {
-  if (r.stop_requested || !table_.supervisor_.Supervises(r.name) || restarts_paused_ ||
-      !table_.stopped_why_.empty()) {
-    return {};  // (a lease that ran out during the adoption stopped it, say)
-  }
-  Supervisor::Plan plan = table_.supervisor_.OnExit(r.name, r.status, absl::Now(), /*start_failed=*/false);
+  if (r.stop_requested) return {};  // (a lease that ran out during the adoption stopped it, say)
+  Supervisor::Plan plan = PlanFor(r);
   if (plan.empty()) return {};
   ApplyPlan(r.name, plan, /*start_failed=*/false);
   std::vector<std::string> taken = plan.restart;
@@ -104,11 +106,7 @@ void SupervisionController::OnEnd(Record& r) {
       return;
     case Fate::kNone: break;
   }
-  if (!table_.supervisor_.Supervises(name) || restarts_paused_ || !table_.stopped_why_.empty()) {
-    table_.EndRecord(r);
-    return;
-  }
-  Supervisor::Plan plan = table_.supervisor_.OnExit(name, r.status, absl::Now(), /*start_failed=*/false);
+  Supervisor::Plan plan = PlanFor(r);
   if (plan.empty()) {
     table_.EndRecord(r);
     return;

@@ -75,6 +75,9 @@ class SupervisionController {
   // its end is applied now as a live proc's is. Returns the procs its plan
   // restarts or ends (none: nothing was done, the caller ends it).
   std::vector<std::string> OnMissedEnd(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
+  // What an end of `r` on its own calls for: nothing (it ends) when it has no
+  // supervision or restarts are paused or the table stopped, else its supervisor's plan.
+  Supervisor::Plan PlanFor(const Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);
   // Cancels the jobs of earlier epochs and waits (up to `wait`) for running ones.
   void PauseRestarts(absl::Duration wait) ABSL_LOCKS_EXCLUDED(table_.mu_);
   void ResumeRestarts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(table_.mu_);

@@ -472,17 +472,20 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
   // The pidfd first, then the identity: if the process it names is still running
   // after the checks, the checks were of that process (its pid cannot be reused
   // while it lives).
+  auto gone = [&] { return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended")); };
   base::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, request.pid, 0)));
   if (!pidfd.valid()) {
-    if (errno == ESRCH) return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
+    if (errno == ESRCH) return gone();
     return base::ErrnoError(absl::StatusCode::kUnavailable, errno,
                             absl::StrCat("proc \"", name, "\" (pid ", request.pid, "): cannot open a pidfd"));
   }
+  auto ended = [&] {
+    pollfd p{pidfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  };
   // A check that cannot be read says the proc has ended only if it has.
   auto unreadable = [&](const absl::Status& why) {
-    pollfd gone{pidfd.get(), POLLIN, 0};
-    const bool ended = ::poll(&gone, 1, 0) > 0;
-    return absl::Status(ended ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
+    return absl::Status(ended() ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
                         absl::StrCat("proc \"", name, "\": ", why.message()));
   };
   if (request.start_time == 0) {
@@ -506,10 +509,7 @@ absl::StatusOr<std::shared_ptr<ProcHandle>> ProcessProcManager::Adopt(const proc
                                              ", not the proc's ", request.cgroup_dir));
     }
   }
-  pollfd alive{pidfd.get(), POLLIN, 0};
-  if (::poll(&alive, 1, 0) > 0) {
-    return absl::NotFoundError(absl::StrCat("proc \"", name, "\" (pid ", request.pid, ") has ended"));
-  }
+  if (ended()) return gone();
   auto handle = std::make_shared<ProcessHandle>(this, id, request.command);
   handle->set_mark_serial(request.mark_serial);
   if (absl::Status added = procs_.Add(name, handle); !added.ok()) return added;
