@@ -378,12 +378,16 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
 }
 
 void ProcTable::FillInfo(const ProcRecord& r, ProcInfo& out) const {
-  // A live proc's handle is fresher than the last status the loop applied.
+  // A live proc's handle is fresher than the last status the loop applied, until
+  // it ends: an end the loop has not applied yet is shown once it is, with what
+  // its supervision made of it (restarting or ended), never as an end that looks
+  // final for a proc about to restart.
   const bool ended = r.state == ProcRecord::State::kEnded;
   const bool restarting = r.state == ProcRecord::State::kRestarting;
   out.name = r.name;
   out.id = *r.id;
-  out.status = WithLeaseReason(r.lease, r.handle && !ended && !restarting ? r.handle->status() : r.status);
+  proc::ProcStatus fresh = r.handle && !ended && !restarting ? r.handle->status() : r.status;
+  out.status = WithLeaseReason(r.lease, fresh.terminal() && !ended ? r.status : std::move(fresh));
   out.labels = r.labels;
   out.program = r.spec.program;
   out.args = r.spec.args;

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "base/status_macros.h"
 #include "daemon/host.h"
 #include "gmock/gmock.h"
@@ -453,6 +454,29 @@ TEST(HostSupervisionTest, AProcStoppedOnRequestIsNotRestarted) {
   EXPECT_EQ(f.events.Count(Kind::kRestarting, "p"), 0);
   EXPECT_EQ(f.w.Starts("p"), 1);
   EXPECT_THAT(f.h.host->Terminate("ghost", absl::Seconds(1), ""), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Between a proc's end and the moment the host applies it, a listing must not
+// show an end that looks final (terminal, not restarting) for a proc its policy
+// is about to restart: the host's loop is held while the proc dies.
+TEST(HostSupervisionTest, AnEndNotYetAppliedIsNeverListedAsFinal) {
+  Fixture f;
+  ASSERT_THAT(f.h.host->Spawn("t", Member(f.w, "t"), {}, Restart(RestartMode::kOnFailure)), IsOk());
+  absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = f.h.host->Handle("t");
+  ASSERT_THAT(handle, IsOk());
+  absl::Notification holding, release;
+  f.h.host->SendToProc("t", "echo", "x", absl::Seconds(10), absl::Seconds(10), [&](absl::StatusOr<Host::Reply>) {
+    holding.Notify();
+    release.WaitForNotificationWithTimeout(testing::kHangGuard);  // the host's loop waits here
+  });
+  ASSERT_TRUE(holding.WaitForNotificationWithTimeout(testing::kHangGuard));
+  ASSERT_THAT((*handle)->Kill(), IsOk());
+  ASSERT_TRUE((*handle)->status().terminal());
+  absl::StatusOr<ProcInfo> during = f.h.host->Get("t");
+  ASSERT_THAT(during, IsOk());
+  EXPECT_FALSE(during->status.terminal() && !during->restarting) << during->status.ToString();
+  release.Notify();
+  EXPECT_EQ(f.events.Await(Kind::kRestarted, "t").incarnation, 2);
 }
 
 }  // namespace
