@@ -86,8 +86,8 @@ struct ProcInfo {
   Supervision supervision{};
   std::vector<std::string> groups{};  // from the top-level group down to its own
   bool restarting = false;            // ended; its next incarnation is on the way
-  // The host has applied its end and will not start it again. (`status` may be
-  // terminal a moment before: a live handle's status is read directly.)
+  // The host has applied its end and will not start it again. `status` is
+  // terminal only once that end is applied: then either this or `restarting`.
   bool ended = false;
   size_t saved_state_bytes = 0;  // what its next incarnation would start with
   std::optional<Lease> lease{};  // when spawned with one
