@@ -270,7 +270,7 @@ void ProcTable::ApplyMissedEnds(const std::vector<std::string>& names) {
     std::vector<std::string> plan = controller_->OnMissedEnd(r);
     if (plan.empty()) {
       EndRecord(r);
-      if (recorder_) recorder_(name, &r, supervisor_.SupervisionOf(name), r.status);  // recorded ended
+      Persist(r);  // recorded ended
     }
     for (std::string& n : plan) taken.insert(std::move(n));
   }
@@ -597,6 +597,10 @@ void ProcTable::Publish(HostEvent e) {
     const bool gone = e.kind == HostEvent::Kind::kRemoved || it == records_.end();
     recorder_(e.name, gone ? nullptr : it->second.get(), gone ? nullptr : supervisor_.SupervisionOf(e.name), e.status);
   }
+}
+
+void ProcTable::Persist(const ProcRecord& r) {
+  if (recorder_) recorder_(r.name, &r, supervisor_.SupervisionOf(r.name), r.status);
 }
 
 uint64_t ProcTable::Subscribe(EventFn fn, bool snapshot) {

@@ -222,6 +222,9 @@ class ProcTable {
   void Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(HostEvent e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records `r` as it stands now in the durable table, for a change no event
+  // reports (Publish records with every event).
+  void Persist(const ProcRecord& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs `fn` on the loop after what the table posted before (under mu_: in order).
   void ToRouter(absl::AnyInvocable<void(Router&)> fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -92,8 +92,9 @@ void SupervisionController::OnEnd(Record& r) {
     return;
   }
   switch (std::exchange(r.fate, Fate::kNone)) {
-    case Fate::kRestart:  // its job starts it
+    case Fate::kRestart:  // its job starts it; its kRestarting event went out while it ran
       MarkRestarting(r);
+      table_.Persist(r);  // a hostd that goes down now leaves it restarting for the next
       return;
     case Fate::kEnd:  // its group gave up; the event is out
       table_.EndRecord(r);

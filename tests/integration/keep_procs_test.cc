@@ -153,6 +153,41 @@ TEST(KeepProcsTest, AProcThatEndedWhileHostdWasDownIsRestartedUnderItsPolicyAndG
   EXPECT_EQ(l["plain"].incarnation(), 1);
 }
 
+// A member its group stopped for a restart that then waits out its backoff is
+// restarting, in the durable table as in memory: a hostd handing over meanwhile
+// leaves it to the next, which restarts it with the member that failed.
+TEST(KeepProcsTest, AGroupMemberStoppedForItsGroupsRestartIsRestartedByTheNextHostd) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(kKeep, root);
+  auto [code, out] = Hostctl(*h, "group create slow --strategy one-for-all --backoff-initial 60 --backoff-max 60");
+  ASSERT_EQ(code, 0) << out;
+  std::map<std::string, pid_t> pids;
+  for (const std::string name : {"x", "y"}) {
+    v1::SpawnProcRequest req = h->EchoRequest(name);
+    req.mutable_restart()->set_mode(v1::RESTART_MODE_ON_FAILURE);
+    req.set_group("slow");
+    v1::SpawnProcResponse resp;
+    grpc::Status s = h->Spawn(req, &resp);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.error_message();
+    pids[name] = resp.proc().status().pid();
+  }
+  kill(pids["x"], SIGKILL);
+  ASSERT_TRUE(AwaitGone(pids["y"])) << "the group did not stop its other member";
+  std::map<std::string, v1::Proc> l;
+  ASSERT_TRUE(testing::Eventually([&] {
+    l = ListByName(*h);
+    return l["x"].restarting() && l["y"].restarting();
+  })) << "x: " << l["x"].DebugString() << "y: " << l["y"].DebugString();
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+
+  h = std::make_unique<Hostd>(kKeep, root);
+  EXPECT_TRUE(testing::Eventually([&] {
+    l = ListByName(*h);
+    return l["x"].incarnation() == 2 && l["x"].status().state() == v1::PROC_STATE_READY &&
+           l["y"].incarnation() == 2 && l["y"].status().state() == v1::PROC_STATE_READY;
+  })) << "x: " << l["x"].DebugString() << "y: " << l["y"].DebugString();
+}
+
 // No hostd comes back: the janitor kills every proc (grandchildren too) after
 // --reattach-timeout.
 TEST(KeepProcsTest, NoHostdComingBackMeansNoOrphans) {
