@@ -341,7 +341,8 @@ void ProcTable::EndRecord(ProcRecord& r) {
   r.state = ProcRecord::State::kEnded;
   r.fate = ProcRecord::Fate::kNone;
   r.announce_restart = false;
-  ended_order_.push_back(r.name);
+  r.ended_seq = next_ended_seq_++;
+  ended_order_.emplace_back(r.name, r.ended_seq);
   ToRouter([name = r.name, note = absl::StrCat("proc \"", r.name, "\" has ended: ", r.status.ToString())](
                Router& router) mutable { router.End(name, std::move(note)); });
 }
@@ -355,10 +356,18 @@ void ProcTable::SetSavedState(ProcRecord& r, std::optional<std::string> state) {
 void ProcTable::ForgetEnded(size_t keep) {
   size_t ended = 0;
   for (const auto& [n, r] : records_) ended += r->state == ProcRecord::State::kEnded;
+  // The record an entry stands for, if it is still that end.
+  auto current = [this](const std::pair<std::string, uint64_t>& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = records_.find(entry.first);
+    return it != records_.end() && it->second->state == ProcRecord::State::kEnded &&
+                   it->second->ended_seq == entry.second
+               ? it
+               : records_.end();
+  };
   size_t i = 0;
   while (ended > keep && i < ended_order_.size()) {
-    auto it = records_.find(ended_order_[i++]);
-    if (it == records_.end() || it->second->state != ProcRecord::State::kEnded) continue;
+    auto it = current(ended_order_[i++]);
+    if (it == records_.end()) continue;
     Publish(HostEvent::Kind::kRemoved, it->first, it->second->status);
     SetSavedState(*it->second, std::nullopt);
     supervisor_.RemoveProc(it->first);
@@ -367,6 +376,12 @@ void ProcTable::ForgetEnded(size_t keep) {
     --ended;
   }
   ended_order_.erase(ended_order_.begin(), ended_order_.begin() + static_cast<std::ptrdiff_t>(i));
+  // Every ended record has one current entry; past twice that, the stale go.
+  if (ended_order_.size() > 2 * ended + 64) {
+    std::erase_if(ended_order_, [&](const auto& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return current(entry) == records_.end();
+    });
+  }
 }
 
 // ---- Reading ------------------------------------------------------------------------

@@ -62,6 +62,7 @@ struct ProcRecord {
   std::string name;
   std::optional<proc::ProcId> id;  // from the name, made once
   uint64_t gen = 0;                // distinguishes successive incarnations of one name
+  uint64_t ended_seq = 0;          // its last end's place in the table's ended order
   State state = State::kStarting;
   proc::ProcStatus status;  // the last the table applied
   Labels labels;
@@ -259,7 +260,12 @@ class ProcTable {
   mutable absl::Mutex mu_;
   // In name order, so that listing walks it as it is, with no sort per call.
   absl::btree_map<std::string, std::unique_ptr<ProcRecord>> records_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> ended_order_ ABSL_GUARDED_BY(mu_);  // oldest first (may hold stale names)
+  // Ends, oldest first, as {name, ended_seq}: an entry whose record has since
+  // been restarted, ended again or replaced is stale. ForgetEnded keeps stale
+  // entries to at most as many as the ended records (a name spawned, ended and
+  // spawned again forever must not grow it).
+  std::vector<std::pair<std::string, uint64_t>> ended_order_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_ended_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t next_gen_ ABSL_GUARDED_BY(mu_) = 1;
   size_t saved_state_total_ ABSL_GUARDED_BY(mu_) = 0;  // of every record's saved_state
   int spawns_in_flight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -263,6 +263,31 @@ TEST(HostTest, DuplicateNameIsAlreadyExistsAndEndedNamesCanBeReused) {
   EXPECT_THAT(h.host->Spawn("a", EchoSpec()), IsOk());
 }
 
+// Past the ended procs a host keeps, the oldest end is forgotten first, however
+// often a name was spawned and ended again: a reused name stands at its newest end.
+TEST(HostTest, PastTheEndedProcsKeptTheOldestEndGoesEvenWhenNamesAreReused) {
+  manager::LocalProcManager mgr;
+  HostOptions options;
+  options.ended_procs_kept = 2;
+  std::unique_ptr<Host> host = *Host::Start(mgr, mgr, options);
+  auto end = [&](const std::string& name) {
+    ASSERT_THAT(host->Spawn(name, EchoSpec()), IsOk());
+    ASSERT_THAT(host->Kill(name), IsOk());
+    ASSERT_TRUE(testing::Eventually([&] {
+      absl::StatusOr<ProcInfo> p = host->Get(name);
+      return p.ok() && p->ended;
+    }));
+  };
+  // A name spawned and ended many times over keeps its one place.
+  for (int i = 0; i < 300; ++i) end("a");
+  end("b");
+  end("a");  // ended now: b, then a
+  end("c");  // one past the two kept: b goes
+  EXPECT_THAT(host->Get("b"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(host->Get("a"), IsOk());
+  EXPECT_THAT(host->Get("c"), IsOk());
+}
+
 TEST(HostTest, TerminateChildrenReturnsTheSummaryAndFreesTheNames) {
   LocalHost h;
   for (const char* n : {"p1", "p2", "p3"}) ASSERT_THAT(h.host->Spawn(n, EchoSpec()), IsOk());
