@@ -90,11 +90,14 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
   }
   uint64_t last_serial = 0;
   for (const StoredProc& row : rows) last_serial = std::max(last_serial, row.mark_serial);
-  mgr.ReserveMarkSerials(last_serial);
+  // A launch the previous hostd began but never recorded (a new incarnation, a
+  // first start) carries a serial no row has: this hostd's launches stay above it.
+  const uint64_t first_own = mgr.ReserveMarkSerialsInUse(last_serial);
   AdoptionSummary sum;
   // Procs whose end no hostd saw: applied once every row is back, so that a group's
   // strategy finds all of its members, in their order.
   std::vector<std::string> missed;
+  std::vector<uint64_t> left_alone_serials;  // their families are not swept either
   for (const StoredProc& row : rows) {
     // A restarting row carries its last incarnation's end: it is still restarted.
     if (row.state == "ended" || (row.terminal && row.state != "restarting")) {
@@ -149,6 +152,7 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       // adopted, left alone, and never started a second time.
       ++sum.not_adopted;
       left_alone = true;
+      left_alone_serials.push_back(row.mark_serial);
       why = absl::StrCat(h.status().message(), "; pid ", row.pid, " left as it is");
     } else if (!live) {
       // Its first launch, as last recorded (a commit may lag a SIGKILLed hostd's
@@ -184,6 +188,9 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
     }
   }
   host.ApplyMissedEnds(missed);
+  // What no row accounts for runs unmanaged otherwise; restarts launched above are
+  // this hostd's own (serials from first_own on) and are left alone.
+  sum.unrecorded = mgr.KillUnadoptedMarked(first_own, left_alone_serials);
   return sum;
 }
 

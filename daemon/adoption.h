@@ -58,6 +58,7 @@ struct AdoptionSummary {
   int killed = 0;     // were starting: killed
   int restarted = 0;  // were restarting: restarting again
   int not_adopted = 0;  // might still run but could not be adopted: left alone
+  int unrecorded = 0;   // processes with the state directory's mark but no row: killed
 };
 
 // Makes `host` record every proc's lifecycle, and every group, in `store`;

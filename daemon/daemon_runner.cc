@@ -323,8 +323,9 @@ absl::Status RunDaemon(const DaemonConfig& cfg) {
       AdoptionSummary a = AdoptStored(store->loaded(), store->loaded_groups(), *pm, **host, *store, sopts.exec_policy);
       base::Log().info(
           "durable proc table {}: {} procs recorded, {} re-adopted, {} restarting again, {} ended while hostd was "
-          "down, {} pids reused by other processes (not adopted), {} killed mid-start, {} left alone (not adoptable)",
-          store->path(), a.rows, a.adopted, a.restarted, a.ended, a.strangers, a.killed, a.not_adopted);
+          "down, {} pids reused by other processes (not adopted), {} killed mid-start, {} left alone (not adoptable), "
+          "{} unrecorded launches killed",
+          store->path(), a.rows, a.adopted, a.restarted, a.ended, a.strangers, a.killed, a.not_adopted, a.unrecorded);
       (*host)->Adopted();
     } else {
       // Without --keep-procs the previous hostd's procs died with it, and so did

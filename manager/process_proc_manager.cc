@@ -541,4 +541,37 @@ void ProcessProcManager::ReserveMarkSerials(uint64_t last) {
   }
 }
 
+uint64_t ProcessProcManager::ReserveMarkSerialsInUse(uint64_t last) {
+  uint64_t highest = last;
+  ScanMarked(
+      mark_token_.c_str(),
+      [](pid_t, uint64_t serial, void* context) {
+        uint64_t& h = *static_cast<uint64_t*>(context);
+        h = std::max(h, serial);
+      },
+      &highest);
+  ReserveMarkSerials(highest);
+  return next_mark_serial_.load(std::memory_order_relaxed);
+}
+
+int ProcessProcManager::KillUnadoptedMarked(uint64_t first_own, const std::vector<uint64_t>& spared) {
+  struct Sweep {
+    uint64_t first_own;
+    absl::flat_hash_set<uint64_t> kept;  // the serials of this manager's procs, and the spared
+    int killed = 0;
+  } sweep{.first_own = first_own, .kept = {spared.begin(), spared.end()}};
+  for (const std::shared_ptr<ProcHandle>& h : Procs()) sweep.kept.insert(h->mark_serial());
+  ScanMarked(
+      mark_token_.c_str(),
+      [](pid_t pid, uint64_t serial, void* context) {
+        Sweep& s = *static_cast<Sweep*>(context);
+        if (serial >= s.first_own || s.kept.contains(serial) || ::kill(pid, SIGKILL) != 0) return;
+        ++s.killed;
+        base::Log().warn("pid={} carried the mark of a launch no proc was recorded for (serial {}): killed", pid,
+                         serial);
+      },
+      &sweep);
+  return sweep.killed;
+}
+
 }  // namespace hostd::manager

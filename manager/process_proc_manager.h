@@ -141,6 +141,17 @@ class ProcessProcManager final : public ProcManager, public BulkTerminate {
   // Launches from now on take mark serials above `last` (the highest a previous
   // manager on the state directory recorded), so none repeats an adopted proc's.
   void ReserveMarkSerials(uint64_t last);
+  // Before adopting a previous manager's procs: as ReserveMarkSerials, above
+  // `last` and above every serial a process carries now under this manager's mark
+  // (a launch the previous manager began but never recorded). Returns the first
+  // serial of this manager's own launches.
+  uint64_t ReserveMarkSerialsInUse(uint64_t last);
+  // After adopting: SIGKILLs every process carrying this manager's mark with a
+  // serial below `first_own` that none of its procs has, nor `spared` (procs the
+  // caller leaves alone): a launch the previous manager never recorded, or what a
+  // proc that ended while no manager ran left behind. Nothing of this manager's
+  // own launches is touched. Returns how many it killed.
+  int KillUnadoptedMarked(uint64_t first_own, const std::vector<uint64_t>& spared);
   TerminateSummary TerminateAll(absl::Duration grace, int max_in_flight, absl::string_view reason) override;
   TerminateSummary KillAll(absl::Time deadline) override;
 

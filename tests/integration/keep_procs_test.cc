@@ -5,6 +5,8 @@
 // another crosses every kind of restart. The restarts of every kind at scale are
 // restart_test.cc.
 #include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -31,8 +34,10 @@ const std::vector<std::string> kKeep = {"--keep-procs", "--reattach-timeout", "5
 
 bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
 
-// A recorded pid whose start time does not match is someone else's: not adopted,
-// not signalled, recorded as ended.
+// A recorded pid that is another process's now (its start time is not the
+// recorded one) is not adopted, not signalled, and the proc is recorded as ended.
+// The process the row named before carries the mark of a launch no row accounts
+// for any more: the adopting hostd kills it.
 TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
   testing::TempDir root;
   auto h = std::make_unique<Hostd>(kKeep, root);
@@ -40,12 +45,17 @@ TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
   ASSERT_TRUE(h->Spawn(h->EchoRequest("s"), &resp).ok());
   const pid_t pid = resp.proc().status().pid();
   h->Signal(SIGTERM);
-  // Make the row name another process: its start time one tick off.
+  // The stranger: a process of the test's own, without hostd's mark, that the row names now.
+  const pid_t stranger = fork();
+  if (stranger == 0) {
+    execl("/bin/sleep", "sleep", "120", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(stranger, 0);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(db, "UPDATE procs SET start_time = start_time + 1 WHERE name = 's'", nullptr, nullptr, nullptr),
-      SQLITE_OK);
+  std::string update = absl::StrCat("UPDATE procs SET pid = ", stranger, " WHERE name = 's'");
+  ASSERT_EQ(sqlite3_exec(db, update.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   EXPECT_EQ(sqlite3_changes(db), 1);
   sqlite3_close(db);
   h = std::make_unique<Hostd>(kKeep, root);
@@ -57,9 +67,11 @@ TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
   EXPECT_EQ(p.status().state(), v1::PROC_STATE_FAILED);
   EXPECT_THAT(p.status().reason(), HasSubstr("ended while hostd was down"));
   EXPECT_THAT(p.status().reason(), HasSubstr("another process"));
-  EXPECT_TRUE(Alive(pid)) << "the stranger was signalled";
-  kill(pid, SIGKILL);  // the test's own proc, left alone by hostd as a stranger
-  EXPECT_TRUE(AwaitGone(pid));
+  int status = 0;
+  EXPECT_EQ(waitpid(stranger, &status, WNOHANG), 0) << "the stranger was signalled: " << status;
+  kill(stranger, SIGKILL);
+  EXPECT_EQ(waitpid(stranger, &status, 0), stranger);
+  EXPECT_TRUE(AwaitGone(pid)) << "the process no row accounts for was left running";
 }
 
 // A proc that ended while hostd was down is reported so.
@@ -186,6 +198,40 @@ TEST(KeepProcsTest, AGroupMemberStoppedForItsGroupsRestartIsRestartedByTheNextHo
     return l["x"].incarnation() == 2 && l["x"].status().state() == v1::PROC_STATE_READY &&
            l["y"].incarnation() == 2 && l["y"].status().state() == v1::PROC_STATE_READY;
   })) << "x: " << l["x"].DebugString() << "y: " << l["y"].DebugString();
+}
+
+// A process carrying the state directory's mark under a serial no row has (a
+// launch the previous hostd began but never recorded) is killed by the hostd that
+// adopts; the proc it adopts, and what it launches itself, live on.
+TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(kKeep, root);
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h->Spawn(h->EchoRequest("kept"), &resp).ok());
+  const pid_t kept = resp.proc().status().pid();
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+
+  absl::StatusOr<std::string> token = base::ReadSmallFile(root.Join("state/proc-mark"));
+  ASSERT_TRUE(token.ok()) << token.status();
+  const std::string mark = absl::StrCat("HOSTD_PROC_MARK=", absl::StripAsciiWhitespace(*token), ".1000000");
+  const pid_t stray = fork();
+  if (stray == 0) {
+    char* const argv[] = {const_cast<char*>("sleep"), const_cast<char*>("120"), nullptr};
+    char* const envp[] = {const_cast<char*>(mark.c_str()), nullptr};
+    execve("/bin/sleep", argv, envp);
+    _exit(127);
+  }
+  ASSERT_GT(stray, 0);
+
+  h = std::make_unique<Hostd>(kKeep, root);
+  ASSERT_TRUE(AwaitGone(stray)) << "the unrecorded launch was left running";
+  int status = 0;
+  ASSERT_EQ(waitpid(stray, &status, 0), stray);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  EXPECT_EQ(ListByName(*h)["kept"].status().pid(), kept);
+  EXPECT_EQ(kill(kept, 0), 0) << "the adopted proc was killed";
+  ASSERT_TRUE(h->Spawn(h->EchoRequest("new"), &resp).ok());
+  EXPECT_EQ(kill(resp.proc().status().pid(), 0), 0);
 }
 
 // No hostd comes back: the janitor kills every proc (grandchildren too) after
