@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -32,7 +33,36 @@ using ::testing::HasSubstr;
 
 const std::vector<std::string> kKeep = {"--keep-procs", "--reattach-timeout", "5"};
 
-bool Alive(pid_t pid) { return kill(pid, 0) == 0; }
+// Running, not a zombie: a killed process whose parent has not reaped it yet
+// still answers kill(pid, 0).
+bool Alive(pid_t pid) {
+  absl::StatusOr<std::string> stat = base::ReadSmallFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return false;
+  size_t paren = stat->rfind(')');  // the command name may hold anything
+  return paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] != 'Z' &&
+         (*stat)[paren + 2] != 'X';
+}
+
+// Waits until the durable table has `n` rows that name a live proc with its pid
+// and mark (commits follow a spawn's reply by a moment; a SIGKILLed hostd loses
+// what it had not committed yet, and a row left "starting" is killed, not adopted).
+bool AwaitLiveRows(const Hostd& h, int n) {
+  return testing::Eventually([&] {
+    sqlite3* db = nullptr;
+    int rows = -1;
+    if (sqlite3_open_v2(h.Path("state/procs.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_exec(
+          db, "SELECT count(*) FROM procs WHERE state = 'live' AND pid > 0 AND start_time > 0 AND mark_serial > 0",
+          [](void* out, int, char** v, char**) {
+            *static_cast<int*>(out) = v[0] != nullptr ? std::atoi(v[0]) : -1;
+            return 0;
+          },
+          &rows, nullptr);
+    }
+    sqlite3_close(db);
+    return rows == n;
+  });
+}
 
 // A recorded pid that is another process's now (its start time is not the
 // recorded one) is not adopted, not signalled, and the proc is recorded as ended.
@@ -229,9 +259,9 @@ TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
   ASSERT_EQ(waitpid(stray, &status, 0), stray);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
   EXPECT_EQ(ListByName(*h)["kept"].status().pid(), kept);
-  EXPECT_EQ(kill(kept, 0), 0) << "the adopted proc was killed";
+  EXPECT_TRUE(Alive(kept)) << "the adopted proc was killed";
   ASSERT_TRUE(h->Spawn(h->EchoRequest("new"), &resp).ok());
-  EXPECT_EQ(kill(resp.proc().status().pid(), 0), 0);
+  EXPECT_TRUE(Alive(resp.proc().status().pid()));
 }
 
 // No hostd comes back: the janitor kills every proc (grandchildren too) after
@@ -284,6 +314,7 @@ TEST(KeepProcsTest, AnAdoptedProcsEscapedGrandchildDiesWithIt) {
     }));
     procs[name] = {resp.proc().status().pid(), grandchild};
   }
+  ASSERT_TRUE(AwaitLiveRows(*h, 2));
   h->Signal(SIGKILL);
   h = std::make_unique<Hostd>(kKeep, root);
   v1::TerminateProcRequest term;
