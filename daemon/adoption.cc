@@ -185,6 +185,9 @@ AdoptionSummary AdoptStored(const std::vector<StoredProc>& rows, const std::vect
       }
     } else {
       host.RestoreEnded(row.name, spec, row.labels, row.incarnation, proc::ProcStatus::Failed(why));
+      // The row stays as it was (live, its pid and mark): the next hostd looks at
+      // the proc again, and spares its family meanwhile.
+      if (left_alone) store.Record(row);
     }
   }
   host.ApplyMissedEnds(missed);

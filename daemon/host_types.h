@@ -85,9 +85,13 @@ struct ProcInfo {
   absl::Time incarnation_started{};               // when the current incarnation began to start
   Supervision supervision{};
   std::vector<std::string> groups{};  // from the top-level group down to its own
-  bool restarting = false;            // ended; its next incarnation is on the way
-  // The host has applied its end and will not start it again. `status` is
-  // terminal only once that end is applied: then either this or `restarting`.
+  // Ended, and its next incarnation is on the way, or its supervision has yet
+  // to decide whether one is.
+  bool restarting = false;
+  // The host has applied its end and will not start it again. `status` may be
+  // terminal a moment before, for an end that is final anyway (a stop was asked
+  // for, or nothing restarts it); an end supervision has yet to decide shows
+  // `restarting` instead.
   bool ended = false;
   size_t saved_state_bytes = 0;  // what its next incarnation would start with
   std::optional<Lease> lease{};  // when spawned with one

@@ -393,16 +393,18 @@ ProcInfo ProcTable::InfoOf(const ProcRecord& r) const {
 }
 
 void ProcTable::FillInfo(const ProcRecord& r, ProcInfo& out) const {
-  // A live proc's handle is fresher than the last status the loop applied, until
-  // it ends: an end the loop has not applied yet is shown once it is, with what
-  // its supervision made of it (restarting or ended), never as an end that looks
-  // final for a proc about to restart.
+  // A live proc's handle is fresher than the last status the loop applied. An end
+  // read there that the loop has not applied yet is final when a stop was asked
+  // for or nothing restarts the proc; otherwise its supervision has yet to decide,
+  // and it shows as restarting until it has: never as an end that looks final for
+  // a proc about to start again.
   const bool ended = r.state == ProcRecord::State::kEnded;
   const bool restarting = r.state == ProcRecord::State::kRestarting;
   out.name = r.name;
   out.id = *r.id;
-  proc::ProcStatus fresh = r.handle && !ended && !restarting ? r.handle->status() : r.status;
-  out.status = WithLeaseReason(r.lease, fresh.terminal() && !ended ? r.status : std::move(fresh));
+  out.status = WithLeaseReason(r.lease, r.handle && !ended && !restarting ? r.handle->status() : r.status);
+  const bool undecided =
+      out.status.terminal() && !ended && !restarting && !r.stop_requested && supervisor_.Supervises(r.name);
   out.labels = r.labels;
   out.program = r.spec.program;
   out.args = r.spec.args;
@@ -414,7 +416,7 @@ void ProcTable::FillInfo(const ProcRecord& r, ProcInfo& out) const {
   const Supervision* sup = supervisor_.SupervisionOf(r.name);
   out.supervision = sup != nullptr ? *sup : Supervision{};
   out.groups = sup != nullptr ? supervisor_.PathOfGroup(sup->group) : std::vector<std::string>{};
-  out.restarting = restarting;
+  out.restarting = restarting || undecided;
   out.ended = ended;
   out.saved_state_bytes = r.saved_state ? r.saved_state->size() : 0;
   out.lease = r.lease;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -558,20 +559,39 @@ int ProcessProcManager::KillUnadoptedMarked(uint64_t first_own, const std::vecto
   struct Sweep {
     uint64_t first_own;
     absl::flat_hash_set<uint64_t> kept;  // the serials of this manager's procs, and the spared
-    int killed = 0;
-  } sweep{.first_own = first_own, .kept = {spared.begin(), spared.end()}};
+    std::vector<base::UniqueFd> killed;  // pidfds: a pid is not looked at again once it is killed
+  } sweep{.first_own = first_own, .kept = {spared.begin(), spared.end()}, .killed = {}};
   for (const std::shared_ptr<ProcHandle>& h : Procs()) sweep.kept.insert(h->mark_serial());
-  ScanMarked(
-      mark_token_.c_str(),
-      [](pid_t pid, uint64_t serial, void* context) {
-        Sweep& s = *static_cast<Sweep*>(context);
-        if (serial >= s.first_own || s.kept.contains(serial) || ::kill(pid, SIGKILL) != 0) return;
-        ++s.killed;
-        base::Log().warn("pid={} carried the mark of a launch no proc was recorded for (serial {}): killed", pid,
-                         serial);
-      },
-      &sweep);
-  return sweep.killed;
+  // Again while a pass kills something: a process may fork between the scan and
+  // its kill, and its child carries the mark too.
+  for (int pass = 0; pass < 5; ++pass) {
+    const size_t before = sweep.killed.size();
+    ScanMarked(
+        mark_token_.c_str(),
+        [](pid_t pid, uint64_t serial, void* context) {
+          Sweep& s = *static_cast<Sweep*>(context);
+          if (serial >= s.first_own || s.kept.contains(serial)) return;
+          base::UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+          if (!fd.valid() || ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0) != 0) return;
+          s.killed.push_back(std::move(fd));
+          base::Log().warn("pid={} carried the mark of a launch no proc was recorded for (serial {}): killed", pid,
+                           serial);
+        },
+        &sweep);
+    if (sweep.killed.size() == before) break;
+  }
+  // After an upgrade's exec this process is the parent of what the previous image
+  // launched: it reaps those itself (no proc of its own leads their groups, so the
+  // orphan reaper would not); waitid on another's child fails at once.
+  const absl::Time deadline = absl::Now() + absl::Seconds(2);
+  for (const base::UniqueFd& fd : sweep.killed) {
+    siginfo_t info{};
+    while (::waitid(P_PIDFD, static_cast<id_t>(fd.get()), &info, WEXITED | WNOHANG) == 0 && info.si_pid == 0 &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  return static_cast<int>(sweep.killed.size());
 }
 
 }  // namespace hostd::manager

@@ -458,10 +458,12 @@ TEST(HostSupervisionTest, AProcStoppedOnRequestIsNotRestarted) {
 
 // Between a proc's end and the moment the host applies it, a listing must not
 // show an end that looks final (terminal, not restarting) for a proc its policy
-// is about to restart: the host's loop is held while the proc dies.
+// is about to restart, and shows at once an end that is final (a kill asked
+// for): the host's loop is held while the procs die.
 TEST(HostSupervisionTest, AnEndNotYetAppliedIsNeverListedAsFinal) {
   Fixture f;
   ASSERT_THAT(f.h.host->Spawn("t", Member(f.w, "t"), {}, Restart(RestartMode::kOnFailure)), IsOk());
+  ASSERT_THAT(f.h.host->Spawn("killed", Member(f.w, "killed"), {}, Restart(RestartMode::kAlways)), IsOk());
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> handle = f.h.host->Handle("t");
   ASSERT_THAT(handle, IsOk());
   absl::Notification holding, release;
@@ -475,6 +477,10 @@ TEST(HostSupervisionTest, AnEndNotYetAppliedIsNeverListedAsFinal) {
   absl::StatusOr<ProcInfo> during = f.h.host->Get("t");
   ASSERT_THAT(during, IsOk());
   EXPECT_FALSE(during->status.terminal() && !during->restarting) << during->status.ToString();
+  ASSERT_THAT(f.h.host->Kill("killed"), IsOk());
+  absl::StatusOr<ProcInfo> killed = f.h.host->Get("killed");
+  ASSERT_THAT(killed, IsOk());
+  EXPECT_TRUE(killed->status.terminal() && !killed->restarting) << killed->status.ToString();
   release.Notify();
   EXPECT_EQ(f.events.Await(Kind::kRestarted, "t").incarnation, 2);
 }

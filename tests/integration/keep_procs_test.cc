@@ -264,6 +264,34 @@ TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
   EXPECT_TRUE(Alive(resp.proc().status().pid()));
 }
 
+// A proc hostd cannot check (its row has no start time, say) may still run: the
+// adopting hostd leaves it alone, and so does the one after it, which finds the
+// row as it was and spares the proc's family from its sweep of marked processes.
+TEST(KeepProcsTest, AProcLeftAloneIsLeftAloneByEveryLaterHostdToo) {
+  testing::TempDir root;
+  auto h = std::make_unique<Hostd>(kKeep, root);
+  v1::SpawnProcResponse resp;
+  ASSERT_TRUE(h->Spawn(h->EchoRequest("lone"), &resp).ok());
+  const pid_t pid = resp.proc().status().pid();
+  ASSERT_TRUE(AwaitLiveRows(*h, 1));
+  EXPECT_EQ(h->Signal(SIGTERM), 0);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE procs SET start_time = 0 WHERE name = 'lone'", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_EQ(sqlite3_changes(db), 1);
+  sqlite3_close(db);
+  for (int next = 2; next <= 3; ++next) {
+    h = std::make_unique<Hostd>(kKeep, root);
+    v1::Proc p = ListByName(*h)["lone"];
+    EXPECT_THAT(p.status().reason(), HasSubstr("left as it is")) << "hostd " << next << ": " << p.DebugString();
+    EXPECT_TRUE(Alive(pid)) << "hostd " << next << " killed a proc it left alone";
+    EXPECT_EQ(h->Signal(SIGTERM), 0);
+  }
+  kill(pid, SIGKILL);
+  EXPECT_TRUE(AwaitGone(pid));
+}
+
 // No hostd comes back: the janitor kills every proc (grandchildren too) after
 // --reattach-timeout.
 TEST(KeepProcsTest, NoHostdComingBackMeansNoOrphans) {
