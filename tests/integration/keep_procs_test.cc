@@ -64,6 +64,28 @@ bool AwaitLiveRows(const Hostd& h, int n) {
   });
 }
 
+// Runs `sql` on the durable table of a hostd that has stopped; it must change
+// exactly one row.
+void ChangeOneRow(const Hostd& h, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(h.Path("state/procs.db").c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  EXPECT_EQ(sqlite3_changes(db), 1) << sql;
+  sqlite3_close(db);
+}
+
+// A `sleep 120` of the test's own; `env` is its whole environment.
+pid_t SpawnSleep(const std::string& env = "") {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    char* const argv[] = {const_cast<char*>("sleep"), const_cast<char*>("120"), nullptr};
+    char* const envp[] = {env.empty() ? nullptr : const_cast<char*>(env.c_str()), nullptr};
+    execve("/bin/sleep", argv, envp);
+    _exit(127);
+  }
+  return pid;
+}
+
 // A recorded pid that is another process's now (its start time is not the
 // recorded one) is not adopted, not signalled, and the proc is recorded as ended.
 // The process the row named before carries the mark of a launch no row accounts
@@ -76,18 +98,9 @@ TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
   const pid_t pid = resp.proc().status().pid();
   h->Signal(SIGTERM);
   // The stranger: a process of the test's own, without hostd's mark, that the row names now.
-  const pid_t stranger = fork();
-  if (stranger == 0) {
-    execl("/bin/sleep", "sleep", "120", static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t stranger = SpawnSleep();
   ASSERT_GT(stranger, 0);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
-  std::string update = absl::StrCat("UPDATE procs SET pid = ", stranger, " WHERE name = 's'");
-  ASSERT_EQ(sqlite3_exec(db, update.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-  EXPECT_EQ(sqlite3_changes(db), 1);
-  sqlite3_close(db);
+  ChangeOneRow(*h, absl::StrCat("UPDATE procs SET pid = ", stranger, " WHERE name = 's'"));
   h = std::make_unique<Hostd>(kKeep, root);
   v1::GetProcRequest req;
   req.set_name("s");
@@ -244,13 +257,7 @@ TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
   absl::StatusOr<std::string> token = base::ReadSmallFile(root.Join("state/proc-mark"));
   ASSERT_TRUE(token.ok()) << token.status();
   const std::string mark = absl::StrCat("HOSTD_PROC_MARK=", absl::StripAsciiWhitespace(*token), ".1000000");
-  const pid_t stray = fork();
-  if (stray == 0) {
-    char* const argv[] = {const_cast<char*>("sleep"), const_cast<char*>("120"), nullptr};
-    char* const envp[] = {const_cast<char*>(mark.c_str()), nullptr};
-    execve("/bin/sleep", argv, envp);
-    _exit(127);
-  }
+  const pid_t stray = SpawnSleep(mark);
   ASSERT_GT(stray, 0);
 
   h = std::make_unique<Hostd>(kKeep, root);
@@ -275,12 +282,7 @@ TEST(KeepProcsTest, AProcLeftAloneIsLeftAloneByEveryLaterHostdToo) {
   const pid_t pid = resp.proc().status().pid();
   ASSERT_TRUE(AwaitLiveRows(*h, 1));
   EXPECT_EQ(h->Signal(SIGTERM), 0);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE procs SET start_time = 0 WHERE name = 'lone'", nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  EXPECT_EQ(sqlite3_changes(db), 1);
-  sqlite3_close(db);
+  ChangeOneRow(*h, "UPDATE procs SET start_time = 0 WHERE name = 'lone'");
   for (int next = 2; next <= 3; ++next) {
     h = std::make_unique<Hostd>(kKeep, root);
     v1::Proc p = ListByName(*h)["lone"];
@@ -380,12 +382,7 @@ TEST(KeepProcsTest, AnAdoptedProcKeepsItsLimitsRestartPolicyAndGroup) {
   v1::SpawnProcResponse v_resp;
   ASSERT_TRUE(h->Spawn(req, &v_resp).ok());
   EXPECT_EQ(h->Signal(SIGTERM), 0);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(h->Path("state/procs.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE procs SET memory_max = 33554432, cpus = 1.5, pids_max = 64, cpuset = '0' WHERE name = 'w'",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
+  ChangeOneRow(*h, "UPDATE procs SET memory_max = 33554432, cpus = 1.5, pids_max = 64, cpuset = '0' WHERE name = 'w'");
   h = std::make_unique<Hostd>(kKeep, root);
   v1::GetProcRequest get;
   get.set_name("w");
