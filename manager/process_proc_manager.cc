@@ -559,8 +559,9 @@ int ProcessProcManager::KillUnadoptedMarked(uint64_t first_own, const std::vecto
   struct Sweep {
     uint64_t first_own;
     absl::flat_hash_set<uint64_t> kept;  // the serials of this manager's procs, and the spared
-    std::vector<base::UniqueFd> killed;  // pidfds: a pid is not looked at again once it is killed
-  } sweep{.first_own = first_own, .kept = {spared.begin(), spared.end()}, .killed = {}};
+    absl::flat_hash_set<pid_t> signalled;  // a killed process still shows its mark until it has exited
+    std::vector<base::UniqueFd> killed;    // their pidfds, to reap those that are this process's children
+  } sweep{.first_own = first_own, .kept = {spared.begin(), spared.end()}, .signalled = {}, .killed = {}};
   for (const std::shared_ptr<ProcHandle>& h : Procs()) sweep.kept.insert(h->mark_serial());
   // Again while a pass kills something: a process may fork between the scan and
   // its kill, and its child carries the mark too.
@@ -570,9 +571,10 @@ int ProcessProcManager::KillUnadoptedMarked(uint64_t first_own, const std::vecto
         mark_token_.c_str(),
         [](pid_t pid, uint64_t serial, void* context) {
           Sweep& s = *static_cast<Sweep*>(context);
-          if (serial >= s.first_own || s.kept.contains(serial)) return;
+          if (serial >= s.first_own || s.kept.contains(serial) || s.signalled.contains(pid)) return;
           base::UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
           if (!fd.valid() || ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0) != 0) return;
+          s.signalled.insert(pid);
           s.killed.push_back(std::move(fd));
           base::Log().warn("pid={} carried the mark of a launch no proc was recorded for (serial {}): killed", pid,
                            serial);

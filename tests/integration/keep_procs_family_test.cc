@@ -34,9 +34,8 @@ using ::testing::HasSubstr;
 TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
   testing::TempDir root;
   auto h = std::make_unique<Hostd>(kKeep, root);
-  v1::SpawnProcResponse resp;
-  ASSERT_TRUE(h->Spawn(h->EchoRequest("s"), &resp).ok());
-  const pid_t pid = resp.proc().status().pid();
+  const pid_t pid = EchoPid(*h, "s");
+  ASSERT_GT(pid, 0);
   h->Signal(SIGTERM);
   // The stranger: a process of the test's own, without hostd's mark, that the row names now.
   const pid_t stranger = SpawnSleep();
@@ -64,9 +63,8 @@ TEST(KeepProcsTest, StrangerWithTheRecordedPidIsNotAdopted) {
 TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
   testing::TempDir root;
   auto h = std::make_unique<Hostd>(kKeep, root);
-  v1::SpawnProcResponse resp;
-  ASSERT_TRUE(h->Spawn(h->EchoRequest("kept"), &resp).ok());
-  const pid_t kept = resp.proc().status().pid();
+  const pid_t kept = EchoPid(*h, "kept");
+  ASSERT_GT(kept, 0);
   EXPECT_EQ(h->Signal(SIGTERM), 0);
 
   absl::StatusOr<std::string> token = base::ReadSmallFile(root.Join("state/proc-mark"));
@@ -82,8 +80,9 @@ TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
   EXPECT_EQ(ListByName(*h)["kept"].status().pid(), kept);
   EXPECT_TRUE(Alive(kept)) << "the adopted proc was killed";
-  ASSERT_TRUE(h->Spawn(h->EchoRequest("new"), &resp).ok());
-  EXPECT_TRUE(Alive(resp.proc().status().pid()));
+  const pid_t fresh = EchoPid(*h, "new");
+  ASSERT_GT(fresh, 0);
+  EXPECT_TRUE(Alive(fresh));
 }
 
 // A proc hostd cannot check (its row has no start time, say) may still run: the
@@ -92,9 +91,8 @@ TEST(KeepProcsTest, AMarkedProcessNoRowAccountsForIsKilledByTheAdoptingHostd) {
 TEST(KeepProcsTest, AProcLeftAloneIsLeftAloneByEveryLaterHostdToo) {
   testing::TempDir root;
   auto h = std::make_unique<Hostd>(kKeep, root);
-  v1::SpawnProcResponse resp;
-  ASSERT_TRUE(h->Spawn(h->EchoRequest("lone"), &resp).ok());
-  const pid_t pid = resp.proc().status().pid();
+  const pid_t pid = EchoPid(*h, "lone");
+  ASSERT_GT(pid, 0);
   ASSERT_TRUE(AwaitLiveRows(*h, 1));
   EXPECT_EQ(h->Signal(SIGTERM), 0);
   ChangeOneRow(*h, "UPDATE procs SET start_time = 0 WHERE name = 'lone'");

@@ -37,9 +37,8 @@ using ::testing::HasSubstr;
 TEST(KeepProcsTest, ProcEndedWhileHostdWasDown) {
   testing::TempDir root;
   auto h = std::make_unique<Hostd>(kKeep, root);
-  v1::SpawnProcResponse resp;
-  ASSERT_TRUE(h->Spawn(h->EchoRequest("gone"), &resp).ok());
-  const pid_t pid = resp.proc().status().pid();
+  const pid_t pid = EchoPid(*h, "gone");
+  ASSERT_GT(pid, 0);
   h->Signal(SIGKILL);
   kill(pid, SIGKILL);
   ASSERT_TRUE(AwaitGone(pid));
@@ -52,6 +51,7 @@ TEST(KeepProcsTest, ProcEndedWhileHostdWasDown) {
   EXPECT_EQ(p.status().state(), v1::PROC_STATE_FAILED);
   EXPECT_EQ(p.status().reason(), "ended while hostd was down");
   // The name is free again.
+  v1::SpawnProcResponse resp;
   grpc::Status again = h->Spawn(h->EchoRequest("gone"), &resp);
   ASSERT_TRUE(again.ok()) << again.error_code() << ": " << again.error_message();
 }

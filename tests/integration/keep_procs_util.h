@@ -19,6 +19,14 @@ namespace hostd {
 
 inline const std::vector<std::string> kKeep = {"--keep-procs", "--reattach-timeout", "5"};
 
+// Spawns an echo proc named `name` on `h` and returns its pid (0 after a test failure).
+inline pid_t EchoPid(Hostd& h, const std::string& name) {
+  v1::SpawnProcResponse resp;
+  grpc::Status s = h.Spawn(h.EchoRequest(name), &resp);
+  EXPECT_TRUE(s.ok()) << name << ": " << s.error_message();
+  return s.ok() ? resp.proc().status().pid() : 0;
+}
+
 // Running, not a zombie: a killed process whose parent has not reaped it yet
 // still answers kill(pid, 0).
 inline bool Alive(pid_t pid) {
