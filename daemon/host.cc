@@ -262,7 +262,7 @@ void Host::Broadcast(const std::string& name, std::string data, const std::strin
 std::vector<TreeNode> Host::Tree() const { return controller_->Tree(); }
 absl::StatusOr<ProcInfo> Host::Get(absl::string_view name) const { return table_->Get(name); }
 std::vector<ProcInfo> Host::List() const { return table_->List(); }
-void Host::Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const { table_->Visit(fn); }
+void Host::Visit(absl::FunctionRef<void(const ProcView&)> fn) const { table_->Visit(fn); }
 absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Host::Handle(absl::string_view name) const {
   return table_->Handle(name);
 }

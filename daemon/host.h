@@ -155,7 +155,7 @@ class Host {
   std::vector<ProcInfo> List() const;
   // Each proc in name order, without copying the list: `fn` runs under the proc
   // table's lock, so it must be quick and must not call into this Host.
-  void Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const;
+  void Visit(absl::FunctionRef<void(const ProcView&)> fn) const;
   // The handle of a spawned proc: NotFound, or Unavailable while it is starting.
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
 

@@ -197,7 +197,7 @@ std::vector<MetricFamily> HostMetrics::CollectNow() const {
   for (const char* s : {"starting", "running", "ready", "stopping", "stopped", "killed", "failed", "restarting"}) {
     by_state[s] = 0;
   }
-  host_.Visit([&](const ProcInfo& p) { ++by_state[StateLabel(p)]; });
+  host_.Visit([&](const ProcView& p) { ++by_state[StateLabel(p.info())]; });
   for (const auto& [state, n] : by_state) AddValue(procs, n, {{"state", state}});
   out.push_back(std::move(procs));
 

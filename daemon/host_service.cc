@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "boost/asio/steady_timer.hpp"
 #include "daemon/proto_convert.h"
+#include "daemon/unparsed_request.h"
 #include "daemon/unary_call.h"
 
 namespace hostd::daemon {
@@ -153,28 +154,13 @@ grpc::ServerUnaryReactor* WaitForGood(Host& host, channel::EventLoop& timers, co
 HostService::HostService(Host& host, HostServiceOptions options)
     : host_(host),
       opts_(std::move(options)),
+      listing_(host_),
       watch_budget_(std::make_shared<WatchBudget>(opts_.max_watch_streams, opts_.max_watch_bytes)),
       timers_(channel::EventLoop::Start("grpc-timers")),
-      pool_(opts_.workers, opts_.max_queued_calls) {
-  SetMessageAllocatorFor_ListProcs(&list_arena_);
-}
+      pool_(opts_.workers, opts_.max_queued_calls) {}
 
 HostService::~HostService() = default;
 
-grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse>* HostService::ListArena::AllocateMessages() {
-  class Holder final : public grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse> {
-   public:
-    Holder() {
-      set_request(google::protobuf::Arena::CreateMessage<v1::ListProcsRequest>(&arena_));
-      set_response(google::protobuf::Arena::CreateMessage<v1::ListProcsResponse>(&arena_));
-    }
-    void Release() override { delete this; }
-
-   private:
-    google::protobuf::Arena arena_;
-  };
-  return new Holder();
-}
 
 void HostService::Authorize(grpc::CallbackServerContext& ctx, manager::SpawnSpec& spec) const {
   opts_.exec_policy.Arm(CallerOf(ctx).identity, spec);
@@ -334,38 +320,27 @@ grpc::ServerUnaryReactor* HostService::GetProc(grpc::CallbackServerContext* ctx,
   return Answer<v1::Proc>(ctx, p.status());
 }
 
-grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ctx, const v1::ListProcsRequest* req,
-                                                 v1::ListProcsResponse* resp) {
+grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req_bytes,
+                                                 grpc::ByteBuffer* resp) {
   absl::Time start = absl::Now();
-  ReplyBudget budget(opts_.reply_budget_bytes);
-  size_t seen = 0;
-  bool full = false;
-  // Straight from the table (in name order) into the reply, no copy of the list.
-  host_.Visit([&](const ProcInfo& p) {
-    ++seen;
-    if (full) return;
-    if (!req->page_token().empty() && p.name <= req->page_token()) return;
-    if (req->live_only() && p.status.terminal()) return;
-    if (req->states_size() > 0 &&
-        std::find(req->states().begin(), req->states().end(), ToProto(p.status.state)) == req->states().end()) {
-      return;
-    }
-    bool labels_match = std::all_of(req->labels().begin(), req->labels().end(), [&](const auto& kv) {
-      auto it = p.labels.find(kv.first);
-      return it != p.labels.end() && it->second == kv.second;
-    });
-    if (!labels_match) return;
-    // Built in place; taken out again if it does not fit (one always does).
-    v1::Proc* one = resp->add_procs();
-    ToProto(p, one);
-    if (!budget.Take(*one) && resp->procs_size() > 1) {
-      resp->mutable_procs()->RemoveLast();
-      resp->set_next_page_token(resp->procs(resp->procs_size() - 1).name());
-      full = true;
-    }
-  });
-  if (seen >= kLargeCall) TrimSoon();
-  // What the call cost this server (serialization excluded), for clients and benchmarks.
+  v1::ListProcsRequest req;
+  std::vector<grpc::Slice> slices;
+  std::string body;
+  if (!req_bytes->Dump(&slices).ok()) slices.clear();
+  for (const grpc::Slice& sl : slices) body.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  if (!req.ParseFromString(body)) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(UnparsedRequestStatus("/hostd.v1.HostService/ListProcs"));
+    return r;
+  }
+  ProcListing::Reply reply = listing_.List(req, opts_.reply_budget_bytes);
+  if (reply.walked >= kLargeCall) TrimSoon();
+  // The reply's bytes move into the slice: no copy.
+  auto* bytes = new std::string(std::move(reply.bytes));
+  grpc::Slice slice(bytes->data(), bytes->size(), [](void* p) { delete static_cast<std::string*>(p); }, bytes);
+  *resp = grpc::ByteBuffer(&slice, 1);
+  // What the call cost this server (serialization included: the reply is bytes
+  // already), for clients and benchmarks.
   ctx->AddTrailingMetadata("hostd-server-time-us", std::to_string(absl::ToInt64Microseconds(absl::Now() - start)));
   return Answer<v1::ListProcsResponse>(ctx, absl::OkStatus());
 }
@@ -541,7 +516,7 @@ grpc::ServerUnaryReactor* HostService::GetHostInfo(grpc::CallbackServerContext* 
   ToProto(absl::Now() - host_.started_at(), resp->mutable_uptime());
   int live = 0;
   int ended = 0;
-  host_.Visit([&](const ProcInfo& p) { (p.status.terminal() ? ended : live)++; });
+  host_.Visit([&](const ProcView& p) { (p.info().status.terminal() ? ended : live)++; });
   resp->set_live_procs(live);
   resp->set_ended_procs(ended);
   resp->set_spawned_total(static_cast<int64_t>(host_.counters().spawned));

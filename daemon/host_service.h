@@ -25,9 +25,13 @@
 #include "daemon/death_history.h"
 #include "daemon/exec_policy.h"
 #include "daemon/host.h"
+#include "daemon/proc_listing.h"
 #include "daemon/worker_pool.h"
-#include "grpcpp/support/message_allocator.h"
+// The generated raw ListProcs hides the typed one it replaces; that is its purpose.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverloaded-virtual"
 #include "hostd/v1/host.grpc.pb.h"
+#pragma GCC diagnostic pop
 
 namespace hostd::daemon {
 
@@ -126,7 +130,8 @@ class OpenStreams {
   std::optional<absl::Status> ended_ ABSL_GUARDED_BY(mu_);
 };
 
-class HostService final : public v1::HostService::CallbackService {
+// ListProcs is served raw: its reply is assembled from bytes (daemon/proc_listing.h).
+class HostService final : public v1::HostService::WithRawCallbackMethod_ListProcs<v1::HostService::CallbackService> {
  public:
   HostService(Host& host, HostServiceOptions options);
   ~HostService() override;
@@ -137,8 +142,8 @@ class HostService final : public v1::HostService::CallbackService {
                                        v1::SpawnProcsResponse* resp) override;
   grpc::ServerUnaryReactor* GetProc(grpc::CallbackServerContext* ctx, const v1::GetProcRequest* req,
                                     v1::Proc* resp) override;
-  grpc::ServerUnaryReactor* ListProcs(grpc::CallbackServerContext* ctx, const v1::ListProcsRequest* req,
-                                      v1::ListProcsResponse* resp) override;
+  grpc::ServerUnaryReactor* ListProcs(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                      grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* WaitProc(grpc::CallbackServerContext* ctx, const v1::WaitProcRequest* req,
                                      v1::Proc* resp) override;
   grpc::ServerUnaryReactor* TerminateProc(grpc::CallbackServerContext* ctx, const v1::TerminateProcRequest* req,
@@ -195,14 +200,7 @@ class HostService final : public v1::HostService::CallbackService {
   // once per burst of them; on timers_.
   void TrimSoon();
 
-  // ListProcs' request and reply on an arena each call: a reply of 1000 procs is
-  // thousands of small allocations otherwise.
-  class ListArena final : public grpc::MessageAllocator<v1::ListProcsRequest, v1::ListProcsResponse> {
-   public:
-    grpc::MessageHolder<v1::ListProcsRequest, v1::ListProcsResponse>* AllocateMessages() override;
-  };
-  ListArena list_arena_;
-
+  ProcListing listing_;
   std::shared_ptr<WatchBudget> watch_budget_;
   OpenStreams open_watches_;
   OpenStreams open_logs_;

@@ -432,39 +432,61 @@ absl::StatusOr<ProcInfo> ProcTable::Get(absl::string_view name) const {
 
 std::vector<ProcInfo> ProcTable::List() const {
   std::vector<ProcInfo> out;
-  Visit([&](const ProcInfo& p) { out.push_back(p); });
+  Visit([&](const ProcView& p) { out.push_back(p.info()); });
   return out;
 }
 
+ProcVersion ProcTable::VersionOf(const ProcRecord& r) const {
+  const bool live_handle = r.handle && r.state != ProcRecord::State::kEnded &&
+                           r.state != ProcRecord::State::kRestarting;
+  return ProcVersion{
+      .gen = r.gen,
+      .state = r.state,
+      .handle = r.handle.get(),
+      .handle_status = live_handle ? r.handle->status_seq() : 0,
+      .status = r.status.state,
+      .status_text = r.status.reason.size() + r.status.note.size() + r.status.stderr_tail.size(),
+      .stop_requested = r.stop_requested,
+      .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0,
+      .lease_expires = r.lease ? r.lease->expires_at : absl::InfinitePast(),
+      .lease_expired = r.lease && r.lease->expired,
+  };
+}
+
+const ProcInfo& ProcView::info() const {
+  table_.mu_.AssertHeld();  // a view lives inside Visit, under the lock
+  if (!filled_) {
+    if (info_.has_value()) {
+      table_.FillInfo(r_, *info_);
+    } else {
+      info_.emplace(table_.InfoOf(r_));
+    }
+    filled_ = true;
+  }
+  return *info_;
+}
+
 namespace {
-// The cache lines of a record that FillInfo reads, asked for ahead of the read.
+// The cache lines of a record that VersionOf reads, asked for ahead of the read.
 void PrefetchRecord(const ProcRecord& r) {
   for (const void* p : {static_cast<const void*>(&r.state), static_cast<const void*>(&r.status),
-                        static_cast<const void*>(&r.spec.program), static_cast<const void*>(&r.spec.limits),
-                        static_cast<const void*>(&r.spec.liveness), static_cast<const void*>(&r.handle),
-                        static_cast<const void*>(&r.lease)}) {
+                        static_cast<const void*>(&r.handle), static_cast<const void*>(&r.lease)}) {
     __builtin_prefetch(p);
   }
 }
 }  // namespace
 
-void ProcTable::Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const {
+void ProcTable::Visit(absl::FunctionRef<void(const ProcView&)> fn) const {
   absl::MutexLock lock(&mu_);
-  // The records are kept in name order. One info at a time, filled again for each,
-  // so a thousand of them (close to 1 KiB each) never sit in memory.
+  // The records are kept in name order. One info at a time, filled again for each
+  // that is asked for, so a thousand of them (close to 1 KiB each) never sit in memory.
   std::optional<ProcInfo> info;
   for (auto it = records_.begin(); it != records_.end(); ++it) {
     // The records lie wherever they were allocated, and reading them is mostly
-    // waiting for memory: the next one loads while this one is copied and handed on.
+    // waiting for memory: the next one loads while this one is read.
     if (auto next = std::next(it); next != records_.end()) PrefetchRecord(*next->second);
     const ProcRecord& r = *it->second;
-    if (r.handle) __builtin_prefetch(r.handle.get());
-    if (info.has_value()) {
-      FillInfo(r, *info);
-    } else {
-      info.emplace(InfoOf(r));
-    }
-    fn(*info);
+    fn(ProcView(*this, r, VersionOf(r), info));
   }
 }
 

@@ -86,6 +86,47 @@ struct ProcRecord {
   bool live() const { return state == State::kLive; }
 };
 
+// What a listing of one record shows can only have changed when this has: the
+// inputs of ProcTable's ProcInfo of it that change over a record's life (the
+// rest, name, spec, labels, supervision, are fixed while the record lives, and a
+// new record or incarnation has a new `gen`). Kept by readers that derive
+// something costly from a ProcInfo (daemon/proc_listing.h), to reuse it.
+struct ProcVersion {
+  uint64_t gen = 0;
+  ProcRecord::State state = ProcRecord::State::kStarting;
+  const void* handle = nullptr;
+  uint64_t handle_status = 0;  // its status_seq(), for a live handle
+  proc::ProcState status = proc::ProcState::kStarting;
+  size_t status_text = 0;  // reason, note and stderr sizes of the applied status
+  bool stop_requested = false;
+  size_t saved_state_bytes = 0;
+  absl::Time lease_expires = absl::InfinitePast();
+  bool lease_expired = false;
+  friend bool operator==(const ProcVersion&, const ProcVersion&) = default;
+};
+
+class ProcTable;
+
+// One proc as a walk of the table finds it: its name, labels and version at
+// once, its ProcInfo filled only when asked for. Valid inside the walk only.
+class ProcView {
+ public:
+  const std::string& name() const { return r_.name; }
+  const Labels& labels() const { return r_.labels; }
+  const ProcVersion& version() const { return version_; }
+  const ProcInfo& info() const;
+
+ private:
+  friend class ProcTable;
+  ProcView(const ProcTable& table, const ProcRecord& r, ProcVersion version, std::optional<ProcInfo>& info)
+      : table_(table), r_(r), version_(version), info_(info) {}
+  const ProcTable& table_;
+  const ProcRecord& r_;
+  const ProcVersion version_;
+  std::optional<ProcInfo>& info_;
+  mutable bool filled_ = false;
+};
+
 class ProcTable {
  public:
   struct Options {
@@ -159,8 +200,8 @@ class ProcTable {
   std::vector<ProcInfo> List() const;
   // Calls `fn` with each proc in name order, under the table's lock: `fn` must not
   // call back into the table, the Host or its controller, and must not keep the
-  // ProcInfo it is given past its return (the next call reuses it).
-  void Visit(absl::FunctionRef<void(const ProcInfo&)> fn) const;
+  // view or its ProcInfo past its return (the next call reuses it).
+  void Visit(absl::FunctionRef<void(const ProcView&)> fn) const;
   absl::StatusOr<std::shared_ptr<manager::ProcHandle>> Handle(absl::string_view name) const;
   manager::TerminateSummary TerminateChildren(absl::Duration grace, int max_in_flight, absl::string_view reason);
   bool StopSpawns(std::string why, absl::Time deadline, bool hand_over);
@@ -193,6 +234,7 @@ class ProcTable {
 
  private:
   friend class SupervisionController;
+  friend class ProcView;
   struct Gate;
 
   // manager_.Spawn, and a handshake proc ready without an address is killed.
@@ -218,6 +260,8 @@ class ProcTable {
   // The same into `out`, whose strings, maps and vectors keep their storage: one
   // ProcInfo filled again for every record of a walk allocates little after the first.
   void FillInfo(const ProcRecord& r, ProcInfo& out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every input of FillInfo that can change while `r` lives; keep the two in step.
+  ProcVersion VersionOf(const ProcRecord& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ProcRecord* Find(absl::string_view name, uint64_t gen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NotFound(absl::string_view name) const;
   void Publish(HostEvent::Kind kind, const std::string& name, const proc::ProcStatus& status)

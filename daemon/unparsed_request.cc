@@ -36,11 +36,7 @@ class Interceptor final : public grpc::experimental::Interceptor {
     }
     if (unparsed_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) &&
         methods->GetSendStatus().error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-      std::string type = RequestTypeOf(method_);
-      methods->ModifySendStatus(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat(method_, ": the request does not parse", type.empty() ? "" : absl::StrCat(" as a ", type),
-                       " (not protobuf wire format, or truncated); check the client's .proto matches the server's")));
+      methods->ModifySendStatus(UnparsedRequestStatus(method_));
     }
     methods->Proceed();
   }
@@ -51,6 +47,15 @@ class Interceptor final : public grpc::experimental::Interceptor {
 };
 
 }  // namespace
+
+grpc::Status UnparsedRequestStatus(absl::string_view method) {
+  std::string type = RequestTypeOf(method);
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat(method, ": the request does not parse",
+                                   type.empty() ? "" : absl::StrCat(" as a ", type),
+                                   " (not protobuf wire format, or truncated); check the client's .proto matches the "
+                                   "server's"));
+}
 
 grpc::experimental::Interceptor* UnparsedRequestFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {

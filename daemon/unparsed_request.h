@@ -13,9 +13,17 @@
 #ifndef HOSTD_DAEMON_UNPARSED_REQUEST_H_
 #define HOSTD_DAEMON_UNPARSED_REQUEST_H_
 
+#include "absl/strings/string_view.h"
 #include "grpcpp/support/server_interceptor.h"
+#include "grpcpp/support/status.h"
 
 namespace hostd::daemon {
+
+// INVALID_ARGUMENT naming `method` ("/hostd.v1.HostService/SpawnProc") and its
+// request type: what a request whose body does not parse is answered. For a
+// method served raw (its bytes parsed by its handler), which the interceptor
+// cannot tell from one that parsed.
+grpc::Status UnparsedRequestStatus(absl::string_view method);
 
 class UnparsedRequestFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:

@@ -30,6 +30,7 @@ class ProcHandleBase : public ProcHandle {
   const proc::ProcId& proc_id() const override { return id_; }
   std::optional<channel::ChannelAddr> addr() const override { return cell_.Get().addr; }
   proc::ProcStatus status() const override { return cell_.Get(); }
+  uint64_t status_seq() const override { return cell_.Applied(); }
   using ProcHandle::Watch;
   uint64_t Watch(proc::ProcStatusCell::Watcher fn, proc::WatchFrom from) override {
     return cell_.Watch(std::move(fn), from);

@@ -101,6 +101,9 @@ class ProcHandle {
   // The proc's backend address, once Ready (none in exec/notify readiness).
   virtual std::optional<channel::ChannelAddr> addr() const = 0;
   virtual proc::ProcStatus status() const = 0;
+  // Changes exactly when status() does (and costs no copy of it): a reader that
+  // kept what it derived from one status knows whether it is still current.
+  virtual uint64_t status_seq() const = 0;
   // `fn` sees the current status (kFirst: every status so far, oldest first), then
   // every transition in order (ProcStatusCell::Watch).
   virtual uint64_t Watch(proc::ProcStatusCell::Watcher fn, proc::WatchFrom from) = 0;

@@ -98,6 +98,11 @@ ProcStatus ProcStatusCell::Get() const {
   return status_;
 }
 
+uint64_t ProcStatusCell::Applied() const {
+  absl::MutexLock lock(&mu_);
+  return applied_;
+}
+
 absl::Status ProcStatusCell::Transition(ProcStatus next) {
   {
     absl::MutexLock lock(&mu_);

@@ -93,6 +93,8 @@ class ProcStatusCell {
   using Watcher = std::function<void(const ProcStatus&)>;
 
   ProcStatus Get() const;
+  // How many statuses have been applied: it changes exactly when Get() does.
+  uint64_t Applied() const;
 
   // Moves to `next` (carrying forward pid, started_at, addr and ready_at) if the
   // transition is legal; FailedPrecondition naming both states otherwise, status
