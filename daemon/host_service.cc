@@ -326,9 +326,9 @@ grpc::ServerUnaryReactor* HostService::ListProcs(grpc::CallbackServerContext* ct
   v1::ListProcsRequest req;
   std::vector<grpc::Slice> slices;
   std::string body;
-  if (!req_bytes->Dump(&slices).ok()) slices.clear();
+  const bool dumped = req_bytes->Dump(&slices).ok();
   for (const grpc::Slice& sl : slices) body.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-  if (!req.ParseFromString(body)) {
+  if (!dumped || !req.ParseFromString(body)) {
     grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
     r->Finish(UnparsedRequestStatus("/hostd.v1.HostService/ListProcs"));
     return r;

@@ -44,7 +44,9 @@ const ProcListing::Entry& ProcListing::EntryOf(const ProcView& view, bool* encod
     ToProto(view.info(), &scratch_);
     std::string again;
     AppendField(v1::ListProcsResponse::kProcsFieldNumber, scratch_, again);
-    if (again != e.field) {
+    // A live handle's status may move on between the version and the info; only
+    // a difference under a version that still holds is a missed change.
+    if (again != e.field && view.current_version() == e.version) {
       base::Log().critical("proc={}: its listing entry was reused but the proc changed; ProcVersion misses a change",
                            view.name());
       std::abort();
@@ -66,7 +68,16 @@ ProcListing::Reply ProcListing::List(const v1::ListProcsRequest& req, size_t bud
   Reply out;
   absl::MutexLock lock(&mu_);
   ++listings_;
-  out.bytes.reserve(last_size_);  // one allocation, not a dozen doublings
+  const bool filtered = req.live_only() || req.states_size() > 0 || req.labels_size() > 0 || !req.page_token().empty();
+  // One allocation, not a dozen doublings; only for a reply like the last full one.
+  if (!filtered) out.bytes.reserve(std::min(last_size_, budget + (64 << 10)));
+  // The states asked for, as a set of v1::ProcState values, made once (a client
+  // may send many; values past the enum match nothing).
+  uint32_t states = 0;
+  for (int s : req.states()) {
+    if (s >= 0 && s < 32) states |= 1u << s;
+  }
+  size_t touched = 0;  // entries this listing walked
   std::string last;  // the name of the last proc included
   bool full = false;
   host_.Visit([&](const ProcView& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -77,17 +88,18 @@ ProcListing::Reply ProcListing::List(const v1::ListProcsRequest& req, size_t bud
     });
     if (full || (!req.page_token().empty() && p.name() <= req.page_token()) || !labels_match) {
       // Not encoded now; its entry, if any, is still the proc's.
-      if (auto it = entries_.find(p.name()); it != entries_.end()) it->second.listing = listings_;
+      if (auto it = entries_.find(p.name()); it != entries_.end()) {
+        it->second.listing = listings_;
+        ++touched;
+      }
       return;
     }
     bool encoded = false;
     const Entry& e = EntryOf(p, &encoded);
     out.encoded += encoded;
+    ++touched;
     if (req.live_only() && proc::IsTerminal(e.state)) return;
-    if (req.states_size() > 0 &&
-        std::find(req.states().begin(), req.states().end(), ToProto(e.state)) == req.states().end()) {
-      return;
-    }
+    if (req.states_size() > 0 && (states & (1u << static_cast<int>(ToProto(e.state)))) == 0) return;
     if (e.field.size() > budget && !last.empty()) {
       full = true;
       return;
@@ -98,12 +110,12 @@ ProcListing::Reply ProcListing::List(const v1::ListProcsRequest& req, size_t bud
   });
   if (full) AppendField(v1::ListProcsResponse::kNextPageTokenFieldNumber, last, out.bytes);
   // Names the table no longer holds.
-  if (entries_.size() > out.walked) {
+  if (entries_.size() > touched) {
     absl::erase_if(entries_, [&](const auto& kv) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return kv.second.listing != listings_;
     });
   }
-  last_size_ = out.bytes.size();
+  if (!filtered) last_size_ = out.bytes.size();
   return out;
 }
 

@@ -15,8 +15,9 @@
 //     `budget` bytes (at least one proc is always included).
 //   - Memory: one entry per proc the table held at the last listing (its
 //     encoding, a few hundred bytes), none for a name gone since.
-//   - Debug builds encode every reused entry again and abort if the two differ:
-//     a ProcVersion that misses a change is a bug the test suites catch.
+//   - Debug builds encode every reused entry again and abort if the two differ
+//     while the proc's version still holds: a ProcVersion that misses a change
+//     is a bug the test suites catch.
 //
 // Thread-safe: listings run one at a time (under the proc table's lock).
 #ifndef HOSTD_DAEMON_PROC_LISTING_H_

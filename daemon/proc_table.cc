@@ -221,7 +221,7 @@ ProcRecord& ProcTable::Restore(const std::string& name, const manager::SpawnSpec
                                std::optional<Lease> lease) {
   std::unique_ptr<ProcRecord> r = NewRecord(name, spec, std::move(labels), std::move(lease));
   r->incarnation = incarnation;
-  r->status = status;
+  r->SetStatus(status);
   ProcRecord& rec = *r;
   records_[name] = std::move(r);
   supervisor_.AddProc(name, KnownGroupOnly(name, supervision));
@@ -325,7 +325,7 @@ void ProcTable::OnStatus(const std::string& name, uint64_t gen, const proc::Proc
       r->state == ProcRecord::State::kRestarting) {
     return;
   }
-  r->status = stamped;
+  r->SetStatus(stamped);
   Publish(HostEvent::Kind::kTransition, name, stamped);
   if (status.state == proc::ProcState::kReady && std::exchange(r->announce_restart, false)) {
     Publish(HostEvent::Kind::kRestarted, name, status);
@@ -444,13 +444,17 @@ ProcVersion ProcTable::VersionOf(const ProcRecord& r) const {
       .state = r.state,
       .handle = r.handle.get(),
       .handle_status = live_handle ? r.handle->status_seq() : 0,
-      .status = r.status.state,
-      .status_text = r.status.reason.size() + r.status.note.size() + r.status.stderr_tail.size(),
+      .status_rev = r.status_rev,
       .stop_requested = r.stop_requested,
       .saved_state_bytes = r.saved_state ? r.saved_state->size() : 0,
       .lease_expires = r.lease ? r.lease->expires_at : absl::InfinitePast(),
       .lease_expired = r.lease && r.lease->expired,
   };
+}
+
+ProcVersion ProcView::current_version() const {
+  table_.mu_.AssertHeld();  // a view lives inside Visit, under the lock
+  return table_.VersionOf(r_);
 }
 
 const ProcInfo& ProcView::info() const {
@@ -527,7 +531,7 @@ absl::StatusOr<proc::ProcStatus> ProcTable::Stop(absl::string_view name, absl::D
     if (r.state == ProcRecord::State::kRestarting) {
       // No process to stop: it ends here (a start under way is killed by its job).
       r.stop_requested = true;
-      r.status = WithLeaseReason(r.lease, r.status);
+      r.SetStatus(WithLeaseReason(r.lease, r.status));
       EndRecord(r);
       Publish(HostEvent::Kind::kTerminated, r.name, r.status);
       return r.status;

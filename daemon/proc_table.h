@@ -64,7 +64,8 @@ struct ProcRecord {
   uint64_t gen = 0;                // distinguishes successive incarnations of one name
   uint64_t ended_seq = 0;          // its last end's place in the table's ended order
   State state = State::kStarting;
-  proc::ProcStatus status;  // the last the table applied
+  proc::ProcStatus status;  // the last the table applied; written only through SetStatus
+  uint64_t status_rev = 0;  // counts writes of `status`
   Labels labels;
   absl::Time created_at;
   manager::SpawnSpec spec;  // starts each incarnation
@@ -84,6 +85,10 @@ struct ProcRecord {
   std::optional<Lease> lease;                // its client lease (daemon/lease_keeper.h)
 
   bool live() const { return state == State::kLive; }
+  void SetStatus(proc::ProcStatus s) {
+    status = std::move(s);
+    ++status_rev;
+  }
 };
 
 // What a listing of one record shows can only have changed when this has: the
@@ -96,8 +101,7 @@ struct ProcVersion {
   ProcRecord::State state = ProcRecord::State::kStarting;
   const void* handle = nullptr;
   uint64_t handle_status = 0;  // its status_seq(), for a live handle
-  proc::ProcState status = proc::ProcState::kStarting;
-  size_t status_text = 0;  // reason, note and stderr sizes of the applied status
+  uint64_t status_rev = 0;  // of the applied status
   bool stop_requested = false;
   size_t saved_state_bytes = 0;
   absl::Time lease_expires = absl::InfinitePast();
@@ -113,7 +117,12 @@ class ProcView {
  public:
   const std::string& name() const { return r_.name; }
   const Labels& labels() const { return r_.labels; }
+  // As the walk found it; read before info(), so an entry derived from info()
+  // and kept under this version is never older than the version says.
   const ProcVersion& version() const { return version_; }
+  // The version now: a live handle's status may have moved on since the walk
+  // found it (the handle is not under the table's lock).
+  ProcVersion current_version() const;
   const ProcInfo& info() const;
 
  private:

@@ -277,7 +277,7 @@ void SupervisionController::StartIncarnation(const std::string& name, uint64_t e
 void SupervisionController::OnStartFailed(Record& r, const absl::Status& why) {
   const std::string name = r.name;
   r.spawning = false;
-  r.status = proc::ProcStatus::Failed(std::string(why.message()));
+  r.SetStatus(proc::ProcStatus::Failed(std::string(why.message())));
   table_.Publish(HostEvent{.kind = HostEvent::Kind::kSpawnFailed,
                            .name = name,
                            .status = r.status,

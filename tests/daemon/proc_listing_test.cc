@@ -3,7 +3,13 @@
 // changed are encoded again.
 #include "daemon/proc_listing.h"
 
+#include <atomic>
+#include <memory>
 #include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 
 #include "daemon/proto_convert.h"
 #include "gmock/gmock.h"
@@ -120,6 +126,52 @@ TEST(ProcListingTest, ARepliedListingIsTheTypedReplyAndOnlyChangedProcsAreEncode
   EXPECT_EQ(empty.walked, 0u);
   EXPECT_TRUE(empty.bytes.empty());
   EXPECT_EQ(listing.entries(), 0u);
+}
+
+// A supervised proc whose restart fails to start after it was stopped: the
+// failure rewrites the status of the ended record (same state, a text of the same
+// length as the last one), and a listing made in between must not keep the older.
+TEST(ProcListingTest, AFailedStartRewritingAnEndedProcsStatusIsListed) {
+  LocalHost h;
+  EventLog events(*h.host);
+  struct Starts {
+    std::atomic<int> n{0};
+    absl::Notification third_started, third_go;
+  };
+  auto starts = std::make_shared<Starts>();
+  manager::SpawnSpec spec = EchoSpec();
+  auto echo = spec.local_setup;
+  spec.local_setup = [starts, echo](proc::ProcRuntime& rt) -> absl::Status {
+    int n = ++starts->n;
+    if (n == 1) return echo(rt);
+    if (n == 3) {
+      starts->third_started.Notify();
+      starts->third_go.WaitForNotification();
+    }
+    return absl::InternalError(absl::StrCat("start ", n, " failed"));
+  };
+  Supervision sup = Always();
+  sup.restart.max_restarts = 10;
+  ASSERT_THAT(h.host->Spawn("f", spec, {}, sup), IsOk());
+  ProcListing listing(*h.host);
+  (void)(*h.host->Handle("f"))->Kill();
+  // Start 2 failed; start 3 is under way. The proc is stopped meanwhile: it ends
+  // with start 2's failure, and is listed so.
+  ASSERT_TRUE(starts->third_started.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_THAT(h.host->Kill("f"), IsOk());
+  ProcListing::Reply ended = listing.List({}, 1 << 20);
+  EXPECT_EQ(ended.bytes, TypedReply(*h.host));
+  EXPECT_THAT(ended.bytes, ::testing::HasSubstr("start 2 failed"));
+  // Start 3 fails now, and its failure is the ended proc's status.
+  starts->third_go.Notify();
+  events.Await([](const HostEvent& e) {
+    return e.kind == Kind::kSpawnFailed && e.name == "f" && absl::StrContains(e.detail, "start 3 failed");
+  });
+  ProcListing::Reply after = listing.List({}, 1 << 20);
+  EXPECT_EQ(after.bytes, TypedReply(*h.host));
+  EXPECT_THAT(after.bytes, ::testing::HasSubstr("start 3 failed"));
+  EXPECT_EQ(starts->n.load(), 3);
+  h.host->TerminateChildren(absl::Seconds(5), 8, "test");
 }
 
 }  // namespace

@@ -451,7 +451,7 @@ TEST_F(ProcessProcManagerTest, SpawnsStayCorrectWhileOtherThreadsKeepAsioBusy) {
   }
   SpawnSpec spec = h_.Spec({.exit_after_ms = 0, .extra_args = {"--plain"}});
   spec.readiness = ReadinessMode::kExec;
-  constexpr int kSpawns = 500;
+  constexpr int kSpawns = 150;  // each a few ms, a few hundred under a sanitizer on 2 CPUs
   int ok = 0;
   for (int i = 0; i < kSpawns; ++i) {
     auto handle = h_.manager().Spawn(h_.Id(absl::StrCat("s", i)), h_.backend(), spec);
@@ -476,8 +476,8 @@ TEST_F(ProcessProcManagerTest, TerminateAllOverTwoHundredMixedProcs) {
   for (int t = 0; t < 8; ++t) {
     spawners.emplace_back([&, t] {
       for (int i = t; i < kProcs; i += 8) {
-        // Odd procs ignore both the stop request and SIGTERM: only SIGKILL ends them.
-        auto h = h_.Spawn(absl::StrCat("m", i), {.ignore_stop = i % 2 == 1, .ignore_sigterm = i % 2 == 1});
+        // Every eighth proc ignores both the stop request and SIGTERM: only SIGKILL ends it.
+        auto h = h_.Spawn(absl::StrCat("m", i), {.ignore_stop = i % 8 == 1, .ignore_sigterm = i % 8 == 1});
         if (h.ok()) {
           handles[i] = *h;
           ++spawned;
@@ -489,17 +489,20 @@ TEST_F(ProcessProcManagerTest, TerminateAllOverTwoHundredMixedProcs) {
   }
   for (auto& t : spawners) t.join();
   ASSERT_EQ(spawned.load(), kProcs);
-  TerminateSummary s = h_.process().TerminateAll(absl::Milliseconds(300), 16, "test over");
+  // A grace the cooperative procs' exits fit in even when 32 of them exit at once
+  // on 2 CPUs under a sanitizer (whose leak check at exit costs each tens of ms of
+  // CPU); the stubborn ones, a window's worth, hold their slots for one grace.
+  TerminateSummary s = h_.process().TerminateAll(absl::Seconds(3), 32, "test over");
   EXPECT_EQ(s.attempted, kProcs);
   EXPECT_EQ(s.ok, kProcs);
   EXPECT_EQ(s.failed, 0);
   for (int i = 0; i < kProcs; ++i) {
     proc::ProcStatus st = handles[i]->status();
-    if (i % 2 == 0) {
+    if (i % 8 != 1) {
       // The stop request, or SIGTERM at grace/2 if it was slow to act on it (a
       // loaded machine, or ASan): never SIGKILL.
       EXPECT_TRUE(st.state == ProcState::kStopped || (st.state == ProcState::kKilled && st.signal == SIGTERM))
-          << i << " " << st;
+          << i << " " << st << " stderr: " << st.stderr_tail;
     } else {
       EXPECT_EQ(st.state, ProcState::kKilled) << i;
       EXPECT_EQ(st.signal, SIGKILL) << i << ": its own grace passed, then SIGKILL";
