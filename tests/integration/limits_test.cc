@@ -333,7 +333,7 @@ TEST(HostctlContractTest, JsonOnEverySubcommandIsJson) {
       "terminate w-0",
       "kill w-1",
       "get ghost",
-      "watch --snapshot & sleep 1; kill $!",
+      "watch --snapshot & sleep 5; kill $!",  // time for a sanitizer build to start
       "terminate-all",
       "wait e",
   };
