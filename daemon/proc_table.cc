@@ -442,7 +442,6 @@ ProcVersion ProcTable::VersionOf(const ProcRecord& r) const {
   return ProcVersion{
       .gen = r.gen,
       .state = r.state,
-      .handle = r.handle.get(),
       .handle_status = live_handle ? r.handle->status_seq() : 0,
       .status_rev = r.status_rev,
       .stop_requested = r.stop_requested,
@@ -457,9 +456,16 @@ ProcVersion ProcView::current_version() const {
   return table_.VersionOf(r_);
 }
 
+const ProcVersion& ProcView::version() const {
+  table_.mu_.AssertHeld();  // a view lives inside Visit, under the lock
+  if (!version_.has_value()) version_ = table_.VersionOf(r_);
+  return *version_;
+}
+
 const ProcInfo& ProcView::info() const {
   table_.mu_.AssertHeld();  // a view lives inside Visit, under the lock
   if (!filled_) {
+    (void)version();  // first: what is derived from the info is never older than the version
     if (info_.has_value()) {
       table_.FillInfo(r_, *info_);
     } else {
@@ -490,7 +496,7 @@ void ProcTable::Visit(absl::FunctionRef<void(const ProcView&)> fn) const {
     // waiting for memory: the next one loads while this one is read.
     if (auto next = std::next(it); next != records_.end()) PrefetchRecord(*next->second);
     const ProcRecord& r = *it->second;
-    fn(ProcView(*this, r, VersionOf(r), info));
+    fn(ProcView(*this, r, info));
   }
 }
 

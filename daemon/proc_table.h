@@ -99,8 +99,7 @@ struct ProcRecord {
 struct ProcVersion {
   uint64_t gen = 0;
   ProcRecord::State state = ProcRecord::State::kStarting;
-  const void* handle = nullptr;
-  uint64_t handle_status = 0;  // its status_seq(), for a live handle
+  uint64_t handle_status = 0;  // the live handle's status_seq() (a handle comes and goes with a new state or gen)
   uint64_t status_rev = 0;  // of the applied status
   bool stop_requested = false;
   size_t saved_state_bytes = 0;
@@ -117,9 +116,10 @@ class ProcView {
  public:
   const std::string& name() const { return r_.name; }
   const Labels& labels() const { return r_.labels; }
-  // As the walk found it; read before info(), so an entry derived from info()
-  // and kept under this version is never older than the version says.
-  const ProcVersion& version() const { return version_; }
+  // Read on first use (walks that want only the info do not pay for it) and
+  // always before info(), so an entry derived from info() and kept under this
+  // version is never older than the version says.
+  const ProcVersion& version() const;
   // The version now: a live handle's status may have moved on since the walk
   // found it (the handle is not under the table's lock).
   ProcVersion current_version() const;
@@ -127,11 +127,11 @@ class ProcView {
 
  private:
   friend class ProcTable;
-  ProcView(const ProcTable& table, const ProcRecord& r, ProcVersion version, std::optional<ProcInfo>& info)
-      : table_(table), r_(r), version_(version), info_(info) {}
+  ProcView(const ProcTable& table, const ProcRecord& r, std::optional<ProcInfo>& info)
+      : table_(table), r_(r), info_(info) {}
   const ProcTable& table_;
   const ProcRecord& r_;
-  const ProcVersion version_;
+  mutable std::optional<ProcVersion> version_;  // read on first use, and always before info()
   std::optional<ProcInfo>& info_;
   mutable bool filled_ = false;
 };
