@@ -175,7 +175,9 @@ void ProcessProcManager::CheckLogs() {
   }
   log_timer_->expires_after(absl::ToChronoNanoseconds(options_.log_check_interval));
   log_timer_->async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) CheckLogs();
+    // A wait that completed before the destructor reset the timer still runs
+    // with success; the reset (on this thread) is what says the manager is going.
+    if (!ec && log_timer_ != nullptr) CheckLogs();
   });
 }
 

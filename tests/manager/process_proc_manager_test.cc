@@ -755,6 +755,20 @@ TEST(ProcessProcManagerLifetimeTest, DestroyedWhileItsLoopIsBusyLeavesEveryHandl
   }
 }
 
+// The log check rearms itself on the manager's loop. A manager destroyed just as a
+// check's wait completes must not run that check against the timer it has reset:
+// with no interval between checks, every destruction races one.
+TEST(ProcessProcManagerLifetimeTest, DestroyedAsItsLogCheckFiresRunsNoFurtherCheck) {
+  for (int i = 0; i < 40; ++i) {
+    testing::TempDir dir;
+    auto mgr = ProcessProcManager::Create(
+        {.state_dir = dir.path(), .use_cgroups = false, .janitor = false, .log_check_interval = absl::ZeroDuration()});
+    ASSERT_THAT(mgr, IsOk());
+    EXPECT_TRUE(std::filesystem::is_directory(dir.Join("logs")));
+    mgr->reset();  // a check that ran after this would call through a null timer
+  }
+}
+
 // A proc's leader reaped behind the manager's back (an embedder's waitpid(-1), say)
 // leaves its process group id free for anyone: the manager must not signal or reap
 // that group any more. Rerun as pid 1 of a private pid namespace, where the id can
