@@ -212,13 +212,14 @@ SpawnFigures GrpcSpawns(Hostd& h, int n, int threads, int reps) {
 
 // ---- scenario 3 -------------------------------------------------------------
 
-Samples RawTerminate(int n, int reps) {
+// `n` raw children, each sent `sig`, until every one is reaped.
+Samples RawTerminate(int n, int reps, int sig) {
   Samples s;
   for (int rep = 0; rep < reps; ++rep) {
     std::vector<pid_t> pids(n, -1);
     Concurrently(n, 8, [&](int i) { return (pids[i] = RawSpawn()) > 0; });
     absl::Time t0 = absl::Now();
-    RawKillAll(pids, SIGTERM);
+    RawKillAll(pids, sig);
     s.Add(absl::ToDoubleSeconds(absl::Now() - t0));
   }
   return s;
@@ -384,7 +385,7 @@ int main(int argc, char** argv) {
   if (!want("3.")) return 0;
   const int many = quick ? 10 : 1000;
   const int treps = quick ? 1 : 3;
-  Samples raw_term = RawTerminate(many, treps);
+  Samples raw_term = RawTerminate(many, treps, SIGTERM);
   Samples lib_term = HostdTerminate(h, many, treps, {}, absl::Seconds(10));
   Row(absl::StrFormat("3. terminate %d ready procs (exit on SIGTERM)", many), Ms(raw_term.Median()),
       Ms(lib_term.Median()), lib_term.Median() / raw_term.Median(), "<= 1.5x",
@@ -394,9 +395,13 @@ int main(int argc, char** argv) {
       Ms(raw_term.Median()), Ms(observed.Median()), observed.Median() / raw_term.Median(), "-", true);
   const int stubborn = quick ? 4 : 100;
   const absl::Duration grace = absl::Seconds(1);
+  // Baseline: what the machine needs to kill and reap that many children at all,
+  // the floor under any time over the grace.
+  Samples raw_kill = RawTerminate(stubborn, treps, SIGKILL);
   Samples ignore = HostdTerminate(h, stubborn, treps, {"--ignore-sigterm", "--ignore-stop"}, grace);
   double over = ignore.Median() - absl::ToDoubleSeconds(grace);
-  Row(absl::StrFormat("3. terminate %d procs ignoring SIGTERM, grace 1 s: time over grace", stubborn), "-", Ms(over),
-      over / 0.1, "<= 100 ms", over <= 0.1);
+  Row(absl::StrFormat("3. terminate %d procs ignoring SIGTERM, grace 1 s: time over grace (raw: SIGKILL + reap)",
+                      stubborn),
+      Ms(raw_kill.Median()), Ms(over), over / raw_kill.Median(), "<= 100 ms", over <= 0.1);
   return 0;
 }
