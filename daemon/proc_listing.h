@@ -19,7 +19,8 @@
 //     while the proc's version still holds: a ProcVersion that misses a change
 //     is a bug the test suites catch.
 //
-// Thread-safe: listings run one at a time (under the proc table's lock).
+// Thread-safe: listings run one at a time, under this listing's own mutex; each
+// takes the proc table's lock inside it (listing, then table, then a proc's status).
 #ifndef HOSTD_DAEMON_PROC_LISTING_H_
 #define HOSTD_DAEMON_PROC_LISTING_H_
 
