@@ -50,9 +50,18 @@ class Inbox final : public Receiver {
 
   // The next message, or DeadlineExceeded when none arrives by `deadline`.
   absl::StatusOr<Message> Receive(absl::Time deadline = absl::InfiniteFuture());
+  // Moves up to `max` (at least 1) of the queued messages, oldest first, onto the
+  // end of `out`, under one lock; waits for the first as Receive does. Returns how
+  // many it moved, or DeadlineExceeded (with `out` untouched) when none arrives by
+  // `deadline`.
+  absl::StatusOr<size_t> ReceiveBatch(std::vector<Message>& out, size_t max,
+                                      absl::Time deadline = absl::InfiniteFuture());
   size_t size() const;
 
  private:
+  // Waits until a message is queued; false if none is by `deadline`.
+  bool AwaitMessage(absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const size_t capacity_;
   mutable absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);

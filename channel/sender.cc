@@ -56,25 +56,46 @@ Sender::Impl::Impl(EventLoop& loop, ChannelAddr addr, SenderOptions opts, Done o
 // ---- any thread ----
 
 absl::Status Sender::Impl::Post(Message&& msg, Done& done, WhenFull when_full, absl::Time deadline) {
-  size_t size = msg.wire_size();
   absl::MutexLock lock(&mu_);
-  HOSTD_RETURN_IF_ERROR(CheckPostable(size));
-  if (!HasRoom(size)) {
-    if (when_full == WhenFull::kFail || loop_.InLoopThread()) {
-      ++stats_.sends_rejected;
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("send queue to %s is full (%d messages, %d bytes queued); retry later", addr_.ToString(),
-                          Depth(), queued_bytes_));
-    }
-    ++stats_.sends_waited;
-    auto room = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || HasRoom(size); };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&room), deadline)) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("send queue to ", addr_.ToString(), " stayed full until the deadline"));
-    }
-    if (closed_) return absl::FailedPreconditionError(absl::StrCat("sender to ", addr_.ToString(), " is closed"));
+  HOSTD_RETURN_IF_ERROR(Admit(msg.wire_size(), when_full, deadline));
+  Append(std::move(msg), std::move(done));
+  return absl::OkStatus();
+}
+
+Sender::Posted Sender::Impl::PostBatch(absl::Span<Message> msgs, WhenFull when_full) {
+  Sender::Posted out;
+  absl::MutexLock lock(&mu_);
+  for (Message& msg : msgs) {
+    out.status = Admit(msg.wire_size(), when_full, absl::InfiniteFuture());
+    if (!out.status.ok()) break;
+    Append(std::move(msg), nullptr);
+    ++out.posted;
   }
-  uint64_t seq = next_seq_++;
+  return out;
+}
+
+absl::Status Sender::Impl::Admit(size_t size, WhenFull when_full, absl::Time deadline) {
+  HOSTD_RETURN_IF_ERROR(CheckPostable(size));
+  if (HasRoom(size)) return absl::OkStatus();
+  if (when_full == WhenFull::kFail || loop_.InLoopThread()) {
+    ++stats_.sends_rejected;
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("send queue to %s is full (%d messages, %d bytes queued); retry later", addr_.ToString(),
+                        Depth(), queued_bytes_));
+  }
+  ++stats_.sends_waited;
+  auto room = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_ || HasRoom(size); };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&room), deadline)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("send queue to ", addr_.ToString(), " stayed full until the deadline"));
+  }
+  if (closed_) return absl::FailedPreconditionError(absl::StrCat("sender to ", addr_.ToString(), " is closed"));
+  return absl::OkStatus();
+}
+
+void Sender::Impl::Append(Message&& msg, Done&& done) {
+  const size_t size = msg.wire_size();
+  const uint64_t seq = next_seq_++;
   const int64_t now = sender_internal::CoarseNanos();
   queue_.push_back(Entry{session_gen_, seq, std::move(msg),
                          EncodeHeader({FrameType::kData, static_cast<uint32_t>(size), seq}), now, std::move(done),
@@ -82,7 +103,6 @@ absl::Status Sender::Impl::Post(Message&& msg, Done& done, WhenFull when_full, a
   queued_bytes_ += size;
   stats_.max_queue_depth = std::max<uint64_t>(stats_.max_queue_depth, Depth());
   KickSoon();
-  return absl::OkStatus();
 }
 
 absl::Status Sender::Impl::PostControl(Message&& msg, Done& done) {
@@ -333,6 +353,10 @@ Sender::~Sender() { Close(); }
 
 absl::Status Sender::Post(Message&& msg, Done done, WhenFull when_full) {
   return impl_->Post(std::move(msg), done, when_full, absl::InfiniteFuture());
+}
+
+Sender::Posted Sender::PostBatch(absl::Span<Message> msgs, WhenFull when_full) {
+  return impl_->PostBatch(msgs, when_full);
 }
 
 absl::Status Sender::PostControl(Message&& msg, Done done) { return impl_->PostControl(std::move(msg), done); }

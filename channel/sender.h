@@ -55,6 +55,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "channel/channel_addr.h"
 #include "channel/event_loop.h"
 #include "channel/frame.h"
@@ -109,6 +110,20 @@ class Sender {
   // Queues `msg`. On error (too large, queue full with kFail, closed) neither `msg`
   // nor `done` is consumed and `done` never runs.
   absl::Status Post(Message&& msg, Done done, WhenFull when_full = WhenFull::kWait);
+  // What PostBatch queued: the first `posted` messages, moved from. If that is not
+  // all of them, `status` says why the next one was not queued, as Post would.
+  struct Posted {
+    size_t posted = 0;
+    absl::Status status;
+  };
+  // Queues `msgs` in order, each as Post(msg, nullptr, when_full) would: none has a
+  // `done` of its own, so one that comes back goes to the return handler (and is
+  // dropped without one), and one acknowledged costs no completion. The queue's
+  // lock is taken once for the batch instead of once per message; with kWait, a
+  // message that finds the queue full waits for room as Post does, the messages
+  // before it already on their way. Stops at the first message that cannot be
+  // queued, leaving it and the rest untouched.
+  Posted PostBatch(absl::Span<Message> msgs, WhenFull when_full = WhenFull::kWait);
   // Queues `msg` on the control lane: ahead of every queued message not yet written
   // to the connection (messages already written keep their place), behind earlier
   // control messages. Every message posted after it is delivered after it. Not

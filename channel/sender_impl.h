@@ -95,6 +95,7 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   // ---- sender.cc: any thread ----
   absl::Status Post(Message&& msg, Done& done, WhenFull when_full, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status PostControl(Message&& msg, Done& done) ABSL_LOCKS_EXCLUDED(mu_);
+  Sender::Posted PostBatch(absl::Span<Message> msgs, WhenFull when_full) ABSL_LOCKS_EXCLUDED(mu_);
   void NotifyWhenRoom(size_t bytes, std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Flush(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
   SenderStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -110,6 +111,12 @@ class Sender::Impl : public std::enable_shared_from_this<Sender::Impl> {
   // ---- sender.cc: the queue ----
   // Why a message of `size` bytes cannot be posted at all (too large, closed), if so.
   absl::Status CheckPostable(size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Post's admission of a message of `size` bytes: refused if it cannot be posted
+  // at all; if the queue is full, refused (kFail, or on the loop thread) or waited
+  // for until there is room, the sender closes, or `deadline`.
+  absl::Status Admit(size_t size, WhenFull when_full, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends an admitted message as the newest entry and has the loop write it.
+  void Append(Message&& msg, Done&& done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KickSoon() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Messages queued, control entries waiting for their place included.
   size_t Depth() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.size() + pending_controls_.size(); }

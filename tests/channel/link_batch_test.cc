@@ -209,5 +209,148 @@ TEST(LinkBatchTest, ADoneThatClosesTheSenderMidBatchCompletesEveryMessageOnce) {
   EXPECT_THAT(ReceiveNumbers(inbox, delivered), ElementsAreArray(Iota(0, delivered)));
 }
 
+// ---- PostBatch and ReceiveBatch ------------------------------------------------------
+
+std::vector<Message> NumberedBatch(uint64_t from, uint64_t to, const std::string& pad = "") {
+  std::vector<Message> v;
+  for (uint64_t i = from; i < to; ++i) v.push_back(Numbered(i, pad));
+  return v;
+}
+
+// Batches far larger than the queue, mixed with single posts, from a thread that
+// waits for room: every message arrives once, in posting order, taken a batch at
+// a time by the consumer, and each batch call reports all of its messages queued.
+TEST(LinkBatchTest, PostBatchLargerThanTheQueueWaitsForRoomAndKeepsOrder) {
+  constexpr uint64_t kBatch = 1000;
+  constexpr uint64_t kRounds = 20;
+  constexpr uint64_t kTotal = kRounds * (kBatch + 1);
+  auto loop = EventLoop::Start("test-loop");
+  Inbox inbox(64);
+  auto listener = *Listener::Serve(*loop, UnixAny(), inbox);
+  SenderOptions opts;
+  opts.max_queued_messages = 16;
+  auto sender = Sender::Dial(*loop, listener->addr(), opts);
+  std::thread producer([&] {
+    uint64_t next = 0;
+    for (uint64_t r = 0; r < kRounds; ++r) {
+      std::vector<Message> batch = NumberedBatch(next, next + kBatch);
+      Sender::Posted p = sender->PostBatch(absl::MakeSpan(batch));
+      ASSERT_THAT(p.status, IsOk());
+      ASSERT_EQ(p.posted, kBatch);
+      next += kBatch;
+      ASSERT_THAT(sender->Post(Numbered(next++), nullptr), IsOk());
+    }
+  });
+  std::vector<uint64_t> got;
+  std::vector<Message> taken;
+  size_t calls = 0;
+  while (got.size() < kTotal) {
+    taken.clear();
+    absl::StatusOr<size_t> n = inbox.ReceiveBatch(taken, 100, HangGuard());
+    ASSERT_THAT(n, IsOk()) << "after " << got.size();
+    ASSERT_EQ(*n, taken.size());
+    ASSERT_LE(*n, 100u);
+    for (const Message& m : taken) got.push_back(NumberOf(m));
+    ++calls;
+  }
+  producer.join();
+  EXPECT_THAT(got, ElementsAreArray(Iota(0, kTotal))) << "exactly once, in order";
+  EXPECT_LT(calls, kTotal) << "some calls took more than one message";
+  ASSERT_THAT(sender->Flush(HangGuard()), IsOk());
+  EXPECT_EQ(sender->stats().messages_acked, kTotal);
+  EXPECT_GT(sender->stats().sends_waited, 0u);
+  EXPECT_LE(sender->stats().max_queue_depth, 16u);
+}
+
+// A batch that does not fit: with kFail it queues the messages that have room and
+// hands back the rest untouched, saying why; one over the frame limit stops a batch
+// where it stands; a closed sender takes none. What was queued is delivered.
+TEST(LinkBatchTest, PostBatchStopsAtTheFirstMessageItCannotQueueLeavingTheRestUntouched) {
+  auto loop = EventLoop::Start("test-loop");
+  TempDir dir;
+  const ChannelAddr addr = *ChannelAddr::Parse("unix:" + dir.Join("later.sock"));
+  SenderOptions opts;
+  opts.max_queued_messages = 5;
+  opts.max_frame_body = 200;
+  Inbox inbox(16);
+  auto sender = Sender::Dial(*loop, addr, opts);  // nobody listens yet: nothing drains
+
+  std::vector<Message> batch = NumberedBatch(0, 8);
+  Sender::Posted p = sender->PostBatch(absl::MakeSpan(batch), WhenFull::kFail);
+  EXPECT_EQ(p.posted, 5u);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.status)) << p.status;
+  EXPECT_THAT(p.status.message(), ::testing::HasSubstr("is full"));
+  for (uint64_t i = 5; i < 8; ++i) EXPECT_EQ(NumberOf(batch[i]), i) << "left untouched";
+
+  auto listener = *Listener::Serve(*loop, addr, inbox);
+  ASSERT_THAT(sender->Flush(HangGuard()), IsOk());
+  std::vector<Message> mixed = NumberedBatch(5, 7);
+  mixed.insert(mixed.begin() + 1, Numbered(99, std::string(300, 'x')));
+  p = sender->PostBatch(absl::MakeSpan(mixed), WhenFull::kFail);
+  EXPECT_EQ(p.posted, 1u);
+  EXPECT_TRUE(absl::IsInvalidArgument(p.status)) << p.status;
+  EXPECT_THAT(p.status.message(), ::testing::HasSubstr("frame limit"));
+  EXPECT_EQ(mixed[1].payload().size(), 2 + 300u) << "the refused message is left untouched";
+
+  sender->Close();
+  std::vector<Message> late = NumberedBatch(7, 9);
+  p = sender->PostBatch(absl::MakeSpan(late));
+  EXPECT_EQ(p.posted, 0u);
+  EXPECT_TRUE(absl::IsFailedPrecondition(p.status)) << p.status;
+  EXPECT_EQ(NumberOf(late[0]), 7u);
+  EXPECT_EQ(sender->stats().messages_acked, 6u) << "the five of the first batch and one of the second";
+}
+
+// Messages of a batch have no `done`: one that comes back goes to the sender's
+// return handler, with why, each once and in order.
+TEST(LinkBatchTest, ABatchThatComesBackGoesToTheReturnHandlerInOrder) {
+  auto loop = EventLoop::Start("test-loop");
+  TempDir dir;
+  const ChannelAddr addr = *ChannelAddr::Parse("unix:" + dir.Join("nobody.sock"));
+  Outcomes outcomes;
+  auto sender = Sender::Dial(*loop, addr, {}, outcomes.Track());
+  std::vector<Message> batch = NumberedBatch(0, 50);
+  ASSERT_EQ(sender->PostBatch(absl::MakeSpan(batch)).posted, 50u);
+  sender->Close();  // nothing listens: all 50 are still queued
+  outcomes.WaitFor(50);
+  EXPECT_THAT(outcomes.acked(), IsEmpty());
+  std::vector<uint64_t> returned;
+  for (const auto& [n, status] : outcomes.returned()) {
+    returned.push_back(n);
+    EXPECT_EQ(ReturnReasonOf(status), ReturnReason::kSenderClosed) << status;
+  }
+  EXPECT_THAT(returned, ElementsAreArray(Iota(0, 50)));
+}
+
+// ReceiveBatch takes at most what it is asked for (at least one), oldest first;
+// it wakes a link that a full inbox refused; with nothing queued it waits until
+// the deadline and leaves `out` as it was.
+TEST(LinkBatchTest, ReceiveBatchTakesUpToMaxWakesARefusedLinkAndTimesOutEmpty) {
+  Inbox inbox(4);
+  for (uint64_t i = 0; i < 4; ++i) {
+    Message m = Numbered(i);
+    ASSERT_TRUE(inbox.Deliver(m, [] {}));
+  }
+  auto woken = std::make_shared<absl::Notification>();
+  Message refused = Numbered(4);
+  ASSERT_FALSE(inbox.Deliver(refused, [woken] { woken->Notify(); }));
+  inbox.EndOfRun();
+  std::vector<Message> out;
+  out.push_back(Numbered(1000));
+  absl::StatusOr<size_t> n = inbox.ReceiveBatch(out, 3, HangGuard());
+  ASSERT_THAT(n, IsOk());
+  EXPECT_EQ(*n, 3u);
+  EXPECT_TRUE(woken->HasBeenNotified()) << "the refused link was woken";
+  n = inbox.ReceiveBatch(out, 0, HangGuard());
+  ASSERT_THAT(n, IsOk());
+  EXPECT_EQ(*n, 1u) << "at least one";
+  std::vector<uint64_t> got;
+  for (const Message& m : out) got.push_back(NumberOf(m));
+  EXPECT_THAT(got, ElementsAreArray(std::vector<uint64_t>{1000, 0, 1, 2, 3})) << "appended, oldest first";
+  absl::StatusOr<size_t> none = inbox.ReceiveBatch(out, 10, absl::Now() + absl::Milliseconds(20));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(none.status())) << none.status();
+  EXPECT_EQ(out.size(), 5u);
+}
+
 }  // namespace
 }  // namespace hostd::channel
